@@ -1,0 +1,1 @@
+"""Generation engine: model loading (incl. the embedded default), chat templates, streaming, adapters."""
