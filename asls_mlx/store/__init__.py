@@ -1,0 +1,23 @@
+"""SQLite history of chats, feedback, profiles, preference pairs, adapter versions and training runs."""
+
+from asls_mlx.store.bundle import export_user, import_user
+from asls_mlx.store.db import Store, open_store
+from asls_mlx.store.forget import ForgetSummary, forget
+from asls_mlx.store.records import (
+    AdapterVersion,
+    Feedback,
+    Message,
+    ProfileSnapshot,
+    Session,
+    TrainingRun,
+    User,
+    normalize_text,
+    pair_hash,
+)
+from asls_mlx.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "AdapterVersion", "Feedback", "ForgetSummary", "Message", "ProfileSnapshot", "SCHEMA_VERSION",
+    "Session", "Store", "TrainingRun", "User", "export_user", "forget", "import_user",
+    "normalize_text", "open_store", "pair_hash",
+]
