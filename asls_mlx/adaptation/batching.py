@@ -1,0 +1,183 @@
+"""Pairs -> token ids -> length-bucketed batches that mark answer tokens only.
+
+A pair is anything with the attributes of ``asls_mlx.profiling.types.PreferencePair`` (``prompt``,
+``chosen``, ``rejected`` (None for unpaired thumbs), ``weight``, ``label``). The prompt is the user
+message as one user turn (optionally after a system turn) rendered by the tokenizer's chat template
+with the generation prompt; the answer is the answer's tokens plus eos.
+
+Shapes are rounded up (sequence length and answer-token count to multiples of ``BUCKET``) so that a
+compiled step sees few distinct shapes and is traced once per bucket, not once per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+BUCKET = 32  # shape granularity: padding waste < 32 tokens per row, few recompiles
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    prompt: tuple[int, ...]
+    chosen: tuple[int, ...]
+    rejected: tuple[int, ...] | None  # None: an unpaired answer (``chosen``) with ``label`` +-1
+    weight: float
+    label: int
+    key: str  # sha256 of the token ids: the reference log-prob cache key
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + max(len(self.chosen), len(self.rejected or ()))
+
+
+def round_up(n: int, multiple: int = BUCKET) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    return list(tokenizer.encode(answer, add_special_tokens=False)) + [tokenizer.eos_token_id]
+
+
+def truncate(prompt: list[int], answer: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """Fit prompt + answer into ``max_length``: keep the prompt's tail and the answer's head.
+
+    The answer keeps at most ``max_length - min(len(prompt), max_length // 2)`` tokens, so each side
+    is guaranteed at least half the room when both are long.
+    """
+    if len(prompt) + len(answer) <= max_length:
+        return prompt, answer
+    keep_answer = min(len(answer), max_length - min(len(prompt), max_length // 2))
+    keep_prompt = max_length - keep_answer
+    return prompt[len(prompt) - keep_prompt :], answer[:keep_answer]
+
+
+def pair_key(prompt, chosen, rejected) -> str:
+    h = hashlib.sha256()
+    for part in (prompt, chosen, rejected or ()):
+        h.update(np.asarray(part, dtype=np.int32).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:32]
+
+
+def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None) -> EncodedPair:
+    p = prompt_ids(tokenizer, pair.prompt, system)
+    c_full = answer_ids(tokenizer, pair.chosen)
+    r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
+    # Both answers must see the same prompt: truncate for the longer one.
+    longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full
+    p_t, _ = truncate(p, longest, max_length)
+    c = truncate(p_t, c_full, max_length)[1]
+    r = truncate(p_t, r_full, max_length)[1] if r_full is not None else None
+    label = int(getattr(pair, "label", 0) or 0)
+    if r is None and label == 0:
+        label = 1
+    return EncodedPair(tuple(p_t), tuple(c), tuple(r) if r is not None else None, float(getattr(pair, "weight", 1.0)), label, pair_key(p_t, c, r))
+
+
+def encode_pairs(tokenizer, pairs, max_length: int = 512, system: str | None = None) -> list[EncodedPair]:
+    return [encode_pair(tokenizer, p, max_length, system) for p in pairs]
+
+
+@dataclass
+class Batch:
+    """Rows of prompt+answer, with the answer-token positions gathered flat.
+
+    inputs (R, L) int32: tokens[:-1] per row, right-padded with 0.
+    positions (A,) int32: flat index into the (R, L) grid of each position whose *next* token is an
+        answer token; targets (A,) the answer token; select (R, A) float32: 1 where answer token a
+        belongs to row r (0 for padding entries), so ``select @ token_logps`` sums per row.
+    counts (R,) float32: answer tokens per row.
+    """
+
+    inputs: mx.array
+    positions: mx.array
+    targets: mx.array
+    select: mx.array
+    counts: mx.array
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.inputs.shape[0] * (self.inputs.shape[1] + 1))
+
+    def arrays(self) -> tuple[mx.array, ...]:
+        return (self.inputs, self.positions, self.targets, self.select)
+
+
+def collate(rows: list[tuple[tuple[int, ...], tuple[int, ...]]], bucket: int = BUCKET) -> Batch:
+    """Build a ``Batch`` from (prompt_ids, answer_ids) rows, shapes rounded up to ``bucket``."""
+    n = len(rows)
+    length = round_up(max(len(p) + len(a) - 1 for p, a in rows), bucket)
+    n_answer = round_up(sum(len(a) for _, a in rows), bucket)
+    inputs = np.zeros((n, length), np.int32)
+    positions = np.zeros(n_answer, np.int32)
+    targets = np.zeros(n_answer, np.int32)
+    select = np.zeros((n, n_answer), np.float32)
+    k = 0
+    for r, (p, a) in enumerate(rows):
+        seq = list(p) + list(a)
+        inputs[r, : len(seq) - 1] = seq[:-1]
+        start = len(p) - 1  # input position whose next token is the first answer token
+        m = len(a)
+        positions[k : k + m] = r * length + start + np.arange(m)
+        targets[k : k + m] = a
+        select[r, k : k + m] = 1.0
+        k += m
+    return Batch(mx.array(inputs), mx.array(positions), mx.array(targets), mx.array(select), mx.array(select.sum(1)))
+
+
+def pair_rows(pairs: list[EncodedPair]) -> list[tuple]:
+    """Rows for a paired batch: all chosen answers first, then all rejected ones."""
+    return [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+
+
+def text_batch(tokenizer, texts, max_length: int = 64, bucket: int = BUCKET) -> tuple[mx.array, mx.array]:
+    """General text for retention/perplexity: (tokens (N, L) int32, mask (N, L-1) float32 over targets)."""
+    ids = [list(tokenizer.encode(t, add_special_tokens=False))[:max_length] for t in texts]
+    ids = [x for x in ids if len(x) >= 2]
+    if not ids:
+        return mx.zeros((0, 2), mx.int32), mx.zeros((0, 1), mx.float32)
+    length = round_up(max(len(x) for x in ids) - 1, bucket) + 1
+    tokens = np.zeros((len(ids), length), np.int32)
+    mask = np.zeros((len(ids), length - 1), np.float32)
+    for i, x in enumerate(ids):
+        tokens[i, : len(x)] = x
+        mask[i, : len(x) - 1] = 1.0
+    return mx.array(tokens), mx.array(mask)
+
+
+def batch_schedule(lengths: list[int], batch_size: int, seed: int, start: int, count: int) -> list[list[int]]:
+    """Indices of the batches for global steps ``start .. start+count-1``, a pure function of its inputs.
+
+    Each epoch e: shuffle with rng(seed, e), sort by length (stable, so ties stay shuffled), cut into
+    full batches of similar length (the last one topped up from the epoch's start), shuffle the batch
+    order. Being a function of the global step makes a resumed run see the same batches as an
+    uninterrupted one.
+    """
+    n = len(lengths)
+    if n == 0 or count <= 0:
+        return []
+    batch_size = min(batch_size, n)
+    per_epoch = -(-n // batch_size)
+    out = []
+    epochs = {}
+    for step in range(start, start + count):
+        e, b = divmod(step, per_epoch)
+        if e not in epochs:
+            rng = np.random.default_rng([seed, e])
+            perm = rng.permutation(n)
+            order = perm[np.argsort(np.asarray(lengths)[perm], kind="stable")].tolist()
+            order += order[: per_epoch * batch_size - n]
+            batches = [order[i * batch_size : (i + 1) * batch_size] for i in range(per_epoch)]
+            epochs[e] = [batches[i] for i in rng.permutation(per_epoch)]
+        out.append(epochs[e][b])
+    return out

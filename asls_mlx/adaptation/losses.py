@@ -1,0 +1,168 @@
+"""Preference and regularisation losses as pure functions of log-prob arrays.
+
+Vocabulary follows TRL: ``policy_chosen_logps`` is log pi(chosen | prompt) summed over the answer
+tokens, ``reference_*`` the same under the base model (adapter off). ``weights`` are per-pair
+confidence weights (default 1); every loss is the weighted mean  sum_i w_i l_i / sum_i w_i.
+Each function returns ``(loss, metrics)`` where metrics are scalar arrays (not yet evaluated).
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+def _weights(weights, like: mx.array) -> mx.array:
+    if weights is None:
+        return mx.ones(like.shape, dtype=mx.float32)
+    return mx.array(weights, dtype=mx.float32) if not isinstance(weights, mx.array) else weights.astype(mx.float32)
+
+
+def _wmean(values: mx.array, weights: mx.array) -> mx.array:
+    return (values * weights).sum() / mx.maximum(weights.sum(), 1e-12)
+
+
+def dpo_loss(
+    policy_chosen_logps: mx.array,
+    policy_rejected_logps: mx.array,
+    reference_chosen_logps: mx.array,
+    reference_rejected_logps: mx.array,
+    beta: float = 0.1,
+    weights=None,
+    label_smoothing: float = 0.0,
+):
+    """Direct Preference Optimisation (Rafailov et al. 2023).
+
+    h_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]   (implicit reward margin)
+    l_i = -(1 - eps) log sigma(h_i) - eps log sigma(-h_i)   (eps = label_smoothing, cDPO)
+    Higher beta: less deviation from the reference model. At the reference l = log 2.
+    """
+    w = _weights(weights, policy_chosen_logps)
+    chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps)
+    rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps)
+    h = chosen_rewards - rejected_rewards
+    losses = -(1 - label_smoothing) * nn.log_sigmoid(h) - label_smoothing * nn.log_sigmoid(-h)
+    metrics = {
+        "rewards_chosen": _wmean(chosen_rewards, w),
+        "rewards_rejected": _wmean(rejected_rewards, w),
+        "margin": _wmean(h, w),
+        "accuracy": _wmean((h > 0).astype(mx.float32), w),
+    }
+    return _wmean(losses, w), metrics
+
+
+def simpo_loss(
+    policy_chosen_logps_avg: mx.array,
+    policy_rejected_logps_avg: mx.array,
+    beta: float = 2.0,
+    gamma: float = 0.5,
+    weights=None,
+):
+    """SimPO (Meng et al. 2024), reference-free, on length-normalised log-probs.
+
+    l_i = -log sigma(beta * (avg_pc_i - avg_pr_i) - gamma)
+    where avg_* is the mean log-prob per answer token; gamma is a target reward margin.
+    """
+    w = _weights(weights, policy_chosen_logps_avg)
+    h = beta * (policy_chosen_logps_avg - policy_rejected_logps_avg)
+    losses = -nn.log_sigmoid(h - gamma)
+    metrics = {"margin": _wmean(h, w), "accuracy": _wmean((h > 0).astype(mx.float32), w)}
+    return _wmean(losses, w), metrics
+
+
+def orpo_loss(
+    policy_chosen_logps_avg: mx.array,
+    policy_rejected_logps_avg: mx.array,
+    beta: float = 0.1,
+    weights=None,
+):
+    """The odds-ratio term of ORPO (Hong et al. 2024), reference-free.
+
+    log odds(y) = avg_logp(y) - log(1 - exp(avg_logp(y)))
+    l_i = -beta * log sigma(log odds(chosen_i) - log odds(rejected_i))
+    ORPO's full objective adds the NLL of the chosen answer: the trainer's SFT term (``sft_loss``).
+    """
+    w = _weights(weights, policy_chosen_logps_avg)
+    # log1p(-exp(x)) for x < 0; clamp so a probability of ~1 does not give log(0).
+    c = mx.minimum(policy_chosen_logps_avg, -1e-6)
+    r = mx.minimum(policy_rejected_logps_avg, -1e-6)
+    log_odds = (c - r) - (mx.log1p(-mx.exp(c)) - mx.log1p(-mx.exp(r)))
+    losses = -beta * nn.log_sigmoid(log_odds)
+    metrics = {"log_odds": _wmean(log_odds, w), "accuracy": _wmean((log_odds > 0).astype(mx.float32), w)}
+    return _wmean(losses, w), metrics
+
+
+def sft_loss(policy_chosen_logps: mx.array, chosen_token_counts: mx.array, weights=None):
+    """Mean negative log-likelihood per answer token, confidence-weighted.
+
+    l = sum_i w_i * (-pc_i) / sum_i w_i * n_i   (pc_i summed over the n_i answer tokens of pair i)
+    """
+    w = _weights(weights, policy_chosen_logps)
+    n = chosen_token_counts.astype(mx.float32)
+    loss = -(w * policy_chosen_logps).sum() / mx.maximum((w * n).sum(), 1e-12)
+    return loss, {"nll": loss}
+
+
+def kto_loss(
+    policy_logps: mx.array,
+    reference_logps: mx.array,
+    labels: mx.array,
+    beta: float = 0.1,
+    kl: mx.array | None = None,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    weights=None,
+):
+    """KTO (Ethayarajh et al. 2024) for unpaired answers: label +1 (thumbs up) or -1 (thumbs down).
+
+    r_i = pi_logp_i - ref_logp_i;  z0 = reference point (``kl``), by default the batch estimate
+    max(0, mean_i r_i) with its gradient stopped.
+    desirable:   l_i = lambda_D * (1 - sigma(beta * (r_i - z0)))
+    undesirable: l_i = lambda_U * (1 - sigma(beta * (z0 - r_i)))
+    Examples with label 0 contribute nothing.
+    """
+    w = _weights(weights, policy_logps)
+    labels = labels.astype(mx.float32)
+    r = policy_logps - reference_logps
+    z0 = mx.stop_gradient(mx.maximum(r.mean(), 0.0)) if kl is None else mx.array(kl, dtype=mx.float32)
+    good = labels > 0
+    bad = labels < 0
+    losses = mx.where(
+        good,
+        desirable_weight * (1 - mx.sigmoid(beta * (r - z0))),
+        mx.where(bad, undesirable_weight * (1 - mx.sigmoid(beta * (z0 - r))), 0.0),
+    )
+    w = w * (good | bad).astype(mx.float32)
+    metrics = {"kl": z0, "rewards": _wmean(beta * r * labels, w)}
+    return _wmean(losses, w), metrics
+
+
+def retention_kl(
+    policy_logits_or_logps: mx.array,
+    base_logps: mx.array,
+    mask: mx.array | None = None,
+    base_index: mx.array | None = None,
+):
+    """KL(base || policy) of the next-token distributions, averaged over (masked) positions.
+
+    policy: (..., V) logits or log-probs (log_softmax is applied; it is idempotent on log-probs).
+    Full form, base_logps (..., V):   KL = sum_v p_b(v) (log p_b(v) - log p_pi(v)).
+    Top-k form, base_logps (..., k) at vocabulary ids ``base_index`` (..., k): the KL between the
+    distributions coarsened to k+1 bins (the k ids and "everything else"), a lower bound of the full
+    KL that needs only k numbers per position stored for the base.
+    """
+    logq = policy_logits_or_logps - mx.logsumexp(policy_logits_or_logps, axis=-1, keepdims=True)
+    if base_index is None:
+        kl = (mx.exp(base_logps) * (base_logps - logq)).sum(-1)
+    else:
+        logq_k = mx.take_along_axis(logq, base_index, axis=-1)
+        p_k = mx.exp(base_logps)
+        tail_p = mx.maximum(1.0 - p_k.sum(-1), 1e-12)
+        tail_q = mx.maximum(1.0 - mx.exp(logq_k).sum(-1), 1e-12)
+        kl = (p_k * (base_logps - logq_k)).sum(-1) + tail_p * (mx.log(tail_p) - mx.log(tail_q))
+    if mask is None:
+        loss = kl.mean()
+    else:
+        m = mask.astype(mx.float32)
+        loss = (kl * m).sum() / mx.maximum(m.sum(), 1.0)
+    return loss, {"kl": loss}
