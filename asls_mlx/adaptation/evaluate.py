@@ -1,0 +1,112 @@
+"""Held-out checks before and after training, and the commit gate.
+
+The gate is strict on purpose (DESIGN.md: over-optimisation gives repetition loops and refusals):
+a new adapter is committed only if every number is finite, held-out preference did not get worse,
+general-text perplexity stayed within ``bound`` of the base model's, and the generation-based quality
+guard (``asls_mlx.profiling.quality``, run by the caller) found no more failures than allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from asls_mlx.adaptation.batching import collate, encode_pairs, text_batch
+from asls_mlx.adaptation.logprobs import batch_logps, reference_logps, text_logps
+from asls_mlx.adaptation.lora import adapter_disabled
+
+
+def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256, batch_size: int = 8) -> dict:
+    """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
+
+    margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
+    (a tie — e.g. the base model itself — is not a success). Returns {accuracy, margin, n};
+    ``ref_cache`` is filled with any reference log-probs it had to compute.
+    """
+    pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length) if p.rejected is not None]
+    if not pairs:
+        return {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
+    ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {})
+    margins = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        logps = batch_logps(model, collate([(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk])).tolist()
+        k = len(chunk)
+        for j, p in enumerate(chunk):
+            rc, rr = ref[p.key]
+            margins.append(beta * ((logps[j] - rc) - (logps[k + j] - rr)))
+    return {
+        "accuracy": sum(m > 0 for m in margins) / len(margins),
+        "margin": sum(margins) / len(margins),
+        "n": len(margins),
+    }
+
+
+def _perplexity(model, tokens, mask) -> float:
+    logps = text_logps(model, tokens)
+    picked = mx.take_along_axis(logps, tokens[:, 1:, None], axis=-1).squeeze(-1)
+    nll = -(picked * mask).sum() / mx.maximum(mask.sum(), 1.0)
+    return float(mx.exp(nll).item())
+
+
+def retention_perplexity(model, tokenizer, texts, max_length: int = 128) -> dict:
+    """Perplexity of general text with the adapter on and off: {ppl, base_ppl, ratio} (ratio 1 = no change)."""
+    tokens, mask = text_batch(tokenizer, texts, max_length)
+    if tokens.shape[0] == 0:
+        return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
+    ppl = _perplexity(model, tokens, mask)
+    with adapter_disabled(model):
+        base = _perplexity(model, tokens, mask)
+    return {"ppl": ppl, "base_ppl": base, "ratio": ppl / base, "n": int(tokens.shape[0])}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    commit: bool
+    reason: str
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def gate(
+    before: dict,
+    after: dict,
+    retention_ratio: float,
+    bound: float = 1.10,
+    diverged: bool = False,
+    quality_failures: int = 0,
+    max_quality_failures: int = 0,
+    require_validation: bool = True,
+    tolerance: float = 1e-6,
+) -> GateDecision:
+    """Commit the new adapter only if nothing got worse. ``before``/``after``: ``preference_metrics``.
+
+    Rejects (first reason wins): divergence; non-finite numbers; retention ratio above ``bound``;
+    more quality failures than allowed; no held-out pairs (unless ``require_validation=False``);
+    held-out accuracy or margin lower than before.
+    """
+    if diverged:
+        return GateDecision(False, "training diverged (NaN/inf or exploding loss)")
+    if not _finite(retention_ratio):
+        return GateDecision(False, f"retention perplexity ratio is not finite ({retention_ratio})")
+    if retention_ratio > bound:
+        return GateDecision(False, f"general-text perplexity rose {retention_ratio:.3f}x (bound {bound:.2f}x): forgetting")
+    if quality_failures > max_quality_failures:
+        return GateDecision(False, f"{quality_failures} sampled answers failed the quality guard (max {max_quality_failures})")
+    n = min(before.get("n", 0), after.get("n", 0))
+    if n == 0:
+        if require_validation:
+            return GateDecision(False, "no held-out pairs to validate on")
+        return GateDecision(True, f"no held-out pairs; retention ratio {retention_ratio:.3f}")
+    b_acc, b_m, a_acc, a_m = before["accuracy"], before["margin"], after["accuracy"], after["margin"]
+    if not _finite(b_acc, b_m, a_acc, a_m):
+        return GateDecision(False, "held-out preference metrics are not finite")
+    if a_acc < b_acc - tolerance:
+        return GateDecision(False, f"held-out accuracy fell {b_acc:.3f} -> {a_acc:.3f}")
+    if a_m < b_m - tolerance:
+        return GateDecision(False, f"held-out reward margin fell {b_m:.4f} -> {a_m:.4f}")
+    return GateDecision(True, f"accuracy {b_acc:.3f} -> {a_acc:.3f}, margin {b_m:.4f} -> {a_m:.4f}, retention {retention_ratio:.3f}x")

@@ -1,0 +1,27 @@
+"""Shared helpers for the adaptation tests: a fresh tiny model with LoRA, synthetic preference pairs."""
+
+from __future__ import annotations
+
+import asls_mlx  # noqa: F401  (BLAS before mlx.core)
+import mlx_lm
+
+from asls_mlx.adaptation.lora import LoraConfig, attach_lora
+from asls_mlx.profiling.types import PreferencePair
+
+TOPICS = ["the sea", "a cat", "green tea", "old maps", "rain", "bikes", "jazz", "bread", "stars", "snow", "owls", "clocks"]
+LONG = "well, there is a great deal to say here, and then there is even more to add about it"
+
+
+def fresh_model(model_dir, config: LoraConfig | None = LoraConfig()):
+    model, tokenizer = mlx_lm.load(str(model_dir))
+    if config is not None:
+        attach_lora(model, config)
+    return model, tokenizer
+
+
+def short_pairs(topics=TOPICS, split="train", weight=1.0):
+    """The user prefers a short answer to a long one (the DESIGN.md 'concise' persona)."""
+    return [
+        PreferencePair(f"Tell me about {t}.", f"{t.title()}: fine.", f"About {t}: {LONG}.", "self", weight, split=split)
+        for t in topics
+    ]
