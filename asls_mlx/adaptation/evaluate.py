@@ -18,11 +18,12 @@ from asls_mlx.adaptation.logprobs import batch_logps, reference_logps, text_logp
 from asls_mlx.adaptation.lora import adapter_disabled
 
 
-def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256, batch_size: int = 8) -> dict:
+def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256, batch_size: int = 8, tie: float = 1e-4) -> dict:
     """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
 
     margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
-    (a tie — e.g. the base model itself — is not a success). Returns {accuracy, margin, n};
+    (a tie — e.g. the base model itself, up to float noise ``tie`` — is not a success). Returns
+    {accuracy, margin, n};
     ``ref_cache`` is filled with any reference log-probs it had to compute.
     """
     pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length) if p.rejected is not None]
@@ -38,7 +39,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
             rc, rr = ref[p.key]
             margins.append(beta * ((logps[j] - rc) - (logps[k + j] - rr)))
     return {
-        "accuracy": sum(m > 0 for m in margins) / len(margins),
+        "accuracy": sum(m > tie for m in margins) / len(margins),
         "margin": sum(margins) / len(margins),
         "n": len(margins),
     }

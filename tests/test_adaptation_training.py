@@ -1,0 +1,199 @@
+"""Answer-only log-probs, reference cache, compiled trainer, resume, gate — on the tiny model."""
+
+import math
+
+import asls_mlx  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+import pytest
+from mlx.utils import tree_flatten
+
+from adaptation_fixtures import TOPICS, fresh_model, short_pairs
+from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
+from asls_mlx.adaptation.evaluate import gate, preference_metrics, retention_perplexity
+from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
+from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, lora_parameters, set_lora_weights
+from asls_mlx.adaptation.trainer import TrainingArgs, adapt_schedule, train
+from asls_mlx.adaptation.versions import AdapterRepo
+
+GENERAL = ["The river runs to the sea and the sea is wide.", "Bread is made of flour, water and salt."]
+TRAIN, HELD_OUT = TOPICS[:8], TOPICS[8:]
+
+
+def args(**kw):
+    base = dict(max_steps=4, lr=1e-3, time_budget_s=1e9, batch_size=4)
+    base.update(kw)
+    return TrainingArgs(**base)
+
+
+def perturb(model, seed=3):
+    mx.random.seed(seed)
+    set_lora_weights(model, {k: v + 0.05 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
+
+
+def test_batching_truncates_buckets_and_masks_answers_only(tiny_model_dir):
+    _, tok = fresh_model(tiny_model_dir, None)
+    p, a = truncate(list(range(100)), list(range(1000, 1100)), 64)
+    assert p == list(range(68, 100)) and a == list(range(1000, 1032))
+    assert truncate([1, 2], [3], 64) == ([1, 2], [3])
+    enc = encode_pairs(tok, short_pairs(TOPICS[:3]), max_length=40)
+    assert all(len(e.prompt) + len(e.rejected) <= 40 for e in enc)
+    assert all(e.chosen[-1] == tok.eos_token_id for e in enc)
+    b = collate(pair_rows(enc))
+    assert b.inputs.shape[1] % BUCKET == 0 and b.positions.shape[0] % BUCKET == 0
+    n_answer = sum(len(e.chosen) + len(e.rejected) for e in enc)
+    assert b.select.sum().item() == n_answer and b.counts.tolist()[0] == len(enc[0].chosen)
+    # each gathered position is one whose next token in the full row is that answer token
+    rows, width = pair_rows(enc), b.inputs.shape[1]
+    pos, tgt = b.positions.tolist()[:n_answer], b.targets.tolist()[:n_answer]
+    for (prompt, answer), start in zip(rows, [0] + list(mx.cumsum(b.counts).tolist()[:-1])):
+        seq = list(prompt) + list(answer)
+        for j in range(int(start), int(start) + len(answer)):
+            r, c = divmod(pos[j], width)
+            assert seq[c + 1] == tgt[j] and c + 1 >= len(prompt)
+    # the batch order is a pure function of (seed, step): resuming sees the same batches
+    assert batch_schedule([5, 3, 9, 1, 7], 2, 0, 0, 6)[3:] == batch_schedule([5, 3, 9, 1, 7], 2, 0, 3, 3)
+
+
+def test_answer_only_logps_and_grads_equal_naive(tiny_model_dir):
+    model, tok = fresh_model(tiny_model_dir)
+    perturb(model)
+    assert uses_answer_only(model)
+    b = collate(pair_rows(encode_pairs(tok, short_pairs(TOPICS[:4]))))
+    fast, naive = fast_answer_logps(model, *b.arrays()), naive_answer_logps(model, *b.arrays())
+    assert mx.allclose(fast, naive, atol=1e-4, rtol=1e-5)
+
+    def loss(fn):
+        return lambda m: fn(m, *b.arrays()).sum()
+
+    g_fast = dict(tree_flatten(nn.value_and_grad(model, loss(fast_answer_logps))(model)[1]))
+    g_naive = dict(tree_flatten(nn.value_and_grad(model, loss(naive_answer_logps))(model)[1]))
+    assert set(g_fast) == set(lora_parameters(model))
+    for k in g_fast:
+        assert mx.allclose(g_fast[k], g_naive[k], atol=1e-4, rtol=1e-3), k
+
+
+def test_cached_reference_logps_equal_recomputed_base(tiny_model_dir):
+    model, tok = fresh_model(tiny_model_dir)
+    enc = encode_pairs(tok, short_pairs(TOPICS[:5]))
+    cache = reference_logps(model, enc[:3])
+    perturb(model)  # the adapter is now on and non-trivial: the reference must still be the base
+    cache = reference_logps(model, enc, cache)
+    assert len(cache) == 5
+    with adapter_disabled(model):
+        direct = naive_answer_logps(model, *collate(pair_rows(enc)).arrays()).tolist()
+    for i, e in enumerate(enc):
+        assert math.isclose(cache[e.key][0], direct[i], abs_tol=1e-3)
+        assert math.isclose(cache[e.key][1], direct[5 + i], abs_tol=1e-3)
+    # cached entries are reused, not recomputed
+    cache[enc[0].key] = (123.0, 456.0)
+    assert reference_logps(model, enc, cache)[enc[0].key] == (123.0, 456.0)
+
+
+def test_compiled_step_equals_uncompiled(tiny_model_dir):
+    results = []
+    for compiled in (True, False):
+        model, tok = fresh_model(tiny_model_dir)
+        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3, compile=compiled), general_texts=GENERAL)
+        results.append((r.losses, lora_parameters(model)))
+    (l1, w1), (l2, w2) = results
+    assert l1 == pytest.approx(l2, abs=1e-5)
+    for k in w1:
+        assert mx.allclose(w1[k], w2[k], atol=1e-6), k
+
+
+def test_dpo_raises_held_out_margin_and_changes_only_lora(tiny_model_dir):
+    model, tok = fresh_model(tiny_model_dir)
+    base = {k: v for k, v in tree_flatten(model.parameters()) if "lora_" not in k}
+    ref = {}
+    before = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    progress = []
+    r = train(model, tok, short_pairs(TRAIN), args(max_steps=6), general_texts=GENERAL, callback=progress.append)
+    after = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    assert r.steps == 6 and r.stopped_reason == "max_steps" and not r.diverged
+    assert [p.step for p in progress] == list(range(1, 7)) and progress[-1].total == 6
+    assert before["margin"] == pytest.approx(0.0, abs=1e-5) and before["accuracy"] == 0.0
+    assert after["margin"] > 0.1 and after["accuracy"] == 1.0
+    for k, v in tree_flatten(model.parameters()):
+        if "lora_" not in k:
+            assert mx.array_equal(v, base[k]), k
+    assert any(not mx.array_equal(v, mx.zeros_like(v)) for k, v in lora_parameters(model).items() if k.endswith("lora_b"))
+    ret = retention_perplexity(model, tok, GENERAL)
+    decision = gate(before, after, ret["ratio"], bound=10.0)
+    assert decision.commit, decision.reason
+
+
+@pytest.mark.parametrize("loss", ["simpo", "orpo", "sft", "kto"])
+def test_other_losses_train(tiny_model_dir, loss):
+    model, tok = fresh_model(tiny_model_dir)
+    r = train(model, tok, short_pairs(TRAIN), args(loss=loss, max_steps=3))
+    assert r.steps == 3 and all(math.isfinite(x) for x in r.losses)
+    assert r.losses[-1] < r.losses[0]
+
+
+def test_absurd_lr_is_rejected_and_old_version_stays_active(tiny_model_dir, tmp_path):
+    model, tok = fresh_model(tiny_model_dir)
+    repo = AdapterRepo(tmp_path / "adapters")
+    train(model, tok, short_pairs(TRAIN), args(max_steps=2))
+    good = repo.commit(model, LoraConfig(), {"note": "good"})
+    good_weights = lora_parameters(model)
+    ref = {}
+    before = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5, lr=1e3, grad_clip=1e9), general_texts=GENERAL)
+    after = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    ratio = retention_perplexity(model, tok, GENERAL)["ratio"]
+    decision = gate(before, after, ratio, diverged=r.diverged)
+    assert not decision.commit, decision
+    if r.diverged:  # the trainer already put the old weights back
+        assert all(mx.array_equal(good_weights[k], v) for k, v in lora_parameters(model).items())
+    else:
+        set_lora_weights(model, good_weights)
+    assert repo.active() == good
+
+
+def test_resume_from_optimizer_state_equals_uninterrupted(tiny_model_dir):
+    whole, tok = fresh_model(tiny_model_dir)
+    r = train(whole, tok, short_pairs(TRAIN), args(max_steps=4), general_texts=GENERAL)
+    split, _ = fresh_model(tiny_model_dir)
+    r1 = train(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL)
+    r2 = train(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
+    assert r1.losses + r2.losses == r.losses
+    w_whole, w_split = lora_parameters(whole), lora_parameters(split)
+    assert all(mx.array_equal(w_whole[k], w_split[k]) for k in w_whole)
+    assert int(r2.optimizer_state["step"].item()) == 4
+
+
+def test_cancel_and_time_budget(tiny_model_dir):
+    model, tok = fresh_model(tiny_model_dir)
+    calls = []
+    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5), should_stop=lambda: len(calls) >= 2, callback=calls.append)
+    assert r.stopped_reason == "cancelled" and r.steps == 2
+    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5, time_budget_s=0.0))
+    assert r.stopped_reason == "time_budget" and r.steps == 0
+    r = train(model, tok, [], args())
+    assert r.stopped_reason == "no_data"
+
+
+def test_adapt_schedule_is_monotone_and_conservative():
+    assert adapt_schedule(0, 0.5) == (0, 0.0, 0.0)
+    few, many = adapt_schedule(2, 0.0), adapt_schedule(40, 0.0)
+    assert few[0] < many[0] <= 10 and few[1] < many[1] <= 2e-4
+    calm, drifted = adapt_schedule(8, 0.0), adapt_schedule(8, 1.0)
+    assert calm[0] <= drifted[0] and calm[2] > drifted[2]
+    assert adapt_schedule(10_000, 5.0, max_steps=100)[0] <= 12
+
+
+def test_gate_rules():
+    ok = {"accuracy": 0.5, "margin": 0.1, "n": 4}
+    better = {"accuracy": 0.75, "margin": 0.3, "n": 4}
+    assert gate(ok, better, 1.02).commit
+    assert not gate(better, ok, 1.0).commit
+    assert not gate(ok, better, 1.2).commit
+    assert not gate(ok, better, float("nan")).commit
+    assert not gate(ok, dict(better, margin=float("inf")), 1.0).commit
+    assert not gate(ok, better, 1.0, diverged=True).commit
+    assert not gate(ok, better, 1.0, quality_failures=1).commit
+    assert gate(ok, better, 1.0, quality_failures=1, max_quality_failures=1).commit
+    empty = {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
+    assert not gate(empty, empty, 1.0).commit
+    assert gate(empty, empty, 1.0, require_validation=False).commit
