@@ -1,0 +1,110 @@
+"""Measurable features of an answer's text: length, structure, tone. Shared by profile, scorer, mining.
+
+Everything here is a pure function of a string, cheap and deterministic, so the same rules describe
+what the user asked for (profile), how well an answer fits (scorer), and how to rewrite one (mining).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+BULLET_LINE = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+\S", re.MULTILINE)
+HEADING_LINE = re.compile(r"^\s*(?:#{1,6}\s+\S|[A-Z][^\n.!?]{0,60}:\s*$)", re.MULTILINE)
+CODE_FENCE = re.compile(r"```")
+TLDR_START = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|summary|in short|bottom line|short answer)\b",
+                        re.IGNORECASE)
+CONTRACTION = re.compile(
+    r"\b(?:\w+n['’]t|i['’]m|you['’]re|we['’]re|they['’]re|it['’]s|that['’]s|there['’]s|what['’]s|"
+    r"\w+['’]ll|\w+['’]ve|\w+['’]d|let['’]s|gonna|wanna|gotta|ain['’]t)\b",
+    re.IGNORECASE,
+)
+SLANG = re.compile(r"\b(?:hey|yeah|yep|nope|cool|awesome|stuff|kinda|sorta|lol|btw|ok|okay|super)\b|!",
+                   re.IGNORECASE)
+FORMAL = re.compile(
+    r"\b(?:therefore|furthermore|moreover|however|consequently|regarding|accordingly|"
+    r"additionally|nevertheless|thus|hence|shall|may i|kindly|sincerely)\b",
+    re.IGNORECASE,
+)
+CODE_PROMPT = re.compile(
+    r"\b(?:code|function|python|javascript|typescript|java|rust|golang|c\+\+|sql|regex|script|program|"
+    r"implement|snippet|class|method|bug|compile|api|bash|shell|command)\b",
+    re.IGNORECASE,
+)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters/digits, with inner apostrophes)."""
+    return [w.lower() for w in WORD.findall(text or "")]
+
+
+def word_count(text: str) -> int:
+    return len(WORD.findall(text or ""))
+
+
+def sentences(text: str) -> list[str]:
+    """Split prose into sentences (keeps the end punctuation); good enough for rewriting."""
+    parts = re.split(r"(?<=[.!?])\s+|\n+", (text or "").strip())
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+def has_bullets(text: str) -> bool:
+    """At least two bullet or numbered lines: one dash is not a list."""
+    return len(BULLET_LINE.findall(text or "")) >= 2
+
+
+def has_headings(text: str) -> bool:
+    return bool(HEADING_LINE.search(text or ""))
+
+
+def has_code(text: str) -> bool:
+    return bool(CODE_FENCE.search(text or ""))
+
+
+def code_first(text: str) -> bool:
+    """The answer opens with a code block (allowing one short lead-in line)."""
+    stripped = (text or "").lstrip()
+    if stripped.startswith("```"):
+        return True
+    first, _, rest = stripped.partition("\n")
+    return word_count(first) <= 8 and rest.lstrip().startswith("```")
+
+
+def tldr_first(text: str) -> bool:
+    return bool(TLDR_START.match(text or ""))
+
+
+def formality(text: str) -> float:
+    """Tone in [-1, 1]: contractions and slang pull towards casual (-1), formal connectives to +1."""
+    n = max(word_count(text), 1)
+    casual = len(CONTRACTION.findall(text or "")) + len(SLANG.findall(text or ""))
+    formal = len(FORMAL.findall(text or ""))
+    # Per 20 words: one contraction in a short answer is already a clear casual signal.
+    raw = (formal - casual) * 20.0 / n
+    return max(-1.0, min(1.0, raw / 2.0))
+
+
+def is_coding_prompt(prompt: str) -> bool:
+    return bool(CODE_PROMPT.search(prompt or ""))
+
+
+@dataclass(frozen=True)
+class AnswerFeatures:
+    """The profile-relevant facts about one answer."""
+
+    words: int
+    bullets: bool
+    headings: bool
+    code: bool
+    code_first: bool
+    tldr_first: bool
+    formality: float
+
+
+def answer_features(text: str) -> AnswerFeatures:
+    return AnswerFeatures(
+        words=word_count(text), bullets=has_bullets(text), headings=has_headings(text),
+        code=has_code(text), code_first=code_first(text), tldr_first=tldr_first(text),
+        formality=formality(text),
+    )
