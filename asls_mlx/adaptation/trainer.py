@@ -155,6 +155,31 @@ def make_loss(args: TrainingArgs, n: int):
     return loss_fn
 
 
+def make_step(model, optimizer, args: TrainingArgs, n: int):
+    """One optimizer step ``step(*batch_arrays) -> (loss, grad_norm, metrics)`` and its state list.
+
+    Compiled with the model, optimizer and random state as inputs/outputs (as in mlx-lm), so it is
+    traced once per batch shape; ``mx.eval(state)`` after each call.
+    """
+    uses_answer_only(model)  # decide the logits path before tracing
+    loss_and_grad = nn.value_and_grad(model, make_loss(args, n))
+
+    def step_fn(*arrays):
+        (loss, metrics), grads = loss_and_grad(model, *arrays)
+        grads, norm = optim.clip_grad_norm(grads, args.grad_clip)
+        optimizer.update(model, grads)
+        return loss, norm, metrics
+
+    state = [model.state, optimizer.state, mx.random.state]
+    step = partial(mx.compile, inputs=state, outputs=state)(step_fn) if args.compile else step_fn
+    return step, state
+
+
+def no_retention() -> tuple:
+    """Empty retention arrays for a step without general text."""
+    return mx.zeros((0, 2), mx.int32), mx.zeros((0, 1), mx.float32), mx.zeros((0, 1, 1)), mx.zeros((0, 1, 1), mx.int32)
+
+
 def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict) -> tuple:
     if loss in ("dpo", "simpo", "orpo"):
         rows = [(p.prompt, p.chosen) for p in examples] + [(p.prompt, p.rejected) for p in examples]
@@ -212,8 +237,7 @@ def train(
         k = min(args.retention_topk, model(r_tokens[:1, :2]).shape[-1])
         r_top, r_index = base_topk(model, r_tokens, k)
     else:
-        r_tokens, r_mask = mx.zeros((0, 2), mx.int32), mx.zeros((0, 1), mx.float32)
-        r_top, r_index = mx.zeros((0, 1, 1)), mx.zeros((0, 1, 1), mx.int32)
+        r_tokens, r_mask, r_top, r_index = no_retention()
     n_ret = min(args.retention_texts_per_step, r_tokens.shape[0])
 
     optimizer = optim.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay)
@@ -231,18 +255,7 @@ def train(
     initial_weights = lora_parameters(model)
     initial_state = optimizer_state_dict(optimizer)
 
-    uses_answer_only(model)  # decide the logits path before tracing
-    loss_and_grad = nn.value_and_grad(model, make_loss(args, n))
-
-    def step_fn(*arrays):
-        (loss, metrics), grads = loss_and_grad(model, *arrays)
-        grads, norm = optim.clip_grad_norm(grads, args.grad_clip)
-        optimizer.update(model, grads)
-        return loss, norm, metrics
-
-    state = [model.state, optimizer.state, mx.random.state]
-    step = partial(mx.compile, inputs=state, outputs=state)(step_fn) if args.compile else step_fn
-
+    step, state = make_step(model, optimizer, args, n)
     lengths = [p.length for p in examples]
     schedule = batch_schedule(lengths, n, args.seed, start_step, args.max_steps)
     model.train()
