@@ -136,7 +136,9 @@ def self_labelled_pairs(profile: Profile, prompt: str, generate: Generate, k: in
     good = [t for t in scored if is_acceptable(prompt, t[2])]
     if not good or len(scored) < 2:
         return None
-    best, worst = good[0], scored[-1]  # degenerate answers score 0, so they are always the worst
+    # Degenerate answers score 0 and, on a tie, lose to an acceptable one: always the rejected side.
+    best = good[0]
+    worst = min(scored, key=lambda t: (t[0], is_acceptable(prompt, t[2]), t[1]))
     margin = best[0] - worst[0]
     if margin < min_margin or best[1] == worst[1]:
         return None
