@@ -1,0 +1,424 @@
+"""The benchmark behind ``asls eval``: simulated users x the paper's ablation arms, scored per session.
+
+Protocol (issue 6): for each persona x arm, a fresh user chats S sessions of T held-in prompts with
+feedback by rule (``simulate``); each session ends with the assistant's profile update, pair mining and
+training (blocking). Held-out prompts are answered greedily (not logged) before session 1 and after every
+session, and scored for the persona (``metrics.score_heldout``). At the end, retention: perplexity of
+general text with the adapter vs without. The drift persona switches preference at session 3; we report
+the sessions it takes to recover.
+
+Two time savers, both exact for greedy decoding: an arm that neither adapts nor puts the profile in the
+prompt ("base") gives the same answers every session, so it is scored once and needs no chats (in quick
+mode; the full run still simulates its chats for the chat edit-cost curve); and its held-out answers do not
+depend on the persona, so they are generated once per prompt. With ``share_baseline`` (quick mode) the
+"before session 1" scores of every arm reuse the base answers: a fresh user has no adapter and an empty
+profile, so every arm *is* the base model then.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from asls_mlx.errors import ASLSError
+from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
+from asls_mlx.evaluation.personas import PERSONAS, Persona, get_persona
+from asls_mlx.evaluation.simulate import FeedbackPolicy, simulate_session
+
+EXPLICIT_SOURCES = frozenset({"edit", "regenerate", "thumbs", "correction"})
+# The paper's ablations (AssistantConfig fields per arm).
+ARMS: dict[str, dict] = {
+    "base": dict(profile_in_prompt=False, adapt=False, self_labelled=False, drift_adaptation=False),
+    "profile_prompt": dict(profile_in_prompt=True, adapt=False, self_labelled=False, drift_adaptation=False),
+    "adapt_no_profile": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False,
+                             pair_sources=EXPLICIT_SOURCES, loss="dpo"),
+    "asls": dict(profile_in_prompt=True, adapt=True, self_labelled=True, drift_adaptation=True, loss="dpo"),
+    "sft": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False, loss="sft"),
+}
+FULL_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
+QUICK = dict(personas=("concise", "bullets"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
+             heldout=6, max_tokens=120, train_budget_s=20.0)
+FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=8, max_tokens=160,
+            train_budget_s=30.0)
+
+Progress = Callable[[str], None]
+AssistantFactory = Callable[[str, str, dict], object]  # (user, arm, config kwargs) -> assistant
+
+
+def load_prompts() -> list[dict]:
+    """The built-in prompt set (CC0, see asls_mlx/data/LICENSE-data.md): id, category, split, prompt."""
+    text = resources.files("asls_mlx").joinpath("data/prompts.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def load_general_text() -> list[str]:
+    text = resources.files("asls_mlx").joinpath("data/general_text.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+
+
+def persona_prompts(persona: Persona, prompts: list[dict], seed: int) -> tuple[list[str], list[str]]:
+    """(held-in in a seeded order, held-out in file order) restricted to the persona's categories."""
+    ok = [r for r in prompts if persona.categories is None or r["category"] in persona.categories]
+    heldin = [r["prompt"] for r in ok if r["split"] == "heldin"]
+    random.Random(f"{seed}:{persona.name}:heldin").shuffle(heldin)
+    return heldin, [r["prompt"] for r in ok if r["split"] == "heldout"]
+
+
+def real_assistant_factory(model=None, progress: Progress | None = None, **common) -> AssistantFactory:
+    """Build ``asls_mlx.assistant.Assistant`` users sharing one loaded model (loaded on first use; the
+    users run one at a time and each activates its own adapter). ``common``: shared AssistantConfig fields."""
+    from asls_mlx.assistant import Assistant, AssistantConfig
+    from asls_mlx.engine import ChatEngine, load_model
+    from asls_mlx.engine.models import resolve_model
+
+    shared: dict = {}
+
+    def make(user: str, arm: str, arm_kwargs: dict):
+        if "engine" not in shared:
+            quiet = progress or (lambda msg: None)
+            loaded, tokenizer, model_id = load_model(str(resolve_model(model, progress=quiet)), progress=quiet)
+            shared["engine"] = ChatEngine(loaded, tokenizer, model_id)
+        config = AssistantConfig(**{**common, **arm_kwargs})
+        return Assistant(user=user, model=str(model) if model else None, config=config, engine=shared["engine"])
+
+    return make
+
+
+@contextmanager
+def _asls_home(path: Path | None):
+    """Point ASLS_HOME at the eval's own directory so simulated users never touch real user data."""
+    if path is None:
+        yield
+        return
+    old = os.environ.get("ASLS_HOME")
+    os.environ["ASLS_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ASLS_HOME", None)
+        else:
+            os.environ["ASLS_HOME"] = old
+
+
+def _jsonable(x):
+    """Training summaries are dataclasses/objects with floats: keep what JSON can hold."""
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(x, k)) for k in x.__dataclass_fields__}
+    if hasattr(x, "item"):
+        try:
+            return _jsonable(x.item())
+        except Exception:
+            pass
+    return str(x)
+
+
+def _training_record(summary) -> dict | None:
+    if summary is None:
+        return None
+    training = getattr(summary, "training", None)
+    return {
+        "pairs_mined": _jsonable(getattr(summary, "pairs_mined", None)),
+        "committed": _jsonable(getattr(training, "committed", None)),
+        "version": _jsonable(getattr(training, "version", None)),
+        "metrics": _jsonable(getattr(training, "metrics", None)),
+    }
+
+
+@dataclass
+class EvalResult:
+    """Everything one ``run_eval`` measured. ``runs``: one dict per persona x arm (see ``_run_one``)."""
+
+    config: dict
+    runs: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def run(self, persona: str, arm: str) -> dict | None:
+        return next((r for r in self.runs if r["persona"] == persona and r["arm"] == arm), None)
+
+    def curve(self, persona: str, arm: str, key: str = "satisfaction") -> list[float]:
+        r = self.run(persona, arm)
+        return [s["heldout"][key] for s in r["sessions"]] if r else []
+
+    def rows(self) -> list[dict]:
+        """One table row per run: before/final satisfaction, delta vs base, quality, edit cost, retention."""
+        out = []
+        for r in self.runs:
+            sat = self.curve(r["persona"], r["arm"])
+            base = self.curve(r["persona"], "base")
+            chat_costs = [s["chat"]["edit_cost"] for s in r["sessions"] if s.get("chat")]
+            heldout_costs = self.curve(r["persona"], r["arm"], "edit_cost")
+            out.append({
+                "arm": r["arm"], "persona": r["persona"], "before": sat[0], "final": sat[-1],
+                "delta_vs_base": sat[-1] - base[-1] if base else None,
+                "success": r["sessions"][-1]["heldout"]["success_rate"],
+                "quality_pass": r["sessions"][-1]["heldout"]["quality_pass"],
+                "edit_cost_heldout": (heldout_costs[0], heldout_costs[-1]),
+                "edit_cost_chat": (chat_costs[0], chat_costs[-1]) if chat_costs else None,
+                "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
+                "retention": r["retention"]["ratio"], "recover": r.get("recover"),
+            })
+        return out
+
+    def arm_summary(self) -> list[dict]:
+        """Mean over personas per arm (the paper's main table)."""
+        rows = self.rows()
+        out = []
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            rs = [r for r in rows if r["arm"] == arm]
+            out.append({
+                "arm": arm, "final": mean(r["final"] for r in rs),
+                "delta_vs_base": mean(r["delta_vs_base"] for r in rs),
+                "success": mean(r["success"] for r in rs), "quality_pass": mean(r["quality_pass"] for r in rs),
+                "edit_cost_first": mean(r["edit_cost_heldout"][0] for r in rs),
+                "edit_cost_last": mean(r["edit_cost_heldout"][1] for r in rs),
+                "retention": mean(r["retention"] for r in rs),
+            })
+        return out
+
+    def markdown(self) -> str:
+        c = self.config
+        f = lambda x: "–" if x is None or x != x else f"{x:.2f}"  # noqa: E731
+        sign = lambda x: "–" if x is None or x != x else f"{x:+.2f}"  # noqa: E731
+        lines = [
+            f"## ASLS evaluation ({'quick' if c.get('quick') else 'full'}): {c['sessions']} sessions x "
+            f"{c['turns']} turns, {c['heldout']} held-out prompts, seed {c['seed']}, model {c.get('model') or 'default'}",
+            "",
+            "Held-out satisfaction (mean persona score; a degenerate answer scores 0), after the last session.",
+            "",
+            "| Arm | Final satisfaction | Δ vs base | Success | Quality pass | Edit cost S0→S_last | Retention ppl ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in self.arm_summary():
+            lines.append(f"| {s['arm']} | {f(s['final'])} | {sign(s['delta_vs_base'])} | {f(s['success'])} | "
+                         f"{f(s['quality_pass'])} | {f(s['edit_cost_first'])} → {f(s['edit_cost_last'])} | "
+                         f"{s['retention']:.3f} |")
+        lines += ["", "Per persona:", "",
+                  "| Arm | Persona | Satisfaction S0→S_last | Δ vs base | Quality pass | Edit cost held-out | "
+                  "Edit cost chat S1→S_last | Words | Retention |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows():
+            chat = r["edit_cost_chat"]
+            lines.append(
+                f"| {r['arm']} | {r['persona']} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
+                f"{f(r['quality_pass'])} | {f(r['edit_cost_heldout'][0])} → {f(r['edit_cost_heldout'][1])} | "
+                f"{(f(chat[0]) + ' → ' + f(chat[1])) if chat else 'not simulated'} | "
+                f"{r['words'][0]:.0f} → {r['words'][1]:.0f} | {r['retention']:.3f} |")
+        drift = [r for r in self.rows() if PERSONAS.get(r["persona"]) and PERSONAS[r["persona"]].drift_at]
+        if drift:
+            lines += ["", "Drift (preference switches at session "
+                      f"{PERSONAS[drift[0]['persona']].drift_at}): sessions to recover", ""]
+            lines += [f"- {r['arm']}: {r['recover'] if r['recover'] is not None else 'not recovered'}" for r in drift]
+        lines += ["", "Curves (held-out satisfaction per session, S0 = before session 1):", ""]
+        for r in self.runs:
+            lines.append(f"- {r['arm']} / {r['persona']}: "
+                         + " ".join(f(x) for x in self.curve(r["persona"], r["arm"])))
+        lines += ["", f"Wall time: {self.seconds:.0f} s; model generations: "
+                  f"{sum(r['generations'] for r in self.runs)}."]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        return _jsonable({"config": self.config, "seconds": self.seconds, "runs": self.runs,
+                          "summary": self.arm_summary()})
+
+    def save(self, out_dir: Path, progress: Progress | None = None) -> list[Path]:
+        """Write results.json, results.md and (with matplotlib) learning_curves.png to ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / "results.json", out_dir / "results.md"]
+        paths[0].write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        paths[1].write_text(self.markdown(), encoding="utf-8")
+        png = plot_curves(self, out_dir / "learning_curves.png", progress)
+        return paths + ([png] if png else [])
+
+
+def plot_curves(result: EvalResult, path: Path, progress: Progress | None = None) -> Path | None:
+    """Held-out satisfaction and edit cost per session, one panel pair per persona, one line per arm."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if progress:
+            progress("matplotlib is not installed: skipping plots (pip install matplotlib)")
+        return None
+    personas = list(dict.fromkeys(r["persona"] for r in result.runs))
+    fig, axes = plt.subplots(2, len(personas), figsize=(4 * len(personas), 6), squeeze=False)
+    for j, persona in enumerate(personas):
+        for r in (r for r in result.runs if r["persona"] == persona):
+            for i, key in enumerate(("satisfaction", "edit_cost")):
+                ys = result.curve(persona, r["arm"], key)
+                axes[i][j].plot(range(len(ys)), ys, marker="o", label=r["arm"])
+        axes[0][j].set_title(persona)
+        axes[0][j].set_ylim(-0.05, 1.05)
+        axes[1][j].set_xlabel("session")
+    axes[0][0].set_ylabel("held-out satisfaction")
+    axes[1][0].set_ylabel("held-out edit cost")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _answers(assistant, prompts: list[str], cache: dict | None) -> list[str]:
+    """Greedy, unlogged answers; batched (``answer_many``) when the assistant has it: much faster on CPU."""
+    todo = [p for p in prompts if cache is None or p not in cache]
+    if todo:
+        many = getattr(assistant, "answer_many", None)
+        fresh = many(todo) if many else [assistant.answer(p, record=False) for p in todo]
+        got = dict(zip(todo, fresh))
+        if cache is not None:
+            cache.update(got)
+    else:
+        got = {}
+    return [got[p] if p in got else cache[p] for p in prompts]
+
+
+def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prompts: list[dict],
+             texts: list[str], base_cache: dict, progress: Progress) -> dict:
+    """One persona x arm: fresh user, S sessions, held-out scores after each; returns the run record."""
+    t0 = time.perf_counter()
+    kwargs = ARMS[arm]
+    static = not kwargs["adapt"] and not kwargs["profile_in_prompt"]
+    user = f"eval-{persona.name}-{arm}-s{cfg['seed']}"
+    heldin, heldout = persona_prompts(persona, prompts, cfg["seed"])
+    heldout = heldout[: cfg["heldout"]]
+    assistant = make(user, arm, kwargs)
+    gens = 0
+    sessions: list[dict] = []
+    try:
+        # Session 0: before any chat, every arm is the base model (see module doc).
+        cache = base_cache if (static or cfg["share_baseline"]) else None
+        n_cached = sum(p in base_cache for p in heldout) if cache is not None else 0
+        answers = _answers(assistant, heldout, cache)
+        gens += len(heldout) - n_cached
+        sessions.append({"session": 0, "heldout": score_heldout(persona, heldout, answers, 0).as_dict(),
+                         "answers": answers, "chat": None, "training": None})
+        for s in range(1, cfg["sessions"] + 1):
+            ts = time.perf_counter()
+            chat = training = None
+            if not (static and cfg["quick"]):
+                turn_prompts = [heldin[((s - 1) * cfg["turns"] + t) % len(heldin)] for t in range(cfg["turns"])]
+                turns = simulate_session(assistant, persona, turn_prompts, s, cfg["seed"], cfg["policy"])
+                gens += sum(t.generations for t in turns)
+                summary = assistant.end_session(train="wait")
+                training = _training_record(summary) if kwargs["adapt"] else None
+                actions: dict[str, int] = {}
+                for t in turns:
+                    actions[t.action] = actions.get(t.action, 0) + 1
+                chat = {"edit_cost": mean(t.edit_cost for t in turns),
+                        "satisfaction": mean(t.satisfaction for t in turns),
+                        "final_satisfaction": mean(t.final_satisfaction for t in turns),
+                        "actions": actions, "turns": [t.as_dict() for t in turns]}
+            if static:
+                answers = sessions[0]["answers"]  # greedy, no adapter, no profile: unchanged
+            else:
+                answers = _answers(assistant, heldout, None)
+                gens += len(heldout)
+            score = score_heldout(persona, heldout, answers, s)
+            sessions.append({"session": s, "heldout": score.as_dict(), "answers": answers, "chat": chat,
+                             "training": training, "seconds": time.perf_counter() - ts})
+            progress(f"  {persona.name} x {arm}: session {s}/{cfg['sessions']}: held-out satisfaction "
+                     f"{score.satisfaction:.2f}, quality {score.quality_pass:.2f}, {score.words:.0f} words "
+                     f"({time.perf_counter() - ts:.0f} s)")
+        if kwargs["adapt"]:
+            ppl = assistant.perplexity(texts, adapter=True)
+            base_ppl = assistant.perplexity(texts, adapter=False)
+            retention = {"ppl": ppl, "base_ppl": base_ppl, "ratio": retention_ratio(ppl, base_ppl)}
+        else:
+            retention = {"ppl": None, "base_ppl": None, "ratio": 1.0}  # no adapter: the base model itself
+    finally:
+        close = getattr(assistant, "close", None)
+        if close:
+            close()
+    record = {"persona": persona.name, "arm": arm, "user": user, "heldout_prompts": heldout,
+              "sessions": sessions, "retention": retention, "generations": gens,
+              "seconds": time.perf_counter() - t0, "recover": None}
+    if persona.drift_at and persona.drift_at <= cfg["sessions"]:
+        record["recover"] = sessions_to_recover([x["heldout"]["satisfaction"] for x in sessions], persona.drift_at)
+    return record
+
+
+def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int | None = None,
+             heldout: int | None = None, quick: bool = False, model=None, seed: int = 0,
+             out_dir: Path | None = None, progress: Progress | None = None, max_tokens: int | None = None,
+             train_budget_s: float | None = None, policy: FeedbackPolicy = FeedbackPolicy(),
+             share_baseline: bool | None = None, assistant_factory: AssistantFactory | None = None,
+             temperature: float = 0.0) -> EvalResult:
+    """Run the benchmark; None arguments take the quick or full defaults (``QUICK`` / ``FULL``).
+
+    assistant_factory: (user, arm, AssistantConfig kwargs) -> assistant; default: the real Assistant on
+        ``model`` (None: the embedded default). Tests pass a fake.
+    out_dir: where results.json / results.md / learning_curves.png go; simulated users live in
+        ``out_dir/home`` (ASLS_HOME, wiped at start). None: write nothing, use the current ASLS_HOME.
+    """
+    defaults = QUICK if quick else FULL
+    arms = list(arms or defaults["arms"])
+    personas = list(personas or defaults["personas"])
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise ASLSError(f"unknown arm(s) {', '.join(bad)}; choose from: {', '.join(ARMS)}")
+    persona_objs = [get_persona(p) for p in personas]
+    if "base" not in arms:
+        arms.insert(0, "base")  # every delta is against base; it is cheap (one greedy pass)
+    cfg = {
+        "quick": quick, "arms": arms, "personas": personas, "seed": seed, "model": str(model) if model else None,
+        "sessions": sessions or defaults["sessions"], "turns": turns or defaults["turns"],
+        "heldout": heldout or defaults["heldout"], "max_tokens": max_tokens or defaults["max_tokens"],
+        "train_budget_s": train_budget_s if train_budget_s is not None else defaults["train_budget_s"],
+        "share_baseline": quick if share_baseline is None else share_baseline, "temperature": temperature,
+        "policy": policy,
+    }
+    progress = progress or (lambda msg: None)
+    home = Path(out_dir) / "home" if out_dir is not None else None
+    if home is not None:
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir(parents=True)
+    t0 = time.perf_counter()
+    prompts, texts = load_prompts(), load_general_text()
+    result = EvalResult(config={k: v for k, v in cfg.items() if k != "policy"} | {"policy": policy.__dict__})
+    with _asls_home(home):
+        make = assistant_factory or real_assistant_factory(
+            model, progress, max_tokens=cfg["max_tokens"], temperature=temperature, seed=seed,
+            train_budget_s=cfg["train_budget_s"])
+        base_cache: dict[str, str] = {}
+        jobs = [(p, a) for p in persona_objs for a in arms]
+        for i, (persona, arm) in enumerate(jobs, 1):
+            progress(f"[{i}/{len(jobs)}] {persona.name} x {arm}")
+            result.runs.append(_run_one(make, persona, arm, cfg, prompts, texts, base_cache, progress))
+            result.seconds = time.perf_counter() - t0
+            if out_dir is not None:
+                result.save(out_dir)  # partial results survive an interrupted run
+    result.seconds = time.perf_counter() - t0
+    if out_dir is not None:
+        for path in result.save(out_dir, progress):
+            progress(f"wrote {path}")
+    return result
+
+
+def main_eval(quick: bool = False, out: Path | None = None, arms=None, personas=None, model=None,
+              progress: Progress | None = None, **kwargs) -> EvalResult:
+    """Entry point for ``asls eval [--quick] [--out DIR] [--arms ...] [--personas ...]``."""
+    out = Path(out) if out is not None else Path("asls-eval")
+    return run_eval(arms=arms, personas=personas, quick=quick, model=model, out_dir=out, progress=progress,
+                    **kwargs)

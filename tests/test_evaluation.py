@@ -1,0 +1,323 @@
+"""Evaluation: persona checkers, edits, the simulated user, metrics, and the runner on a fake assistant."""
+
+import json
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from asls_mlx.evaluation import ARMS, PERSONAS, FeedbackPolicy, edit_cost, get_persona, run_eval
+from asls_mlx.evaluation.metrics import levenshtein, score_heldout, sessions_to_recover, turn_edit_cost
+from asls_mlx.evaluation.personas import CONCISE_WORDS
+from asls_mlx.evaluation.runner import load_general_text, load_prompts, persona_prompts
+from asls_mlx.evaluation.simulate import decide, simulate_session
+
+EXPLAIN = "Explain the water cycle."
+CODE = "Write a Python function that reverses a string."
+LONG = ("The water cycle describes how water moves around our planet. Heat from the sun evaporates water from "
+        "oceans, lakes and rivers. The vapour rises, cools and condenses into tiny droplets that form clouds. "
+        "When the droplets grow heavy they fall as rain, snow or hail. Some of that water soaks into the ground "
+        "and becomes groundwater, while the rest runs off into streams. Plants also release moisture through "
+        "their leaves in a process called transpiration. Eventually the water returns to the sea and the whole "
+        "cycle starts again, which keeps fresh water available for life on land.")
+SHORT = "Water evaporates from the sea, condenses into clouds, falls as rain and flows back to the sea."
+BULLETED = "- Water evaporates from the sea.\n- It condenses into clouds.\n- It falls as rain and flows back."
+CASUAL = "Yeah, it's kinda cool stuff! The water cycle can't stop: evaporation, clouds and rain."
+CODE_LATE = ("You can use slicing, which walks the string backwards with a negative step. For example:\n"
+             "```python\ndef rev(s):\n    return s[::-1]\n```")
+CODE_FIRST = "```python\ndef rev(s):\n    return s[::-1]\n```\nSlicing with a negative step reverses the string."
+LOOP = "The water cycle is the water cycle is the water cycle is the water cycle is the water cycle."
+REFUSAL = "I'm sorry, but I can't assist with that request about the water cycle."
+
+
+def words(n):
+    base = ("rain falls from clouds over hills and rivers carry it down to the sea where sunlight warms the "
+            "surface and vapour rises again into cold air").split()
+    return " ".join(base[i % len(base)] + ("." if i % 12 == 11 else "") for i in range(n)) + "."
+
+
+# -- personas ----------------------------------------------------------------------------------------
+
+def test_concise_checker_on_lengths():
+    concise = get_persona("concise")
+    assert concise.satisfies(EXPLAIN, words(30)) == 1.0
+    assert concise.satisfies(EXPLAIN, words(CONCISE_WORDS)) == 1.0
+    assert concise.satisfies(EXPLAIN, words(120)) == 0.0
+    assert 0.0 < concise.satisfies(EXPLAIN, words(75)) < 1.0
+
+
+@pytest.mark.parametrize("name,good,bad,prompt", [
+    ("bullets", BULLETED, SHORT, EXPLAIN),
+    ("formal", SHORT, CASUAL, EXPLAIN),
+    ("code_first", CODE_FIRST, CODE_LATE, CODE),
+    ("tldr", "TL;DR: water goes round.\n\n" + SHORT, SHORT, EXPLAIN),
+    ("concise_bullets", BULLETED, LONG, EXPLAIN),
+])
+def test_checkers_true_and_false(name, good, bad, prompt):
+    p = get_persona(name)
+    assert p.satisfies(prompt, good) == 1.0
+    assert p.satisfies(prompt, bad) < 1.0
+
+
+def test_code_first_does_not_apply_to_non_coding_prompts():
+    p = get_persona("code_first")
+    assert not p.applies(EXPLAIN) and p.applies(CODE)
+    assert p.satisfies(EXPLAIN, SHORT) == 1.0
+
+
+@pytest.mark.parametrize("name", list(PERSONAS))
+@pytest.mark.parametrize("degenerate", ["", "   ", LOOP, REFUSAL, "Yes."])
+def test_degenerate_answers_score_zero_for_every_persona(name, degenerate):
+    prompt = CODE if name == "code_first" else EXPLAIN
+    assert PERSONAS[name].satisfies(prompt, degenerate) == 0.0
+    assert turn_edit_cost(PERSONAS[name], prompt, degenerate) == 1.0
+
+
+@pytest.mark.parametrize("name,answer,prompt", [
+    ("concise", LONG, EXPLAIN), ("bullets", LONG, EXPLAIN), ("bullets", SHORT, EXPLAIN),
+    ("formal", CASUAL, EXPLAIN), ("code_first", CODE_LATE, CODE),
+    ("code_first", "Use slicing: `s[::-1]` returns the reversed string.", CODE),
+    ("tldr", LONG, EXPLAIN), ("concise_bullets", LONG, EXPLAIN), ("drift", LONG, EXPLAIN),
+])
+def test_edit_moves_answer_to_satisfaction(name, answer, prompt):
+    p = get_persona(name)
+    edited = p.edit(prompt, answer)
+    assert p.satisfies(prompt, edited) > p.satisfies(prompt, answer)
+    assert p.satisfies(prompt, edited) == 1.0
+    assert p.edit(prompt, edited) == edited  # a satisfied answer is accepted as is
+
+
+def test_edit_specifics():
+    assert get_persona("formal").edit(EXPLAIN, CASUAL) == \
+        "Yes, it is somewhat good things. The water cycle cannot stop: evaporation, clouds and rain."
+    truncated = get_persona("concise").edit(EXPLAIN, LONG)
+    assert LONG.startswith(truncated) and truncated.endswith(".")  # cut at a sentence boundary
+    assert get_persona("tldr").edit(EXPLAIN, LONG).startswith(
+        "TL;DR: The water cycle describes how water moves around our planet.\n\n")
+    assert get_persona("code_first").edit(CODE, CODE_LATE).startswith("```python\ndef rev(s):")
+
+
+def test_corrections_are_recognised_by_the_profiling_classifier():
+    from asls_mlx.profiling.signals import classify_followup
+
+    expected = {"concise": "shorter", "bullets": "bullets", "formal": "formal", "code_first": "code_first",
+                "tldr": "tldr"}
+    for name, kind in expected.items():
+        p = get_persona(name)
+        prompt = CODE if name == "code_first" else EXPLAIN
+        bad = {"concise": LONG, "bullets": LONG, "formal": CASUAL, "code_first": CODE_LATE, "tldr": LONG}[name]
+        phrase = p.correction(prompt, bad)
+        found = classify_followup(phrase)
+        assert found is not None and found.kind == kind, (name, phrase)
+
+
+def test_drift_persona_switches_at_session_3():
+    d = get_persona("drift")
+    assert d.satisfies(EXPLAIN, SHORT, session=2) == 1.0
+    assert d.satisfies(EXPLAIN, SHORT, session=3) == 0.0  # now wants bullets
+    assert d.satisfies(EXPLAIN, BULLETED, session=3) == 1.0
+    assert d.correction(EXPLAIN, SHORT, session=3) == "use bullet points please"
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+
+def test_edit_cost_values():
+    assert levenshtein(list("kitten"), list("sitting")) == 3
+    assert edit_cost("a b c d", "a b c d") == 0.0
+    assert edit_cost("a b c d", "a x c d") == 0.25
+    assert edit_cost("a b c d", "a b") == 0.5
+    assert edit_cost("", "") == 0.0 and edit_cost("", "new text") == 1.0
+    concise = get_persona("concise")
+    assert turn_edit_cost(concise, EXPLAIN, SHORT) == 0.0  # accepted as is
+    cost = turn_edit_cost(concise, EXPLAIN, LONG)
+    assert 0.3 < cost < 0.7  # about half the answer is deleted
+
+
+def test_score_heldout_and_recovery():
+    concise = get_persona("concise")
+    s = score_heldout(concise, [EXPLAIN] * 4, [SHORT, LONG, LOOP, SHORT])
+    assert s.n == 4 and s.quality_pass == 0.75 and s.success_rate == 0.5
+    assert s.satisfaction == pytest.approx((1 + concise.satisfies(EXPLAIN, LONG) + 0 + 1) / 4)
+    assert sessions_to_recover([0.1, 0.8, 0.9, 0.2, 0.5, 0.85], drift_at=3) == 3
+    assert sessions_to_recover([0.1, 0.8, 0.9, 0.85, 0.9], drift_at=3) == 1
+    assert sessions_to_recover([0.1, 0.8, 0.9, 0.1, 0.2], drift_at=3) is None
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+def test_builtin_prompts_and_texts():
+    prompts = load_prompts()
+    assert 60 <= len(prompts) <= 80
+    cats = {r["category"] for r in prompts}
+    assert cats == {"general", "howto", "explain", "advice", "coding"}
+    assert 15 <= sum(r["category"] == "coding" for r in prompts)
+    assert len({r["prompt"] for r in prompts}) == len(prompts)
+    heldout = [r for r in prompts if r["split"] == "heldout"]
+    assert 20 <= len(heldout) <= 30 and {r["category"] for r in heldout[:5]} == cats
+    assert len(load_general_text()) == 8
+    heldin, ho = persona_prompts(get_persona("code_first"), prompts, seed=0)
+    assert all("coding" == next(r["category"] for r in prompts if r["prompt"] == p) for p in heldin + ho)
+    assert persona_prompts(get_persona("concise"), prompts, 0) == persona_prompts(get_persona("concise"), prompts, 0)
+    assert persona_prompts(get_persona("concise"), prompts, 0)[0] != persona_prompts(get_persona("concise"), prompts, 1)[0]
+
+
+# -- the simulated user ------------------------------------------------------------------------------
+
+class FakeAssistant:
+    """Duck-typed assistant, no model: answers get one sentence shorter after each trained session.
+
+    The adapting arms learn (answers shrink, and bullets appear after session 2); the others never change.
+    Profile-in-prompt alone trims one sentence once a session has been seen.
+    """
+
+    def __init__(self, user, arm, kwargs):
+        self.user, self.arm, self.kwargs = user, arm, kwargs
+        self.events, self.sessions, self.n_regen = [], 0, 0
+        self.last_prompt = None
+
+    def _text(self, prompt, extra=0):
+        sents = [s + "." for s in LONG.split(". ") if s]
+        learned = self.sessions if self.kwargs["adapt"] else (1 if self.kwargs["profile_in_prompt"] and self.sessions else 0)
+        n = max(len(sents) - 2 * learned - extra, 2)
+        kept = [s.rstrip(".") + "." for s in sents[:n]]
+        if self.kwargs["adapt"] and self.sessions >= 2:
+            return "\n".join("- " + s for s in kept)
+        return " ".join(kept)
+
+    def chat(self, text):
+        self.events.append(("chat", text))
+        if self.last_prompt is None or not text.endswith("please"):
+            self.last_prompt = text
+            return SimpleNamespace(text=self._text(text), message_id=len(self.events))
+        return SimpleNamespace(text=self._text(self.last_prompt, extra=3), message_id=len(self.events))
+
+    def regenerate(self):
+        self.events.append(("regenerate",))
+        self.n_regen += 1
+        return SimpleNamespace(text=self._text(self.last_prompt, extra=self.n_regen % 2), message_id=len(self.events))
+
+    def good(self):
+        self.events.append(("good",))
+
+    def bad(self):
+        self.events.append(("bad",))
+
+    def edit(self, text):
+        self.events.append(("edit", text))
+
+    def end_session(self, train="wait"):
+        self.events.append(("end_session",))
+        self.sessions += 1
+        training = SimpleNamespace(committed=True, version=self.sessions, metrics={"loss": 0.5 / self.sessions})
+        return SimpleNamespace(pairs_mined=3, training=training if self.kwargs["adapt"] else None)
+
+    def answer(self, prompt, record=False):
+        assert record is False
+        return self._text(prompt)
+
+    def perplexity(self, texts, adapter=True):
+        assert len(texts) == 8
+        return 10.2 if adapter else 10.0
+
+    def close(self):
+        self.events.append(("close",))
+
+
+def test_decide_is_deterministic_and_follows_the_rules():
+    concise = get_persona("concise")
+    a = [decide(concise, EXPLAIN, LONG, random.Random(f"0:{i}")) for i in range(200)]
+    b = [decide(concise, EXPLAIN, LONG, random.Random(f"0:{i}")) for i in range(200)]
+    assert a == b
+    assert set(a) == {"regenerate", "correction", "edit", "thumbs_down"}
+    assert abs(a.count("regenerate") / 200 - 0.3) < 0.1
+    ok = {decide(concise, EXPLAIN, SHORT, random.Random(i)) for i in range(50)}
+    assert ok == {"accept", "thumbs_up"}
+    always_edit = FeedbackPolicy(p_regenerate=0, p_correction=0, p_edit=1.0)
+    assert {decide(concise, EXPLAIN, LONG, random.Random(i), always_edit) for i in range(20)} == {"edit"}
+
+
+def test_simulated_session_events_are_deterministic_per_seed():
+    concise = get_persona("concise")
+    prompts = [EXPLAIN, "Explain how rainbows form.", "Why is the sky blue?", "Explain what DNA does in a cell."]
+    runs = []
+    for seed in (0, 0, 1):
+        fake = FakeAssistant("u", "asls", ARMS["asls"])
+        turns = simulate_session(fake, concise, prompts, session=1, seed=seed)
+        runs.append(([t.action for t in turns], fake.events))
+    assert runs[0] == runs[1]
+    assert runs[0][0] != runs[2][0]  # another seed, other reactions
+    fake = FakeAssistant("u", "asls", ARMS["asls"])
+    edit_all = FeedbackPolicy(p_regenerate=0, p_correction=0, p_edit=1.0)
+    turns = simulate_session(fake, concise, prompts[:2], session=1, policy=edit_all)
+    assert [e[0] for e in fake.events] == ["chat", "edit", "chat", "edit"]
+    assert all(t.edited and t.final_satisfaction == 1.0 and t.satisfaction < 1.0 for t in turns)
+    assert fake.events[1][1] == concise.edit(EXPLAIN, turns[0].answer)
+    assert turns[0].edit_cost == pytest.approx(edit_cost(turns[0].answer, fake.events[1][1]))
+    fake = FakeAssistant("u", "asls", ARMS["asls"])
+    correct_all = FeedbackPolicy(p_regenerate=0, p_correction=1.0, p_edit=0, p_edit_after=0)
+    turns = simulate_session(fake, concise, prompts[:1], session=1, policy=correct_all)
+    assert fake.events[1] == ("chat", "shorter please") and turns[0].generations == 2
+
+
+# -- the runner on a fake assistant ------------------------------------------------------------------
+
+def test_runner_on_fake_assistant_writes_table_and_json(tmp_path):
+    made = []
+
+    def factory(user, arm, kwargs):
+        made.append((user, arm))
+        return FakeAssistant(user, arm, kwargs)
+
+    messages = []
+    result = run_eval(arms=["profile_prompt", "adapt_no_profile", "asls", "sft"], personas=["concise", "drift"],
+                      sessions=4, turns=3, heldout=4, seed=0, out_dir=tmp_path / "out", progress=messages.append,
+                      assistant_factory=factory)
+    assert [a for _, a in made[:5]] == ["base", "profile_prompt", "adapt_no_profile", "asls", "sft"]
+    assert len({u for u, _ in made}) == 10  # a fresh user per persona x arm
+    # base never changes; adapting arms fall in length each session and end concise
+    assert result.curve("concise", "base") == [result.curve("concise", "base")[0]] * 5
+    asls = result.curve("concise", "asls")
+    assert asls[0] == result.curve("concise", "base")[0] < asls[-1] == 1.0
+    words = [s["heldout"]["words"] for s in result.run("concise", "asls")["sessions"]]
+    assert words == sorted(words, reverse=True) and words[0] > words[-1]
+    rows = {(r["arm"], r["persona"]): r for r in result.rows()}
+    assert rows[("asls", "concise")]["delta_vs_base"] == pytest.approx(1.0 - result.curve("concise", "base")[-1])
+    assert rows[("asls", "concise")]["retention"] == pytest.approx(1.02)
+    assert rows[("profile_prompt", "concise")]["retention"] == 1.0
+    ec = rows[("asls", "concise")]["edit_cost_chat"]
+    assert ec[0] > ec[1] == 0.0
+    # drift: concise until session 3, then bullets (the fake adapter makes bullets from session 2)
+    assert result.run("drift", "asls")["recover"] == 1
+    assert result.run("drift", "base")["recover"] is None
+    train = result.run("concise", "asls")["sessions"][1]["training"]
+    assert train == {"pairs_mined": 3, "committed": True, "version": 1, "metrics": {"loss": 0.5}}
+    # outputs
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["arm"] for r in data["runs"]} == set(ARMS) and len(data["runs"]) == 10
+    assert data["config"]["sessions"] == 4 and len(data["runs"][0]["sessions"]) == 5
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert md == result.markdown()
+    for arm in ARMS:
+        assert f"| {arm} |" in md
+    assert "| asls | concise | 0.06 → 1.00 | +0.94 |" in md
+    assert "| base | concise | 0.06 → 0.06 | +0.00 |" in md
+    assert "sessions to recover" in md and "- asls: 1" in md
+    assert any("session 4/4" in m for m in messages)
+    assert (tmp_path / "out" / "home").is_dir()
+
+
+def test_quick_defaults_and_unknown_arm(tmp_path):
+    result = run_eval(quick=True, assistant_factory=lambda u, a, k: FakeAssistant(u, a, k))
+    assert result.config["arms"] == ["base", "profile_prompt", "asls"]
+    assert result.config["personas"] == ["concise", "bullets"]
+    assert (result.config["sessions"], result.config["turns"], result.config["heldout"]) == (3, 4, 6)
+    assert all(len(r["heldout_prompts"]) == 6 for r in result.runs)
+    # base in quick mode is scored once, no chats; shared baseline: S0 identical across arms
+    assert all(s["chat"] is None for s in result.run("concise", "base")["sessions"])
+    assert result.run("concise", "asls")["sessions"][0]["answers"] == result.run("concise", "base")["sessions"][0]["answers"]
+    from asls_mlx.errors import ASLSError
+
+    with pytest.raises(ASLSError, match="unknown arm"):
+        run_eval(arms=["nope"], assistant_factory=lambda u, a, k: None)
+    with pytest.raises(ASLSError, match="unknown persona"):
+        run_eval(personas=["nope"], assistant_factory=lambda u, a, k: None)
