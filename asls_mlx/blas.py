@@ -138,3 +138,27 @@ def measure_gflops(n: int = 1024, repeats: int = 5) -> float:
         mx.eval(mx.matmul(a, b, stream=mx.cpu))
     seconds = (time.perf_counter() - start) / repeats
     return 2 * n**3 / seconds / 1e9
+
+
+def resolved_library(symbol: str = "cblas_sgemm") -> str | None:
+    """The shared library the process's global ``symbol`` resolves to (what MLX's CPU matmul calls).
+
+    Uses ``dladdr`` on the global symbol, so it answers the exact question "which BLAS does MLX use"
+    without timing anything.
+    """
+    if platform.system() != "Linux":
+        return None
+
+    class _DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    try:
+        libdl = ctypes.CDLL(None)
+        addr = ctypes.cast(getattr(libdl, symbol), ctypes.c_void_p)
+        info = _DlInfo()
+        if libdl.dladdr(addr, ctypes.byref(info)) == 0 or not info.dli_fname:
+            return None
+        return os.path.realpath(info.dli_fname.decode())
+    except (AttributeError, OSError):
+        return None

@@ -56,6 +56,8 @@ def run(compare_reference: bool = True) -> Report:
     report.add("device", str(mx.default_device()))
     status = blas.status()
     report.add("blas", f"{status.name}" + (f" ({status.path})" if status.path else f" — {status.detail}"))
+    if platform.system() == "Linux":
+        report.add("cblas_sgemm from", blas.resolved_library() or "MLX's bundled reference BLAS")
     error = check_matmul()
     report.add("matmul vs numpy", f"max abs diff {error:.2e}")
     if not error < 1e-3:

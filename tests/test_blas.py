@@ -24,19 +24,20 @@ def test_mlx_matmul_matches_numpy():
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="BLAS loading is a Linux concern")
-def test_optimized_blas_is_active_and_much_faster_than_reference():
-    status = blas.status()
+def test_mlx_matmul_resolves_to_the_optimized_blas():
+    """Which library MLX's cblas_sgemm calls land in, checked with dladdr (no timing: machines are noisy).
+    The speed itself (~40x) is shown by `asls doctor` and the benchmarks."""
+    import mlx.core as mx  # noqa: F401
+
     if not blas.candidates():
         pytest.skip("no OpenBLAS on this machine")
+    status = blas.status()
     assert status.name in ("cmeel-openblas", "system-openblas"), status
-    code = "import asls_mlx.blas as b, json; print(json.dumps([b.status().name, b.measure_gflops(512, 3)]))"
-    ref_name, ref = json.loads(
-        subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ASLS_BLAS="off"), capture_output=True, text=True, check=True).stdout
-    )
-    fast_name, fast = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert ref_name == "reference" and fast_name == status.name
-    # Measured ~40x apart; a 5x bar survives any noise on a shared 2-core machine.
-    assert fast > 5 * ref, (fast, ref)
+    assert blas.resolved_library() == os.path.realpath(status.path)
+    code = "import asls_mlx, mlx.core, asls_mlx.blas as b, json; print(json.dumps([b.status().name, b.resolved_library()]))"
+    off = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ASLS_BLAS="off"), capture_output=True, text=True, check=True)
+    name, lib = json.loads(off.stdout)
+    assert name == "reference" and (lib is None or "openblas" not in lib)
 
 
 def test_doctor_reports_blas_and_speed():

@@ -81,3 +81,13 @@ def test_request_must_end_with_user_message(tiny_model):
     engine = ChatEngine(*tiny_model)
     with pytest.raises(ASLSError):
         list(engine.stream([{"role": "assistant", "content": "hi"}]))
+
+
+def test_batch_completion_matches_single_greedy(tiny_model):
+    engine = ChatEngine(*tiny_model)
+    convs = [[{"role": "user", "content": "hello there"}], [{"role": "user", "content": "a different and longer question"}]]
+    batched = engine.complete_batch(convs, GREEDY, k=2)
+    assert [len(x) for x in batched] == [2, 2]
+    for conv, answers in zip(convs, batched):
+        single = ChatEngine(*tiny_model).complete(conv, GREEDY)
+        assert answers[0] == answers[1] == single

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.profile import Profile
-from asls_mlx.profiling.quality import is_acceptable
+from asls_mlx.profiling.quality import is_acceptable, quality_issues
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
 from asls_mlx.profiling.types import PreferencePair
@@ -151,6 +151,15 @@ def split_of(user_name: str, prompt: str) -> str:
     return "val" if int(h[:8], 16) % VAL_BUCKETS == 0 else "train"
 
 
+def _acceptable_chosen(p: PreferencePair) -> bool:
+    # The user's own edit may be terse ("Try Milo.") and still be exactly what they want: only a
+    # loop, a refusal, garbage or nothing disqualifies it. Model answers must pass the whole guard.
+    issues = set(quality_issues(p.prompt, p.chosen))
+    if p.source == "edit":
+        issues -= {"too_short", "off_topic"}
+    return not issues
+
+
 def _clean(pairs: list[PreferencePair]) -> list[PreferencePair]:
     seen: set[str] = set()
     per_prompt: dict[str, int] = {}
@@ -158,10 +167,10 @@ def _clean(pairs: list[PreferencePair]) -> list[PreferencePair]:
     for p in pairs:
         if not p.chosen or not p.chosen.strip():
             continue
-        if p.rejected is not None and (not p.rejected.strip()
-                                       or normalize_text(p.chosen) == normalize_text(p.rejected)):
+        # An empty rejected answer stays: "anything beats saying nothing" is a real preference.
+        if p.rejected is not None and normalize_text(p.chosen) == normalize_text(p.rejected):
             continue
-        if p.label >= 0 and not is_acceptable(p.prompt, p.chosen):
+        if p.label >= 0 and not _acceptable_chosen(p):
             continue  # never teach a degenerate answer as the preferred one
         h = pair_hash(p.prompt, p.chosen, p.rejected, p.label)
         key = normalize_text(p.prompt)

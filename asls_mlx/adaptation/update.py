@@ -1,0 +1,220 @@
+"""One per-session adapter update: gather pairs -> train within budget -> validate -> gated commit.
+
+Runs the same way in the chat process (``train(wait=True)``, on the live model) and in the
+background worker (on its own copy of the model). The store is the authority on which version is
+active; adapter files are written atomically by ``AdapterRepo`` before the store row says so, so a
+crash at any point leaves the previous version active and complete.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from typing import Callable
+
+from asls_mlx.adaptation.evaluate import gate, preference_metrics, retention_perplexity
+from asls_mlx.adaptation.lora import LoraConfig, attach_lora, has_lora, lora_parameters, reset_lora, set_lora_weights
+from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
+from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.profiling.quality import quality_issues
+
+AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
+
+
+@dataclass
+class UpdateOptions:
+    loss: str = "dpo"  # dpo | simpo | orpo | sft
+    time_budget_s: float = 30.0  # wall clock for the training steps themselves
+    max_steps: int = 10  # per session: over-training makes a 135M model loop or refuse (DESIGN.md)
+    base_lr: float = 2e-4
+    drift_adaptation: bool = True  # steps/lr/replay follow the profile's drift score
+    replay_pool: int = 64  # older pairs eligible for replay
+    quality_prompts: int = 3  # held-out prompts answered greedily after training, checked by the quality guard
+    quality_max_tokens: int = 48
+    retention_bound: float = 1.10  # general-text perplexity may rise at most 10%
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    seed: int = 0
+    sources: frozenset | None = None  # train only on pairs from these sources (ablations); None: all
+
+
+@dataclass
+class UpdateReport:
+    """What one update did. ``committed`` False means the previous adapter stayed active."""
+
+    committed: bool
+    reason: str
+    version: int | None = None  # the active version after the update (None = base model)
+    previous_version: int | None = None
+    new_pairs: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    retention_ratio: float | None = None
+    run_id: int | None = None
+
+    def summary(self) -> str:
+        if self.steps == 0 and not self.committed:
+            return f"adapter unchanged: {self.reason}"
+        acc = ""
+        if self.before.get("n") and self.after.get("n"):
+            acc = f", held-out preference {self.before['accuracy']:.2f} → {self.after['accuracy']:.2f}"
+        if self.committed:
+            return f"adapter v{self.version} — trained on {self.new_pairs} new pairs{acc}"
+        return f"kept adapter {_name(self.previous_version)}: new one rejected ({self.reason})"
+
+
+def _name(version: int | None) -> str:
+    return f"v{version}" if version else "none (base model)"
+
+
+def update_adapter(
+    store,
+    user_id: int,
+    model,
+    tokenizer,
+    repo: AdapterRepo,
+    base_model_id: str,
+    options: UpdateOptions = UpdateOptions(),
+    drift: float = 0.0,
+    general_texts: list[str] = (),
+    answer_fn: AnswerFn | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    session_ids: list[int] = (),
+) -> UpdateReport:
+    """Train the user's adapter on their new pairs (+ replay), and commit it only if it is not worse."""
+    def wanted(pairs):
+        return [p for p in pairs if options.sources is None or p.source in options.sources]
+
+    new = wanted(store.pairs(user_id, split="train", unused_only=True))
+    active = store.active_adapter(user_id)
+    previous = active.version if active else None
+    if not new:
+        return UpdateReport(False, "no new pairs since the last update", previous, previous)
+    new_ids = {n.id for n in new}
+    older = [p for p in wanted(store.pairs(user_id, split="train")) if p.id not in new_ids]
+    replay = random.Random(options.seed).sample(older, min(len(older), options.replay_pool))
+    val = wanted(store.pairs(user_id, split="val"))
+
+    steps, lr, replay_fraction = adapt_schedule(
+        len(new), drift if options.drift_adaptation else 0.0, options.base_lr, options.max_steps
+    )
+    if not has_lora(model):
+        attach_lora(model, options.lora)
+    old_weights = {k: v for k, v in lora_parameters(model).items()}
+    optimizer_state = repo.optimizer_state(previous) if previous else None
+    ref_cache: dict = {}
+    before = preference_metrics(model, tokenizer, val, ref_cache)
+    run_id = store.add_training_run(user_id, [p.id for p in new], session_ids, parent_version=previous)
+    args = TrainingArgs(
+        loss=options.loss, lr=lr, max_steps=steps, time_budget_s=options.time_budget_s,
+        replay_fraction=replay_fraction, seed=options.seed,
+    )
+    started = time.perf_counter()
+    try:
+        result = train(
+            model, tokenizer, new, args, replay_pairs=replay, general_texts=general_texts,
+            optimizer_state=optimizer_state, callback=progress, should_stop=should_stop, reference_cache=ref_cache,
+        )
+    except BaseException as e:  # KeyboardInterrupt included: restore, record, re-raise
+        set_lora_weights(model, old_weights)
+        store.finish_training_run(run_id, "failed", f"{type(e).__name__}: {e}"[:300])
+        raise
+    report = UpdateReport(
+        False, "", previous, previous, len(new), result.steps, time.perf_counter() - started, result.losses, before, run_id=run_id
+    )
+    if result.stopped_reason == "cancelled":
+        return _reject(store, model, old_weights, report, "cancelled", status="cancelled")
+    if result.steps == 0:
+        return _reject(store, model, old_weights, report, f"no training step ran ({result.stopped_reason})", status="failed")
+    report.after = preference_metrics(model, tokenizer, val, ref_cache)
+    retention = retention_perplexity(model, tokenizer, list(general_texts)) if general_texts else {"ratio": 1.0}
+    report.retention_ratio = retention["ratio"]
+    failures = _new_quality_failures(model, old_weights, val or new, answer_fn, options) if answer_fn else 0
+    decision = gate(
+        before, report.after, report.retention_ratio, bound=options.retention_bound, diverged=result.diverged,
+        quality_failures=failures, require_validation=False,
+    )
+    if not decision.commit:
+        return _reject(store, model, old_weights, report, decision.reason, status="failed" if result.diverged else "rejected")
+    metrics = {
+        "loss": options.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
+        "new_pairs": len(new), "val_before": before, "val_after": report.after,
+        "retention_ratio": report.retention_ratio, "lr": lr, "drift": drift, "stopped": result.stopped_reason,
+    }
+    config = options.lora
+    version = repo.commit(
+        model, config,
+        {"base_model": base_model_id, "rank": config.rank, "keys": list(config.keys), "loss": options.loss,
+         "pairs": [p.id for p in new], "sessions": list(session_ids), "metrics": _finite(metrics)},
+        optimizer_state=result.optimizer_state,
+    )
+    store.add_adapter_version(
+        user_id, str(repo.path(version)), base_model_id, metrics=_finite(metrics), parent_version=previous,
+        status="active", version=version,
+    )
+    store.mark_pairs_used([p.id for p in new], version)
+    store.finish_training_run(run_id, "ok", decision.reason, _finite(metrics), adapter_version=version)
+    report.committed, report.reason, report.version = True, decision.reason, version
+    return report
+
+
+def _reject(store, model, old_weights, report: UpdateReport, reason: str, status: str) -> UpdateReport:
+    set_lora_weights(model, old_weights)  # the live model goes back to the old adapter exactly
+    store.finish_training_run(report.run_id, status, reason, _finite({"losses": report.losses, "steps": report.steps}))
+    report.reason = reason
+    return report
+
+
+def _new_quality_failures(model, old_weights, pairs, answer_fn: AnswerFn, options: UpdateOptions) -> int:
+    """Held-out prompts whose greedy answer fails the quality guard now but did not before.
+
+    A looping, refusing or empty answer is what over-optimisation produces first (DESIGN.md), and
+    preference accuracy alone does not see it.
+    """
+    prompts = list(dict.fromkeys(p.prompt for p in pairs))[: options.quality_prompts]
+    if not prompts:
+        return 0
+    after = answer_fn(prompts)
+    bad = [i for i, (q, a) in enumerate(zip(prompts, after)) if quality_issues(q, a)]
+    if not bad:
+        return 0
+    new_weights = lora_parameters(model)
+    set_lora_weights(model, old_weights)
+    try:
+        before = answer_fn([prompts[i] for i in bad])
+    finally:
+        set_lora_weights(model, new_weights)
+    return sum(1 for i, a in zip(bad, before) if not quality_issues(prompts[i], a))
+
+
+def _finite(value):
+    """JSON-safe copy: NaN/inf become None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def activate_version(model, repo: AdapterRepo, version: int | None, lora: LoraConfig = LoraConfig()) -> None:
+    """Hot-swap: put ``version``'s weights into the loaded model in place (None = base model)."""
+    if version is None:
+        if has_lora(model):
+            reset_lora(model)
+        return
+    config, weights, _meta = repo.load(version, model)
+    if not has_lora(model):
+        attach_lora(model, config)
+    set_lora_weights(model, weights)
+
+
+__all__ = ["UpdateOptions", "UpdateReport", "activate_version", "update_adapter"]
+

@@ -1,0 +1,518 @@
+"""The Python API: one object that ties the store, profiling, adaptation and the engine together.
+
+    >>> from asls_mlx import Assistant
+    >>> with Assistant(user="sam") as a:                      # doctest: +SKIP
+    ...     print(a.chat("What is the capital of France?").text)
+    ...     a.chat("shorter please")
+    ...     a.good()
+    The capital of France is Paris.
+
+Leaving the ``with`` block ends the session: the profile is updated, pairs are mined and the adapter
+is trained (in the background by default) and swapped into the next answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator
+
+from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, update_adapter
+from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
+from asls_mlx.engine.models import resolve_model
+from asls_mlx.errors import ASLSError
+from asls_mlx.locks import FileLock
+from asls_mlx.paths import atomic_write_text, private_dir
+from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, record_feedback
+from asls_mlx.store import open_store
+
+TRAIN_MODES = ("background", "wait", "next_start", "none")
+
+
+@dataclass
+class AssistantConfig:
+    """How the assistant answers and learns. The defaults are the full ASLS system."""
+
+    profile_in_prompt: bool = True  # profiling layer: the rendered profile joins the system prompt
+    adapt: bool = True  # adaptation layer: train a LoRA adapter after sessions
+    self_labelled: bool = True  # mine pairs by sampling answers and ranking them with the profile
+    drift_adaptation: bool = True  # steps / lr / replay follow the profile's drift score
+    loss: str = "dpo"  # dpo | simpo | orpo | sft
+    pair_sources: frozenset | None = None  # train only on these pair sources (None: all)
+    train_after_session: str = "background"  # background | wait | next_start | none
+    train_budget_s: float = 30.0  # wall-clock budget of the training steps per session
+    max_steps: int = 10  # per session; more makes a 135M model loop or refuse (DESIGN.md)
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy answers
+    top_p: float = 0.95
+    regenerate_temperature: float = 0.8  # a regenerated answer must differ, so it is sampled
+    seed: int = 0
+    self_labelled_prompts: int = 4  # past prompts re-answered per session for self-labelled pairs
+    self_labelled_k: int = 4  # samples per prompt, ranked by the profile scorer
+    self_labelled_max_tokens: int = 96
+    system_prompt: str = "You are a helpful assistant."
+
+    def __post_init__(self) -> None:
+        if self.train_after_session not in TRAIN_MODES:
+            raise ASLSError(f"train_after_session must be one of {', '.join(TRAIN_MODES)}, not {self.train_after_session!r}")
+        if self.loss not in ("dpo", "simpo", "orpo", "sft"):
+            raise ASLSError(f"loss must be dpo, simpo, orpo or sft, not {self.loss!r}")
+
+
+@dataclass
+class Reply:
+    """A finished answer: its text, its message id in the history and the adapter that produced it."""
+
+    text: str
+    message_id: int
+    adapter_version: int | None
+    finish_reason: str | None = None
+    truncated: bool = False
+    generation_tps: float = 0.0
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class SessionSummary:
+    """What ending a session did."""
+
+    session_id: int | None
+    profile: Profile
+    changes: list[str] = field(default_factory=list)
+    pairs_mined: int = 0
+    training: UpdateReport | None = None  # when trained with train="wait"
+    background: bool = False  # training started in a background process
+
+
+def general_texts() -> list[str]:
+    """Built-in general text used to check the adapter does not forget (retention)."""
+    data = resources.files("asls_mlx").joinpath("data/general_text.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["text"] for line in data.splitlines() if line.strip()]
+
+
+class Assistant:
+    """A chat assistant for one user that learns from how they react to its answers.
+
+    Args:
+        user: user name (default "default"); created on first use.
+        model: mlx-lm model directory, converted model name or hub id (default: embedded SmolLM2-135M).
+        config: :class:`AssistantConfig`.
+        engine: an already loaded :class:`ChatEngine` to share between assistants (e.g. in evaluation).
+        exclusive: hold the per-user chat lock, so a second chat on the same user is refused
+            (the background trainer passes False: it only learns, it does not chat).
+    """
+
+    def __init__(self, user: str | None = None, model: str | None = None, config: AssistantConfig | None = None,
+                 engine: ChatEngine | None = None, progress: Callable[[str], None] | None = None, exclusive: bool = True):
+        self.config = config or AssistantConfig()
+        self.store = open_store()
+        self.user = self.store.get_or_create_user(user or "default")
+        self.dir = private_dir(self.store.path.parent / "users" / str(self.user.id))
+        self._chat_lock = FileLock(self.dir / "chat.lock")
+        if exclusive and not self._chat_lock.acquire():
+            self.store.close()
+            raise ASLSError(f"user {self.user.name!r} is already chatting in another asls process; close it first")
+        try:
+            if engine is None:
+                source = resolve_model(model, progress=progress or _quiet)
+                loaded, tokenizer, model_id = load_model(str(source), progress=progress or _quiet)
+                engine = ChatEngine(loaded, tokenizer, model_id)
+                self._model_source = str(source)
+            else:
+                self._model_source = model or ""
+            self.engine = engine
+            self.repo = AdapterRepo(self.dir / "adapters")
+            self.session_id: int | None = None
+            self._last_assistant: int | None = None
+            self._loaded_version: int | None = -1  # unknown: forces the first sync
+            self._worker: subprocess.Popen | None = None
+            self.notices: list[str] = []
+            self.sync_adapter()
+        except BaseException:
+            self._chat_lock.release()
+            self.store.close()
+            raise
+
+    # -- adapter ---------------------------------------------------------------------------------
+    @property
+    def adapter_version(self) -> int | None:
+        """The adapter version the next answer uses (None: the base model)."""
+        return self._loaded_version if self._loaded_version != -1 else None
+
+    def sync_adapter(self) -> str | None:
+        """Hot-swap to the store's active adapter if it changed (e.g. background training finished).
+
+        Returns a notice when something changed. A damaged or mismatched adapter falls back to the
+        last good version, or to the base model, with a notice instead of an error.
+        """
+        active = self.store.active_adapter(self.user.id)
+        wanted = active.version if active else None
+        if wanted == self._loaded_version:
+            return None
+        notice = None
+        if active is not None and active.base_model != self.engine.model_id:
+            notice = f"adapter v{wanted} was trained for {active.base_model}, not {self.engine.model_id}: using the base model"
+            wanted = None
+        try:
+            activate_version(self.engine.model, self.repo, wanted)
+        except ASLSError as e:
+            notice = f"adapter v{wanted} cannot be used ({e}); using the base model"
+            activate_version(self.engine.model, self.repo, None)
+            wanted = None
+        self.engine.reset_cache()  # cached keys/values came from the old weights
+        changed = self._loaded_version not in (-1, wanted)
+        self._loaded_version = wanted
+        if changed and notice is None:
+            run = next((r for r in reversed(self.store.training_runs(self.user.id)) if r.adapter_version == wanted), None)
+            notice = f"now using adapter v{wanted}" if wanted else "now using the base model"
+            if run and run.metrics:
+                notice += f" — trained on {run.metrics.get('new_pairs', '?')} new pairs"
+        if notice:
+            self.notices.append(notice)
+        return notice
+
+    # -- chatting --------------------------------------------------------------------------------
+    def _system(self) -> str:
+        text = self.config.system_prompt
+        if self.config.profile_in_prompt:
+            rendered = self.profile.render()
+            if rendered:
+                text += "\n" + rendered
+        return text
+
+    def _conversation(self, upto: int | None = None) -> list[dict]:
+        messages = [{"role": "system", "content": self._system()}]
+        if self.session_id is not None:
+            for m in self.store.conversation(self.session_id):
+                if upto is not None and m.id >= upto:
+                    break
+                if m.role in ("user", "assistant"):
+                    messages.append({"role": m.role, "content": m.text})
+        return messages
+
+    def _options(self, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None) -> SamplingOptions:
+        c = self.config
+        return SamplingOptions(
+            max_tokens=max_tokens or c.max_tokens,
+            temperature=c.temperature if temperature is None else temperature,
+            top_p=c.top_p,
+            seed=c.seed if seed is None else seed,
+        )
+
+    def stream(self, text: str) -> Iterator[GenerationChunk]:
+        """Send ``text`` and stream the answer; it is saved in the history when the stream ends
+        (also when it is interrupted: the partial answer is kept)."""
+        text = _check_text(text)
+        self.sync_adapter()
+        if self.session_id is None:
+            self.session_id = self.store.start_session(self.user.id)
+        user_id = self.store.add_message(self.session_id, "user", text)
+        messages = self._conversation() + [{"role": "user", "content": text}]
+        yield from self._answer_into(messages, lambda answer: self.store.add_message(self.session_id, "assistant", answer, parent_id=user_id))
+
+    def _answer_into(self, messages: list[dict], save: Callable[[str], int], options: SamplingOptions | None = None) -> Iterator[GenerationChunk]:
+        answer, last = "", None
+        try:
+            for chunk in self.engine.stream(messages, options or self._options()):
+                answer += chunk.text
+                last = chunk
+                yield chunk
+        finally:
+            self._last_assistant = save(answer.strip())
+            self._last_chunk = last
+
+    def chat(self, text: str) -> Reply:
+        """Send ``text`` and return the whole answer."""
+        for _ in self.stream(text):
+            pass
+        return self._reply()
+
+    def _reply(self) -> Reply:
+        last = getattr(self, "_last_chunk", None)
+        msg = self.store.message(self._last_assistant)
+        return Reply(msg.content, msg.id, self.adapter_version, last.finish_reason if last else None,
+                     bool(last and last.truncated), last.generation_tps if last else 0.0)
+
+    def answer(self, prompt: str, record: bool = False) -> str:
+        """A greedy answer to a single prompt with the current adapter and profile, not saved (unless ``record``)."""
+        if record:
+            return self.chat(prompt).text
+        self.sync_adapter()
+        return self.engine.complete([{"role": "system", "content": self._system()}, {"role": "user", "content": _check_text(prompt)}], self._options(temperature=0.0))
+
+    def answer_many(self, prompts: list[str], max_tokens: int | None = None) -> list[str]:
+        """Greedy answers to many single prompts at once (batched decoding), not saved."""
+        self.sync_adapter()
+        system = {"role": "system", "content": self._system()}
+        convs = [[system, {"role": "user", "content": _check_text(p)}] for p in prompts]
+        return [a[0] for a in self.engine.complete_batch(convs, self._options(temperature=0.0, max_tokens=max_tokens))]
+
+    # -- feedback --------------------------------------------------------------------------------
+    def _require_answer(self) -> int:
+        if self._last_assistant is None:
+            raise ASLSError("there is no answer to give feedback on yet; chat first")
+        return self._last_assistant
+
+    def good(self) -> None:
+        """Thumbs up on the last answer."""
+        record_feedback(self.store, self._require_answer(), "thumbs_up")
+
+    def bad(self) -> None:
+        """Thumbs down on the last answer."""
+        record_feedback(self.store, self._require_answer(), "thumbs_down")
+
+    def edit(self, new_text: str) -> None:
+        """Replace the last answer with your corrected version (the strongest signal there is)."""
+        record_feedback(self.store, self._require_answer(), "edit", text=_check_text(new_text))
+
+    def stream_regenerate(self) -> Iterator[GenerationChunk]:
+        """Stream a new answer to the last message; the old one is kept as the discarded alternative."""
+        old = self._require_answer()
+        n = len(self.store.feedback(message_id=old)) + 1
+        messages = self._conversation(upto=old)
+        options = self._options(temperature=max(self.config.temperature, self.config.regenerate_temperature), seed=self.config.seed + 1000 * n + old)
+        yield from self._answer_into(messages, lambda answer: record_feedback(self.store, old, "regenerate", text=answer or "(empty)"), options)
+
+    def regenerate(self) -> Reply:
+        for _ in self.stream_regenerate():
+            pass
+        return self._reply()
+
+    # -- learning --------------------------------------------------------------------------------
+    @property
+    def profile(self) -> Profile:
+        return load_profile(self.store, self.user)
+
+    def end_session(self, train: str | None = None) -> SessionSummary:
+        """End the current session: update the profile, mine pairs, then train as ``train`` says
+        ("background", "wait", "next_start" or "none"; default: the config's ``train_after_session``)."""
+        mode = train or self.config.train_after_session
+        if mode not in TRAIN_MODES:
+            raise ASLSError(f"train must be one of {', '.join(TRAIN_MODES)}, not {mode!r}")
+        sid, self.session_id, self._last_assistant = self.session_id, None, None
+        before = self.profile
+        processed, mined = [], 0
+        for s in self.store.sessions(self.user.id):
+            if not s.processed and s.id != self.session_id:
+                mined += len(process_session(self.store, self.user, s.id, generate=None, seed=self.config.seed).pairs)
+                processed.append(s.id)
+        profile = self.profile
+        summary = SessionSummary(sid, profile, profile.diff(before), mined)
+        if not self.config.adapt or mode == "none" or not processed:
+            return summary
+        if mode == "wait":
+            summary.pairs_mined += self.mine_self_labelled(processed)
+            summary.training = self.train(wait=True, session_ids=processed)
+        elif mode == "background":
+            self.train(wait=False, session_ids=processed)
+            summary.background = True
+        return summary
+
+    def mine_self_labelled(self, session_ids: list[int]) -> int:
+        """Self-supervised pairs: sample answers to the sessions' prompts and let the profile rank them."""
+        if not (self.config.adapt and self.config.self_labelled):
+            return 0
+        c = self.config
+        system = {"role": "system", "content": self.config.system_prompt}
+        opts = self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens)
+
+        def generate(prompt: str, k: int, seed: int) -> list[str]:
+            opts.seed = seed
+            return self.engine.complete_batch([[system, {"role": "user", "content": prompt}]], opts, k=k)[0]
+
+        profile, added = self.profile, 0
+        for sid in session_ids:
+            added += len(mine_pairs(self.store, self.user, sid, generate=generate, k=c.self_labelled_k, seed=c.seed, profile=profile))
+        return added
+
+    def _update_options(self) -> UpdateOptions:
+        c = self.config
+        return UpdateOptions(loss=c.loss, time_budget_s=c.train_budget_s, max_steps=c.max_steps,
+                             drift_adaptation=c.drift_adaptation, seed=c.seed, sources=c.pair_sources)
+
+    def train(self, wait: bool = True, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+              session_ids: list[int] = ()) -> UpdateReport | None:
+        """Train the adapter on the pairs not used yet. ``wait=True`` trains here on the live model and
+        returns the report; ``wait=False`` starts a background process (see :meth:`training_status`)."""
+        if not wait:
+            self._start_worker(session_ids)
+            return None
+        lock = FileLock(self.dir / "train.lock")
+        if not lock.acquire():
+            raise ASLSError("training is already running for this user (background); wait for it or cancel it")
+        try:
+            return self.run_update(progress, should_stop, session_ids)
+        finally:
+            lock.release()
+
+    def run_update(self, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+                   session_ids: list[int] = ()) -> UpdateReport:
+        """One gated adapter update on the live model. Callers hold the user's training lock."""
+        engine = self.engine
+        try:
+            report = update_adapter(
+                self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
+                self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
+                answer_fn=lambda prompts: _greedy(engine, prompts, self._system()),
+                progress=progress, should_stop=should_stop, session_ids=list(session_ids),
+            )
+        finally:
+            engine.reset_cache()
+        self._loaded_version = -1  # weights changed in place: resync to whatever the store says
+        self.sync_adapter()
+        self.notices.clear()
+        return report
+
+    # -- background training ---------------------------------------------------------------------
+    def _start_worker(self, session_ids: list[int]) -> None:
+        if self._worker is not None and self._worker.poll() is None:
+            raise ASLSError("background training is already running")
+        cmd = [sys.executable, "-m", "asls_mlx.background", "--user", self.user.name, "--model", self._model_source or "default",
+               "--config", json.dumps(_config_dict(self.config)), "--sessions", ",".join(map(str, session_ids))]
+        log = open(self.dir / "train.log", "ab")
+        self._worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+
+    def training_status(self) -> dict:
+        """Background training progress: {running, step, total, loss, message}."""
+        path = self.dir / "train_progress.json"
+        running = self._worker is not None and self._worker.poll() is None
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            status = {}
+        status["running"] = running or (status.get("state") == "running" and _pid_alive(status.get("pid")))
+        return status
+
+    def wait_for_training(self, timeout: float | None = None) -> str | None:
+        """Block until background training ends, then hot-swap its adapter. Returns the notice."""
+        if self._worker is not None:
+            self._worker.wait(timeout)
+            self._worker = None
+        return self.sync_adapter()
+
+    def cancel_training(self) -> None:
+        """Stop background training; the previous adapter stays active."""
+        if self._worker is not None and self._worker.poll() is None:
+            self._worker.terminate()
+            self._worker.wait(30)
+        self._worker = None
+
+    # -- history, adapters, data -----------------------------------------------------------------
+    def history(self, limit: int = 50):
+        return self.store.history(self.user.id, limit)
+
+    def adapters(self):
+        return self.store.adapter_versions(self.user.id)
+
+    def rollback(self, version: int | None = None) -> int | None:
+        """Go back to ``version`` (default: the one before the active one; 0 = base model)."""
+        active = self.store.active_adapter(self.user.id)
+        usable = [v.version for v in self.adapters() if v.status in ("active", "archived")]
+        if version is None:
+            older = [v for v in usable if active is None or v < active.version]
+            version = older[-1] if older else 0
+        if version and version not in usable:
+            raise ASLSError(f"no usable adapter version {version} (see `asls adapters`)")
+        self.store.set_active_adapter(self.user.id, version or None)
+        self.sync_adapter()
+        return version or None
+
+    def export(self, path: str | Path) -> Path:
+        """Write everything about this user (messages, feedback, profile, pairs, adapter list) as JSONL."""
+        path = Path(path)
+        self.store.export_user(self.user.name, path)
+        return path
+
+    def import_(self, path: str | Path, rename: str | None = None) -> str:
+        """Import a bundle written by :meth:`export` (all or nothing). Returns the imported user name."""
+        return self.store.import_user(Path(path), rename=rename)
+
+    def forget(self, session_id: int | None = None, since=None, until=None, everything: bool = False):
+        """Forget a session, a time range or everything — and the adapters trained on it."""
+        if session_id is not None and session_id == self.session_id:
+            self.session_id, self._last_assistant = None, None
+        summary = self.store.forget(self.user.name, session_id=session_id, since=since, until=until, everything=everything)
+        for path in summary.tainted_paths:
+            shutil.rmtree(path, ignore_errors=True)  # the weights that saw the data go too
+        active = self.store.active_adapter(self.user.id)
+        if active is None or active.version in summary.tainted_versions:
+            clean = self.store.last_clean_adapter(self.user.id)
+            self.store.set_active_adapter(self.user.id, clean.version if clean else None)
+        self.sync_adapter()
+        return summary
+
+    def perplexity(self, texts: list[str], adapter: bool = True) -> float:
+        """Perplexity of ``texts`` with the adapter on or off (retention check)."""
+        from asls_mlx.adaptation.evaluate import retention_perplexity
+
+        result = retention_perplexity(self.engine.model, self.engine.tokenizer, texts)
+        return result["ppl"] if adapter else result["base_ppl"]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self, end_session: bool = False) -> None:
+        if end_session and self.session_id is not None:
+            self.end_session()
+        self._chat_lock.release()
+        self.store.close()
+
+    def __enter__(self) -> "Assistant":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.session_id is not None:
+                self.end_session()
+        finally:
+            self.close()
+
+
+def _greedy(engine: ChatEngine, prompts: list[str], system: str) -> list[str]:
+    convs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
+    return [a[0] for a in engine.complete_batch(convs, SamplingOptions(max_tokens=48, temperature=0.0))]
+
+
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ASLSError(f"a message must be text, not {type(text).__name__}")
+    if not text.strip():
+        raise ASLSError("the message is empty")
+    if "\x00" in text:
+        raise ASLSError("the message contains a NUL character")
+    return text
+
+
+def _config_dict(config: AssistantConfig) -> dict:
+    d = dict(config.__dict__)
+    if d.get("pair_sources") is not None:
+        d["pair_sources"] = sorted(d["pair_sources"])
+    return d
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def write_progress(path: Path, **fields) -> None:
+    atomic_write_text(path, json.dumps(dict(fields, pid=os.getpid(), time=time.time())))
+
+
+__all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary", "general_texts"]

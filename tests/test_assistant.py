@@ -1,0 +1,118 @@
+"""The Python API end to end on the tiny random model: chat -> feedback -> end session -> train -> new adapter."""
+
+import os
+
+import pytest
+
+from asls_mlx import Assistant, AssistantConfig, ASLSError
+
+EDITS = [
+    ("What is the capital of France?", "Paris is the capital."),
+    ("Explain photosynthesis to me", "Plants turn light into sugar."),
+    ("How do I boil an egg?", "Boil it for nine minutes."),
+    ("What is a good name for a cat?", "Try Milo, a classic."),
+    ("Name a fruit that is red", "An apple is red."),
+]
+FAST = dict(max_tokens=12, train_budget_s=20, self_labelled=False)
+
+
+def _session_with_edits(a):
+    for q, e in EDITS:
+        a.chat(q)
+        a.edit(e)
+
+
+def test_full_loop_trains_and_next_answer_uses_new_adapter(tiny_model_dir):
+    with Assistant(user="sam", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        first = a.chat("hello there")
+        assert first.adapter_version is None and first.message_id > 0
+        logits_base = _next_logits(a)
+        _session_with_edits(a)
+        summary = a.end_session(train="wait")
+        assert summary.pairs_mined >= 4
+        assert summary.training.committed, summary.training.reason
+        assert summary.training.version == 1 and summary.training.steps > 0
+        assert [(v.version, v.status) for v in a.adapters()] == [(1, "active")]
+        reply = a.chat("hello there")
+        assert reply.adapter_version == 1
+        assert not _allclose(_next_logits(a), logits_base)
+        # Rolling back to the base model restores the base logits exactly.
+        assert a.rollback() is None
+        assert _allclose(_next_logits(a), logits_base, exact=True)
+
+
+def test_second_chat_on_same_user_is_refused(tiny_model_dir):
+    with Assistant(user="sam", model=str(tiny_model_dir), config=AssistantConfig(**FAST)):
+        with pytest.raises(ASLSError, match="already chatting"):
+            Assistant(user="sam", model=str(tiny_model_dir))
+    Assistant(user="sam", model=str(tiny_model_dir)).close()  # free again once closed
+
+
+def test_feedback_without_an_answer_is_a_clear_error(tiny_model_dir):
+    a = Assistant(user="amy", model=str(tiny_model_dir), config=AssistantConfig(**FAST))
+    try:
+        for call in (a.good, a.bad, a.regenerate, lambda: a.edit("x")):
+            with pytest.raises(ASLSError, match="no answer"):
+                call()
+        for bad in ("", "   ", None, 42, "a\x00b"):
+            with pytest.raises(ASLSError):
+                a.chat(bad)
+        assert a.history() == []
+    finally:
+        a.close()
+
+
+def test_regenerate_keeps_the_old_answer_as_alternative(tiny_model_dir):
+    with Assistant(user="reg", model=str(tiny_model_dir), config=AssistantConfig(**FAST, temperature=0.0)) as a:
+        first = a.chat("tell me something")
+        second = a.regenerate()
+        assert second.message_id != first.message_id
+        convo = a.store.conversation(a.session_id)
+        assert [m.id for m in convo if m.role == "assistant"] == [second.message_id]
+
+
+def test_forget_everything_removes_trained_adapters(tiny_model_dir):
+    with Assistant(user="fay", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        assert a.end_session(train="wait").training.committed
+        path = a.repo.path(1)
+        assert path.exists()
+        summary = a.forget(everything=True)
+        assert summary.tainted_versions == (1,)
+        assert not path.exists()
+        assert a.adapter_version is None and a.history() == []
+
+
+def test_export_import_round_trip_through_the_api(tiny_model_dir, tmp_path):
+    with Assistant(user="ex", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        a.end_session(train="none")
+        bundle = a.export(tmp_path / "ex.jsonl")
+        assert oct(os.stat(bundle).st_mode & 0o777) == "0o600"
+        name = a.import_(bundle, rename="ex-copy")
+        copy = a.store.get_user(name)
+        assert len(a.store.history(copy.id, 100)) == len(a.history(100)) == 10
+
+
+def test_background_training_is_picked_up_without_restart(tiny_model_dir):
+    with Assistant(user="bg", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        summary = a.end_session(train="background")
+        assert summary.background
+        a.wait_for_training(timeout=300)
+        status = a.training_status()
+        assert status["state"] == "done" and status["committed"], status
+        assert a.chat("hello").adapter_version == 1
+
+
+def _next_logits(a):
+    import mlx.core as mx
+
+    ids = a.engine.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    return a.engine.model(mx.array([ids]))[0, -1]
+
+
+def _allclose(x, y, exact=False):
+    import mlx.core as mx
+
+    return bool(mx.array_equal(x, y)) if exact else bool(mx.allclose(x, y, atol=1e-5))
