@@ -29,6 +29,7 @@ from asls_mlx.paths import atomic_write_text, fsync_dir, private_dir
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACTIVE_FILE = "active"
+LAST_FILE = "last_version"  # high-water mark: version numbers are never reused
 _VERSION = re.compile(r"^v(\d+)$")
 
 
@@ -110,14 +111,31 @@ class AdapterRepo:
             return None
 
     # -- writing ---------------------------------------------------------------------------
-    def commit(self, model, config: LoraConfig, metadata: dict | None = None, optimizer_state: dict | None = None, activate: bool = True) -> int:
-        """Write the model's adapter as a new version (atomic), then make it active."""
+    def _high_water(self) -> int:
+        """The highest version number ever committed here (deleted versions included)."""
+        try:
+            return int((self.root / LAST_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def commit(self, model, config: LoraConfig, metadata: dict | None = None, optimizer_state: dict | None = None,
+               activate: bool = True, version: int | None = None) -> int:
+        """Write the model's adapter as a new version (atomic), then make it active.
+
+        The number is never reused, also after a version was deleted (forget), so it cannot collide
+        with the store's record of an old one; ``version`` (e.g. the store's next number) may raise it.
+        A write that fails (disk full, ...) leaves no trace and raises ASLSError; the previous version
+        stays active.
+        """
         numbers = self._numbers()
-        version = (numbers[-1] if numbers else 0) + 1
+        version = max(numbers[-1] if numbers else 0, self._high_water()) + 1 if version is None else int(version)
+        if version < 1 or self.path(version).exists():
+            raise ASLSError(f"Adapter version {version} already exists in {self.root}; not overwriting it.")
         meta = dict(metadata or {}, version=version)
         tmp = self.root / f".v{version}.build-{uuid.uuid4().hex[:8]}"
-        save_adapter(tmp, model, config, meta)  # itself atomic: complete or absent
         try:
+            atomic_write_text(self.root / LAST_FILE, str(max(version, self._high_water())))
+            save_adapter(tmp, model, config, meta)  # itself atomic: complete or absent
             if optimizer_state:
                 mx.save_safetensors(str(tmp / OPTIMIZER_FILE), optimizer_state)
                 os.chmod(tmp / OPTIMIZER_FILE, 0o600)
@@ -125,6 +143,9 @@ class AdapterRepo:
                     os.fsync(fh.fileno())
             os.replace(tmp, self.path(version))
             fsync_dir(self.root)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ASLSError(f"Could not write adapter version {version} ({e.strerror or e}); the previous adapter stays active.") from e
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -95,6 +95,8 @@ def _parse(text: str) -> list[tuple[int, dict[str, Any]]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise ASLSError(f"import: line {lineno} is not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise ASLSError(f"import: line {lineno} is nested too deeply to be an asls record") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
             raise ASLSError(f"import: line {lineno} is not an object with a 'type'")
         records.append((lineno, rec))
@@ -157,7 +159,7 @@ def import_user(store: Store, source: Path | str, rename: str | None = None) -> 
     except KeyError as e:
         raise ASLSError(f"import: line {lineno}: refers to id {e.args[0]!r}, which is not in the "
                         "bundle; nothing was imported") from None
-    except (sqlite3.Error, TypeError, ValueError) as e:
+    except (sqlite3.Error, TypeError, ValueError, OverflowError, RecursionError) as e:
         raise ASLSError(f"import: line {lineno}: {e}; nothing was imported") from None
     return name
 
@@ -212,6 +214,8 @@ def _insert(conn: sqlite3.Connection, uid: int, rec: dict[str, Any], ids: dict[s
         conn.executemany("INSERT INTO pair_messages (pair_id, message_id) VALUES (?, ?)",
                          [(new, ids["message"][m]) for m in rec.get("message_ids", [])])
     elif kind == "adapter_version":
+        # The path is kept verbatim (lossless round trip) but never trusted: forget only ever deletes
+        # the user's own adapter directories (see forget._own_adapter_paths).
         conn.execute(
             "INSERT INTO adapter_versions (user_id, version, path, base_model, base_hash, status, "
             "metrics, parent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

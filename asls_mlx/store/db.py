@@ -35,6 +35,17 @@ def open_store(path: Path | None = None) -> Store:
     return Store(Path(path) if path is not None else home() / "asls.db")
 
 
+def _text(value: object, what: str) -> str:
+    """``value`` if it is text SQLite can store (UTF-8 encodable: no lone surrogates), else ASLSError."""
+    if not isinstance(value, str):
+        raise ASLSError(f"{what} must be text, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ASLSError(f"{what} is not valid Unicode text (undecodable bytes at {e.start}); nothing was stored") from None
+    return value
+
+
 def _ts(value: float | None) -> float:
     return time.time() if value is None else float(value)
 
@@ -255,8 +266,7 @@ class Store(LearningMixin):
         """Append a message to a session; returns its id."""
         if role not in ROLES:
             raise ASLSError(f"unknown message role {role!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise ASLSError("message content must be text")
+        content = _text(content, "message content")
         self.session(session_id)
         if parent_id is not None:
             self.message(parent_id)
@@ -279,6 +289,7 @@ class Store(LearningMixin):
         Records a ``regenerate`` feedback event on the replaced answer (its ``superseded_by`` names the
         new one). Returns the new message id.
         """
+        content = _text(content, "an alternative answer")
         old = self.message(message_id)
         while old.superseded_by is not None:  # regenerating an old alternative replaces the live one
             old = self.message(old.superseded_by)
@@ -297,8 +308,7 @@ class Store(LearningMixin):
 
     def set_edit(self, message_id: int, text: str, created_at: float | None = None) -> None:
         """The user's corrected version of an answer; also records an ``edit`` feedback event."""
-        if not isinstance(text, str):
-            raise ASLSError("edited text must be text")
+        text = _text(text, "edited text")
         msg = self.message(message_id)
         if msg.role != "assistant":
             raise ASLSError(f"message {message_id} is not an assistant answer; only answers are edited")

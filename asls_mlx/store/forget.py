@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sqlite3
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -115,9 +116,9 @@ def forget(store: Store, user: str, session_id: int | None = None,
         if everything:
             versions |= _ids(conn, "SELECT version FROM adapter_versions WHERE user_id = ?", (uid,))
         tainted = store.mark_tainted(uid, versions) if versions else []
-        paths = tuple(r[0] for r in conn.execute(
-            f"SELECT path FROM adapter_versions WHERE user_id = ? AND version IN ({_marks(tainted)}) "
-            "ORDER BY version", [uid, *tainted])) if tainted else ()
+        paths = tuple(_own_adapter_paths(store, uid, conn.execute(
+            f"SELECT version, path FROM adapter_versions WHERE user_id = ? AND version IN ({_marks(tainted)}) "
+            "ORDER BY version", [uid, *tainted]).fetchall())) if tainted else ()
         # 4. profile snapshots that counted a touched session: that one and every later version
         first = None
         if touched:
@@ -146,6 +147,31 @@ def forget(store: Store, user: str, session_id: int | None = None,
     store.vacuum()
     return ForgetSummary(sessions=len(gone), messages=len(messages), feedback=feedback, pairs=len(pairs),
                          profiles=profiles, tainted_versions=tuple(tainted), tainted_paths=paths)
+
+
+_ADAPTER_FILES = {"adapter_config.json", "adapters.safetensors", "metadata.json", "optimizer.safetensors"}
+
+
+def _own_adapter_paths(store: Store, uid: int, rows) -> list[str]:
+    """The tainted versions' directories, as the caller may delete them.
+
+    A row's path is untrusted (an imported bundle carries the exporter's paths, and a crafted one could
+    name any directory), so it is returned only when it is the user's own ``<home>/users/<id>/adapters/vN``
+    or a ``vN`` directory holding nothing but adapter files (or absent); otherwise the canonical path.
+    """
+    root = (store.path.parent / "users" / str(int(uid)) / "adapters").resolve()
+    out = []
+    for version, path in rows:
+        canonical = root / f"v{int(version)}"
+        try:
+            p = Path(path)
+            ok = p.resolve() == canonical or (
+                p.name == f"v{int(version)}" and not p.is_symlink()
+                and (not p.exists() or (p.is_dir() and {f.name for f in p.iterdir()} <= _ADAPTER_FILES)))
+        except (OSError, ValueError, RuntimeError):
+            ok = False
+        out.append(str(p) if ok else str(canonical))
+    return out
 
 
 def _descendants(conn: sqlite3.Connection, seeds: set[int]) -> set[int]:

@@ -150,6 +150,10 @@ class LearningMixin:
                     "UPDATE adapter_versions SET status = 'archived' "
                     "WHERE user_id = ? AND status = 'active'", (user_id,),
                 )
+            if conn.execute("SELECT 1 FROM adapter_versions WHERE user_id = ? AND version = ?",
+                            (user_id, int(version))).fetchone():
+                raise ASLSError(f"adapter version {version} is already recorded for this user; "
+                                "version numbers are never reused")
             conn.execute(
                 "INSERT INTO adapter_versions (user_id, version, path, base_model, base_hash, status, "
                 "metrics, parent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -264,6 +268,18 @@ class LearningMixin:
         )
         if cur.rowcount != 1:
             raise ASLSError(f"no training run with id {run_id}")
+
+    def next_adapter_version(self, user_id: int) -> int:
+        """The number a new adapter version of this user gets (never one used before)."""
+        return int(self.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM adapter_versions WHERE user_id = ?",
+                                (user_id,)).fetchone()[0])
+
+    def fail_interrupted_runs(self, user_id: int, reason: str = "interrupted (the process ended before it finished)") -> int:
+        """Close runs left 'running' by a process that died; call only while holding the user's training lock."""
+        cur = self.execute(
+            "UPDATE training_runs SET status = 'failed', reason = ?, ended_at = ? "
+            "WHERE user_id = ? AND status = 'running'", (reason, time.time(), user_id))
+        return cur.rowcount
 
     def training_runs(self, user_id: int) -> list[TrainingRun]:
         rows = self.execute("SELECT * FROM training_runs WHERE user_id = ? ORDER BY id",
