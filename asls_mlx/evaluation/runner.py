@@ -46,7 +46,7 @@ ARMS: dict[str, dict] = {
 }
 FULL_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
 QUICK = dict(personas=("concise", "bullets"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
-             heldout=6, max_tokens=120, train_budget_s=20.0)
+             heldout=6, max_tokens=96, train_budget_s=15.0)  # sized for <= 15 min on 2 cores
 FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=8, max_tokens=160,
             train_budget_s=30.0)
 

@@ -1,0 +1,29 @@
+"""The eval runner wired to the real Assistant on a tiny random model: 1 persona, 2 arms, 1 session."""
+
+import json
+
+from asls_mlx.evaluation import run_eval
+
+
+def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
+    out = tmp_path / "eval"
+    result = run_eval(arms=["base", "asls"], personas=["concise"], sessions=1, turns=2, heldout=2, seed=0,
+                      model=str(tiny_model_dir), out_dir=out, max_tokens=12, train_budget_s=5.0)
+    data = json.loads((out / "results.json").read_text())
+    assert [(r["persona"], r["arm"]) for r in data["runs"]] == [("concise", "base"), ("concise", "asls")]
+    asls = result.run("concise", "asls")
+    assert len(asls["sessions"]) == 2 and len(asls["heldout_prompts"]) == 2
+    assert len(asls["sessions"][1]["chat"]["turns"]) == 2
+    assert all(isinstance(a, str) for s in asls["sessions"] for a in s["answers"])
+    # a random model babbles: the quality guard must fail most answers, and they must score 0
+    for s in asls["sessions"]:
+        h = s["heldout"]
+        assert 0.0 <= h["satisfaction"] <= 1.0 and 0.0 <= h["quality_pass"] <= 1.0
+        if h["quality_pass"] == 0.0:
+            assert h["satisfaction"] == 0.0
+    ret = asls["retention"]
+    assert ret["ppl"] > 1.0 and ret["base_ppl"] > 1.0 and ret["ratio"] > 0
+    assert asls["sessions"][1]["training"] is not None
+    md = (out / "results.md").read_text()
+    assert "| base |" in md and "| asls |" in md
+    assert (out / "home" / "asls.db").exists() or any((out / "home").iterdir())
