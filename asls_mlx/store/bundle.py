@@ -122,17 +122,24 @@ def _parse(text: str) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
+def _is_file(source: str) -> bool:
+    try:
+        return Path(source).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL, ...: not a path
+        return False
+
+
 def import_user(store: Store, source: Path | str, rename: str | None = None) -> str:
     """Import a bundle (a path, or the JSONL text itself); returns the user name it was stored under.
 
     All or nothing: any problem raises ASLSError (naming the line) and leaves the database unchanged.
     """
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
-                                    and Path(source).is_file()):
+                                    and _is_file(source)):
         try:
             text = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ASLSError(f"import: cannot read {source}: {e}") from e
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
+            raise ASLSError(f"import: cannot read {str(source)[:200]!r}: {e}") from None
     elif isinstance(source, str):
         text = source
     else:

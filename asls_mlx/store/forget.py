@@ -62,6 +62,8 @@ def forget(store: Store, user: str, session_id: int | None = None,
     chosen = sum([session_id is not None, since is not None or until is not None, bool(everything)])
     if chosen != 1:
         raise ASLSError("forget: give exactly one of a session, a time range (since/until) or everything")
+    if session_id is not None and (isinstance(session_id, bool) or not isinstance(session_id, int)):
+        raise ASLSError(f"forget: a session id must be a whole number, got {str(session_id)[:60]!r}")
     uid = store.get_user(user).id
     since_ts, until_ts = _when(since), _when(until)
     with store.transaction() as conn:
