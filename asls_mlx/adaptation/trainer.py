@@ -256,7 +256,9 @@ def train(
     initial_state = optimizer_state_dict(optimizer)
 
     step, state = make_step(model, optimizer, args, n)
-    lengths = [p.length for p in examples]
+    # Bucket by length, except for KTO: there length would sort liked (short) and disliked answers
+    # into separate batches, and its reference point z0 is a per-batch estimate.
+    lengths = [p.length if args.loss != "kto" else 0 for p in examples]
     schedule = batch_schedule(lengths, n, args.seed, start_step, args.max_steps)
     model.train()
     losses_seen, metrics, tokens, reason, diverged = [], {}, 0, "max_steps", False
@@ -266,8 +268,9 @@ def train(
         if should_stop is not None and should_stop():
             reason = "cancelled"
             break
-        # Predict from the last step, but not from the first (it includes tracing/compiling).
-        if elapsed >= args.time_budget_s or (i > 1 and elapsed + last_step_s > args.time_budget_s):
+        # The first step always runs (a slow or busy machine must still learn something); after it,
+        # predict from the last step, but not from the first (it includes tracing/compiling).
+        if i > 0 and (elapsed >= args.time_budget_s or (i > 1 and elapsed + last_step_s > args.time_budget_s)):
             reason = "time_budget"
             break
         ts = time.perf_counter()
