@@ -169,7 +169,7 @@ def test_cancel_and_time_budget(tiny_model_dir):
     r = train(model, tok, short_pairs(TRAIN), args(max_steps=5), should_stop=lambda: len(calls) >= 2, callback=calls.append)
     assert r.stopped_reason == "cancelled" and r.steps == 2
     r = train(model, tok, short_pairs(TRAIN), args(max_steps=5, time_budget_s=0.0))
-    assert r.stopped_reason == "time_budget" and r.steps == 0
+    assert r.stopped_reason == "time_budget" and r.steps == 1  # the first step always runs
     r = train(model, tok, [], args())
     assert r.stopped_reason == "no_data"
 
