@@ -163,3 +163,8 @@ def test_repo_commit_rollback_and_corrupt_versions(tiny_model_dir, tmp_path):
     config, weights, _ = repo.load(2, model)
     set_lora_weights(model, weights)
     assert os.listdir(repo.path(2))
+    # numbers are never reused after a version is deleted
+    import shutil
+
+    shutil.rmtree(repo.path(2))
+    assert repo.commit(model, LoraConfig(), {}) == 3

@@ -1,5 +1,6 @@
 """Neural adaptation layer: per-user LoRA adapters trained on preference pairs, gated, versioned."""
 
+from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
 from asls_mlx.adaptation.lora import (
     LoraConfig,
     adapter_disabled,
@@ -12,19 +13,26 @@ from asls_mlx.adaptation.lora import (
     set_lora_weights,
 )
 from asls_mlx.adaptation.trainer import TrainingArgs, TrainResult, adapt_schedule, train
+from asls_mlx.adaptation.versions import AdapterRepo, VersionInfo
 
 __all__ = [
+    "AdapterRepo",
+    "GateDecision",
     "LoraConfig",
     "TrainResult",
     "TrainingArgs",
     "adapt_schedule",
     "adapter_disabled",
     "attach_lora",
+    "gate",
     "has_lora",
     "lora_parameters",
+    "preference_metrics",
     "read_adapter",
     "reset_lora",
+    "retention_perplexity",
     "save_adapter",
     "set_lora_weights",
     "train",
+    "VersionInfo",
 ]

@@ -29,6 +29,7 @@ from asls_mlx.paths import atomic_write_text, fsync_dir, private_dir
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACTIVE_FILE = "active"
+HIGH_WATER_FILE = "last_version"  # numbers are never reused, even after a version is deleted
 LAST_FILE = "last_version"  # high-water mark: version numbers are never reused
 _VERSION = re.compile(r"^v(\d+)$")
 
