@@ -17,7 +17,17 @@ def home() -> Path:
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) if needed and make it readable by the owner only."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):  # every directory we create is owner-only, not just the last one
+        try:
+            p.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        os.chmod(p, 0o700)
     os.chmod(path, 0o700)
     return path
 
