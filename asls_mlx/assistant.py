@@ -122,32 +122,38 @@ class Assistant:
         if exclusive and not self._chat_lock.acquire():
             self.store.close()
             raise ASLSError(f"user {self.user.name!r} is already chatting in another asls process; close it first")
-        try:
-            if engine is None:
-                source = resolve_model(model, progress=progress or _quiet)
-                loaded, tokenizer, model_id = load_model(str(source), progress=progress or _quiet)
-                engine = ChatEngine(loaded, tokenizer, model_id)
-                self._model_source = str(source)
-            else:
-                self._model_source = model or ""
-            self.engine = engine
-            self.repo = AdapterRepo(self.dir / "adapters")
-            self.session_id: int | None = None
-            self._last_assistant: int | None = None
-            self._loaded_version: int | None = -1  # unknown: forces the first sync
-            self._worker: subprocess.Popen | None = None
-            self.notices: list[str] = []
+        self._engine = engine
+        self._model = model
+        self._progress = progress or _quiet
+        self._model_source = model or ""
+        self.repo = AdapterRepo(self.dir / "adapters")
+        self.session_id: int | None = None
+        self._last_assistant: int | None = None
+        self._loaded_version: int | None = -1  # unknown: forces the first sync
+        self._worker: subprocess.Popen | None = None
+        self.notices: list[str] = []
+
+    @property
+    def engine(self) -> ChatEngine:
+        """The loaded model (loaded on first use, so history/profile commands never pay for it)."""
+        if self._engine is None:
+            source = resolve_model(self._model, progress=self._progress)
+            loaded, tokenizer, model_id = load_model(str(source), progress=self._progress)
+            self._engine = ChatEngine(loaded, tokenizer, model_id)
+            self._model_source = str(source)
+        if self._loaded_version == -1:
+            self._loaded_version = -2  # syncing (sync_adapter reads self.engine)
             self.sync_adapter()
-        except BaseException:
-            self._chat_lock.release()
-            self.store.close()
-            raise
+        return self._engine
 
     # -- adapter ---------------------------------------------------------------------------------
     @property
     def adapter_version(self) -> int | None:
         """The adapter version the next answer uses (None: the base model)."""
-        return self._loaded_version if self._loaded_version != -1 else None
+        if self._engine is None:
+            active = self.store.active_adapter(self.user.id)
+            return active.version if active else None
+        return self._loaded_version if self._loaded_version not in (-1, -2) else None
 
     def sync_adapter(self) -> str | None:
         """Hot-swap to the store's active adapter if it changed (e.g. background training finished).
@@ -155,31 +161,49 @@ class Assistant:
         Returns a notice when something changed. A damaged or mismatched adapter falls back to the
         last good version, or to the base model, with a notice instead of an error.
         """
+        if self._engine is None:
+            return None  # nothing loaded yet: the first use of the engine syncs
         active = self.store.active_adapter(self.user.id)
         wanted = active.version if active else None
         if wanted == self._loaded_version:
             return None
         notice = None
-        if active is not None and active.base_model != self.engine.model_id:
-            notice = f"adapter v{wanted} was trained for {active.base_model}, not {self.engine.model_id}: using the base model"
+        if active is not None and active.base_model != self._engine.model_id:
+            notice = f"adapter v{wanted} was trained for {active.base_model}, not {self._engine.model_id}: using the base model"
             wanted = None
+        engine = self._engine
         try:
-            activate_version(self.engine.model, self.repo, wanted)
+            activate_version(engine.model, self.repo, wanted)
         except ASLSError as e:
             notice = f"adapter v{wanted} cannot be used ({e}); using the base model"
-            activate_version(self.engine.model, self.repo, None)
+            activate_version(engine.model, self.repo, None)
             wanted = None
-        self.engine.reset_cache()  # cached keys/values came from the old weights
-        changed = self._loaded_version not in (-1, wanted)
+        engine.reset_cache()  # cached keys/values came from the old weights
+        changed = self._loaded_version not in (-1, -2, wanted)
         self._loaded_version = wanted
         if changed and notice is None:
-            run = next((r for r in reversed(self.store.training_runs(self.user.id)) if r.adapter_version == wanted), None)
-            notice = f"now using adapter v{wanted}" if wanted else "now using the base model"
-            if run and run.metrics:
-                notice += f" — trained on {run.metrics.get('new_pairs', '?')} new pairs"
+            notice = self._describe(wanted)
         if notice:
             self.notices.append(notice)
         return notice
+
+    def _describe(self, version: int | None) -> str:
+        """ "adapter v3 — trained on 12 new pairs, held-out preference 0.71 → 0.83" """
+        if not version:
+            return "now using the base model (no adapter)"
+        run = next((r for r in reversed(self.store.training_runs(self.user.id)) if r.adapter_version == version), None)
+        text = f"adapter v{version}"
+        m = run.metrics if run else {}
+        if m.get("new_pairs"):
+            text += f" — trained on {m['new_pairs']} new pairs"
+        before, after = m.get("val_before") or {}, m.get("val_after") or {}
+        if before.get("n") and after.get("n"):
+            text += f", held-out preference {before['accuracy']:.2f} → {after['accuracy']:.2f}"
+        return text
+
+    def pairs_waiting(self) -> int:
+        """Training pairs mined but not used by any adapter yet."""
+        return len(self.store.pairs(self.user.id, split="train", unused_only=True))
 
     # -- chatting --------------------------------------------------------------------------------
     def _system(self) -> str:
@@ -351,9 +375,20 @@ class Assistant:
         if not lock.acquire():
             raise ASLSError("training is already running for this user (background); wait for it or cancel it")
         try:
+            self.recover()
             return self.run_update(progress, should_stop, session_ids)
         finally:
             lock.release()
+
+    def recover(self) -> None:
+        """Repair what a killed trainer left behind. Call while holding the user's training lock:
+        runs left 'running' are closed as failed, and version directories no store row points to
+        (killed between writing the files and recording them) are deleted, so forget can reach them."""
+        self.store.fail_interrupted_runs(self.user.id)
+        known = {v.version for v in self.store.adapter_versions(self.user.id)}
+        for info in self.repo.list():
+            if info.version not in known:
+                shutil.rmtree(self.repo.path(info.version), ignore_errors=True)
 
     def run_update(self, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
                    session_ids: list[int] = ()) -> UpdateReport:
@@ -379,9 +414,11 @@ class Assistant:
             raise ASLSError("background training is already running")
         cmd = [sys.executable, "-m", "asls_mlx.background", "--user", self.user.name, "--model", self._model_source or "default",
                "--config", json.dumps(_config_dict(self.config)), "--sessions", ",".join(map(str, session_ids))]
-        log = open(self.dir / "train.log", "ab")
-        self._worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        log.close()
+        log = os.open(self.dir / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        finally:
+            os.close(log)
 
     def training_status(self) -> dict:
         """Background training progress: {running, step, total, loss, message}."""
@@ -436,6 +473,8 @@ class Assistant:
 
     def import_(self, path: str | Path, rename: str | None = None) -> str:
         """Import a bundle written by :meth:`export` (all or nothing). Returns the imported user name."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ASLSError(f"import needs a file path, not {type(path).__name__}")
         return self.store.import_user(Path(path), rename=rename)
 
     def forget(self, session_id: int | None = None, since=None, until=None, everything: bool = False):

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         model, tokenizer, model_id = load_model(None if args.model == "default" else args.model, progress=lambda m: None)
         learner = Assistant(args.user, config=config, engine=ChatEngine(model, tokenizer, model_id), exclusive=False)
         write_progress(progress_file, state="running", step=0, total=0, message="mining self-labelled pairs")
+        learner.recover()
         learner.mine_self_labelled(sessions)
 
         def on_progress(p):

@@ -148,18 +148,24 @@ def update_adapter(
         "retention_ratio": report.retention_ratio, "lr": lr, "drift": drift, "stopped": result.stopped_reason,
     }
     config = options.lora
-    version = repo.commit(
-        model, config,
-        {"base_model": base_model_id, "rank": config.rank, "keys": list(config.keys), "loss": options.loss,
-         "pairs": [p.id for p in new], "sessions": list(session_ids), "metrics": _finite(metrics)},
-        optimizer_state=result.optimizer_state,
-    )
-    store.add_adapter_version(
-        user_id, str(repo.path(version)), base_model_id, metrics=_finite(metrics), parent_version=previous,
-        status="active", version=version,
-    )
-    store.mark_pairs_used([p.id for p in new], version)
-    store.finish_training_run(run_id, "ok", decision.reason, _finite(metrics), adapter_version=version)
+    try:
+        version = repo.commit(
+            model, config,
+            {"base_model": base_model_id, "rank": config.rank, "keys": list(config.keys), "loss": options.loss,
+             "pairs": [p.id for p in new], "sessions": list(session_ids), "metrics": _finite(metrics)},
+            optimizer_state=result.optimizer_state, version=store.next_adapter_version(user_id),
+        )
+        # The store row is written last: until it exists, the previous version stays the active one.
+        store.add_adapter_version(
+            user_id, str(repo.path(version)), base_model_id, metrics=_finite(metrics), parent_version=previous,
+            status="active", version=version,
+        )
+        store.mark_pairs_used([p.id for p in new], version)
+        store.finish_training_run(run_id, "ok", decision.reason, _finite(metrics), adapter_version=version)
+    except BaseException as e:  # disk full, killed, ...: the old adapter stays, the run says why
+        set_lora_weights(model, old_weights)
+        store.finish_training_run(run_id, "failed", f"commit failed: {e}"[:300])
+        raise
     report.committed, report.reason, report.version = True, decision.reason, version
     return report
 

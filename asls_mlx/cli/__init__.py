@@ -15,40 +15,83 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--user", default=None, help="user name (default: the default user)")
+def _user(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", default=None, help="user name (default: 'default')")
+
+
+def _model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="mlx-lm model directory, converted model name or hub id (default: embedded SmolLM2-135M)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from asls_mlx.cli import commands
+    from asls_mlx.cli import commands as c
 
     parser = _Parser(prog="asls", description="A personal assistant that learns you, on your machine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("chat", help="chat in the terminal (default)")
-    _common(p)
+    def add(name: str, func, help: str, user: bool = True, model: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if user:
+            _user(p)
+        if model:
+            _model(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("chat", c.chat, "chat in the terminal (the default command)")
     p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--seed", type=int, default=None)
-    p.set_defaults(func=commands.chat)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", choices=["background", "wait", "next_start", "none"], default=None,
+                   help="when a session ends: train in the background (default), wait for it, on next start, or never")
+    p.add_argument("--no-profile", action="store_true", help="do not put the profile in the system prompt")
 
-    p = sub.add_parser("doctor", help="check the installation: MLX, device, BLAS speed, paths")
-    p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
-    p.set_defaults(func=commands.doctor)
+    p = add("train", c.train, "train the adapter now on the pairs not used yet (with a progress bar)")
+    p.add_argument("--budget", type=float, default=30.0, help="training time budget in seconds")
 
-    p = sub.add_parser("models", help="list the default and converted models")
+    add("profile", c.profile, "show the learned profile", model=False)
+    p = add("history", c.history, "show recent messages", model=False)
+    p.add_argument("--limit", type=int, default=20)
+
+    p = add("export", c.export, "write all your data (messages, feedback, profile, pairs, adapters list) to a JSONL file", model=False)
+    p.add_argument("path", help="output file (.jsonl)")
+    p = add("import", c.import_, "import a bundle written by `asls export` (all or nothing)", user=False, model=False)
+    p.add_argument("path", help="bundle file (.jsonl)")
+    p.add_argument("--rename", default=None, help="import under this user name")
+
+    p = add("forget", c.forget, "delete a session, a time range or everything — and adapters trained on it", model=False)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--session", type=int, help="session id (see `asls history`)")
+    what.add_argument("--since", help="start of a time range, ISO date/time (e.g. 2026-11-01)")
+    what.add_argument("--all", action="store_true", help="everything about this user")
+    p.add_argument("--until", help="end of the time range (with --since)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    p = add("adapters", c.adapters, "list adapter versions, or roll back", model=False)
+    p.add_argument("action", nargs="?", choices=["list", "rollback"], default="list")
+    p.add_argument("version", nargs="?", type=int, default=None, help="version to roll back to (0 = base model)")
+
+    p = add("models", c.models, "list the default and converted models", user=False, model=False)
     p.add_argument("--convert-default", action="store_true", help="fetch and convert the embedded default model now")
-    p.set_defaults(func=commands.models)
+
+    p = add("doctor", c.doctor, "check the installation: MLX, device, BLAS and its speed, paths", user=False, model=False)
+    p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
+
+    p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
+    p.add_argument("--quick", action="store_true", help="small run (≤ 15 min on a 2-core CPU)")
+    p.add_argument("--out", default="eval-results", help="output directory for results.json, results.md and plots")
+    p.add_argument("--arms", default=None, help="comma-separated arms (default: all; quick: base,profile_prompt,asls)")
+    p.add_argument("--personas", default=None, help="comma-separated personas")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["chat", *(argv or [])])
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["chat", *argv]
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except ASLSError as e:
         print(f"asls: error: {e}", file=sys.stderr)
@@ -56,3 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asls: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:  # a path the OS refuses (too long, unreadable, disk full): the user's to fix
+        print(f"asls: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}"[:300], file=sys.stderr)
+        return 1

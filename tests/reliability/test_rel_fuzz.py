@@ -93,11 +93,7 @@ def test_cli_fuzz_no_tracebacks(tmp_path, isolated_home, tiny_model_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out_file.read_text())
     escaped = sorted({f"{cases[i][0][:20]}: {r['escaped'].splitlines()[-1][:120]}" for i, r in enumerate(results) if r["escaped"]})
-    # Known, outside this suite's files: asls_mlx/cli/commands.py import_() calls Path.is_file() on the
-    # raw argument, which raises OSError(ENAMETOOLONG) for a very long name (see the reliability report).
-    known = [e for e in escaped if e.startswith("import:") and "File name too long" in str(
-        [r["escaped"] for i, r in enumerate(results) if r["escaped"] and cases[i][0] == "import"])]
-    assert not [e for e in escaped if e not in known], "\n".join(escaped)
+    assert not escaped, "\n".join(escaped)
     tracebacks = [(cases[i][:3], r["stderr_tail"]) for i, r in enumerate(results) if r["traceback"]]
     assert not tracebacks, tracebacks[:3]
     succeeded = [(ascii(cases[i][4])[:60] if len(cases[i]) > 4 else cases[i][:3], r["rc"]) for i, r in enumerate(results) if i in must_fail and r["rc"] == 0]
@@ -111,8 +107,6 @@ def test_cli_fuzz_no_tracebacks(tmp_path, isolated_home, tiny_model_dir):
         finally:
             store.close()
         assert set(TABLES) <= set(_counts(db))  # no table was dropped
-    if known:
-        pytest.xfail(f"{len(known)} CLI cases: `asls import <very long name>` escapes OSError (cli/commands.py)")
 
 
 def test_api_fuzz_errors_are_asls_errors_and_text_is_verbatim(tiny_model_dir):
@@ -162,11 +156,7 @@ def test_api_fuzz_errors_are_asls_errors_and_text_is_verbatim(tiny_model_dir):
         assert store.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         store.close()
-    # Known, in asls_mlx/assistant.py (not this suite's to fix): import_() does Path(path) on any type.
-    known = {e for e in escaped if e[0] == "import_" and e[1].startswith("TypeError")}
-    assert not escaped - known, sorted(escaped)
-    if known:
-        pytest.xfail("Assistant.import_(non-path) escapes TypeError (asls_mlx/assistant.py)")
+    assert not escaped, sorted(escaped)
 
 
 def _variants(rng: random.Random, text: str) -> list[str]:
