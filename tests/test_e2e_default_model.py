@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import sys
 
 import pytest
 
@@ -52,14 +51,4 @@ def test_corrupt_gguf_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_chat_in_a_terminal_answers_and_quits(default_model_dir):
-    pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(sys.executable, ["-m", "asls_mlx", "chat", "--model", str(default_model_dir)], encoding="utf-8", timeout=120, dimensions=(40, 120), env=dict(os.environ, TERM="xterm"))
-    child.expect("you>")
-    child.sendline("What is the capital of France?")
-    child.expect("Paris")
-    child.expect("you>")
-    child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+# `asls chat` in a pseudo-terminal (ask, /regen, /good, /profile, /train, /quit): tests/test_cli.py.
