@@ -347,16 +347,11 @@ class Assistant:
         if not (self.config.adapt and self.config.self_labelled):
             return 0
         c = self.config
-        system = {"role": "system", "content": self.config.system_prompt}
-        opts = self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens)
-
-        def generate(prompt: str, k: int, seed: int) -> list[str]:
-            opts.seed = seed
-            return self.engine.complete_batch([[system, {"role": "user", "content": prompt}]], opts, k=k)[0]
-
+        sampler = _BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens))
         profile, added = self.profile, 0
         for sid in session_ids:
-            added += len(mine_pairs(self.store, self.user, sid, generate=generate, k=c.self_labelled_k, seed=c.seed, profile=profile))
+            added += len(mine_pairs(self.store, self.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
+                                    profile=profile, max_prompts=c.self_labelled_prompts))
         return added
 
     def _update_options(self) -> UpdateOptions:
@@ -514,6 +509,34 @@ class Assistant:
                 self.end_session()
         finally:
             self.close()
+
+
+class _BatchSampler:
+    """The ``generate(prompt, k, seed)`` that pair mining calls, answering from one batched decode of
+    every prompt it announced with ``prefetch`` (decoding 16 sequences together costs little more
+    than one on a CPU, where decoding is memory-bound)."""
+
+    def __init__(self, engine: ChatEngine, system: str, options: SamplingOptions):
+        self.engine, self.system, self.options = engine, system, options
+        self._ready: dict[tuple[str, int], list[str]] = {}
+
+    def _conv(self, prompt: str) -> list[dict]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
+
+    def prefetch(self, requests: list[tuple[str, int, int]]) -> None:
+        by_k: dict[int, list[str]] = {}
+        for prompt, k, _seed in requests:
+            by_k.setdefault(k, []).append(prompt)
+        for k, prompts in by_k.items():
+            self.options.seed = requests[0][2] if requests else self.options.seed
+            for prompt, answers in zip(prompts, self.engine.complete_batch([self._conv(p) for p in prompts], self.options, k=k)):
+                self._ready[(prompt, k)] = answers
+
+    def __call__(self, prompt: str, k: int, seed: int) -> list[str]:
+        if (prompt, k) not in self._ready:
+            self.options.seed = seed
+            self._ready[(prompt, k)] = self.engine.complete_batch([self._conv(prompt)], self.options, k=k)[0]
+        return self._ready.pop((prompt, k))
 
 
 def _greedy(engine: ChatEngine, prompts: list[str], system: str) -> list[str]:

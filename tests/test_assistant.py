@@ -116,3 +116,24 @@ def _allclose(x, y, exact=False):
     import mlx.core as mx
 
     return bool(mx.array_equal(x, y)) if exact else bool(mx.allclose(x, y, atol=1e-5))
+
+
+def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
+    config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
+    with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
+        _session_with_edits(a)  # edits to short answers: the profile learns "short"
+        sid = a.session_id
+        a.end_session(train="none")
+        calls = []
+
+        def fake_batch(convs, options, k=1):
+            calls.append((len(convs), k, options.temperature))
+            long = " ".join(["This answer goes on and on about many loosely related things."] * 8)
+            return [[f"A short and clear answer about {c[-1]['content']}", long, long + " More."] for c in convs]
+
+        a.engine.complete_batch = fake_batch
+        added = a.mine_self_labelled([sid])
+        assert calls == [(min(len(EDITS), config.self_labelled_prompts), 3, 0.8)]  # one batch, capped
+        pairs = a.store.pairs(a.user.id, split=None, source="self")
+        assert added == len(pairs) > 0
+        assert all(p.chosen.startswith("A short and clear answer") for p in pairs)

@@ -205,18 +205,24 @@ def _ensure_val(store: Store, user: User, new: list[PreferencePair]) -> None:
 
 def mine_pairs(store: Store, user: str | User, session: int, generate: Generate | None = None,
                k: int = 4, seed: int = 0, rewrite: Callable[[str], str] | None = None,
-               profile: Profile | None = None, min_margin: float = MIN_MARGIN) -> list[PreferencePair]:
+               profile: Profile | None = None, min_margin: float = MIN_MARGIN,
+               max_prompts: int | None = None) -> list[PreferencePair]:
     """Mine, clean, split and store the session's pairs; returns the newly stored ones (with ids).
 
     ``generate(prompt, k, seed) -> list[str]`` samples k answers (temperature > 0) for self-labelling;
-    without it only behavioural pairs are mined. Deterministic for a given ``seed``.
+    without it only behavioural pairs are mined. Deterministic for a given ``seed``. If ``generate``
+    has a ``prefetch(requests)`` method it first gets every ``(prompt, k, seed)`` at once, so a model
+    can decode them all in one batch. ``max_prompts`` caps the prompts re-answered.
     """
     u = _user(store, user)
     prof = profile if profile is not None else load_profile(store, u)
     mined = _session_pairs(store, session, rewrite)
     if generate is not None:
         rng = random.Random(seed)
-        for q, sid in _self_prompts(store, u, session, rng):
+        targets = _self_prompts(store, u, session, rng)[:max_prompts]
+        if hasattr(generate, "prefetch"):
+            generate.prefetch([(q.content, k, _prompt_seed(seed, q.content)) for q, _ in targets])
+        for q, sid in targets:
             p = self_labelled_pairs(prof, q.content, generate, k, seed, min_margin)
             if p is not None:
                 p.message_ids, p.session_id = (q.id,), sid
