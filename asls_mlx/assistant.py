@@ -479,6 +479,8 @@ class Assistant:
         summary = self.store.forget(self.user.name, session_id=session_id, since=since, until=until, everything=everything)
         for path in summary.tainted_paths:
             shutil.rmtree(path, ignore_errors=True)  # the weights that saw the data go too
+        # What those versions learned from data that remains is learned again, from the last clean version.
+        self.store.requeue_pairs(self.user.id, summary.tainted_versions)
         active = self.store.active_adapter(self.user.id)
         if active is None or active.version in summary.tainted_versions:
             clean = self.store.last_clean_adapter(self.user.id)

@@ -137,3 +137,25 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
         pairs = a.store.pairs(a.user.id, split=None, source="self")
         assert added == len(pairs) > 0
         assert all(p.chosen.startswith("A short and clear answer") for p in pairs)
+
+
+def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_dir):
+    with Assistant(user="rt", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        for q, e in EDITS[:3]:
+            a.chat(q)
+            a.edit(e)
+        first = a.session_id
+        assert a.end_session(train="wait").training.committed  # v1 saw session 1
+        for q, e in EDITS[3:]:
+            a.chat(q + " please")
+            a.edit(e + " Indeed.")
+        assert a.end_session(train="wait").training.committed  # v2 built on v1
+        summary = a.forget(session_id=first)
+        assert set(summary.tainted_versions) == {1, 2} and a.adapter_version is None
+        remaining = a.store.pairs(a.user.id, split="train", unused_only=True)
+        assert remaining and all(p.session_id != first for p in remaining)  # session 2's pairs, queued again
+        report = a.train(wait=True)
+        assert report.committed and report.version == 3
+        run = a.store.training_runs(a.user.id)[-1]
+        forgotten = {p for p in run.pair_ids} & {p.id for p in a.store.pairs(a.user.id, split=None) if p.session_id == first}
+        assert not forgotten and a.adapter_version == 3

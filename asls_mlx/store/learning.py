@@ -129,6 +129,17 @@ class LearningMixin:
                 [(int(version), int(i)) for i in pair_ids],
             )
 
+    def requeue_pairs(self, user_id: int, versions: Iterable[int]) -> int:
+        """Mark the pairs that trained ``versions`` as unused again (after those versions were tainted
+        by a forget): the next update retrains them from the last clean version. Returns how many."""
+        versions = [int(v) for v in versions]
+        if not versions:
+            return 0
+        marks = ",".join("?" * len(versions))
+        cur = self.execute(f"UPDATE pairs SET used_in_version = NULL WHERE user_id = ? AND used_in_version IN ({marks})",
+                           [user_id, *versions])
+        return cur.rowcount
+
     # -- adapter versions ------------------------------------------------------------------------
 
     def add_adapter_version(
