@@ -16,9 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,11 +23,13 @@ from typing import Callable, Iterator
 
 from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.background import BackgroundTrainer
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
 from asls_mlx.engine.models import resolve_model
+from asls_mlx.engine.sampling import BatchSampler, greedy_answers
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
-from asls_mlx.paths import atomic_write_text, private_dir
+from asls_mlx.paths import private_dir
 from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, record_feedback
 from asls_mlx.store import open_store
 
@@ -130,7 +129,7 @@ class Assistant:
         self.session_id: int | None = None
         self._last_assistant: int | None = None
         self._loaded_version: int | None = -1  # unknown: forces the first sync
-        self._worker: subprocess.Popen | None = None
+        self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
 
     @property
@@ -347,7 +346,7 @@ class Assistant:
         if not (self.config.adapt and self.config.self_labelled):
             return 0
         c = self.config
-        sampler = _BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens))
+        sampler = BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens))
         profile, added = self.profile, 0
         for sid in session_ids:
             added += len(mine_pairs(self.store, self.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
@@ -393,7 +392,7 @@ class Assistant:
             report = update_adapter(
                 self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
                 self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
-                answer_fn=lambda prompts: _greedy(engine, prompts, self._system()),
+                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system()),
                 progress=progress, should_stop=should_stop, session_ids=list(session_ids),
             )
         finally:
@@ -405,40 +404,20 @@ class Assistant:
 
     # -- background training ---------------------------------------------------------------------
     def _start_worker(self, session_ids: list[int]) -> None:
-        if self._worker is not None and self._worker.poll() is None:
-            raise ASLSError("background training is already running")
-        cmd = [sys.executable, "-m", "asls_mlx.background", "--user", self.user.name, "--model", self._model_source or "default",
-               "--config", json.dumps(_config_dict(self.config)), "--sessions", ",".join(map(str, session_ids))]
-        log = os.open(self.dir / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            self._worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        finally:
-            os.close(log)
+        self._worker.start(self.user.name, self._model_source or "default", _config_dict(self.config), session_ids)
 
     def training_status(self) -> dict:
-        """Background training progress: {running, step, total, loss, message}."""
-        path = self.dir / "train_progress.json"
-        running = self._worker is not None and self._worker.poll() is None
-        try:
-            status = json.loads(path.read_text())
-        except (OSError, ValueError):
-            status = {}
-        status["running"] = running or (status.get("state") == "running" and _pid_alive(status.get("pid")))
-        return status
+        """Background training progress: {running, state, step, total, loss, message}."""
+        return self._worker.status()
 
     def wait_for_training(self, timeout: float | None = None) -> str | None:
         """Block until background training ends, then hot-swap its adapter. Returns the notice."""
-        if self._worker is not None:
-            self._worker.wait(timeout)
-            self._worker = None
+        self._worker.wait(timeout)
         return self.sync_adapter()
 
     def cancel_training(self) -> None:
-        """Stop background training; the previous adapter stays active."""
-        if self._worker is not None and self._worker.poll() is None:
-            self._worker.terminate()
-            self._worker.wait(30)
-        self._worker = None
+        """Stop background training (between steps); the previous adapter stays active."""
+        self._worker.cancel()
 
     # -- history, adapters, data -----------------------------------------------------------------
     def history(self, limit: int = 50):
@@ -513,39 +492,6 @@ class Assistant:
             self.close()
 
 
-class _BatchSampler:
-    """The ``generate(prompt, k, seed)`` that pair mining calls, answering from one batched decode of
-    every prompt it announced with ``prefetch`` (decoding 16 sequences together costs little more
-    than one on a CPU, where decoding is memory-bound)."""
-
-    def __init__(self, engine: ChatEngine, system: str, options: SamplingOptions):
-        self.engine, self.system, self.options = engine, system, options
-        self._ready: dict[tuple[str, int], list[str]] = {}
-
-    def _conv(self, prompt: str) -> list[dict]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
-
-    def prefetch(self, requests: list[tuple[str, int, int]]) -> None:
-        by_k: dict[int, list[str]] = {}
-        for prompt, k, _seed in requests:
-            by_k.setdefault(k, []).append(prompt)
-        for k, prompts in by_k.items():
-            self.options.seed = requests[0][2] if requests else self.options.seed
-            for prompt, answers in zip(prompts, self.engine.complete_batch([self._conv(p) for p in prompts], self.options, k=k)):
-                self._ready[(prompt, k)] = answers
-
-    def __call__(self, prompt: str, k: int, seed: int) -> list[str]:
-        if (prompt, k) not in self._ready:
-            self.options.seed = seed
-            self._ready[(prompt, k)] = self.engine.complete_batch([self._conv(prompt)], self.options, k=k)[0]
-        return self._ready.pop((prompt, k))
-
-
-def _greedy(engine: ChatEngine, prompts: list[str], system: str) -> list[str]:
-    convs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
-    return [a[0] for a in engine.complete_batch(convs, SamplingOptions(max_tokens=48, temperature=0.0))]
-
-
 def _check_text(text: object) -> str:
     if not isinstance(text, str):
         raise ASLSError(f"a message must be text, not {type(text).__name__}")
@@ -563,20 +509,8 @@ def _config_dict(config: AssistantConfig) -> dict:
     return d
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def _quiet(_msg: str) -> None:
     pass
-
-
-def write_progress(path: Path, **fields) -> None:
-    atomic_write_text(path, json.dumps(dict(fields, pid=os.getpid(), time=time.time())))
 
 
 __all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary", "general_texts"]

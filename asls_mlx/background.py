@@ -10,8 +10,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
+
+from asls_mlx.errors import ASLSError
+from asls_mlx.paths import atomic_write_text
+
+PROGRESS_FILE = "train_progress.json"
+
+
+def write_progress(path: Path, **fields) -> None:
+    atomic_write_text(path, json.dumps(dict(fields, pid=os.getpid(), time=time.time())))
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+class BackgroundTrainer:
+    """Starts and watches the training process of one user (its data directory is ``user_dir``)."""
+
+    def __init__(self, user_dir: Path):
+        self.dir = Path(user_dir)
+        self._proc: subprocess.Popen | None = None
+
+    def start(self, user: str, model: str, config: dict, session_ids: list[int]) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            raise ASLSError("background training is already running")
+        cmd = [sys.executable, "-m", "asls_mlx.background", "--user", user, "--model", model,
+               "--config", json.dumps(config), "--sessions", ",".join(map(str, session_ids))]
+        log = os.open(self.dir / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            # Its own session: it finishes even when the chat that started it has quit.
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        finally:
+            os.close(log)
+
+    def status(self) -> dict:
+        """{running, state, step, total, loss, message}, also for a trainer started by an earlier chat."""
+        try:
+            status = json.loads((self.dir / PROGRESS_FILE).read_text())
+        except (OSError, ValueError):
+            status = {}
+        mine = self._proc is not None and self._proc.poll() is None
+        status["running"] = mine or (status.get("state") == "running" and _pid_alive(status.get("pid")))
+        return status
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._proc is not None:
+            self._proc.wait(timeout)
+            self._proc = None
+
+    def cancel(self) -> None:
+        """SIGTERM: the trainer stops between steps and commits nothing."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(30)
+        self._proc = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import asls_mlx  # noqa: F401  (BLAS first)
-    from asls_mlx.assistant import Assistant, AssistantConfig, write_progress
+    from asls_mlx.assistant import Assistant, AssistantConfig
     from asls_mlx.engine import ChatEngine, load_model
-    from asls_mlx.errors import ASLSError
     from asls_mlx.locks import FileLock
     from asls_mlx.store import open_store
 
@@ -41,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     user = store.get_or_create_user(args.user)
     user_dir = store.path.parent / "users" / str(user.id)
     store.close()
-    progress_file = user_dir / "train_progress.json"
+    progress_file = user_dir / PROGRESS_FILE
     lock = FileLock(user_dir / "train.lock")
     if not lock.acquire():
         print("asls-background: training already running for this user", file=sys.stderr)
