@@ -35,6 +35,14 @@ def _pid_alive(pid) -> bool:
         return False
 
 
+def _trainer_env() -> dict:
+    """The trainer shares the CPU with the chat: give it half the cores' BLAS threads. Two processes
+    that each spin two OpenBLAS threads on a 2-core machine slow each other down many times over."""
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+    return env
+
+
 class BackgroundTrainer:
     """Starts and watches the training process of one user (its data directory is ``user_dir``)."""
 
@@ -50,7 +58,8 @@ class BackgroundTrainer:
         log = os.open(self.dir / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             # Its own session: it finishes even when the chat that started it has quit.
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                          env=_trainer_env())
         finally:
             os.close(log)
 
