@@ -31,6 +31,7 @@ from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
 from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, record_feedback
+from asls_mlx.profiling import score as score_answer
 from asls_mlx.store import open_store
 
 TRAIN_MODES = ("background", "wait", "next_start", "none")
@@ -392,7 +393,8 @@ class Assistant:
             report = update_adapter(
                 self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
                 self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
-                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system()),
+                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system(), max_tokens=64),
+                profile_score=lambda prompt, answer, profile=self.profile: score_answer(profile, prompt, answer),
                 progress=progress, should_stop=should_stop, session_ids=list(session_ids),
             )
         finally:

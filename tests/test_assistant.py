@@ -159,3 +159,33 @@ def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_di
         run = a.store.training_runs(a.user.id)[-1]
         forgotten = {p for p in run.pair_ids} & {p.id for p in a.store.pairs(a.user.id, split=None) if p.session_id == first}
         assert not forgotten and a.adapter_version == 3
+
+
+@pytest.mark.parametrize(
+    "after, score, reason",
+    [
+        ("the island of the island of the island of the island of the island of", None, "quality guard"),
+        ("A fine and complete answer to the question, clearly worded.", lambda q, a: 0.9 if "short" in a else 0.3, "fit the profile worse"),
+    ],
+)
+def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir, after, score, reason):
+    """The commit gate generates: a new adapter whose answers loop, or fit the user worse, is rejected."""
+    from asls_mlx.adaptation.update import update_adapter
+
+    with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        a.end_session(train="none")
+        calls = []
+
+        def answer_fn(prompts):  # called with the new adapter first, then with the old one
+            calls.append(len(prompts))
+            text = after if len(calls) == 1 else "A short, sound answer to the question asked here."
+            return [text] * len(prompts)
+
+        engine = a.engine
+        report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
+                                a._update_options(), answer_fn=answer_fn, profile_score=score)
+        assert len(calls) == 2 and calls[0] > 0
+        assert not report.committed and reason in report.reason
+        assert a.store.active_adapter(a.user.id) is None
+        assert a.store.training_runs(a.user.id)[-1].status == "rejected"

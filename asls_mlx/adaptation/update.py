@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from typing import Callable
 
-from asls_mlx.adaptation.evaluate import gate, preference_metrics, retention_perplexity
+from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, has_lora, lora_parameters, reset_lora, set_lora_weights
 from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
 
 AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
+ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
 
 
 @dataclass
@@ -32,8 +33,9 @@ class UpdateOptions:
     base_lr: float = 2e-4
     drift_adaptation: bool = True  # steps/lr/replay follow the profile's drift score
     replay_pool: int = 64  # older pairs eligible for replay
-    quality_prompts: int = 3  # held-out prompts answered greedily after training, checked by the quality guard
-    quality_max_tokens: int = 48
+    quality_prompts: int = 6  # the user's prompts answered greedily by the old and the new adapter
+    quality_max_tokens: int = 64
+    min_score_gain: float = -0.02  # the new adapter's answers may not fit the profile worse than this
     retention_bound: float = 1.10  # general-text perplexity may rise at most 10%
     lora: LoraConfig = field(default_factory=LoraConfig)
     seed: int = 0
@@ -56,6 +58,7 @@ class UpdateReport:
     after: dict = field(default_factory=dict)
     retention_ratio: float | None = None
     run_id: int | None = None
+    profile_fit: tuple = (None, None)  # mean profile score of greedy answers, old adapter -> new
 
     def summary(self) -> str:
         if self.steps == 0 and not self.committed:
@@ -83,6 +86,7 @@ def update_adapter(
     drift: float = 0.0,
     general_texts: list[str] = (),
     answer_fn: AnswerFn | None = None,
+    profile_score: ScoreFn | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     session_ids: list[int] = (),
@@ -135,17 +139,23 @@ def update_adapter(
     report.after = preference_metrics(model, tokenizer, val, ref_cache)
     retention = retention_perplexity(model, tokenizer, list(general_texts)) if general_texts else {"ratio": 1.0}
     report.retention_ratio = retention["ratio"]
-    failures = _new_quality_failures(model, old_weights, val or new, answer_fn, options) if answer_fn else 0
+    failures, fit_before, fit_after = (
+        _answer_check(model, old_weights, val + new, answer_fn, profile_score, options) if answer_fn else (0, None, None)
+    )
+    report.profile_fit = (fit_before, fit_after)
     decision = gate(
         before, report.after, report.retention_ratio, bound=options.retention_bound, diverged=result.diverged,
         quality_failures=failures, require_validation=False,
     )
+    if decision.commit and fit_before is not None and fit_after < fit_before + options.min_score_gain:
+        decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
     if not decision.commit:
         return _reject(store, model, old_weights, report, decision.reason, status="failed" if result.diverged else "rejected")
     metrics = {
         "loss": options.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
         "new_pairs": len(new), "val_before": before, "val_after": report.after,
         "retention_ratio": report.retention_ratio, "lr": lr, "drift": drift, "stopped": result.stopped_reason,
+        "profile_fit_before": fit_before, "profile_fit_after": fit_after,
     }
     config = options.lora
     try:
@@ -177,26 +187,30 @@ def _reject(store, model, old_weights, report: UpdateReport, reason: str, status
     return report
 
 
-def _new_quality_failures(model, old_weights, pairs, answer_fn: AnswerFn, options: UpdateOptions) -> int:
-    """Held-out prompts whose greedy answer fails the quality guard now but did not before.
+def _answer_check(model, old_weights, pairs, answer_fn: AnswerFn, profile_score: ScoreFn | None,
+                  options: UpdateOptions) -> tuple[int, float | None, float | None]:
+    """Answer the user's own prompts greedily with the old and the new adapter.
 
-    A looping, refusing or empty answer is what over-optimisation produces first (DESIGN.md), and
-    preference accuracy alone does not see it.
+    Returns (answers that fail the quality guard now but did not before, mean profile fit before,
+    after). Preference accuracy on log-probs does not see what over-optimisation does first — loops,
+    refusals, empty or off-topic answers (DESIGN.md) — nor whether answers actually got better for
+    this user; generating does.
     """
     prompts = list(dict.fromkeys(p.prompt for p in pairs))[: options.quality_prompts]
     if not prompts:
-        return 0
+        return 0, None, None
     after = answer_fn(prompts)
-    bad = [i for i, (q, a) in enumerate(zip(prompts, after)) if quality_issues(q, a)]
-    if not bad:
-        return 0
     new_weights = lora_parameters(model)
     set_lora_weights(model, old_weights)
     try:
-        before = answer_fn([prompts[i] for i in bad])
+        before = answer_fn(prompts)
     finally:
         set_lora_weights(model, new_weights)
-    return sum(1 for i, a in zip(bad, before) if not quality_issues(prompts[i], a))
+    failures = sum(1 for q, b, a in zip(prompts, before, after) if quality_issues(q, a) and not quality_issues(q, b))
+    if profile_score is None:
+        return failures, None, None
+    fit = [(profile_score(q, b), profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
+    return failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit)
 
 
 def _finite(value):
