@@ -304,7 +304,10 @@ class Assistant:
         old = self._require_answer()
         n = len(self.store.feedback(message_id=old)) + 1
         messages = self._conversation(upto=old)
-        options = self._options(temperature=max(self.config.temperature, self.config.regenerate_temperature), seed=self.config.seed + 1000 * n + old)
+        # Seeded by the turn's place in the session, not by database ids, so the same conversation
+        # regenerates the same way for every user (evaluation arms stay comparable).
+        turn = sum(1 for m in messages if m["role"] == "user")
+        options = self._options(temperature=max(self.config.temperature, self.config.regenerate_temperature), seed=self.config.seed + 1000 * n + turn)
         yield from self._answer_into(messages, lambda answer: record_feedback(self.store, old, "regenerate", text=answer or "(empty)"), options)
 
     def regenerate(self) -> Reply:
