@@ -60,8 +60,9 @@ def test_background_training_while_chatting_and_reading(tiny_model_dir, tmp_path
     finally:
         a.close()
     assert not errors, errors
-    assert "ERROR" not in out, out
-    reads = int(out.split("READS")[1].split()[0])
+    assert not [line for line in out.splitlines() if line.startswith("ERROR ")], out
+    reads, read_errors = int(out.split("READS")[1].split()[0]), int(out.split("ERRORS")[1].split()[0])
+    assert read_errors == 0, out
     assert reads > 20 and turns > 3, (reads, turns)
     status = a.training_status()
     assert status.get("state") == "done", status
