@@ -8,7 +8,6 @@ edit, a new system text), and dropped when the model's weights change (adapter s
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -198,9 +197,3 @@ class ChatEngine:
 def _context_window(model) -> int:
     args = getattr(model, "args", None)
     return int(getattr(args, "max_position_embeddings", None) or 2048)
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
