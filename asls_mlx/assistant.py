@@ -129,6 +129,7 @@ class Assistant:
         self.repo = AdapterRepo(self.dir / "adapters")
         self.session_id: int | None = None
         self._last_assistant: int | None = None
+        self._last_chunk: GenerationChunk | None = None  # the final chunk of the last answer (finish reason, speed)
         self._loaded_version: int | None = -1  # unknown: forces the first sync
         self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
@@ -262,7 +263,7 @@ class Assistant:
         return self._reply()
 
     def _reply(self) -> Reply:
-        last = getattr(self, "_last_chunk", None)
+        last = self._last_chunk
         msg = self.store.message(self._last_assistant)
         return Reply(msg.content, msg.id, self.adapter_version, last.finish_reason if last else None,
                      bool(last and last.truncated), last.generation_tps if last else 0.0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
-from asls_mlx.adaptation.lora import LoraConfig, attach_lora, has_lora, lora_parameters, reset_lora, set_lora_weights
+from asls_mlx.adaptation.lora import LoraConfig, attach_lora, has_lora, load_adapter, lora_parameters, reset_lora, set_lora_weights
 from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
@@ -224,16 +224,13 @@ def _finite(value):
     return value
 
 
-def activate_version(model, repo: AdapterRepo, version: int | None, lora: LoraConfig = LoraConfig()) -> None:
+def activate_version(model, repo: AdapterRepo, version: int | None) -> None:
     """Hot-swap: put ``version``'s weights into the loaded model in place (None = base model)."""
     if version is None:
         if has_lora(model):
             reset_lora(model)
         return
-    config, weights, _meta = repo.load(version, model)
-    if not has_lora(model):
-        attach_lora(model, config)
-    set_lora_weights(model, weights)
+    load_adapter(repo.path(version), model)
 
 
 __all__ = ["UpdateOptions", "UpdateReport", "activate_version", "update_adapter"]
