@@ -101,7 +101,7 @@ def test_saved_adapter_loads_in_stock_mlx_lm_with_identical_logits(tiny_model_di
     ours = model(X)
     out = save_adapter(tmp_path / "adapter", model, LoraConfig(), {"base_model": "tiny", "loss": "dpo"})
     cfg = json.loads((out / "adapter_config.json").read_text())
-    assert cfg["fine_tune_type"] == "lora" and cfg["num_layers"] == -1 and cfg["lora_parameters"]["rank"] == 8
+    assert cfg["fine_tune_type"] == "lora" and cfg["num_layers"] == 16 and cfg["lora_parameters"]["rank"] == 8
     assert oct(out.stat().st_mode & 0o777) == "0o700"
     assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in out.iterdir())
     theirs, _ = mlx_lm.load(str(tiny_model_dir), adapter_path=str(out))

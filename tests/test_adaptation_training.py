@@ -197,3 +197,57 @@ def test_gate_rules():
     empty = {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
     assert not gate(empty, empty, 1.0).commit
     assert gate(empty, empty, 1.0, require_validation=False).commit
+
+
+@pytest.fixture(scope="module")
+def deep_tiny_dir(tmp_path_factory):
+    from asls_mlx.engine.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("deep") / "model", num_hidden_layers=4)
+
+
+def test_prefix_cache_gives_the_same_logps_grads_and_reference(deep_tiny_dir):
+    from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, frozen_depth
+
+    model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
+    perturb(model)
+    prefix = PrefixCache(model)
+    assert frozen_depth(model) == 2 and prefix.depth == 2
+    rows = pair_rows(encode_pairs(tok, short_pairs(TOPICS[:4])))
+    b = collate(rows)
+    hidden = prefix.inputs(rows, b)
+    assert hidden.shape == (*b.inputs.shape, model.args.hidden_size)
+    from_tokens = answer_logps(model, *b.arrays())
+    assert mx.allclose(answer_logps(model, hidden, *b.arrays()[1:]), from_tokens, atol=1e-4, rtol=1e-5)
+
+    def loss(x):
+        return lambda m: answer_logps(m, x, *b.arrays()[1:]).sum()
+
+    g_prefix = dict(tree_flatten(nn.value_and_grad(model, loss(hidden))(model)[1]))
+    g_tokens = dict(tree_flatten(nn.value_and_grad(model, loss(b.inputs))(model)[1]))
+    assert set(g_prefix) == set(lora_parameters(model))
+    for k in g_prefix:
+        assert mx.allclose(g_prefix[k], g_tokens[k], atol=1e-4, rtol=1e-3), k
+    enc = encode_pairs(tok, short_pairs(TOPICS[:5]))
+    with_prefix = reference_logps(model, enc, prefix=prefix)
+    plain = reference_logps(model, enc)
+    for key, (c, r) in plain.items():
+        assert math.isclose(with_prefix[key][0], c, abs_tol=1e-3) and math.isclose(with_prefix[key][1], r, abs_tol=1e-3)
+
+
+def test_training_from_the_prefix_cache_equals_training_from_tokens(deep_tiny_dir, monkeypatch):
+    import asls_mlx.adaptation.logprobs as logprobs
+
+    results = []
+    for use_prefix in (True, False):
+        if not use_prefix:
+            monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
+        model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
+        assert logprobs.PrefixCache(model).depth == (2 if use_prefix else 0)
+        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
+        assert r.steps == 3 and "retention_kl" in r.metrics
+        results.append((r.losses, lora_parameters(model)))
+    (l1, w1), (l2, w2) = results
+    assert l1 == pytest.approx(l2, abs=1e-4)
+    for k in w1:
+        assert mx.allclose(w1[k], w2[k], atol=1e-5), k

@@ -6,17 +6,26 @@ mlx-lm's llama-style models already applies the final norm), gather the hidden s
 positions whose next token is an answer token, and only then apply the LM head and log-softmax.
 Models without that structure (or whose head does more, e.g. logit soft-capping) fall back to
 the naive full-logits path; which path a model gets is decided once by comparing both.
+
+When the adapter covers only the last blocks (mlx-lm's ``num_layers``), the blocks below it never
+change during training: ``PrefixCache`` runs them once per row and every step (and the reference
+pass) starts from their output. Functions here take either token ids (R, L) or such cached hidden
+states (R, L, D) as ``inputs``.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx_lm.models.base import create_attention_mask
+from mlx_lm.tuner.lora import LoRALinear
 
 from asls_mlx.adaptation.batching import Batch, EncodedPair, collate
 from asls_mlx.adaptation.lora import adapter_disabled
 
 _PATH_ATTR = "_asls_answer_only"
+_SPLIT_ATTR = "_asls_prefix_split"
+_CHECKED_ATTR = "_asls_prefix_checked"
 
 
 def _head(model: nn.Module):
@@ -44,9 +53,43 @@ def naive_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     return select @ _token_logps(flat, targets)
 
 
+def frozen_depth(model: nn.Module) -> int:
+    """How many leading transformer blocks carry no LoRA layer (their outputs never change)."""
+    depth = 0
+    for layer in model.model.layers:
+        if any(isinstance(m, LoRALinear) for _, m in layer.named_modules()):
+            break
+        depth += 1
+    return depth
+
+
+def prefix_hidden(model: nn.Module, inputs: mx.array, depth: int) -> mx.array:
+    """The hidden states after the first ``depth`` blocks, (R, L, D)."""
+    h = model.model.embed_tokens(inputs)
+    mask = create_attention_mask(h, None)
+    for layer in model.model.layers[:depth]:
+        h = layer(h, mask)
+    return h
+
+
+def body(model: nn.Module, inputs: mx.array) -> mx.array:
+    """Final-norm hidden states from token ids, or from hidden states cached after the frozen blocks."""
+    if inputs.ndim == 2:
+        return model.model(inputs)
+    h = inputs
+    mask = create_attention_mask(h, None)
+    for layer in model.model.layers[getattr(model, _SPLIT_ATTR) :]:
+        h = layer(h, mask)
+    return model.model.norm(h)
+
+
+def full_logits(model: nn.Module, inputs: mx.array) -> mx.array:
+    return model(inputs) if inputs.ndim == 2 else _head(model)(body(model, inputs))
+
+
 def fast_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row answer log-probs with the LM head applied to answer positions only."""
-    hidden = model.model(inputs)
+    hidden = body(model, inputs)
     hidden = hidden.reshape(-1, hidden.shape[-1])[positions]
     return select @ _token_logps(_head(model)(hidden), targets)
 
@@ -69,6 +112,53 @@ def uses_answer_only(model) -> bool:
     return ok
 
 
+def prefix_split_depth(model: nn.Module) -> int:
+    """Frozen blocks ``PrefixCache`` may skip: 0 unless the split forward equals the full one here."""
+    depth = frozen_depth(model) if uses_answer_only(model) else 0
+    if not depth:
+        return 0
+    object.__setattr__(model, _SPLIT_ATTR, depth)  # where ``body`` resumes
+    checked = getattr(model, _CHECKED_ATTR, None)
+    if checked is None or checked[0] != depth:
+        tokens = mx.array([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])
+        try:
+            split = body(model, prefix_hidden(model, tokens, depth))
+            ok = bool(mx.allclose(split, model.model(tokens), rtol=1e-4, atol=1e-4).item())
+        except Exception:
+            ok = False
+        checked = (depth, ok)
+        object.__setattr__(model, _CHECKED_ATTR, checked)
+    return depth if checked[1] else 0
+
+
+class PrefixCache:
+    """Hidden states entering the first adapted block, per (prompt, answer) row, computed once.
+
+    Over a session's steps each pair is seen several times, and the reference pass needs the same
+    rows: the frozen blocks (14 of 30 with mlx-lm's default of adapting the last 16) run once per row.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.depth = prefix_split_depth(model)
+        self.rows: dict[tuple, mx.array] = {}
+
+    def inputs(self, rows: list[tuple], batch: Batch) -> mx.array:
+        """The model inputs for ``batch`` (collated from ``rows``): cached hidden states, or token ids."""
+        if not self.depth:
+            return batch.inputs
+        missing = list(dict.fromkeys(r for r in rows if r not in self.rows))
+        if missing:
+            b = collate(missing)
+            hidden = prefix_hidden(self.model, b.inputs, self.depth)
+            mx.eval(hidden)
+            for i, (prompt, answer) in enumerate(missing):
+                self.rows[(prompt, answer)] = hidden[i, : len(prompt) + len(answer) - 1]
+        width = batch.inputs.shape[1]
+        # rows are right-padded; causal attention keeps padding (zeros here) out of real positions
+        return mx.stack([mx.pad(self.rows[r], [(0, width - self.rows[r].shape[0]), (0, 0)]) for r in rows])
+
+
 def answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row sum of answer-token log-probs, (R,). Usable inside ``mx.compile`` and ``value_and_grad``."""
     fn = fast_answer_logps if uses_answer_only(model) else naive_answer_logps
@@ -84,6 +174,7 @@ def reference_logps(
     pairs: list[EncodedPair],
     cache: dict | None = None,
     batch_size: int = 8,
+    prefix: PrefixCache | None = None,
 ) -> dict[str, tuple[float, float | None]]:
     """Base-model (adapter off) log-probs ``{pair.key: (chosen, rejected or None)}``, each pair once.
 
@@ -98,7 +189,9 @@ def reference_logps(
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
             rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk if p.rejected is not None]
-            logps = batch_logps(model, collate(rows)).tolist()
+            b = collate(rows)
+            inputs = prefix.inputs(rows, b) if prefix is not None else b.inputs
+            logps = answer_logps(model, inputs, *b.arrays()[1:]).tolist()
             j = len(chunk)
             for k, p in enumerate(chunk):
                 rejected = None
@@ -115,10 +208,15 @@ def text_logps(model, tokens: mx.array) -> mx.array:
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
-def base_topk(model, tokens: mx.array, k: int = 32) -> tuple[mx.array, mx.array]:
-    """The base model's top-k next-token log-probs and ids on ``tokens``: the retention target."""
+def base_topk(model, tokens: mx.array, k: int = 32, inputs: mx.array | None = None) -> tuple[mx.array, mx.array]:
+    """The base model's top-k next-token log-probs and ids on ``tokens``: the retention target.
+
+    ``inputs``: ``tokens[:, :-1]`` or its cached prefix hidden states (``full_logits`` accepts both).
+    """
+    inputs = tokens[:, :-1] if inputs is None else inputs
     with adapter_disabled(model):
-        logps = text_logps(model, tokens)
+        logits = full_logits(model, inputs).astype(mx.float32)
+        logps = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     index = mx.argpartition(-logps, kth=k - 1, axis=-1)[..., :k]
     top = mx.take_along_axis(logps, index, axis=-1)
     mx.eval(top, index)

@@ -53,8 +53,10 @@ class LoraConfig:
     dropout: float = 0.0
     # Module paths inside each transformer block to adapt: all seven linear kinds of a llama block.
     keys: tuple[str, ...] = field(default=ALL_LINEAR)
-    # How many blocks, counted from the last, get adapters; -1 = all of them.
-    num_layers: int = -1
+    # How many blocks, counted from the last, get adapters; -1 = all of them. mlx-lm's default of 16:
+    # the blocks below never change, so training caches their output per row (logprobs.PrefixCache)
+    # and a step runs 16 of SmolLM2's 30 blocks forward and backward (DPO step 4.6 s -> 2.9 s).
+    num_layers: int = 16
 
     def lora_parameters(self) -> dict:
         return {"rank": self.rank, "scale": self.scale, "dropout": self.dropout, "keys": list(self.keys)}

@@ -22,7 +22,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation import losses
 from asls_mlx.adaptation.batching import EncodedPair, batch_schedule, collate, encode_pairs, pair_key, text_batch
-from asls_mlx.adaptation.logprobs import answer_logps, base_topk, reference_logps, uses_answer_only
+from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, base_topk, full_logits, prefix_hidden, reference_logps, uses_answer_only
 from asls_mlx.adaptation.lora import has_lora, lora_parameters, set_lora_weights
 from asls_mlx.errors import ASLSError
 
@@ -124,7 +124,7 @@ def _examples(encoded: list[EncodedPair], loss: str) -> list[EncodedPair]:
 def make_loss(args: TrainingArgs, n: int):
     """The training loss for batches of ``n`` examples: preference + SFT + retention terms."""
 
-    def loss_fn(model, inputs, positions, targets, select, weights, ref_c, ref_r, labels, r_tokens, r_mask, r_top, r_index):
+    def loss_fn(model, inputs, positions, targets, select, weights, ref_c, ref_r, labels, r_inputs, r_mask, r_top, r_index):
         logps = answer_logps(model, inputs, positions, targets, select)
         counts = select.sum(1)
         metrics = {}
@@ -146,8 +146,8 @@ def make_loss(args: TrainingArgs, n: int):
             sft, _ = losses.sft_loss(logps, counts, weights)
             total = sft
         metrics = dict(metrics, sft=sft)
-        if r_tokens.shape[0] > 0 and args.retention_weight > 0:
-            kl, _ = losses.retention_kl(model(r_tokens[:, :-1]), r_top, r_mask, r_index)
+        if r_inputs.shape[0] > 0 and args.retention_weight > 0:
+            kl, _ = losses.retention_kl(full_logits(model, r_inputs), r_top, r_mask, r_index)
             total = total + args.retention_weight * kl
             metrics["retention_kl"] = kl
         return total, metrics
@@ -177,21 +177,22 @@ def make_step(model, optimizer, args: TrainingArgs, n: int):
 
 def no_retention() -> tuple:
     """Empty retention arrays for a step without general text."""
-    return mx.zeros((0, 2), mx.int32), mx.zeros((0, 1), mx.float32), mx.zeros((0, 1, 1)), mx.zeros((0, 1, 1), mx.int32)
+    return mx.zeros((0, 1), mx.int32), mx.zeros((0, 1), mx.float32), mx.zeros((0, 1, 1)), mx.zeros((0, 1, 1), mx.int32)
 
 
-def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict) -> tuple:
+def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict, prefix: PrefixCache) -> tuple:
     if loss in ("dpo", "simpo", "orpo"):
         rows = [(p.prompt, p.chosen) for p in examples] + [(p.prompt, p.rejected) for p in examples]
     else:
         rows = [(p.prompt, p.chosen) for p in examples]
     b = collate(rows)
+    inputs = prefix.inputs(rows, b)
     weights = mx.array([p.weight for p in examples], dtype=mx.float32)
     labels = mx.array([p.label for p in examples], dtype=mx.float32)
     zero = [0.0] * len(examples)
     ref_c = mx.array([ref[p.key][0] for p in examples] if ref else zero, dtype=mx.float32)
     ref_r = mx.array([ref[p.key][1] or 0.0 for p in examples] if ref and loss == "dpo" else zero, dtype=mx.float32)
-    return (*b.arrays(), weights, ref_c, ref_r, labels), b.n_tokens
+    return (inputs, *b.arrays()[1:], weights, ref_c, ref_r, labels), b.n_tokens
 
 
 def train(
@@ -227,18 +228,22 @@ def train(
     if not examples or args.max_steps <= 0:
         return TrainResult(0, [], 0, time.perf_counter() - t0, "no_data", dict(empty_state), reference_cache=ref)
 
+    prefix = PrefixCache(model)
     if args.loss in ("dpo", "kto"):
-        ref = reference_logps(model, examples, ref)
+        ref = reference_logps(model, examples, ref, prefix=prefix)
     n = min(args.batch_size, len(examples))
 
     # Retention target: the base model's top-k next-token distribution on general text, computed once.
     r_tokens, r_mask = text_batch(tokenizer, general_texts, args.retention_length)
     if r_tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(r_tokens[:1, :2]).shape[-1])
-        r_top, r_index = base_topk(model, r_tokens, k)
+        r_inputs = r_tokens[:, :-1]
+        if prefix.depth:
+            r_inputs = prefix_hidden(model, r_inputs, prefix.depth)
+        r_top, r_index = base_topk(model, r_tokens, k, inputs=r_inputs)
     else:
-        r_tokens, r_mask, r_top, r_index = no_retention()
-    n_ret = min(args.retention_texts_per_step, r_tokens.shape[0])
+        r_inputs, r_mask, r_top, r_index = no_retention()
+    n_ret = min(args.retention_texts_per_step, r_inputs.shape[0])
 
     optimizer = optim.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay)
     optimizer.init(model.trainable_parameters())
@@ -274,13 +279,13 @@ def train(
             reason = "time_budget"
             break
         ts = time.perf_counter()
-        arrays, n_tok = _batch_arrays([examples[j] for j in idx], args.loss, ref)
+        arrays, n_tok = _batch_arrays([examples[j] for j in idx], args.loss, ref, prefix)
         if n_ret:
             rows = [(start_step + i) * n_ret + j for j in range(n_ret)]
-            rows = mx.array([r % r_tokens.shape[0] for r in rows])
-            arrays = (*arrays, r_tokens[rows], r_mask[rows], r_top[rows], r_index[rows])
+            rows = mx.array([r % r_inputs.shape[0] for r in rows])
+            arrays = (*arrays, r_inputs[rows], r_mask[rows], r_top[rows], r_index[rows])
         else:
-            arrays = (*arrays, r_tokens, r_mask, r_top, r_index)
+            arrays = (*arrays, r_inputs, r_mask, r_top, r_index)
         loss, norm, m = step(*arrays)
         mx.eval(state, loss, norm, m)
         loss_v, norm_v = loss.item(), norm.item()

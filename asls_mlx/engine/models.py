@@ -178,6 +178,10 @@ def load_model(model: str | None = None, progress: Progress = _stderr):
             else "the directory may be damaged: delete it and convert again"
         )
         raise ASLSError(f"could not load model {model or DEFAULT_MODEL} from {source}: {_short(e)}; {hint}") from e
+    if os.environ.get("ASLS_FAST_KERNELS", "on").lower() not in ("0", "off", "false"):
+        from asls_mlx.engine.fastmath import use_fast_kernels
+
+        use_fast_kernels(loaded)  # CPU only: MLX's CPU exp/sigmoid are slow (see fastmath)
     return loaded, tokenizer, model_id(source)
 
 

@@ -1,0 +1,113 @@
+"""The CPU kernels of engine.fastmath agree with MLX's native ops, forward and backward."""
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from asls_mlx.engine import fastmath
+
+
+def close(a, b, tol):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.max(np.abs(a - b)) <= tol * max(1.0, np.max(np.abs(b)))
+
+
+def test_exp_matches_exp_and_underflows_to_exact_zero():
+    x = mx.concatenate([mx.linspace(-87.0, 0.0, 100_001), mx.array([-88.0, -200.0, -1e30])])
+    got = np.asarray(fastmath.exp_nonpositive(x), dtype=np.float64)
+    want = np.exp(np.asarray(x, dtype=np.float64))
+    rel = np.abs(got[:-3] - want[:-3]) / want[:-3]
+    assert rel.max() < 3e-6
+    assert got[-2] == 0.0 and got[-1] == 0.0  # no denormals left behind
+    g = mx.grad(lambda z: fastmath.exp_nonpositive(z).sum())(x[:100])
+    assert close(g, mx.exp(x[:100]), 3e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_swiglu_forward_and_grads(compiled):
+    mx.random.seed(0)
+    gate, up, w = (mx.random.normal((64, 96)) * 6 for _ in range(3))
+
+    def loss(fn):
+        f = lambda g, u: (fn(g, u) * w).sum()  # noqa: E731
+        vg = mx.value_and_grad(f, argnums=(0, 1))
+        return mx.compile(vg) if compiled else vg
+
+    (v1, (dg1, du1)) = loss(fastmath.swiglu)(gate, up)
+    (v2, (dg2, du2)) = loss(lambda g, u: nn.silu(g) * u)(gate, up)
+    assert close(v1, v2, 1e-5)
+    assert close(dg1, dg2, 1e-5) and close(du1, du2, 1e-5)
+    assert close(fastmath.swiglu(gate, up), nn.silu(gate) * up, 1e-6)
+
+
+def test_logsumexp_and_softmax_with_grads():
+    mx.random.seed(1)
+    x = mx.random.normal((16, 300)) * 8
+    w = mx.random.normal((16,))
+    assert close(fastmath.logsumexp(x), mx.logsumexp(x, axis=-1), 1e-6)
+    assert close(fastmath.softmax(x), mx.softmax(x, axis=-1), 1e-6)
+    g1 = mx.grad(lambda z: (fastmath.logsumexp(z) * w).sum())(x)
+    g2 = mx.grad(lambda z: (mx.logsumexp(z, axis=-1) * w).sum())(x)
+    assert close(g1, g2, 1e-5)
+
+
+@pytest.mark.parametrize("mask_kind", ["causal", "bool", "additive", None])
+@pytest.mark.parametrize("L,S", [(12, 12), (5, 12)])
+def test_attention_matches_native_sdpa(mask_kind, L, S):
+    mx.random.seed(2)
+    B, H, Hkv, D = 2, 6, 2, 16
+    q = mx.random.normal((B, H, L, D))
+    k, v = mx.random.normal((B, Hkv, S, D)), mx.random.normal((B, Hkv, S, D))
+    mask = mask_kind
+    if mask_kind == "bool":
+        mask = mx.random.uniform(shape=(B, 1, L, S)) > 0.3
+        mask = mask | (mx.arange(S) == 0)  # every query sees at least one key
+    elif mask_kind == "additive":
+        mask = mx.random.normal((B, 1, L, S))
+    scale = D**-0.5
+
+    def f(fn):
+        return lambda q, k, v: (fn(q, k, v) * v.mean()).sum()
+
+    ours = lambda q, k, v: fastmath.attention(q, k, v, scale, mask)  # noqa: E731
+    native = lambda q, k, v: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)  # noqa: E731
+    assert close(ours(q, k, v), native(q, k, v), 1e-5)
+    g1 = mx.grad(f(ours), argnums=(0, 1, 2))(q, k, v)
+    g2 = mx.grad(f(native), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g1, g2):
+        assert close(a, b, 1e-4)
+
+
+def test_patched_model_gives_the_same_logits_and_grads(tiny_model):
+    model, _ = tiny_model
+    tokens = mx.array([[5, 9, 33, 60, 7, 81, 12, 3], [44, 2, 19, 19, 101, 5, 6, 7]])
+
+    def loss(m, x):
+        logits = m(x[:, :-1])
+        return nn.losses.cross_entropy(logits, x[:, 1:]).mean()
+
+    fastmath.restore_native_kernels(model)
+    native_logits = model(tokens)
+    native_loss, native_grads = nn.value_and_grad(model, loss)(model, tokens)
+    assert fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    assert not fastmath.use_fast_kernels(model, mx.Device(mx.cpu))  # already on: nothing changes
+    fast_logits = model(tokens)
+    fast_loss, fast_grads = nn.value_and_grad(model, loss)(model, tokens)
+    assert close(fast_logits, native_logits, 1e-4)
+    assert close(fast_loss, native_loss, 1e-5)
+    from mlx.utils import tree_flatten
+
+    for (name, a), (_, b) in zip(tree_flatten(fast_grads), tree_flatten(native_grads)):
+        assert close(a, b, 1e-3), name
+
+
+def test_not_applied_on_gpu(tiny_model):
+    model, _ = tiny_model
+    fastmath.restore_native_kernels(model)
+    assert not fastmath.use_fast_kernels(model, mx.Device(mx.gpu))
+    import sys
+
+    module = sys.modules[type(model).__module__]
+    assert not hasattr(module.swiglu, "_asls_native")
+    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
