@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
+from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.background import BackgroundTrainer
@@ -50,6 +51,7 @@ class AssistantConfig:
     train_after_session: str = "background"  # background | wait | next_start | none
     train_budget_s: float = 30.0  # wall-clock budget of the training steps per session
     max_steps: int = 10  # per session; more makes a 135M model loop or refuse (DESIGN.md)
+    lora_layers: int = 16  # adapt the last N transformer blocks (-1: all); fewer is faster to train
     max_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy answers
     top_p: float = 0.95
@@ -63,6 +65,8 @@ class AssistantConfig:
     def __post_init__(self) -> None:
         if self.train_after_session not in TRAIN_MODES:
             raise ASLSError(f"train_after_session must be one of {', '.join(TRAIN_MODES)}, not {self.train_after_session!r}")
+        if self.lora_layers == 0 or self.lora_layers < -1:
+            raise ASLSError(f"lora_layers must be -1 (all blocks) or at least 1, not {self.lora_layers}")
         if self.loss not in ("dpo", "simpo", "orpo", "sft"):
             raise ASLSError(f"loss must be dpo, simpo, orpo or sft, not {self.loss!r}")
 
@@ -361,7 +365,8 @@ class Assistant:
     def _update_options(self) -> UpdateOptions:
         c = self.config
         return UpdateOptions(loss=c.loss, time_budget_s=c.train_budget_s, max_steps=c.max_steps,
-                             drift_adaptation=c.drift_adaptation, seed=c.seed, sources=c.pair_sources)
+                             drift_adaptation=c.drift_adaptation, seed=c.seed, sources=c.pair_sources,
+                             lora=LoraConfig(num_layers=c.lora_layers))
 
     def train(self, wait: bool = True, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
               session_ids: list[int] = ()) -> UpdateReport | None:

@@ -73,6 +73,7 @@ class TrainResult:
     diverged: bool = False
     metrics: dict[str, float] = field(default_factory=dict)  # last step's loss parts
     reference_cache: dict = field(default_factory=dict)
+    prepare_s: float = 0.0  # encode + reference log-probs + retention targets, before the first step
 
 
 def adapt_schedule(n_new_pairs: int, drift: float = 0.0, base_lr: float = 2e-4, max_steps: int = 10) -> tuple[int, float, float]:
@@ -260,6 +261,7 @@ def train(
     initial_weights = lora_parameters(model)
     initial_state = optimizer_state_dict(optimizer)
 
+    prepare_s = time.perf_counter() - t0
     step, state = make_step(model, optimizer, args, n)
     # Bucket by length, except for KTO: there length would sort liked (short) and disliked answers
     # into separate batches, and its reference point z0 is a per-batch estimate.
@@ -315,6 +317,7 @@ def train(
         diverged=diverged,
         metrics=metrics,
         reference_cache=ref,
+        prepare_s=prepare_s,
     )
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
-from asls_mlx.adaptation.lora import LoraConfig, attach_lora, has_lora, load_adapter, lora_parameters, reset_lora, set_lora_weights
+from asls_mlx.adaptation.lora import (
+    LoraConfig, attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights,
+)
 from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
@@ -59,6 +61,9 @@ class UpdateReport:
     retention_ratio: float | None = None
     run_id: int | None = None
     profile_fit: tuple = (None, None)  # mean profile score of greedy answers, old adapter -> new
+    # seconds per phase: prepare (pairs, held-out metrics before), reference (+ frozen-block cache),
+    # steps, validate (held-out metrics, retention, answers old vs new), commit
+    timings: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.steps == 0 and not self.committed:
@@ -105,6 +110,7 @@ def update_adapter(
     replay = random.Random(options.seed).sample(older, min(len(older), options.replay_pool))
     val = wanted(store.pairs(user_id, split="val"))
 
+    t0 = time.perf_counter()
     steps, lr, replay_fraction = adapt_schedule(
         len(new), drift if options.drift_adaptation else 0.0, options.base_lr, options.max_steps
     )
@@ -120,6 +126,7 @@ def update_adapter(
         replay_fraction=replay_fraction, seed=options.seed,
     )
     started = time.perf_counter()
+    timings = {"prepare": started - t0}
     try:
         result = train(
             model, tokenizer, new, args, replay_pairs=replay, general_texts=general_texts,
@@ -132,6 +139,9 @@ def update_adapter(
     report = UpdateReport(
         False, "", previous, previous, len(new), result.steps, time.perf_counter() - started, result.losses, before, run_id=run_id
     )
+    timings.update(reference=result.prepare_s, steps=result.seconds - result.prepare_s)
+    report.timings = timings
+    validating = time.perf_counter()
     if result.stopped_reason == "cancelled":
         return _reject(store, model, old_weights, report, "cancelled", status="cancelled")
     if result.steps == 0:
@@ -149,6 +159,7 @@ def update_adapter(
     )
     if decision.commit and fit_before is not None and fit_after < fit_before + options.min_score_gain:
         decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
+    timings["validate"] = time.perf_counter() - validating
     if not decision.commit:
         return _reject(store, model, old_weights, report, decision.reason, status="failed" if result.diverged else "rejected")
     metrics = {
@@ -157,7 +168,8 @@ def update_adapter(
         "retention_ratio": report.retention_ratio, "lr": lr, "drift": drift, "stopped": result.stopped_reason,
         "profile_fit_before": fit_before, "profile_fit_after": fit_after,
     }
-    config = options.lora
+    config = lora_config(model)  # the attached one: an older adapter may use another layout
+    committing = time.perf_counter()
     try:
         version = repo.commit(
             model, config,
@@ -177,6 +189,7 @@ def update_adapter(
         store.finish_training_run(run_id, "failed", f"commit failed: {e}"[:300])
         raise
     report.committed, report.reason, report.version = True, decision.reason, version
+    timings["commit"] = time.perf_counter() - committing
     return report
 
 

@@ -1,0 +1,137 @@
+"""The whole per-session update of a 10-turn chat session, phase by phase, on the embedded model.
+
+    python benchmarks/session_update.py              # before (native kernels, LoRA on all blocks) vs now
+    python benchmarks/session_update.py --only now   # just the current defaults
+
+A scripted user has a 10-turn session through the public API (edits answers down, regenerates and
+likes, dislikes, asks for shorter answers). Then, timed: mining (``end_session``: profile and
+feedback pairs; then self-labelled pairs: sampled answers ranked by the profile) and the adapter update (``Assistant.train``: prepare, reference log-probs,
+training steps, validation gate, commit). Each configuration runs in its own process with its own
+empty ASLS_HOME; the chat turns themselves are not part of the update and are not counted.
+The goal (issue 8): mine + train + validate + commit <= 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PROMPTS = [
+    "Tell me about the moon.", "How do I boil an egg?", "What is a black hole?", "Give me tips for sleeping better.",
+    "Explain what a mortgage is.", "Tell me about honey bees.", "What is photosynthesis?", "How do vaccines work?",
+    "Tell me about chess.",
+]
+CONFIGS = {
+    "before": {"env": {"ASLS_FAST_KERNELS": "off"}, "lora_layers": -1},
+    "now": {"env": {}, "lora_layers": 16},
+}
+PHASES = ["mine", "self_labelled", "prepare", "reference", "steps", "validate", "commit"]
+
+
+def shorten(text: str) -> str:
+    first = text.split(". ")[0].split()[:20]
+    return " ".join(first).rstrip(".") + "."
+
+
+def worker(lora_layers: int, model: str | None) -> dict:
+    import asls_mlx  # noqa: F401
+    from asls_mlx import Assistant, AssistantConfig
+
+    config = AssistantConfig(max_tokens=96, train_after_session="none", lora_layers=lora_layers)
+    with Assistant(user="bench", model=model, config=config) as a:
+        for i, prompt in enumerate(PROMPTS):
+            reply = a.chat(prompt)
+            if i % 2 == 0:
+                a.edit(shorten(reply.text))
+            elif i in (1, 5):
+                a.regenerate()
+                a.good()
+            else:
+                a.bad()
+        a.chat("Please keep your answers shorter.")  # turn 10: an explicit correction
+        # what end_session(train="wait") and the background worker do, with the phases timed apart
+        t0 = time.perf_counter()
+        summary = a.end_session(train="none")
+        mine = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary.pairs_mined += a.mine_self_labelled([summary.session_id])
+        self_labelled = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        report = a.train(wait=True)
+        update = time.perf_counter() - t1
+    from common import peak_rss_mb
+
+    return {
+        "pairs_mined": summary.pairs_mined,
+        "steps": report.steps,
+        "committed": report.committed,
+        "reason": report.reason,
+        "phases": {"mine": mine, "self_labelled": self_labelled, **report.timings},
+        "update_s": update,
+        "whole_s": mine + self_labelled + update,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_config(name: str, model: str | None) -> dict:
+    cfg = CONFIGS[name]
+    with tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, ASLS_HOME=home, **cfg["env"])
+        cmd = [sys.executable, __file__, "--worker", str(cfg["lora_layers"])] + (["--model", model] if model else [])
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=sorted(CONFIGS))
+    ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
+    ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args.worker, args.model)))
+        return
+
+    import asls_mlx  # noqa: F401
+    from common import machine, RESULTS
+
+    names = [args.only] if args.only else list(CONFIGS)
+    results = {}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_config(name, args.model)
+    head = "| phase (s) | " + " | ".join(names) + (" | now / before |" if len(names) == 2 else " |")
+    lines = [head, "|---" * (len(names) + 1 + (len(names) == 2)) + "|"]
+    for phase in PHASES + ["whole_s"]:
+        vals = [results[n]["phases"].get(phase, 0.0) if phase != "whole_s" else results[n]["whole_s"] for n in names]
+        ratio = f" | {vals[1] / vals[0]:.2f}" if len(names) == 2 and vals[0] else ""
+        label = "whole update (goal <= 30 s)" if phase == "whole_s" else phase
+        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + ratio + " |")
+    for key in ("pairs_mined", "steps", "committed", "reason", "peak_rss_mb"):
+        lines.append(f"| {key} | " + " | ".join(str(round(results[n][key]) if key == "peak_rss_mb" else results[n][key]) for n in names)
+                     + (" | |" if len(names) == 2 else " |"))
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"machine": machine(), "configs": {n: CONFIGS[n] for n in names}, "results": results}
+    (RESULTS / "session_update.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS / "session_update.md").write_text(
+        "# Whole per-session update, 10-turn session, embedded model\n\n"
+        f"Machine: {meta['machine']}. before = MLX native kernels + LoRA on all 30 blocks; now = CPU kernels "
+        "(engine.fastmath) + LoRA on the last 16 blocks with the frozen-block cache.\n\n" + table + "\n"
+    )
+    print(f"\nwrote {RESULTS / 'session_update.json'}")
+
+
+if __name__ == "__main__":
+    main()
