@@ -33,7 +33,8 @@ CONFIGS = {
     "before": {"env": {"ASLS_FAST_KERNELS": "off"}, "lora_layers": -1},
     "now": {"env": {}, "lora_layers": 16},
 }
-PHASES = ["mine", "self_labelled", "prepare", "reference", "steps", "validate", "commit"]
+PHASES = ["mine", "self_labelled", "prepare", "reference", "steps", "validate", "validate_heldout", "validate_retention",
+          "commit"]
 
 
 def shorten(text: str) -> str:

@@ -251,3 +251,29 @@ def test_training_from_the_prefix_cache_equals_training_from_tokens(deep_tiny_di
     assert l1 == pytest.approx(l2, abs=1e-4)
     for k in w1:
         assert mx.allclose(w1[k], w2[k], atol=1e-5), k
+
+
+def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tiny_dir, monkeypatch):
+    import asls_mlx.adaptation.evaluate as evaluate
+    import asls_mlx.adaptation.logprobs as logprobs
+    from asls_mlx.adaptation.lora import adapter_is_identity
+
+    model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
+    assert adapter_is_identity(model)
+    val = short_pairs(HELD_OUT, "val")
+    base = preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model))
+    assert base == {"accuracy": 0.0, "margin": 0.0, "n": len(val)}  # the base model is its own reference
+    ret0 = retention_perplexity(model, tok, GENERAL)
+    assert ret0["ratio"] == 1.0 and ret0["ppl"] == ret0["base_ppl"]
+    perturb(model)
+    assert not adapter_is_identity(model)
+    split = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
+    monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
+    monkeypatch.setattr(evaluate, "prefix_split_depth", lambda model: 0)
+    model.__dict__.pop("_asls_base_ppl")  # recompute the base perplexity from tokens as well
+    plain = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
+    assert split[0]["margin"] == pytest.approx(plain[0]["margin"], abs=1e-4) and split[0]["margin"] != 0.0
+    assert split[0]["accuracy"] == plain[0]["accuracy"]
+    for k in ("ppl", "base_ppl", "ratio"):
+        assert split[1][k] == pytest.approx(plain[1][k], rel=1e-4)
+    assert split[1]["ratio"] != 1.0

@@ -8,32 +8,40 @@ guard (``asls_mlx.profiling.quality``, run by the caller) found no more failures
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
 import mlx.core as mx
 
 from asls_mlx.adaptation.batching import collate, encode_pairs, text_batch
-from asls_mlx.adaptation.logprobs import batch_logps, reference_logps, text_logps
-from asls_mlx.adaptation.lora import adapter_disabled
+from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, full_logits, prefix_hidden, prefix_split_depth, reference_logps
+from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
 
 
-def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256, batch_size: int = 8, tie: float = 1e-4) -> dict:
+def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256,
+                       batch_size: int = 8, tie: float = 1e-4, prefix: PrefixCache | None = None) -> dict:
     """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
 
     margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
     (a tie — e.g. the base model itself, up to float noise ``tie`` — is not a success). Returns
     {accuracy, margin, n};
-    ``ref_cache`` is filled with any reference log-probs it had to compute.
+    ``ref_cache`` is filled with any reference log-probs it had to compute. ``prefix`` (shared with
+    the trainer) lets the reference and both policy passes start after the frozen blocks.
     """
     pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length) if p.rejected is not None]
     if not pairs:
         return {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
-    ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {})
+    ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {}, prefix=prefix)
+    if adapter_is_identity(model):  # the policy is the reference: every margin is exactly 0
+        return {"accuracy": 0.0, "margin": 0.0, "n": len(pairs)}
     margins = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
-        logps = batch_logps(model, collate([(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk])).tolist()
+        rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk]
+        b = collate(rows)
+        inputs = prefix.inputs(rows, b) if prefix is not None else b.inputs
+        logps = answer_logps(model, inputs, *b.arrays()[1:]).tolist()
         k = len(chunk)
         for j, p in enumerate(chunk):
             rc, rr = ref[p.key]
@@ -45,21 +53,31 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
     }
 
 
-def _perplexity(model, tokens, mask) -> float:
-    logps = text_logps(model, tokens)
+def _perplexity(model, inputs, tokens, mask) -> float:
+    logits = full_logits(model, inputs).astype(mx.float32)
+    logps = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     picked = mx.take_along_axis(logps, tokens[:, 1:, None], axis=-1).squeeze(-1)
     nll = -(picked * mask).sum() / mx.maximum(mask.sum(), 1.0)
     return float(mx.exp(nll).item())
 
 
 def retention_perplexity(model, tokenizer, texts, max_length: int = 128) -> dict:
-    """Perplexity of general text with the adapter on and off: {ppl, base_ppl, ratio} (ratio 1 = no change)."""
+    """Perplexity of general text with the adapter on and off: {ppl, base_ppl, ratio} (ratio 1 = no change).
+
+    The base model's perplexity never changes, so it is computed once per model and text batch.
+    """
     tokens, mask = text_batch(tokenizer, texts, max_length)
     if tokens.shape[0] == 0:
         return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
-    ppl = _perplexity(model, tokens, mask)
-    with adapter_disabled(model):
-        base = _perplexity(model, tokens, mask)
+    depth = prefix_split_depth(model)
+    inputs = prefix_hidden(model, tokens[:, :-1], depth) if depth else tokens[:, :-1]
+    cache = model.__dict__.setdefault("_asls_base_ppl", {})
+    key = hashlib.sha256(bytes(memoryview(tokens.astype(mx.int32))) + bytes(memoryview(mask))).hexdigest()
+    if key not in cache:
+        with adapter_disabled(model):
+            cache[key] = _perplexity(model, inputs, tokens, mask)
+    base = cache[key]
+    ppl = base if adapter_is_identity(model) else _perplexity(model, inputs, tokens, mask)
     return {"ppl": ppl, "base_ppl": base, "ratio": ppl / base, "n": int(tokens.shape[0])}
 
 

@@ -165,10 +165,6 @@ def answer_logps(model, inputs, positions, targets, select) -> mx.array:
     return fn(model, inputs, positions, targets, select)
 
 
-def batch_logps(model, batch: Batch) -> mx.array:
-    return answer_logps(model, *batch.arrays())
-
-
 def reference_logps(
     model,
     pairs: list[EncodedPair],
@@ -200,12 +196,6 @@ def reference_logps(
                     j += 1
                 cache[p.key] = (logps[k], rejected)
     return cache
-
-
-def text_logps(model, tokens: mx.array) -> mx.array:
-    """Full next-token log-probs (N, L-1, V) on general text (retention / perplexity)."""
-    logits = model(tokens[:, :-1]).astype(mx.float32)
-    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
 def base_topk(model, tokens: mx.array, k: int = 32, inputs: mx.array | None = None) -> tuple[mx.array, mx.array]:

@@ -169,6 +169,11 @@ def reset_lora(model: nn.Module, seed: int = 0) -> None:
     mx.eval([v for _, v in updates])
 
 
+def adapter_is_identity(model: nn.Module) -> bool:
+    """True when the adapter changes nothing (no LoRA, or every B is 0): its outputs are the base's."""
+    return all(not mx.any(m.lora_b).item() for _, m in _lora_modules(model))
+
+
 @contextlib.contextmanager
 def adapter_disabled(model: nn.Module):
     """Run the base model: every LoRA scale is 0 inside the block, restored after (also on errors).

@@ -207,12 +207,14 @@ def train(
     callback: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     reference_cache: dict | None = None,
+    prefix: PrefixCache | None = None,
 ) -> TrainResult:
     """Train the attached LoRA adapter in place for at most ``args.max_steps`` / ``args.time_budget_s``.
 
     ``optimizer_state`` (from a previous ``TrainResult``) resumes AdamW exactly, including the global
     step, which also fixes the batch order. ``reference_cache`` ({pair key: (chosen, rejected)}
     base log-probs) avoids recomputing the DPO/KTO reference; the updated cache is returned.
+    ``prefix`` shares the frozen blocks' outputs with the caller's held-out checks.
     On NaN/inf or an exploding loss the adapter and optimizer are restored to their state at the
     call and ``diverged=True`` is returned.
     """
@@ -229,7 +231,7 @@ def train(
     if not examples or args.max_steps <= 0:
         return TrainResult(0, [], 0, time.perf_counter() - t0, "no_data", dict(empty_state), reference_cache=ref)
 
-    prefix = PrefixCache(model)
+    prefix = prefix if prefix is not None else PrefixCache(model)
     if args.loss in ("dpo", "kto"):
         ref = reference_logps(model, examples, ref, prefix=prefix)
     n = min(args.batch_size, len(examples))

@@ -19,6 +19,7 @@ from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics,
 from asls_mlx.adaptation.lora import (
     LoraConfig, attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights,
 )
+from asls_mlx.adaptation.logprobs import PrefixCache
 from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
@@ -119,7 +120,8 @@ def update_adapter(
     old_weights = {k: v for k, v in lora_parameters(model).items()}
     optimizer_state = repo.optimizer_state(previous) if previous else None
     ref_cache: dict = {}
-    before = preference_metrics(model, tokenizer, val, ref_cache)
+    prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
+    before = preference_metrics(model, tokenizer, val, ref_cache, prefix=prefix)
     run_id = store.add_training_run(user_id, [p.id for p in new], session_ids, parent_version=previous)
     args = TrainingArgs(
         loss=options.loss, lr=lr, max_steps=steps, time_budget_s=options.time_budget_s,
@@ -131,6 +133,7 @@ def update_adapter(
         result = train(
             model, tokenizer, new, args, replay_pairs=replay, general_texts=general_texts,
             optimizer_state=optimizer_state, callback=progress, should_stop=should_stop, reference_cache=ref_cache,
+            prefix=prefix,
         )
     except BaseException as e:  # KeyboardInterrupt included: restore, record, re-raise
         set_lora_weights(model, old_weights)
@@ -146,9 +149,11 @@ def update_adapter(
         return _reject(store, model, old_weights, report, "cancelled", status="cancelled")
     if result.steps == 0:
         return _reject(store, model, old_weights, report, f"no training step ran ({result.stopped_reason})", status="failed")
-    report.after = preference_metrics(model, tokenizer, val, ref_cache)
+    report.after = preference_metrics(model, tokenizer, val, ref_cache, prefix=prefix)
+    timings["validate_heldout"] = time.perf_counter() - validating
     retention = retention_perplexity(model, tokenizer, list(general_texts)) if general_texts else {"ratio": 1.0}
     report.retention_ratio = retention["ratio"]
+    timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
     failures, fit_before, fit_after = (
         _answer_check(model, old_weights, val + new, answer_fn, profile_score, options) if answer_fn else (0, None, None)
     )
