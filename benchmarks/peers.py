@@ -7,14 +7,16 @@
 Same model and LoRA config on both sides: the embedded SmolLM2-135M-Instruct weights (fp32; the same
 tensors are loaded into a transformers ``LlamaForCausalLM``, q/k un-permuted from GGUF's interleaved
 RoPE layout, so both produce the same greedy tokens), LoRA rank 8 / scale 20 (PEFT: r=8,
-lora_alpha=160) on all 7 linear kinds, batch 4 x 128 tokens, AdamW + grad-norm clip 1.0, 2 threads.
+lora_alpha=160) on all 7 linear kinds of the last 16 blocks (our default, mlx-lm's ``num_layers``;
+PEFT: ``layers_to_transform``), batch 4 x 128 tokens, AdamW + grad-norm clip 1.0, 2 threads.
 
 What is measured (each framework in its own subprocess, so peak RSS is separable):
 1. LoRA SFT tokens/s: our compiled step (loss on all 127 targets per row) vs PEFT fwd+bwd+AdamW.
 2. DPO: 4 pairs of (64-token prompt, 64-token chosen / rejected) = 8 rows x 128 tokens per step.
-   Ours: DPO (beta 0.1) + 0.2 x SFT, answer-only logits, reference log-probs cached, compiled step;
-   plus the whole per-session update through ``trainer.train`` (20 pairs, 10 steps: reference
-   log-probs once per pair, compile, steps). PyTorch: a step in TRL's default style (policy fwd+bwd
+   Ours: DPO (beta 0.1) + 0.2 x SFT, answer-only logits, reference log-probs cached, compiled step
+   starting from the cached output of the 14 frozen blocks (``PrefixCache``, computed once per row
+   with the reference pass); plus the whole per-session update through ``trainer.train`` (20 pairs,
+   10 steps: reference log-probs + frozen-block cache once per row, compile, steps). PyTorch: a step in TRL's default style (policy fwd+bwd
    on chosen+rejected with full logits, a reference forward with the adapter disabled every step);
    a session of 10 steps is 10 such steps (nothing to amortise).
 3. Prompt and decode tokens/s: our ``ChatEngine`` vs transformers ``generate`` (greedy, same
@@ -49,25 +51,28 @@ SESSION_PAIRS, SESSION_STEPS = 20, 10
 NEW_TOKENS = 128
 LORA_KEYS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_RANK, LORA_SCALE = 8, 20.0
+LORA_LAYERS = 16  # adapters on the last 16 blocks on both sides
 
 
 # ---------------------------------------------------------------------------------------------
 # FLOPs model
 # ---------------------------------------------------------------------------------------------
-def flops_model(cfg: dict, rank: int = LORA_RANK, seq: int = SEQ) -> dict:
+def flops_model(cfg: dict, rank: int = LORA_RANK, seq: int = SEQ, lora_layers: int = LORA_LAYERS) -> dict:
     """FLOPs per token of LoRA training with a frozen base (multiply-add = 2 FLOPs).
 
     N_lin: frozen linear weights in the blocks, N_head: LM head (tied embedding), N_lora: adapter
     weights, A: attention scores+values forward per token (causal: on average seq/2 keys, each
-    2 x d_model FLOPs for QK^T and 2 x d_model for AV, per layer).
+    2 x d_model FLOPs for QK^T and 2 x d_model for AV, per layer), u = adapted share of the blocks
+    (16/30): activation gradients stop at the lowest adapted block.
       forward                      2 (N_lin + N_head + N_lora) + A
-      backward, activation grads   2 (N_lin + N_head + N_lora) + 2A   (frozen weights: no weight grads)
+      backward, activation grads   2 (u N_lin + N_head + N_lora) + 2 u A   (frozen weights: no weight grads)
       backward, LoRA weight grads  2 N_lora
-      train  = 4 (N_lin + N_head) + 6 N_lora + 3A
-      DPO, ours (head on answer positions only, reference cached):
-             = 4 N_lin + 4 f N_head + 6 N_lora + 3A,  f = answer share of positions (64/128)
+      train  = 2 (1 + u) N_lin + 4 N_head + 6 N_lora + (1 + 2u) A
       DPO, TRL default (full logits + a reference forward every step):
              = train + 2 (N_lin + N_head) + A
+      DPO, ours (head on answer positions only, reference cached, frozen blocks cached):
+             = 4 u N_lin + 4 f N_head + 6 N_lora + 3 u A,  f = answer share of positions (64/128)
+    The compute limit is the *useful* work of a step (``train``), the same for both frameworks.
     """
     d, ff, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
@@ -76,9 +81,10 @@ def flops_model(cfg: dict, rank: int = LORA_RANK, seq: int = SEQ) -> dict:
     n_lin = layers * (q + 2 * k + d * d + 3 * d * ff)
     n_head = d * cfg["vocab_size"]
     lora_shapes = [(d, d), (d, kv * hd), (d, kv * hd), (d, d), (d, ff), (d, ff), (ff, d)]
-    n_lora = layers * sum(rank * (i + o) for i, o in lora_shapes)
+    u = lora_layers / layers
+    n_lora = lora_layers * sum(rank * (i + o) for i, o in lora_shapes)
     attn = layers * 4 * d * (seq / 2)
-    train = 4 * (n_lin + n_head) + 6 * n_lora + 3 * attn
+    train = 2 * (1 + u) * n_lin + 4 * n_head + 6 * n_lora + (1 + 2 * u) * attn
     f = ANSWER_LEN / SEQ
     return {
         "N_lin": n_lin,
@@ -86,9 +92,11 @@ def flops_model(cfg: dict, rank: int = LORA_RANK, seq: int = SEQ) -> dict:
         "N_lora": n_lora,
         "A_attn_fwd": attn,
         "train_flops_per_token": train,
-        "dpo_ours_flops_per_token": 4 * n_lin + 4 * f * n_head + 6 * n_lora + 3 * attn,
+        "dpo_ours_flops_per_token": 4 * u * n_lin + 4 * f * n_head + 6 * n_lora + 3 * u * attn,
         "dpo_trl_flops_per_token": train + 2 * (n_lin + n_head) + attn,
-        "formula": "train = 4 (N_lin + N_head) + 6 N_lora + 3 A  (fwd 2N + A, activation grads 2N + 2A, LoRA weight grads 2 N_lora)",
+        "formula": "train = 2 (1 + u) N_lin + 4 N_head + 6 N_lora + (1 + 2u) A  (fwd 2N + A, activation grads from the "
+        "lowest adapted block up 2 (u N_lin + N_head + N_lora) + 2uA, LoRA weight grads 2 N_lora; u = adapted blocks / blocks)",
+        "u": u,
     }
 
 
@@ -141,7 +149,7 @@ def _mlx_model(model_dir: str):
     from asls_mlx.engine import load_model
 
     model, tok, mid = load_model(model_dir)
-    attach_lora(model, LoraConfig(rank=LORA_RANK, scale=LORA_SCALE))
+    attach_lora(model, LoraConfig(rank=LORA_RANK, scale=LORA_SCALE, num_layers=LORA_LAYERS))
     return model, tok, mid
 
 
@@ -176,7 +184,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
 
     from asls_mlx import blas
     from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key
-    from asls_mlx.adaptation.logprobs import _head, _token_logps, answer_logps, reference_logps
+    from asls_mlx.adaptation.logprobs import PrefixCache, _head, _token_logps, answer_logps, reference_logps
     from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train
 
     out: dict = {"model": mid, "blas": blas.status().name, "load_s": time.perf_counter() - t_load}
@@ -202,9 +210,13 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     # 2) DPO step, reference cached
     pairs = [EncodedPair(tuple(p), tuple(c), tuple(r), 1.0, 0, pair_key(p, c, r)) for p, c, r in dpo_pairs]
     t0 = time.perf_counter()
-    ref = reference_logps(model, pairs)
-    out["ref_logps_4pairs_s"] = time.perf_counter() - t0
-    batch = collate([(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs])
+    prefix = PrefixCache(model)
+    ref = reference_logps(model, pairs, prefix=prefix)
+    out["ref_logps_4pairs_s"] = time.perf_counter() - t0  # + the frozen blocks' output of each row
+    out["frozen_blocks"] = prefix.depth
+    rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    batch = collate(rows)
+    hidden = prefix.inputs(rows, batch)
     ones = mx.ones(BATCH)
     ref_c = mx.array([ref[p.key][0] for p in pairs])
     ref_r = mx.array([ref[p.key][1] for p in pairs])
@@ -212,7 +224,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
     step, state = make_step(model, opt, dpo_args, BATCH)
-    arrays = (*batch.arrays(), ones, ref_c, ref_r, ones * 0, *no_retention())
+    arrays = (hidden, *batch.arrays()[1:], ones, ref_c, ref_r, ones * 0, *no_retention())
 
     def dpo_run():
         loss, norm, m = step(*arrays)
@@ -301,6 +313,11 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     silu_name = f"probe: silu(g)*u, {2 * BATCH * SEQ} x {F}, fwd, x{L} layers"
     timeit(silu_name, lambda z: nn.silu(z) * z, g)
     prof[silu_name] *= L
+    from asls_mlx.engine import fastmath
+
+    fast_name = f"probe: fastmath.swiglu(g, u), same shape, fwd, x{L} layers"
+    timeit(fast_name, lambda z: fastmath.swiglu(z, z), g)
+    prof[fast_name] *= L
     out["dpo_profile_s"] = prof
     out["peak_rss_mb"] = peak_rss_mb()
     return out
@@ -360,7 +377,7 @@ def worker_mlx_gen(model_dir: str, reps: int) -> dict:
         "rss_base_mb": peak_rss_mb(),
     }
     # the product generates with the user's adapter attached (LoRA layers unfused)
-    attach_lora(model, LoraConfig(rank=LORA_RANK, scale=LORA_SCALE))
+    attach_lora(model, LoraConfig(rank=LORA_RANK, scale=LORA_SCALE, num_layers=LORA_LAYERS))
     engine.reset_cache()
     one(8)
     runs = [one() for _ in range(max(2, reps - 1))]
@@ -414,7 +431,9 @@ def _torch_model(model_dir: str):
 def _peft(model):
     from peft import LoraConfig, get_peft_model
 
-    cfg = LoraConfig(r=LORA_RANK, lora_alpha=int(LORA_RANK * LORA_SCALE), lora_dropout=0.0, target_modules=list(LORA_KEYS), bias="none")
+    layers = model.config.num_hidden_layers
+    cfg = LoraConfig(r=LORA_RANK, lora_alpha=int(LORA_RANK * LORA_SCALE), lora_dropout=0.0, target_modules=list(LORA_KEYS),
+                     bias="none", layers_to_transform=list(range(layers - LORA_LAYERS, layers)))
     return get_peft_model(model, cfg)
 
 
@@ -611,7 +630,7 @@ def build_rows(res: dict, fm: dict) -> list[dict]:
         rows.append({"metric": metric, "ours": ours, "peer": peer, "ratio": r, "goal": goal, "met": met, "unit": unit})
 
     add("LoRA SFT tok/s (4x128)", mt.get("sft_tok_s"), tt.get("sft_tok_s"), ">= 1.2x", goal_ratio=1.2)
-    add("DPO step, pair tok/s (8 rows x 128; ours ref cached, TRL ref fwd each step)", mt.get("dpo_step_pair_tok_s"), tt.get("dpo_step_pair_tok_s"))
+    add("DPO step, pair tok/s (8 rows x 128; ours: ref + frozen blocks cached; TRL: ref fwd each step)", mt.get("dpo_step_pair_tok_s"), tt.get("dpo_step_pair_tok_s"))
     s = mt.get("session") or {}
     trl_session = tt.get("dpo_step_s") and SESSION_STEPS * tt["dpo_step_s"]
     trl_session_tok_s = trl_session and s.get("pair_tokens", SESSION_STEPS * 2 * BATCH * SEQ) / trl_session
@@ -652,8 +671,9 @@ def markdown(rows, res, fm, meta) -> str:
         f"Versions: torch {tt.get('torch', '—')} ({tt.get('threads', '—')} threads), peft {tt.get('peft', '—')}, "
         f"transformers {tt.get('transformers', '—')}. Medians of {meta['reps']} repetitions after warm-up.",
         f"Config: the same weights on both sides ({mt.get('model', '—')}, fp32; PyTorch gets them un-permuted from GGUF's q/k layout), "
-        "LoRA r=8 scale 20 (PEFT lora_alpha 160) on all 7 linear kinds "
-        f"({fm['N_lora']:,} parameters), batch 4 x 128, AdamW + clip 1.0.",
+        f"LoRA r=8 scale 20 (PEFT lora_alpha 160) on all 7 linear kinds of the last {LORA_LAYERS} blocks "
+        f"({fm['N_lora']:,} parameters), batch 4 x 128, AdamW + clip 1.0. Ours with the CPU kernels of "
+        "`asls_mlx.engine.fastmath` (SwiGLU, attention softmax).",
         "",
         "| metric | ours (MLX) | PyTorch | ours / peer | goal | met |",
         "|---|---|---|---|---|---|",

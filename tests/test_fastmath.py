@@ -102,6 +102,28 @@ def test_patched_model_gives_the_same_logits_and_grads(tiny_model):
         assert close(a, b, 1e-3), name
 
 
+def test_one_row_decode_through_matvec_gives_the_same_logits(tiny_model):
+    from mlx_lm.models.cache import make_prompt_cache
+
+    model, _ = tiny_model
+    prompt = mx.array([[5, 9, 33, 60, 7, 81]])
+
+    def decode():
+        cache = make_prompt_cache(model)
+        logits = [model(prompt, cache=cache)[:, -1]]
+        for token in (12, 3, 44):
+            logits.append(model(mx.array([[token]]), cache=cache)[:, -1])  # one row: the GEMV path
+        return mx.concatenate(logits)
+
+    fastmath.restore_native_kernels(model)
+    assert not any(isinstance(m, fastmath.MatvecLinear) for _, m in model.named_modules())
+    native = decode()
+    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    assert isinstance(model.model.layers[0].mlp.down_proj, fastmath.MatvecLinear)
+    assert isinstance(model.model.embed_tokens, fastmath.MatvecEmbedding)
+    assert close(decode(), native, 1e-5)
+
+
 def test_not_applied_on_gpu(tiny_model):
     model, _ = tiny_model
     fastmath.restore_native_kernels(model)
@@ -110,4 +132,5 @@ def test_not_applied_on_gpu(tiny_model):
 
     module = sys.modules[type(model).__module__]
     assert not hasattr(module.swiglu, "_asls_native")
+    assert type(model.model.layers[0].mlp.down_proj) is nn.Linear
     fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
