@@ -27,7 +27,7 @@ from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.background import BackgroundTrainer
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
 from asls_mlx.engine.models import resolve_model
-from asls_mlx.engine.sampling import BatchSampler, greedy_answers
+from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
@@ -277,14 +277,13 @@ class Assistant:
         if record:
             return self.chat(prompt).text
         self.sync_adapter()
-        return self.engine.complete([{"role": "system", "content": self._system()}, {"role": "user", "content": _check_text(prompt)}], self._options(temperature=0.0))
+        return self.engine.complete(single_turn(self._system(), _check_text(prompt)), self._options(temperature=0.0))
 
     def answer_many(self, prompts: list[str], max_tokens: int | None = None) -> list[str]:
         """Greedy answers to many single prompts at once (batched decoding), not saved."""
         self.sync_adapter()
-        system = {"role": "system", "content": self._system()}
-        convs = [[system, {"role": "user", "content": _check_text(p)}] for p in prompts]
-        return [a[0] for a in self.engine.complete_batch(convs, self._options(temperature=0.0, max_tokens=max_tokens))]
+        return greedy_answers(self.engine, [_check_text(p) for p in prompts], self._system(),
+                              options=self._options(temperature=0.0, max_tokens=max_tokens))
 
     # -- feedback --------------------------------------------------------------------------------
     def _require_answer(self) -> int:

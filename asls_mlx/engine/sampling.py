@@ -5,6 +5,11 @@ from __future__ import annotations
 from asls_mlx.engine.generate import ChatEngine, SamplingOptions
 
 
+def single_turn(system: str, prompt: str) -> list[dict]:
+    """A conversation of one user message under ``system``."""
+    return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+
+
 class BatchSampler:
     """The ``generate(prompt, k, seed)`` that pair mining calls, answering from one batched decode of
     every prompt it announced with ``prefetch`` (decoding 16 sequences together costs little more
@@ -14,26 +19,25 @@ class BatchSampler:
         self.engine, self.system, self.options = engine, system, options
         self._ready: dict[tuple[str, int], list[str]] = {}
 
-    def _conv(self, prompt: str) -> list[dict]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": prompt}]
-
     def prefetch(self, requests: list[tuple[str, int, int]]) -> None:
         by_k: dict[int, list[str]] = {}
         for prompt, k, _seed in requests:
             by_k.setdefault(k, []).append(prompt)
         for k, prompts in by_k.items():
             self.options.seed = requests[0][2] if requests else self.options.seed
-            for prompt, answers in zip(prompts, self.engine.complete_batch([self._conv(p) for p in prompts], self.options, k=k)):
+            for prompt, answers in zip(prompts, self.engine.complete_batch([single_turn(self.system, p) for p in prompts], self.options, k=k)):
                 self._ready[(prompt, k)] = answers
 
     def __call__(self, prompt: str, k: int, seed: int) -> list[str]:
         if (prompt, k) not in self._ready:
             self.options.seed = seed
-            self._ready[(prompt, k)] = self.engine.complete_batch([self._conv(prompt)], self.options, k=k)[0]
+            self._ready[(prompt, k)] = self.engine.complete_batch([single_turn(self.system, prompt)], self.options, k=k)[0]
         return self._ready.pop((prompt, k))
 
 
-def greedy_answers(engine: ChatEngine, prompts: list[str], system: str, max_tokens: int = 48) -> list[str]:
-    """Greedy answers to single prompts, decoded together (the commit gate's quality check)."""
-    convs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
-    return [a[0] for a in engine.complete_batch(convs, SamplingOptions(max_tokens=max_tokens, temperature=0.0))]
+def greedy_answers(engine: ChatEngine, prompts: list[str], system: str, max_tokens: int = 48,
+                   options: SamplingOptions | None = None) -> list[str]:
+    """Greedy answers to single prompts, decoded together (the commit gate's quality check).
+    ``options`` (temperature 0) replaces the defaults, e.g. to keep an assistant's repetition penalty."""
+    options = options or SamplingOptions(max_tokens=max_tokens, temperature=0.0)
+    return [a[0] for a in engine.complete_batch([single_turn(system, p) for p in prompts], options)]
