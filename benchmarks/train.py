@@ -4,10 +4,10 @@
     python benchmarks/train.py --model DIR     # any mlx-lm model directory
     python benchmarks/train.py --synthetic     # random weights with SmolLM2-135M's shape
 
-Setup as in DESIGN.md's peer comparison: batch 4 x 128 tokens, LoRA rank 8 on all 7 linear kinds,
+Setup as in DESIGN.md's peer comparison: batch 4 x 128 tokens, LoRA rank 8 on all 7 linear kinds of the last 16 blocks,
 float32. The SFT step computes the loss on all 127 target positions per row (a full-sequence LM
 step, comparable with PyTorch + PEFT); the DPO step is 4 pairs of (64-token prompt, 64-token answer)
-with cached reference log-probs (answer-only logits). Timings are medians over steps after warm-up.
+with cached reference log-probs and frozen-block outputs (answer-only logits). Timings are medians over steps after warm-up.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from common import peak_rss_mb, report  # noqa: E402
 
 from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key  # noqa: E402
-from asls_mlx.adaptation.logprobs import reference_logps  # noqa: E402
+from asls_mlx.adaptation.logprobs import PrefixCache, reference_logps  # noqa: E402
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights  # noqa: E402
 from asls_mlx.adaptation.trainer import TrainingArgs, make_step, no_retention  # noqa: E402
 
@@ -96,24 +96,27 @@ def main():
     rows.append(("lora_sft_step_s", sft, ""))
     rows.append(("first_step_with_compile_s", compile_s, ""))
 
-    # 2) DPO: 4 pairs, 64-token prompt + 64-token chosen / rejected, reference cached.
+    # 2) DPO: 4 pairs, 64-token prompt + 64-token chosen / rejected, reference and frozen blocks cached
+    #    (as trainer.train runs it: the reference pass also stores each row's frozen-block output).
     pairs = []
     for _ in range(4):
         p, c, r = (tuple(int(x) for x in rng.integers(3, vocab, 64)) for _ in range(3))
         pairs.append(EncodedPair(p, c, r, 1.0, 0, pair_key(p, c, r)))
     t0 = time.perf_counter()
-    ref = reference_logps(model, pairs)
+    prefix = PrefixCache(model)
+    ref = reference_logps(model, pairs, prefix=prefix)
     ref_s = time.perf_counter() - t0
-    dpo_batch = collate([(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs])
+    dpo_rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    dpo_batch = collate(dpo_rows)
     ref_c = mx.array([ref[p.key][0] for p in pairs])
     ref_r = mx.array([ref[p.key][1] for p in pairs])
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
     step, state = make_step(model, opt, TrainingArgs(loss="dpo", retention_weight=0.0), 4)
-    arrays = (*dpo_batch.arrays(), ones, ref_c, ref_r, ones * 0, *ret)
+    arrays = (prefix.inputs(dpo_rows, dpo_batch), *dpo_batch.arrays()[1:], ones, ref_c, ref_r, ones * 0, *ret)
     timed_steps(step, state, arrays, 2)
     dpo = statistics.median(timed_steps(step, state, arrays, args.steps))
-    rows.append(("dpo_step_s (4 pairs, ref cached)", dpo, "< 3.2 (PyTorch TRL-style)"))
+    rows.append(("dpo_step_s (4 pairs, ref + frozen blocks cached)", dpo, "< 3.2 (PyTorch TRL-style)"))
     rows.append(("dpo_pair_tok_per_s", 8 * 128 / dpo, ""))
     rows.append(("reference_logps_once_s (4 pairs)", ref_s, ""))
 
