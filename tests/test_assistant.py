@@ -189,3 +189,24 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
         assert not report.committed and reason in report.reason
         assert a.store.active_adapter(a.user.id) is None
         assert a.store.training_runs(a.user.id)[-1].status == "rejected"
+
+
+def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tmp_path):
+    """v1 adapts every block; with lora_layers=2 configured later, v2 continues v1's layout (not the new default)."""
+    from asls_mlx.adaptation.lora import read_adapter
+    from asls_mlx.engine.tiny import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "deep", num_hidden_layers=4)
+    with Assistant(user="kai", model=str(model_dir), config=AssistantConfig(**FAST, lora_layers=-1)) as a:
+        _session_with_edits(a)
+        assert a.end_session(train="wait").training.committed
+        assert read_adapter(a.repo.path(1))[0].num_layers == -1
+    with Assistant(user="kai", model=str(model_dir), config=AssistantConfig(**FAST, lora_layers=2)) as a:
+        a.chat("hello again")  # loads v1: its all-block layout is attached
+        _session_with_edits(a)
+        report = a.end_session(train="wait").training
+        assert report.committed, report.reason
+        config, weights, _ = read_adapter(a.repo.path(2), a.engine.model)
+        assert config.num_layers == -1 and any(".layers.0." in k for k in weights)
+    with pytest.raises(ASLSError, match="lora_layers"):
+        AssistantConfig(lora_layers=0)
