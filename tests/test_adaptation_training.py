@@ -254,7 +254,6 @@ def test_training_from_the_prefix_cache_equals_training_from_tokens(deep_tiny_di
 
 
 def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tiny_dir, monkeypatch):
-    import asls_mlx.adaptation.evaluate as evaluate
     import asls_mlx.adaptation.logprobs as logprobs
     from asls_mlx.adaptation.lora import adapter_is_identity
 
@@ -269,7 +268,6 @@ def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tin
     assert not adapter_is_identity(model)
     split = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
-    monkeypatch.setattr(evaluate, "prefix_split_depth", lambda model: 0)
     model.__dict__.pop("_asls_base_ppl")  # recompute the base perplexity from tokens as well
     plain = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     assert split[0]["margin"] == pytest.approx(plain[0]["margin"], abs=1e-4) and split[0]["margin"] != 0.0

@@ -41,14 +41,13 @@ def test_swiglu_forward_and_grads(compiled):
     assert close(fastmath.swiglu(gate, up), nn.silu(gate) * up, 1e-6)
 
 
-def test_logsumexp_and_softmax_with_grads():
+def test_softmax_with_grads():
     mx.random.seed(1)
     x = mx.random.normal((16, 300)) * 8
-    w = mx.random.normal((16,))
-    assert close(fastmath.logsumexp(x), mx.logsumexp(x, axis=-1), 1e-6)
+    w = mx.random.normal((16, 300))
     assert close(fastmath.softmax(x), mx.softmax(x, axis=-1), 1e-6)
-    g1 = mx.grad(lambda z: (fastmath.logsumexp(z) * w).sum())(x)
-    g2 = mx.grad(lambda z: (mx.logsumexp(z, axis=-1) * w).sum())(x)
+    g1 = mx.grad(lambda z: (fastmath.softmax(z) * w).sum())(x)
+    g2 = mx.grad(lambda z: (mx.softmax(z, axis=-1) * w).sum())(x)
     assert close(g1, g2, 1e-5)
 
 

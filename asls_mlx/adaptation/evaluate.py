@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from asls_mlx.adaptation.batching import collate, encode_pairs, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, full_logits, prefix_hidden, prefix_split_depth, reference_logps
+from asls_mlx.adaptation.batching import encode_pairs, text_batch
+from asls_mlx.adaptation.logprobs import PrefixCache, full_logps, reference_logps, rows_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
 
 
@@ -39,9 +39,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
         rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk]
-        b = collate(rows)
-        inputs = prefix.inputs(rows, b) if prefix is not None else b.inputs
-        logps = answer_logps(model, inputs, *b.arrays()[1:]).tolist()
+        logps = rows_logps(model, rows, prefix).tolist()
         k = len(chunk)
         for j, p in enumerate(chunk):
             rc, rr = ref[p.key]
@@ -54,8 +52,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
 
 
 def _perplexity(model, inputs, tokens, mask) -> float:
-    logits = full_logits(model, inputs).astype(mx.float32)
-    logps = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    logps = full_logps(model, inputs)
     picked = mx.take_along_axis(logps, tokens[:, 1:, None], axis=-1).squeeze(-1)
     nll = -(picked * mask).sum() / mx.maximum(mask.sum(), 1.0)
     return float(mx.exp(nll).item())
@@ -69,8 +66,7 @@ def retention_perplexity(model, tokenizer, texts, max_length: int = 128) -> dict
     tokens, mask = text_batch(tokenizer, texts, max_length)
     if tokens.shape[0] == 0:
         return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
-    depth = prefix_split_depth(model)
-    inputs = prefix_hidden(model, tokens[:, :-1], depth) if depth else tokens[:, :-1]
+    inputs = PrefixCache(model).text_inputs(tokens)
     cache = model.__dict__.setdefault("_asls_base_ppl", {})
     key = hashlib.sha256(bytes(memoryview(tokens.astype(mx.int32))) + bytes(memoryview(mask))).hexdigest()
     if key not in cache:

@@ -87,6 +87,12 @@ def full_logits(model: nn.Module, inputs: mx.array) -> mx.array:
     return model(inputs) if inputs.ndim == 2 else _head(model)(body(model, inputs))
 
 
+def full_logps(model: nn.Module, inputs: mx.array) -> mx.array:
+    """Next-token log-probs (R, L, V) at every position (retention target and perplexity)."""
+    logits = full_logits(model, inputs).astype(mx.float32)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
 def fast_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row answer log-probs with the LM head applied to answer positions only."""
     hidden = body(model, inputs)
@@ -158,11 +164,23 @@ class PrefixCache:
         # rows are right-padded; causal attention keeps padding (zeros here) out of real positions
         return mx.stack([mx.pad(self.rows[r], [(0, width - self.rows[r].shape[0]), (0, 0)]) for r in rows])
 
+    def text_inputs(self, tokens: mx.array) -> mx.array:
+        """The model inputs predicting ``tokens[:, 1:]`` (general text): hidden states or token ids, not cached."""
+        inputs = tokens[:, :-1]
+        return prefix_hidden(self.model, inputs, self.depth) if self.depth else inputs
+
 
 def answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row sum of answer-token log-probs, (R,). Usable inside ``mx.compile`` and ``value_and_grad``."""
     fn = fast_answer_logps if uses_answer_only(model) else naive_answer_logps
     return fn(model, inputs, positions, targets, select)
+
+
+def rows_logps(model, rows: list[tuple], prefix: PrefixCache | None = None) -> mx.array:
+    """Answer log-probs of (prompt, answer) rows, starting from ``prefix``'s cached blocks if given."""
+    b = collate(rows)
+    inputs = prefix.inputs(rows, b) if prefix is not None else b.inputs
+    return answer_logps(model, inputs, *b.arrays()[1:])
 
 
 def reference_logps(
@@ -185,9 +203,7 @@ def reference_logps(
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
             rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk if p.rejected is not None]
-            b = collate(rows)
-            inputs = prefix.inputs(rows, b) if prefix is not None else b.inputs
-            logps = answer_logps(model, inputs, *b.arrays()[1:]).tolist()
+            logps = rows_logps(model, rows, prefix).tolist()
             j = len(chunk)
             for k, p in enumerate(chunk):
                 rejected = None
@@ -205,8 +221,7 @@ def base_topk(model, tokens: mx.array, k: int = 32, inputs: mx.array | None = No
     """
     inputs = tokens[:, :-1] if inputs is None else inputs
     with adapter_disabled(model):
-        logits = full_logits(model, inputs).astype(mx.float32)
-        logps = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logps = full_logps(model, inputs)
     index = mx.argpartition(-logps, kth=k - 1, axis=-1)[..., :k]
     top = mx.take_along_axis(logps, index, axis=-1)
     mx.eval(top, index)

@@ -22,7 +22,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation import losses
 from asls_mlx.adaptation.batching import EncodedPair, batch_schedule, collate, encode_pairs, pair_key, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, base_topk, full_logits, prefix_hidden, reference_logps, uses_answer_only
+from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, base_topk, full_logits, reference_logps, uses_answer_only
 from asls_mlx.adaptation.lora import has_lora, lora_parameters, set_lora_weights
 from asls_mlx.errors import ASLSError
 
@@ -240,9 +240,7 @@ def train(
     r_tokens, r_mask = text_batch(tokenizer, general_texts, args.retention_length)
     if r_tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(r_tokens[:1, :2]).shape[-1])
-        r_inputs = r_tokens[:, :-1]
-        if prefix.depth:
-            r_inputs = prefix_hidden(model, r_inputs, prefix.depth)
+        r_inputs = prefix.text_inputs(r_tokens)
         r_top, r_index = base_topk(model, r_tokens, k, inputs=r_inputs)
     else:
         r_inputs, r_mask, r_top, r_index = no_retention()

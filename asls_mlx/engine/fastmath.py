@@ -1,4 +1,4 @@
-"""Elementwise kernels that MLX's CPU backend runs fast: exp, SwiGLU, softmax attention, logsumexp.
+"""Kernels that MLX's CPU backend runs fast: exp, SwiGLU, softmax attention, one-row matmuls.
 
 MLX's CPU exp/sigmoid/tanh are scalar and single-threaded (~12-15 ns per element on our 2-core
 x86 machines), while a compiled chain of mul/add runs at ~1-4 ns per element. In a training step
@@ -18,7 +18,6 @@ alone there.
 from __future__ import annotations
 
 import sys
-from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -103,12 +102,6 @@ def swiglu(gate: mx.array, up: mx.array) -> mx.array:
 def _swiglu_vjp(primals, cotangent, output):
     gate, up = primals
     return _swiglu_grads(gate, up, cotangent)
-
-
-def logsumexp(x: mx.array, axis: int = -1, keepdims: bool = False) -> mx.array:
-    m = mx.stop_gradient(mx.max(x, axis=axis, keepdims=True))
-    out = mx.log(mx.sum(exp_nonpositive(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else out.squeeze(axis)
 
 
 def softmax(x: mx.array, axis: int = -1) -> mx.array:
