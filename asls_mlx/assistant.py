@@ -55,6 +55,7 @@ class AssistantConfig:
     max_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy answers
     top_p: float = 0.95
+    top_k: int = 256  # sampled answers come from the 256 most likely tokens (also keeps sampling fast)
     regenerate_temperature: float = 0.8  # a regenerated answer must differ, so it is sampled
     seed: int = 0
     self_labelled_prompts: int = 4  # past prompts re-answered per session for self-labelled pairs
@@ -235,6 +236,7 @@ class Assistant:
             max_tokens=max_tokens or c.max_tokens,
             temperature=c.temperature if temperature is None else temperature,
             top_p=c.top_p,
+            top_k=c.top_k,
             seed=c.seed if seed is None else seed,
         )
 

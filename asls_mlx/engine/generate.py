@@ -44,6 +44,8 @@ class SamplingOptions:
     max_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
+    # the nucleus is sought among the 256 most likely tokens only: no full-vocabulary sort per step
+    top_k: int = 256
     seed: int | None = None
     # Small models loop ("the island of the island of ..."); a mild penalty keeps answers readable.
     repetition_penalty: float | None = 1.1
@@ -117,14 +119,14 @@ class ChatEngine:
         """Stream the answer to ``messages`` (a list of {"role", "content"} dicts ending with the user's turn)."""
         import mlx.core as mx
         from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+        from mlx_lm.sample_utils import make_logits_processors
 
         opts = options or SamplingOptions()
         ids, truncated = self.encode_chat(messages, reserve=opts.max_tokens)
         cache, cached = self._reuse_cache(ids)
         if opts.seed is not None:
             mx.random.seed(opts.seed)
-        sampler = make_sampler(temp=opts.temperature, top_p=opts.top_p if opts.temperature > 0 else 0.0)
+        sampler = _sampler(opts)
         processors = (
             make_logits_processors(
                 repetition_penalty=opts.repetition_penalty, repetition_context_size=opts.repetition_context
@@ -176,7 +178,7 @@ class ChatEngine:
         on CPU: decoding is matrix-vector work, batching makes it matrix-matrix). Leaves the chat cache alone."""
         import mlx.core as mx
         from mlx_lm.generate import batch_generate
-        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+        from mlx_lm.sample_utils import make_logits_processors
 
         opts = options or SamplingOptions()
         if not conversations or k < 1:
@@ -184,7 +186,7 @@ class ChatEngine:
         prompts = [self.encode_chat(c, reserve=opts.max_tokens)[0] for c in conversations for _ in range(k)]
         if opts.seed is not None:
             mx.random.seed(opts.seed)
-        kwargs = {"sampler": make_sampler(temp=opts.temperature, top_p=opts.top_p if opts.temperature > 0 else 0.0)}
+        kwargs = {"sampler": _sampler(opts)}
         if opts.repetition_penalty:
             kwargs["logits_processors"] = make_logits_processors(
                 repetition_penalty=opts.repetition_penalty, repetition_context_size=opts.repetition_context
@@ -192,6 +194,12 @@ class ChatEngine:
         texts = batch_generate(self.model, self.tokenizer, prompts, max_tokens=opts.max_tokens, **kwargs).texts
         texts = [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
         return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
+
+
+def _sampler(opts: SamplingOptions):
+    from asls_mlx.engine.samplers import make_sampler
+
+    return make_sampler(temp=opts.temperature, top_p=opts.top_p, top_k=opts.top_k)
 
 
 def _context_window(model) -> int:
