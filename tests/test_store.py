@@ -33,7 +33,7 @@ def _schema(path):
 
 EXPECTED_TABLES = {
     "_migrations", "users", "sessions", "messages", "feedback", "profiles", "pairs", "pair_messages",
-    "adapter_versions", "training_runs", "training_run_pairs", "training_run_sessions",
+    "adapter_versions", "training_runs", "training_run_pairs", "training_run_sessions", "reference_logps",
 }
 
 
@@ -53,12 +53,35 @@ def test_blank_database_migrates_to_exact_schema(tmp_path, isolated_home):
     assert rows == _schema(ref)
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
-    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["m001_initial"]
+    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["m001_initial", "m002_reference_logps"]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     # Opening again applies nothing new and keeps the schema.
     open_store().close()
     assert _schema(db) == rows
+
+
+def test_a_version_1_database_upgrades_in_place_keeping_its_data(isolated_home):
+    """A database written before reference log-probs were stored gains the table and keeps its pairs."""
+    isolated_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = isolated_home / "asls.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    MIGRATIONS[0](conn)
+    conn.execute("INSERT INTO _migrations VALUES ('m001_initial', 0)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = open_store()
+    uid = s.get_or_create_user("old").id
+    s.add_pairs(uid, [PreferencePair("q", "short", "long answer", "edit", 1.0)])
+    pid = s.pairs(uid)[0].id
+    s.add_reference_logps("m", [(pid, "key", -1.5, -9.0)])
+    assert s.reference_logps(uid, "m") == {"key": (-1.5, -9.0)}
+    s.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
 
 
 def test_pragmas_on_store_connection(store):

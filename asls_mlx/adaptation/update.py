@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from typing import Callable
 
+from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
 from asls_mlx.adaptation.lora import (
     LoraConfig, attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights,
@@ -119,7 +120,9 @@ def update_adapter(
         attach_lora(model, options.lora)
     old_weights = {k: v for k, v in lora_parameters(model).items()}
     optimizer_state = repo.optimizer_state(previous) if previous else None
-    ref_cache: dict = {}
+    # reference log-probs are stored with the pairs: replay and held-out pairs are not recomputed
+    ref_cache = store.reference_logps(user_id, base_model_id)
+    stored_refs = set(ref_cache)
     prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
     before = preference_metrics(model, tokenizer, val, ref_cache, prefix=prefix)
     run_id = store.add_training_run(user_id, [p.id for p in new], session_ids, parent_version=previous)
@@ -144,6 +147,7 @@ def update_adapter(
     )
     timings.update(reference=result.prepare_s, steps=result.seconds - result.prepare_s)
     report.timings = timings
+    _store_references(store, tokenizer, base_model_id, new + replay + val, result.reference_cache, stored_refs, args)
     validating = time.perf_counter()
     if result.stopped_reason == "cancelled":
         return _reject(store, model, old_weights, report, "cancelled", status="cancelled")
@@ -196,6 +200,17 @@ def update_adapter(
     report.committed, report.reason, report.version = True, decision.reason, version
     timings["commit"] = time.perf_counter() - committing
     return report
+
+
+def _store_references(store, tokenizer, model_id: str, pairs, refs: dict, stored: set, args: TrainingArgs) -> None:
+    """Persist the reference log-probs computed in this update beside their pairs."""
+    rows = []
+    for p in pairs:
+        key = encode_pair(tokenizer, p, args.max_length).key  # the key train() and the metrics used
+        if p.id is not None and key in refs and key not in stored:
+            rows.append((p.id, key, *refs[key]))
+    if rows:
+        store.add_reference_logps(model_id, rows)
 
 
 def _reject(store, model, old_weights, report: UpdateReport, reason: str, status: str) -> UpdateReport:

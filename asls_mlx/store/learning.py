@@ -108,6 +108,24 @@ class LearningMixin:
                 out.setdefault(r[0], []).append(r[1])
         return {k: tuple(v) for k, v in out.items()}
 
+    def reference_logps(self, user_id: int, model_id: str) -> dict[str, tuple[float, float | None]]:
+        """Stored reference log-probs of the user's pairs under ``model_id``: {tokens key: (chosen, rejected)}."""
+        rows = self.execute(
+            "SELECT r.tokens_key, r.chosen, r.rejected FROM reference_logps r JOIN pairs p ON p.id = r.pair_id "
+            "WHERE p.user_id = ? AND r.model_id = ?",
+            (user_id, model_id),
+        )
+        return {key: (chosen, rejected) for key, chosen, rejected in rows}
+
+    def add_reference_logps(self, model_id: str, rows: Iterable[tuple[int, str, float, float | None]]) -> None:
+        """Store ``(pair_id, tokens_key, chosen, rejected)`` reference log-probs (existing ones are kept)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO reference_logps (pair_id, model_id, tokens_key, chosen, rejected) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(int(pid), model_id, key, float(c), None if r is None else float(r)) for pid, key, c, r in rows],
+            )
+
     def pair_count(self, user_id: int, split: str | None = None) -> int:
         if split is None:
             return self.execute("SELECT COUNT(*) FROM pairs WHERE user_id = ?", (user_id,)).fetchone()[0]

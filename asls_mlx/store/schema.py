@@ -141,7 +141,27 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_reference_logps(conn: sqlite3.Connection) -> None:
+    """The base model's log-probs of each pair's answers (DPO's reference), computed once per pair.
+
+    Keyed by the model and by a hash of the pair's token ids as trained (tokenizer and truncation),
+    and deleted with the pair (forget reaches it).
+    """
+    conn.executescript(
+        """
+        CREATE TABLE reference_logps (
+            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL,
+            tokens_key TEXT NOT NULL,
+            chosen REAL NOT NULL,
+            rejected REAL,
+            PRIMARY KEY (pair_id, model_id, tokens_key)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_reference_logps]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,62 @@
+"""DPO reference log-probs are computed once per pair, stored with it, reused by later updates, and forgotten with it."""
+
+import asls_mlx  # noqa: F401
+
+from adaptation_fixtures import TOPICS, fresh_model, short_pairs
+from asls_mlx.adaptation import evaluate, trainer
+from asls_mlx.adaptation.batching import encode_pairs
+from asls_mlx.adaptation.logprobs import reference_logps
+from asls_mlx.adaptation.update import UpdateOptions, update_adapter
+from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.store import open_store
+
+MODEL_ID = "tiny@test"
+
+
+def _counting(monkeypatch) -> list[int]:
+    """Record how many pairs each reference pass had to compute (not found in its cache)."""
+    computed: list[int] = []
+
+    def counted(model, pairs, cache=None, *a, **kw):
+        computed.append(len({p.key for p in pairs if cache is None or p.key not in cache}))
+        return reference_logps(model, pairs, cache, *a, **kw)
+
+    monkeypatch.setattr(trainer, "reference_logps", counted)
+    monkeypatch.setattr(evaluate, "reference_logps", counted)
+    return computed
+
+
+def _update(store, uid, model, tok, repo):
+    return update_adapter(store, uid, model, tok, repo, MODEL_ID,
+                          UpdateOptions(max_steps=2, time_budget_s=1e9, drift_adaptation=False, replay_pool=64))
+
+
+def test_reference_logps_are_stored_reused_and_forgotten(tiny_model_dir, tmp_path, monkeypatch):
+    model, tok = fresh_model(tiny_model_dir, config=None)
+    store = open_store(tmp_path / "asls.db")
+    uid = store.get_or_create_user("ref").id
+    repo = AdapterRepo(tmp_path / "adapters")
+    first, val = short_pairs(TOPICS[:6]), short_pairs(TOPICS[10:], split="val")
+    store.add_pairs(uid, first + val)
+    computed = _counting(monkeypatch)
+
+    _update(store, uid, model, tok, repo)
+    stored = store.reference_logps(uid, MODEL_ID)
+    assert len(stored) == len(first) + len(val) and sum(computed) == len(first) + len(val)
+    # the stored numbers are the base model's (adapter off) log-probs of those very token ids
+    fresh = reference_logps(fresh_model(tiny_model_dir, config=None)[0], encode_pairs(tok, first + val, 256))
+    assert set(fresh) == set(stored)
+    assert all(abs(fresh[k][0] - stored[k][0]) < 1e-4 and abs(fresh[k][1] - stored[k][1]) < 1e-4 for k in fresh)
+    assert not store.reference_logps(uid, "another-model")  # keyed by the base model
+
+    # the next update computes the new pairs only: replayed and held-out pairs come from the store
+    second = short_pairs(TOPICS[6:10])
+    store.add_pairs(uid, second)
+    computed.clear()
+    _update(store, uid, model, tok, repo)
+    assert sum(computed) == len(second)
+    assert len(store.reference_logps(uid, MODEL_ID)) == len(first) + len(val) + len(second)
+
+    store.forget("ref", everything=True)
+    assert store.execute("SELECT COUNT(*) FROM reference_logps").fetchone()[0] == 0
+    store.close()
