@@ -121,6 +121,22 @@ def test_one_row_decode_through_matvec_gives_the_same_logits(tiny_model):
     assert isinstance(model.model.layers[0].mlp.down_proj, fastmath.MatvecLinear)
     assert isinstance(model.model.embed_tokens, fastmath.MatvecEmbedding)
     assert close(decode(), native, 1e-5)
+    with fastmath.host_matvec():  # the generation loops: NumPy GEMVs on views of the weights
+        assert close(decode(), native, 1e-5)
+
+
+def test_host_matvec_follows_replaced_weights_and_stays_out_of_gradients():
+    layer = nn.Linear(8, 5)
+    layer.__class__ = fastmath.MatvecLinear
+    x = mx.random.normal((1, 1, 8))
+    with fastmath.host_matvec():
+        assert close(layer(x), x @ layer.weight.T + layer.bias, 1e-6)
+        layer.weight = layer.weight * 2  # a reloaded adapter/model replaces the arrays
+        assert close(layer(x), x @ layer.weight.T + layer.bias, 1e-6)
+        assert layer(x).shape == (1, 1, 5)
+    # outside the generation loops the one-row path stays in MLX, so gradients flow through it
+    grad = mx.grad(lambda v: layer(v).sum())(x)
+    assert close(grad, layer.weight.sum(axis=0).reshape(1, 1, 8), 1e-5)
 
 
 def test_not_applied_on_gpu(tiny_model):

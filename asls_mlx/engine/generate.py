@@ -121,6 +121,8 @@ class ChatEngine:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors
 
+        from asls_mlx.engine.host_decode import for_generation
+
         opts = options or SamplingOptions()
         ids, truncated = self.encode_chat(messages, reserve=opts.max_tokens)
         cache, cached = self._reuse_cache(ids)
@@ -137,15 +139,16 @@ class ChatEngine:
         generated: list[int] = []
         self._state = _CacheState()  # invalid until we know what the cache holds
         try:
-            for r in stream_generate(
-                self.model,
+            steps = stream_generate(
+                for_generation(self.model),
                 self.tokenizer,
                 mx.array(ids[cached:]),
                 max_tokens=opts.max_tokens,
                 sampler=sampler,
                 logits_processors=processors,
                 prompt_cache=cache,
-            ):
+            )
+            while (r := _next_step(steps)) is not None:
                 eos = r.token in self.tokenizer.eos_token_ids
                 generated.append(r.token)
                 chunk = GenerationChunk(
@@ -191,9 +194,20 @@ class ChatEngine:
             kwargs["logits_processors"] = make_logits_processors(
                 repetition_penalty=opts.repetition_penalty, repetition_context_size=opts.repetition_context
             )
-        texts = batch_generate(self.model, self.tokenizer, prompts, max_tokens=opts.max_tokens, **kwargs).texts
+        from asls_mlx.engine.fastmath import host_matvec
+
+        with host_matvec():
+            texts = batch_generate(self.model, self.tokenizer, prompts, max_tokens=opts.max_tokens, **kwargs).texts
         texts = [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
         return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
+
+
+def _next_step(steps: Iterator):
+    # only the generation's own computation sees host_matvec, not the caller's code between chunks
+    from asls_mlx.engine.fastmath import host_matvec
+
+    with host_matvec():
+        return next(steps, None)
 
 
 def _sampler(opts: SamplingOptions):

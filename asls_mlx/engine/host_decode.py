@@ -1,0 +1,162 @@
+"""One-token decode steps of llama-style models computed with NumPy on the CPU backend.
+
+Decoding one token is ~210 matrix-vector products plus ~20 tiny ops per block. On our 2-core x86
+machines MLX runs the products as GEMMs at ~10 GB/s (OpenBLAS's GEMV reaches 20-40 GB/s), and
+each of its small ops costs an evaluation round trip (~50-100 us), which adds up to more than the
+arithmetic. NumPy does both at C speed, on zero-copy views of the model's MLX weights, so a decode
+step takes about half the time. Prefill, batched decoding, training and scoring stay in MLX.
+
+Scope: mlx-lm's llama architecture (SmolLM2, Llama, ...) with plain RoPE, RMSNorm, SwiGLU, optional
+LoRA layers (mlx-lm's ``LoRALinear``), float32 weights, batch 1 and mlx-lm's ``KVCache``; the cache
+is updated through its own ``update_and_fetch``, so prompt reuse, trimming and later MLX steps see
+exactly what an MLX step would have left. Anything else takes the MLX path (``supports``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx_lm.models.cache import KVCache
+from mlx_lm.tuner.lora import LoRALinear
+
+from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight
+
+_LINEARS = (nn.Linear, MatvecLinear)
+
+
+def _plain_linear(m: Any) -> bool:
+    return type(m) in _LINEARS and m.weight.dtype == mx.float32
+
+
+def _linear_ok(m: Any) -> bool:
+    return _plain_linear(m) or (type(m) is LoRALinear and _plain_linear(m.linear))
+
+
+def _layer_ok(layer: Any) -> bool:
+    attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    if attn is None or mlp is None or getattr(layer, "use_sliding", False):
+        return False
+    linears = [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    linears += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+    norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
+    return (
+        all(_linear_ok(m) for m in linears)
+        and type(getattr(attn, "rope", None)) is nn.RoPE
+        and all(type(n) is nn.RMSNorm for n in norms)
+    )
+
+
+def supports(model: nn.Module) -> bool:
+    """Whether ``model``'s one-token steps can run here (checked per generation: LoRA may be attached later)."""
+    body = getattr(model, "model", None)
+    return bool(
+        mx.default_device().type == mx.cpu
+        and type(model).__module__ == "mlx_lm.models.llama"
+        and body is not None
+        # only models given the CPU kernels (use_fast_kernels; ASLS_FAST_KERNELS=off opts out)
+        and type(getattr(body, "embed_tokens", None)) is MatvecEmbedding
+        and type(getattr(body, "norm", None)) is nn.RMSNorm
+        and (hasattr(model, "lm_head") and _plain_linear(model.lm_head) or not hasattr(model, "lm_head"))
+        and all(_layer_ok(layer) for layer in body.layers)
+    )
+
+
+def _np(a: mx.array) -> np.ndarray:
+    return np.asarray(a)
+
+
+def _linear(m: Any, x: np.ndarray) -> np.ndarray:
+    if type(m) is LoRALinear:
+        y = _linear(m.linear, x)
+        return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
+    y = _host_weight(m) @ x
+    return y + _np(m["bias"]) if "bias" in m else y
+
+
+def _rms_norm(norm: nn.RMSNorm, x: np.ndarray) -> np.ndarray:
+    return x * (1.0 / np.sqrt(np.mean(x * x) + np.float32(norm.eps))) * _np(norm.weight)
+
+
+def _rope(rope: nn.RoPE, x: np.ndarray, position: int) -> np.ndarray:
+    """mlx's non-traditional RoPE of one position: x (heads, head_dim)."""
+    half = rope.dims // 2
+    freqs = rope.__dict__.get("_asls_freqs")
+    if freqs is None:
+        freqs = np.power(np.float32(rope.base), -np.arange(half, dtype=np.float32) / half).astype(np.float32)
+        rope.__dict__["_asls_freqs"] = freqs
+    angle = np.float32(position * rope.scale) * freqs
+    cos, sin = np.cos(angle), np.sin(angle)
+    if rope.traditional:
+        x1, x2 = x[:, 0 : rope.dims : 2], x[:, 1 : rope.dims : 2]
+        out = x.copy()
+        out[:, 0 : rope.dims : 2] = x1 * cos - x2 * sin
+        out[:, 1 : rope.dims : 2] = x1 * sin + x2 * cos
+        return out
+    x1, x2 = x[:, :half], x[:, half : rope.dims]
+    return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x[:, rope.dims :]], axis=-1)
+
+
+def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
+    n_heads, n_kv = attn.n_heads, attn.n_kv_heads
+    q = _linear(attn.q_proj, h).reshape(n_heads, -1)
+    k = _linear(attn.k_proj, h).reshape(n_kv, -1)
+    v = _linear(attn.v_proj, h).reshape(n_kv, -1)
+    position = cache.offset
+    q, k = _rope(attn.rope, q, position), _rope(attn.rope, k, position)
+    keys, values = cache.update_and_fetch(mx.array(k)[None, :, None], mx.array(v)[None, :, None])
+    keys, values = _np(keys)[0], _np(values)[0]  # (n_kv, S, head_dim)
+    grouped = q.reshape(n_kv, n_heads // n_kv, -1) * np.float32(attn.scale)
+    scores = grouped @ keys.transpose(0, 2, 1)  # (n_kv, group, S)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return _linear(attn.o_proj, (weights @ values).reshape(-1))
+
+
+def _mlp(mlp: Any, h: np.ndarray) -> np.ndarray:
+    gate = _linear(mlp.gate_proj, h)
+    silu = gate / (1.0 + np.exp(-gate))
+    return _linear(mlp.down_proj, silu * _linear(mlp.up_proj, h))
+
+
+def decode_step(model: nn.Module, token: int, cache: list) -> mx.array:
+    """Logits (1, 1, vocab) for one new token after ``cache``'s context; the cache advances by one."""
+    body = model.model
+    x = _host_weight(body.embed_tokens)[token].astype(np.float32)
+    for layer, layer_cache in zip(body.layers, cache):
+        x = x + _attention(layer.self_attn, _rms_norm(layer.input_layernorm, x), layer_cache)
+        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+    x = _rms_norm(body.norm, x)
+    head = model.lm_head if hasattr(model, "lm_head") else body.embed_tokens
+    logits = _linear(head, x) if hasattr(model, "lm_head") else _host_weight(head) @ x
+    return mx.array(logits)[None, None]
+
+
+class HostDecodeModel:
+    """``model`` for mlx-lm's generation loop: one-token steps through ``decode_step``, the rest in MLX."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __call__(self, inputs: mx.array, cache: list | None = None, input_embeddings: mx.array | None = None, **kw):
+        if (
+            input_embeddings is None
+            and not kw
+            and inputs.size == 1
+            and cache is not None
+            and all(type(c) is KVCache for c in cache)
+        ):
+            return decode_step(self.model, int(_np(inputs).reshape(-1)[0]), cache)
+        if input_embeddings is not None:
+            return self.model(inputs, cache=cache, input_embeddings=input_embeddings, **kw)
+        return self.model(inputs, cache=cache, **kw)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+def for_generation(model: nn.Module) -> Any:
+    """The model to hand to mlx-lm's single-sequence generation loop."""
+    return HostDecodeModel(model) if supports(model) else model

@@ -1,0 +1,80 @@
+"""NumPy one-token decode steps give MLX's logits and leave mlx-lm's KV cache exactly as an MLX step would."""
+
+import mlx.core as mx
+import mlx_lm
+import numpy as np
+import pytest
+from mlx_lm.models.cache import make_prompt_cache
+
+from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
+from asls_mlx.engine import fastmath, host_decode
+from asls_mlx.engine.generate import ChatEngine, SamplingOptions
+
+PROMPT = [5, 9, 33, 60, 7, 81, 14, 2]
+
+
+@pytest.fixture()
+def fast_model(tiny_model_dir):
+    model, tokenizer = mlx_lm.load(str(tiny_model_dir))
+    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    return model, tokenizer
+
+
+def _with_lora(model):
+    attach_lora(model, LoraConfig(num_layers=-1))
+    mx.random.seed(4)
+    set_lora_weights(model, {k: v + 0.1 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
+    return model
+
+
+def _decode(model, step, tokens=(12, 3, 44, 200, 7)):
+    cache = make_prompt_cache(model)
+    model(mx.array([PROMPT]), cache=cache)
+    logits = [step(model, t, cache) for t in tokens]
+    return mx.concatenate([x.reshape(1, -1) for x in logits]), cache
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_decode_steps_equal_mlx_steps_and_cache(fast_model, lora):
+    model, _ = fast_model
+    model = _with_lora(model) if lora else model
+    assert host_decode.supports(model)
+    mlx_logits, mlx_cache = _decode(model, lambda m, t, c: m(mx.array([[t]]), cache=c))
+    host_logits, host_cache = _decode(model, host_decode.decode_step)
+    assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
+    for a, b in zip(host_cache, mlx_cache):
+        assert a.offset == b.offset == len(PROMPT) + 5
+        assert np.allclose(np.asarray(a.keys[..., : a.offset, :]), np.asarray(b.keys[..., : b.offset, :]), atol=1e-4, rtol=1e-4)
+        assert np.allclose(np.asarray(a.values[..., : a.offset, :]), np.asarray(b.values[..., : b.offset, :]), atol=1e-4, rtol=1e-4)
+
+
+def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model, monkeypatch):
+    model, tokenizer = fast_model
+    _with_lora(model)
+    turn1 = [{"role": "user", "content": "what is the weather"}]
+    options = SamplingOptions(max_tokens=16, temperature=0.0)
+
+    def two_turns():
+        engine = ChatEngine(model, tokenizer)
+        first = [c.token for c in engine.stream(turn1, options)]
+        turn2 = turn1 + [{"role": "assistant", "content": tokenizer.decode(first)}, {"role": "user", "content": "and then"}]
+        chunks = list(engine.stream(turn2, options))  # reuses (and trims) the cache the host steps filled
+        return first, [c.token for c in chunks], chunks[0].cached_tokens
+
+    calls = []
+    real = host_decode.decode_step
+    monkeypatch.setattr(host_decode, "decode_step", lambda *a: calls.append(1) or real(*a))
+    host = two_turns()
+    assert len(calls) >= 20 and host[2] > 10
+    monkeypatch.setattr(host_decode, "supports", lambda m: False)
+    assert two_turns() == host
+
+
+def test_unsupported_models_keep_the_mlx_path(tiny_model_dir):
+    model, _ = mlx_lm.load(str(tiny_model_dir))
+    assert not host_decode.supports(model)  # no CPU kernels (ASLS_FAST_KERNELS=off)
+    assert host_decode.for_generation(model) is model
+    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    assert host_decode.supports(model)
+    model.model.layers[0].self_attn.rope = object()  # e.g. a scaled RoPE variant
+    assert not host_decode.supports(model)
