@@ -27,9 +27,9 @@ def _with_lora(model):
     return model
 
 
-def _decode(model, step, tokens=(12, 3, 44, 200, 7)):
+def _decode(model, step, tokens=(12, 3, 44, 200, 7), prompt=PROMPT):
     cache = make_prompt_cache(model)
-    model(mx.array([PROMPT]), cache=cache)
+    model(mx.array([prompt]), cache=cache)
     logits = [step(model, t, cache) for t in tokens]
     return mx.concatenate([x.reshape(1, -1) for x in logits]), cache
 
@@ -46,6 +46,16 @@ def test_decode_steps_equal_mlx_steps_and_cache(fast_model, lora):
         assert a.offset == b.offset == len(PROMPT) + 5
         assert np.allclose(np.asarray(a.keys[..., : a.offset, :]), np.asarray(b.keys[..., : b.offset, :]), atol=1e-4, rtol=1e-4)
         assert np.allclose(np.asarray(a.values[..., : a.offset, :]), np.asarray(b.values[..., : b.offset, :]), atol=1e-4, rtol=1e-4)
+
+
+def test_decode_steps_across_a_cache_growth(fast_model):
+    """mlx-lm's KVCache grows in blocks of 256 positions: steps written in place, then a grown buffer."""
+    model, _ = fast_model
+    prompt = [(7 * i) % 200 + 1 for i in range(253)]
+    mlx_logits, mlx_cache = _decode(model, lambda m, t, c: m(mx.array([[t]]), cache=c), prompt=prompt)
+    host_logits, host_cache = _decode(model, host_decode.decode_step, prompt=prompt)
+    assert host_cache[0].keys.shape[2] == 512 and host_cache[0].offset == 258
+    assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
 
 
 def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model, monkeypatch):

@@ -99,6 +99,28 @@ def _rope(rope: nn.RoPE, x: np.ndarray, position: int) -> np.ndarray:
     return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x[:, rope.dims :]], axis=-1)
 
 
+def _append(cache: KVCache, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add one position to ``cache``; returns all its keys and values (n_kv, S, head_dim).
+
+    While the cache's buffers have room, the new position is written straight into them through
+    NumPy views (an MLX slice update would cost two evaluation round trips per block); when they are
+    full, mlx-lm's ``update_and_fetch`` grows them as an MLX step would.
+    """
+    offset = cache.offset
+    if cache.keys is None or offset + 1 > cache.keys.shape[2] or cache.keys.shape[0] != 1:
+        keys, values = cache.update_and_fetch(mx.array(k)[None, :, None], mx.array(v)[None, :, None])
+        return _np(keys)[0], _np(values)[0]
+    views = cache.__dict__.get("_asls_views")
+    if views is None or views[0] is not cache.keys or views[1] is not cache.values:
+        # MLX replaces the arrays when it writes or grows them, so a view never outlives its buffer
+        views = (cache.keys, cache.values, _np(cache.keys)[0], _np(cache.values)[0])
+        cache.__dict__["_asls_views"] = views
+    keys, values = views[2], views[3]
+    keys[:, offset], values[:, offset] = k, v
+    cache.offset = offset + 1
+    return keys[:, : offset + 1], values[:, : offset + 1]
+
+
 def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
     n_heads, n_kv = attn.n_heads, attn.n_kv_heads
     q = _linear(attn.q_proj, h).reshape(n_heads, -1)
@@ -106,8 +128,7 @@ def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
     v = _linear(attn.v_proj, h).reshape(n_kv, -1)
     position = cache.offset
     q, k = _rope(attn.rope, q, position), _rope(attn.rope, k, position)
-    keys, values = cache.update_and_fetch(mx.array(k)[None, :, None], mx.array(v)[None, :, None])
-    keys, values = _np(keys)[0], _np(values)[0]  # (n_kv, S, head_dim)
+    keys, values = _append(cache, k, v)  # (n_kv, S, head_dim)
     grouped = q.reshape(n_kv, n_heads // n_kv, -1) * np.float32(attn.scale)
     scores = grouped @ keys.transpose(0, 2, 1)  # (n_kv, group, S)
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
