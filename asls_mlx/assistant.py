@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from asls_mlx.adaptation.lora import LoraConfig
-from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, update_adapter
+from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, gate_prompts, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.background import BackgroundTrainer
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
@@ -36,6 +36,8 @@ from asls_mlx.profiling import score as score_answer
 from asls_mlx.store import open_store
 
 TRAIN_MODES = ("background", "wait", "next_start", "none")
+# the commit gate's answers: greedy, short (loops and refusals show early), the chat's repetition penalty
+_GATE_OPTIONS = SamplingOptions(max_tokens=64, temperature=0.0)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class Assistant:
         self._last_assistant: int | None = None
         self._last_chunk: GenerationChunk | None = None  # the final chunk of the last answer (finish reason, speed)
         self._loaded_version: int | None = -1  # unknown: forces the first sync
+        self._gate_answers: tuple | None = None  # (adapter version, system prompt, {prompt: greedy answer})
         self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
 
@@ -356,12 +359,26 @@ class Assistant:
         if not (self.config.adapt and self.config.self_labelled):
             return 0
         c = self.config
-        sampler = BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens))
+        self.sync_adapter()
+        # the commit gate's "before" answers come from this same adapter: decode them in the same batch
+        gate = gate_prompts(self.store, self.user.id, self._update_options())
+        system = self._system()
+        sampler = BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
+                               also=[(single_turn(system, q), _GATE_OPTIONS) for q in gate])
         profile, added = self.profile, 0
         for sid in session_ids:
             added += len(mine_pairs(self.store, self.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
                                     profile=profile, max_prompts=c.self_labelled_prompts))
+        if sampler.also_answers is not None:
+            self._gate_answers = (self._loaded_version, system, dict(zip(gate, sampler.also_answers)))
         return added
+
+    def _answers_before(self) -> dict[str, str] | None:
+        """Gate answers decoded during mining, if they came from the adapter and system prompt in use now."""
+        cached, self._gate_answers = self._gate_answers, None
+        if cached and cached[0] == self._loaded_version and cached[1] == self._system():
+            return cached[2]
+        return None
 
     def _update_options(self) -> UpdateOptions:
         c = self.config
@@ -403,7 +420,8 @@ class Assistant:
             report = update_adapter(
                 self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
                 self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
-                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system(), max_tokens=64),
+                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system(), options=_GATE_OPTIONS),
+                answers_before=self._answers_before(),
                 profile_score=lambda prompt, answer, profile=self.profile: score_answer(profile, prompt, answer),
                 progress=progress, should_stop=should_stop, session_ids=list(session_ids),
             )

@@ -119,24 +119,62 @@ def _allclose(x, y, exact=False):
 
 
 def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
+    """Samples for every prompt and the commit gate's greedy answers come from one batched decode."""
+    from asls_mlx.adaptation.update import gate_prompts
+
     config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
     with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
         _session_with_edits(a)  # edits to short answers: the profile learns "short"
         sid = a.session_id
         a.end_session(train="none")
         calls = []
+        long = " ".join(["This answer goes on and on about many loosely related things."] * 8)
 
-        def fake_batch(convs, options, k=1):
-            calls.append((len(convs), k, options.temperature))
-            long = " ".join(["This answer goes on and on about many loosely related things."] * 8)
-            return [[f"A short and clear answer about {c[-1]['content']}", long, long + " More."] for c in convs]
+        def fake_requests(requests):
+            calls.append([(o.temperature, o.max_tokens) for _, o in requests])
+            seen: dict[str, int] = {}
+            out = []
+            for conv, o in requests:
+                prompt = conv[-1]["content"]
+                if o.temperature == 0:
+                    out.append(f"gate answer to {prompt}")
+                    continue
+                j = seen[prompt] = seen.get(prompt, -1) + 1
+                short = "In short: " + " ".join(prompt.rstrip("?").split()[-3:]) + "."  # fits the ~5-word edits
+                out.append([short, long, long + " More."][j])
+            return out
 
-        a.engine.complete_batch = fake_batch
+        a.engine.complete_requests = fake_requests
+        gate = gate_prompts(a.store, a.user.id, a._update_options())
         added = a.mine_self_labelled([sid])
-        assert calls == [(min(len(EDITS), config.self_labelled_prompts), 3, 0.8)]  # one batch, capped
+        n_prompts = min(len(EDITS), config.self_labelled_prompts)
+        assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers
+        assert calls[0] == [(0.8, config.self_labelled_max_tokens)] * (n_prompts * 3) + [(0.0, 64)] * len(gate)
         pairs = a.store.pairs(a.user.id, split=None, source="self")
         assert added == len(pairs) > 0
-        assert all(p.chosen.startswith("A short and clear answer") for p in pairs)
+        assert all(p.chosen.startswith("In short:") for p in pairs)
+        assert gate and a._answers_before() == {q: f"gate answer to {q}" for q in gate}
+        assert a._answers_before() is None  # used once
+
+
+def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_model_dir):
+    from asls_mlx.adaptation.update import gate_prompts, update_adapter
+
+    with Assistant(user="given", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        a.end_session(train="none")
+        prompts = gate_prompts(a.store, a.user.id, a._update_options())
+        calls = []
+
+        def answer_fn(batch):  # the new adapter's answers first, then the old one's missing ones
+            calls.append(list(batch))
+            return ["A short, sound answer to the question asked here."] * len(batch)
+
+        known = {q: "A short, sound answer to the question asked here." for q in prompts[1:]}
+        engine = a.engine
+        update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
+                       a._update_options(), answer_fn=answer_fn, profile_score=lambda q, x: 0.5, answers_before=known)
+        assert calls == [prompts, prompts[:1]]
 
 
 def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_dir):

@@ -91,3 +91,18 @@ def test_batch_completion_matches_single_greedy(tiny_model):
     for conv, answers in zip(convs, batched):
         single = ChatEngine(*tiny_model).complete(conv, GREEDY)
         assert answers[0] == answers[1] == single
+
+
+def test_mixed_requests_decode_together_with_their_own_options(tiny_model):
+    """Greedy and sampled rows in one batch: each row keeps its own sampler and length."""
+    engine = ChatEngine(*tiny_model)
+    convs = [[{"role": "user", "content": q}] for q in ("hello there", "what is the weather", "tell me a story")]
+    greedy = SamplingOptions(max_tokens=6, temperature=0.0)
+    sampled = SamplingOptions(max_tokens=14, temperature=1.0, top_p=0.9, seed=3)
+    alone = engine.complete_requests([(c, greedy) for c in convs])
+    mixed = engine.complete_requests([(convs[0], sampled), (convs[1], sampled)] + [(c, greedy) for c in convs])
+    assert mixed[2:] == alone
+    again = engine.complete_requests([(convs[0], sampled), (convs[1], sampled)] + [(c, greedy) for c in convs])
+    assert again == mixed  # seeded
+    tokens = [len(engine.tokenizer.encode(t, add_special_tokens=False)) for t in mixed]
+    assert max(tokens[2:]) <= 7 and max(tokens[:2]) > 7  # each row's own max_tokens

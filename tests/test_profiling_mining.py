@@ -169,6 +169,27 @@ def test_self_labelled_needs_a_margin():
     assert mine_pairs(s, "eve", sid, generate=same, profile=_profile_concise()) == []
 
 
+def test_self_labelled_chosen_must_fit_the_profile_not_just_beat_a_worse_sample():
+    """Both samples too long for a concise user: the less long one is not taught (training imitates it)."""
+    from asls_mlx.profiling.mining import MIN_CHOSEN_FIT, self_labelled_pairs
+    from asls_mlx.profiling.scorer import score
+
+    profile = _profile_concise()
+    target = round(math.exp(profile.length.value))
+    words = "Rome is the capital of Italy and it has a long history of art".split()
+
+    def answer(n):
+        return " ".join((words * 20)[:n]) + "."
+
+    long_pair = [answer(target * 3), answer(target * 5)]
+    assert score(profile, Q1, long_pair[0]) - score(profile, Q1, long_pair[1]) >= 0.15  # a margin, but
+    assert score(profile, Q1, long_pair[0]) < MIN_CHOSEN_FIT  # the better one is still far too long
+    assert self_labelled_pairs(profile, Q1, lambda p, k, seed: long_pair, 2, 0) is None
+    fitting = [answer(target), answer(target * 5)]
+    pair = self_labelled_pairs(profile, Q1, lambda p, k, seed: fitting, 2, 0)
+    assert pair is not None and pair.chosen == fitting[0]
+
+
 def test_validation_split_is_stable_by_prompt_and_never_empty():
     assert split_of("ann", "Hello there") == split_of("ann", "  hello   THERE ")
     share = sum(split_of("ann", f"prompt number {i}") == "val" for i in range(2000)) / 2000

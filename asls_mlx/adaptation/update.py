@@ -97,10 +97,15 @@ def update_adapter(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     session_ids: list[int] = (),
+    answers_before: dict[str, str] | None = None,
 ) -> UpdateReport:
-    """Train the user's adapter on their new pairs (+ replay), and commit it only if it is not worse."""
+    """Train the user's adapter on their new pairs (+ replay), and commit it only if it is not worse.
+
+    ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the
+    caller already has them (decoded alongside the self-labelled samples); the rest are generated.
+    """
     def wanted(pairs):
-        return [p for p in pairs if options.sources is None or p.source in options.sources]
+        return _wanted(pairs, options)
 
     new = wanted(store.pairs(user_id, split="train", unused_only=True))
     active = store.active_adapter(user_id)
@@ -159,7 +164,8 @@ def update_adapter(
     report.retention_ratio = retention["ratio"]
     timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
     failures, fit_before, fit_after = (
-        _answer_check(model, old_weights, val + new, answer_fn, profile_score, options) if answer_fn else (0, None, None)
+        _answer_check(model, old_weights, val + new, answer_fn, profile_score, options, answers_before)
+        if answer_fn else (0, None, None)
     )
     report.profile_fit = (fit_before, fit_after)
     decision = gate(
@@ -220,8 +226,26 @@ def _reject(store, model, old_weights, report: UpdateReport, reason: str, status
     return report
 
 
+def _wanted(pairs, options: UpdateOptions) -> list:
+    return [p for p in pairs if options.sources is None or p.source in options.sources]
+
+
+def gate_prompts(store, user_id: int, options: UpdateOptions = UpdateOptions()) -> list[str]:
+    """The user's prompts the commit gate answers with the old and the new adapter: held-out first,
+    then those of the pairs not trained on yet."""
+    pairs = _wanted(store.pairs(user_id, split="val"), options) + _wanted(
+        store.pairs(user_id, split="train", unused_only=True), options
+    )
+    return _first_prompts(pairs, options.quality_prompts)
+
+
+def _first_prompts(pairs, n: int) -> list[str]:
+    return list(dict.fromkeys(p.prompt for p in pairs))[:n]
+
+
 def _answer_check(model, old_weights, pairs, answer_fn: AnswerFn, profile_score: ScoreFn | None,
-                  options: UpdateOptions) -> tuple[int, float | None, float | None]:
+                  options: UpdateOptions, answers_before: dict[str, str] | None = None
+                  ) -> tuple[int, float | None, float | None]:
     """Answer the user's own prompts greedily with the old and the new adapter.
 
     Returns (answers that fail the quality guard now but did not before, mean profile fit before,
@@ -229,16 +253,20 @@ def _answer_check(model, old_weights, pairs, answer_fn: AnswerFn, profile_score:
     refusals, empty or off-topic answers (DESIGN.md) — nor whether answers actually got better for
     this user; generating does.
     """
-    prompts = list(dict.fromkeys(p.prompt for p in pairs))[: options.quality_prompts]
+    prompts = _first_prompts(pairs, options.quality_prompts)
     if not prompts:
         return 0, None, None
     after = answer_fn(prompts)
-    new_weights = lora_parameters(model)
-    set_lora_weights(model, old_weights)
-    try:
-        before = answer_fn(prompts)
-    finally:
-        set_lora_weights(model, new_weights)
+    known = dict(answers_before or {})
+    missing = [q for q in prompts if q not in known]
+    if missing:
+        new_weights = lora_parameters(model)
+        set_lora_weights(model, old_weights)
+        try:
+            known.update(zip(missing, answer_fn(missing)))
+        finally:
+            set_lora_weights(model, new_weights)
+    before = [known[q] for q in prompts]
     failures = sum(1 for q, b, a in zip(prompts, before, after) if quality_issues(q, a) and not quality_issues(q, b))
     if profile_score is None:
         return failures, None, None
@@ -266,5 +294,5 @@ def activate_version(model, repo: AdapterRepo, version: int | None) -> None:
     load_adapter(repo.path(version), model)
 
 
-__all__ = ["UpdateOptions", "UpdateReport", "activate_version", "update_adapter"]
+__all__ = ["UpdateOptions", "UpdateReport", "activate_version", "gate_prompts", "update_adapter"]
 

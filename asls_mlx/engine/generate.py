@@ -179,27 +179,70 @@ class ChatEngine:
     def complete_batch(self, conversations: list[list[dict]], options: SamplingOptions | None = None, k: int = 1) -> list[list[str]]:
         """``k`` answers to each conversation, decoded together in one batch (much faster than one by one
         on CPU: decoding is matrix-vector work, batching makes it matrix-matrix). Leaves the chat cache alone."""
-        import mlx.core as mx
-        from mlx_lm.generate import batch_generate
-        from mlx_lm.sample_utils import make_logits_processors
-
         opts = options or SamplingOptions()
         if not conversations or k < 1:
             return [[] for _ in conversations]
-        prompts = [self.encode_chat(c, reserve=opts.max_tokens)[0] for c in conversations for _ in range(k)]
-        if opts.seed is not None:
-            mx.random.seed(opts.seed)
-        kwargs = {"sampler": _sampler(opts)}
-        if opts.repetition_penalty:
-            kwargs["logits_processors"] = make_logits_processors(
-                repetition_penalty=opts.repetition_penalty, repetition_context_size=opts.repetition_context
-            )
+        texts = self.complete_requests([(c, opts) for c in conversations for _ in range(k)])
+        return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
+
+    def complete_requests(self, requests: list[tuple[list[dict], SamplingOptions]]) -> list[str]:
+        """One answer per ``(conversation, options)``, all decoded in one batch even when their options
+        differ (greedy next to sampled rows, different lengths). Leaves the chat cache alone."""
+        import mlx.core as mx
+        from mlx_lm.generate import BatchGenerator
+        from mlx_lm.sample_utils import make_logits_processors
+
         from asls_mlx.engine.fastmath import host_matvec
 
+        if not requests:
+            return []
+        seeds = [o.seed for _, o in requests if o.seed is not None]
+        if seeds:
+            mx.random.seed(seeds[0])
+        # rows with the same options share one sampler object: mlx-lm then samples them in one call
+        samplers: dict[int, object] = {}
+        processors: dict[int, list] = {}
+        for _, o in requests:
+            if id(o) not in samplers:
+                samplers[id(o)] = _sampler(o)
+                processors[id(o)] = list(make_logits_processors(
+                    repetition_penalty=o.repetition_penalty, repetition_context_size=o.repetition_context
+                )) if o.repetition_penalty else []
+        sampled = {id(o) for _, o in requests if o.temperature > 0}
+        if len(sampled) == 1 and len(samplers) > 1:
+            # Greedy rows next to one kind of sampled row: one shared sampler, and greedy rows'
+            # logits scaled so far apart that the sample is their argmax. Sampling stays one
+            # batched call, and the sampled rows (placed first) draw the same noise as they would
+            # alone, so adding greedy rows does not change the samples.
+            shared = samplers[next(iter(sampled))]
+            for _, o in requests:
+                if id(o) not in sampled and samplers[id(o)] is not shared:
+                    samplers[id(o)] = shared
+                    processors[id(o)] = processors[id(o)] + [_as_argmax]
+        prompts = [self.encode_chat(c, reserve=o.max_tokens)[0] for c, o in requests]
         with host_matvec():
-            texts = batch_generate(self.model, self.tokenizer, prompts, max_tokens=opts.max_tokens, **kwargs).texts
-        texts = [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
-        return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
+            gen = BatchGenerator(self.model, stop_tokens=[[t] for t in self.tokenizer.eos_token_ids])
+            uids = gen.insert(
+                prompts, [o.max_tokens for _, o in requests],
+                samplers=[samplers[id(o)] for _, o in requests],
+                logits_processors=[processors[id(o)] for _, o in requests],
+            )
+            tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+            try:
+                while responses := gen.next_generated():
+                    for r in responses:
+                        if r.finish_reason != "stop":
+                            tokens[r.uid].append(r.token)
+            finally:
+                gen.close()
+        texts = [self.tokenizer.decode(tokens[uid]) for uid in uids]
+        return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
+
+
+def _as_argmax(tokens, logits):
+    # gaps of 1e-5 become 10 nats at temperature 1: a sample is the argmax (float32 logits are finer
+    # than that only in exact-tie cases, where greedy's choice is arbitrary too)
+    return logits * 1e6
 
 
 def _next_step(steps: Iterator):

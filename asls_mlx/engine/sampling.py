@@ -15,18 +15,26 @@ class BatchSampler:
     every prompt it announced with ``prefetch`` (decoding 16 sequences together costs little more
     than one on a CPU, where decoding is memory-bound)."""
 
-    def __init__(self, engine: ChatEngine, system: str, options: SamplingOptions):
+    def __init__(self, engine: ChatEngine, system: str, options: SamplingOptions,
+                 also: list[tuple[list[dict], SamplingOptions]] = ()):
+        """``also``: other requests (e.g. the commit gate's greedy answers) decoded in the same batch
+        as the first ``prefetch``; their answers land in ``also_answers``."""
         self.engine, self.system, self.options = engine, system, options
+        self.also, self.also_answers = list(also), None
         self._ready: dict[tuple[str, int], list[str]] = {}
 
     def prefetch(self, requests: list[tuple[str, int, int]]) -> None:
-        by_k: dict[int, list[str]] = {}
-        for prompt, k, _seed in requests:
-            by_k.setdefault(k, []).append(prompt)
-        for k, prompts in by_k.items():
-            self.options.seed = requests[0][2] if requests else self.options.seed
-            for prompt, answers in zip(prompts, self.engine.complete_batch([single_turn(self.system, p) for p in prompts], self.options, k=k)):
-                self._ready[(prompt, k)] = answers
+        if requests:
+            self.options.seed = requests[0][2]
+        rows = [(prompt, k) for prompt, k, _seed in requests for _ in range(k)]
+        extra = self.also if self.also_answers is None else []
+        texts = self.engine.complete_requests(
+            [(single_turn(self.system, prompt), self.options) for prompt, _ in rows] + extra
+        )
+        if self.also_answers is None:
+            self.also_answers = texts[len(rows) :]
+        for (prompt, k), text in zip(rows, texts):
+            self._ready.setdefault((prompt, k), []).append(text)
 
     def __call__(self, prompt: str, k: int, seed: int) -> list[str]:
         if (prompt, k) not in self._ready:

@@ -38,6 +38,10 @@ WEIGHTS = {"edit": 1.0, "thumbs": 0.9, "correction": 0.8, "rephrase": 0.5, "rege
            "unpaired": 0.5, "rewrite": 0.5, "self": 0.5}
 SOURCE_ORDER = ("edit", "thumbs", "correction", "regenerate", "self")  # dedupe keeps the first
 MIN_MARGIN = 0.15  # self-labelled: a smaller score gap is noise, not a preference
+# Training also imitates the chosen answer (the SFT term), so a self-labelled chosen answer must fit
+# the profile itself, not just beat a worse sample: a 41-word answer chosen over a 51-word one for a
+# user who edits answers down to 20 words taught long answers (held-out words 0.76x -> 0.96x).
+MIN_CHOSEN_FIT = 0.6
 MAX_PER_PROMPT = 4  # one chatty prompt must not dominate a training batch
 SELF_PAST_PROMPTS = 4  # past prompts revisited per session for self-labelling
 VAL_BUCKETS = 5  # 1 in 5 prompts held out (~20%)
@@ -140,7 +144,7 @@ def self_labelled_pairs(profile: Profile, prompt: str, generate: Generate, k: in
     best = good[0]
     worst = min(scored, key=lambda t: (t[0], is_acceptable(prompt, t[2]), t[1]))
     margin = best[0] - worst[0]
-    if margin < min_margin or best[1] == worst[1]:
+    if margin < min_margin or best[1] == worst[1] or best[0] < MIN_CHOSEN_FIT:
         return None
     return PreferencePair(prompt, best[2], worst[2], "self", round(WEIGHTS["self"] * margin, 4))
 
