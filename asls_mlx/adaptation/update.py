@@ -104,18 +104,15 @@ def update_adapter(
     ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the
     caller already has them (decoded alongside the self-labelled samples); the rest are generated.
     """
-    def wanted(pairs):
-        return _wanted(pairs, options)
-
-    new = wanted(store.pairs(user_id, split="train", unused_only=True))
+    new = _wanted(store.pairs(user_id, split="train", unused_only=True), options)
     active = store.active_adapter(user_id)
     previous = active.version if active else None
     if not new:
         return UpdateReport(False, "no new pairs since the last update", previous, previous)
     new_ids = {n.id for n in new}
-    older = [p for p in wanted(store.pairs(user_id, split="train")) if p.id not in new_ids]
+    older = [p for p in _wanted(store.pairs(user_id, split="train"), options) if p.id not in new_ids]
     replay = random.Random(options.seed).sample(older, min(len(older), options.replay_pool))
-    val = wanted(store.pairs(user_id, split="val"))
+    val = _wanted(store.pairs(user_id, split="val"), options)
 
     t0 = time.perf_counter()
     steps, lr, replay_fraction = adapt_schedule(
