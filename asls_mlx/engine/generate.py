@@ -211,9 +211,9 @@ class ChatEngine:
         sampled = {id(o) for _, o in requests if o.temperature > 0}
         if len(sampled) == 1 and len(samplers) > 1:
             # Greedy rows next to one kind of sampled row: one shared sampler, and greedy rows'
-            # logits scaled so far apart that the sample is their argmax. Sampling stays one
-            # batched call, and the sampled rows (placed first) draw the same noise as they would
-            # alone, so adding greedy rows does not change the samples.
+            # logits scaled so far apart that the sample is their argmax, so sampling stays one
+            # batched call (different samplers would be called row by row). The samples still differ
+            # from a batch without the greedy rows: mlx-lm prefills and pads the rows differently.
             shared = samplers[next(iter(sampled))]
             for _, o in requests:
                 if id(o) not in sampled and samplers[id(o)] is not shared:
