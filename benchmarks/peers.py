@@ -184,7 +184,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
 
     from asls_mlx import blas
     from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key
-    from asls_mlx.adaptation.logprobs import PrefixCache, _head, _token_logps, answer_logps, reference_logps
+    from asls_mlx.adaptation.logprobs import PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, reference_logps
     from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train
 
     out: dict = {"model": mid, "blas": blas.status().name, "load_s": time.perf_counter() - t_load}
@@ -291,12 +291,16 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     mx.eval(hidden)
     L, V, F = model.args.num_hidden_layers, model.args.vocab_size, model.args.intermediate_size
     timeit(f"body_forward ({L} blocks + norm, {2 * BATCH * SEQ} positions)", lambda x: model.model(x), inputs)
-    timeit("head+logsumexp forward (512 answer positions)", lambda h: _token_logps(head(h), targets), hidden)
+    matrix = _head_matrix(model)
+    timeit("head+logsumexp forward (512 answer positions, vocabulary blocks)", lambda h: head_token_logps(h, *matrix, targets), hidden)
     timeit(
-        "head+logsumexp fwd+bwd (512 positions)",
-        lambda h: mx.grad(lambda z: _token_logps(head(z), targets).sum())(h),
+        "head+logsumexp fwd+bwd (512 positions, vocabulary blocks)",
+        lambda h: mx.grad(lambda z: head_token_logps(z, *matrix, targets).sum())(h),
         hidden,
     )
+    timeit("head+logsumexp fwd+bwd (512 positions, whole logits, MLX logsumexp)",
+           lambda h: mx.grad(lambda z: (mx.take_along_axis(head(z), targets[:, None], -1).squeeze(-1)
+                                        - mx.logsumexp(head(z), axis=-1)).sum())(h), hidden)
     timeit("answer_logps forward (policy, compiled)", lambda *a: answer_logps(model, *a), inputs, positions, targets, select)
     loss_fn = make_loss(dpo_args, BATCH)
     vg = nn.value_and_grad(model, loss_fn)
@@ -309,11 +313,13 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     logits = mx.random.normal((512, model.args.vocab_size))
     g = mx.random.normal((BATCH * 2 * SEQ, model.args.intermediate_size))
     mx.eval(logits, g)
-    timeit(f"probe: logsumexp over 512 x {V}", lambda z: mx.logsumexp(z, axis=-1), logits)
+    timeit(f"probe: MLX logsumexp over 512 x {V}", lambda z: mx.logsumexp(z, axis=-1), logits)
+    from asls_mlx.engine import fastmath
+
+    timeit(f"probe: fastmath.logsumexp over 512 x {V}", lambda z: fastmath.logsumexp(z), logits)
     silu_name = f"probe: silu(g)*u, {2 * BATCH * SEQ} x {F}, fwd, x{L} layers"
     timeit(silu_name, lambda z: nn.silu(z) * z, g)
     prof[silu_name] *= L
-    from asls_mlx.engine import fastmath
 
     fast_name = f"probe: fastmath.swiglu(g, u), same shape, fwd, x{L} layers"
     timeit(fast_name, lambda z: fastmath.swiglu(z, z), g)
@@ -673,7 +679,7 @@ def markdown(rows, res, fm, meta) -> str:
         f"Config: the same weights on both sides ({mt.get('model', '—')}, fp32; PyTorch gets them un-permuted from GGUF's q/k layout), "
         f"LoRA r=8 scale 20 (PEFT lora_alpha 160) on all 7 linear kinds of the last {LORA_LAYERS} blocks "
         f"({fm['N_lora']:,} parameters), batch 4 x 128, AdamW + clip 1.0. Ours with the CPU kernels of "
-        "`asls_mlx.engine.fastmath` (SwiGLU, attention softmax).",
+        "`asls_mlx.engine.fastmath` (SwiGLU, attention softmax, logsumexp) and the LM head in vocabulary blocks.",
         "",
         "| metric | ours (MLX) | PyTorch | ours / peer | goal | met |",
         "|---|---|---|---|---|---|",

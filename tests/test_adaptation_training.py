@@ -73,6 +73,29 @@ def test_answer_only_logps_and_grads_equal_naive(tiny_model_dir):
         assert mx.allclose(g_fast[k], g_naive[k], atol=1e-4, rtol=1e-3), k
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_vocabulary_blocked_head_equals_full_logits(bias):
+    """The LM head in vocabulary blocks: same log-probs and gradients as full logits + logsumexp."""
+    from asls_mlx.adaptation.logprobs import _token_logps, _vocab_block, head_token_logps
+
+    mx.random.seed(3)
+    rows, vocab = 600, 5000
+    assert _vocab_block(rows, vocab) < vocab  # several blocks, the last one partial
+    hidden, weight = mx.random.normal((rows, 64)), mx.random.normal((vocab, 64)) * 0.3
+    b = mx.random.normal((vocab,)) if bias else None
+    targets = mx.random.randint(0, vocab, (rows,))
+    w = mx.random.normal((rows,))
+
+    def full(h):
+        logits = h @ weight.T + (b if bias else 0.0)
+        return (_token_logps(logits, targets) * w).sum()
+
+    v1, g1 = mx.value_and_grad(lambda h: (head_token_logps(h, weight, b, targets) * w).sum())(hidden)
+    v2, g2 = mx.value_and_grad(full)(hidden)
+    assert abs(v1.item() - v2.item()) <= 1e-5 * abs(v2.item())
+    assert mx.allclose(g1, g2, rtol=1e-4, atol=1e-5).item()
+
+
 def test_cached_reference_logps_equal_recomputed_base(tiny_model_dir):
     model, tok = fresh_model(tiny_model_dir)
     enc = encode_pairs(tok, short_pairs(TOPICS[:5]))

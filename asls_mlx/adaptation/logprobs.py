@@ -22,6 +22,7 @@ from mlx_lm.tuner.lora import LoRALinear
 
 from asls_mlx.adaptation.batching import Batch, EncodedPair, collate
 from asls_mlx.adaptation.lora import adapter_disabled
+from asls_mlx.engine.fastmath import logsumexp
 
 _PATH_ATTR = "_asls_answer_only"
 _SPLIT_ATTR = "_asls_prefix_split"
@@ -43,7 +44,47 @@ def _token_logps(logits: mx.array, targets: mx.array) -> mx.array:
     """log softmax(logits)[target] = logit[target] - logsumexp(logits), never materialising the rest."""
     logits = logits.astype(mx.float32)
     picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
-    return picked - mx.logsumexp(logits, axis=-1)
+    return picked - logsumexp(logits)
+
+
+def _head_matrix(model: nn.Module) -> tuple[mx.array, mx.array | None] | None:
+    """(weight (V, D), bias) of a plain floating-point LM head, tied or not; None for anything else."""
+    if hasattr(model, "lm_head"):
+        head = model.lm_head
+        if not isinstance(head, nn.Linear) or type(head).__name__.startswith("Quantized"):
+            return None
+        weight, bias = head.weight, head["bias"] if "bias" in head else None
+    else:
+        weight, bias = model.model.embed_tokens.weight, None
+    return (weight, bias) if mx.issubdtype(weight.dtype, mx.floating) else None
+
+
+def _vocab_block(rows: int, vocab: int) -> int:
+    # ~8 MB of float32 logits per block. Whole (512, 49k) logits are 100 MB arrays, which glibc
+    # maps fresh for every allocation (above its 32 MB mmap threshold) and the kernel zeroes page
+    # by page: ~0.2 s per array in our VMs. Blocks this size reuse freed heap memory instead.
+    return min(vocab, 1 << max(10, (2**21 // max(rows, 1)).bit_length() - 1))
+
+
+def head_token_logps(hidden: mx.array, weight: mx.array, bias: mx.array | None, targets: mx.array) -> mx.array:
+    """``_token_logps(hidden @ weight.T + bias, targets)`` with the vocabulary in column blocks.
+
+    The full (positions, vocab) logits are never built: the picked logit is a row dot product and
+    the log-sum-exp combines per-block log-sum-exps. Same values to float32 rounding.
+    """
+    picked = (hidden.astype(mx.float32) * weight[targets].astype(mx.float32)).sum(-1)
+    if bias is not None:
+        picked = picked + bias[targets].astype(mx.float32)
+    vocab = weight.shape[0]
+    width = _vocab_block(hidden.shape[0], vocab)
+    parts = []
+    for start in range(0, vocab, width):
+        z = hidden @ weight[start : start + width].T
+        if bias is not None:
+            z = z + bias[start : start + width]
+        parts.append(logsumexp(z.astype(mx.float32)))
+    lse = parts[0] if len(parts) == 1 else logsumexp(mx.stack(parts, axis=-1))
+    return picked - lse
 
 
 def naive_answer_logps(model, inputs, positions, targets, select) -> mx.array:
@@ -90,14 +131,17 @@ def full_logits(model: nn.Module, inputs: mx.array) -> mx.array:
 def full_logps(model: nn.Module, inputs: mx.array) -> mx.array:
     """Next-token log-probs (R, L, V) at every position (retention target and perplexity)."""
     logits = full_logits(model, inputs).astype(mx.float32)
-    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return logits - logsumexp(logits, keepdims=True)
 
 
 def fast_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row answer log-probs with the LM head applied to answer positions only."""
     hidden = body(model, inputs)
     hidden = hidden.reshape(-1, hidden.shape[-1])[positions]
-    return select @ _token_logps(_head(model)(hidden), targets)
+    matrix = _head_matrix(model) if mx.default_device().type == mx.cpu else None
+    if matrix is None:  # GPUs: one fused logits + logsumexp is fastest there
+        return select @ _token_logps(_head(model)(hidden), targets)
+    return select @ head_token_logps(hidden, *matrix, targets)
 
 
 def uses_answer_only(model) -> bool:

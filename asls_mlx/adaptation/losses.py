@@ -11,6 +11,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from asls_mlx.engine.fastmath import logsumexp
+
 
 def _weights(weights, like: mx.array) -> mx.array:
     if weights is None:
@@ -151,7 +153,7 @@ def retention_kl(
     distributions coarsened to k+1 bins (the k ids and "everything else"), a lower bound of the full
     KL that needs only k numbers per position stored for the base.
     """
-    logq = policy_logits_or_logps - mx.logsumexp(policy_logits_or_logps, axis=-1, keepdims=True)
+    logq = policy_logits_or_logps - logsumexp(policy_logits_or_logps, keepdims=True)
     if base_index is None:
         kl = (mx.exp(base_logps) * (base_logps - logq)).sum(-1)
     else:
