@@ -45,3 +45,20 @@ def test_greedy_and_plain_fallbacks():
     # k at least the vocabulary: plain top-p, still a valid token with positive probability
     tokens = make_sampler(0.8, 0.95, 10_000)(lp)
     assert tokens.shape == (lp.shape[0],) and (mx.take_along_axis(lp, tokens[:, None], -1) > -1e9).all().item()
+
+
+def test_top_k_alone_draws_from_the_top_k_distribution():
+    """top_k without top_p: drawn among the k candidates only, with mlx-lm's top-k probabilities."""
+    import numpy as np
+
+    vocab, k, temp, draws = 50, 5, 0.8, 40_000
+    logits = mx.random.normal((1, vocab), key=mx.random.key(4)) * 2
+    lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    mx.random.seed(5)
+    tokens = np.asarray(make_sampler(temp, 1.0, k)(mx.repeat(lp, draws, axis=0)))
+    top = np.argsort(-np.asarray(lp[0]))[:k]
+    assert set(np.unique(tokens)) <= set(top.tolist())
+    want = np.exp(np.asarray(lp[0])[top] / temp)
+    want /= want.sum()
+    got = np.array([(tokens == t).mean() for t in top])
+    assert np.abs(got - want).max() < 0.01  # ~4 standard errors at 40k draws

@@ -36,12 +36,31 @@ def apply_top_p_top_k(logprobs: mx.array, top_p: float, top_k: int) -> mx.array:
     return mx.where(logprobs < threshold, -float("inf"), logprobs)
 
 
+@partial(mx.compile, inputs=mx.random.state, outputs=mx.random.state)
+def sample_top_k(logprobs: mx.array, top_k: int, temp: float) -> mx.array:
+    """A token from softmax(logprobs / temp) restricted to the top k, drawn among those k only.
+
+    The same distribution as mlx-lm's top-k mask + categorical sampling over the whole vocabulary,
+    whose Gumbel noise for 49k entries per row was most of a 22-row sampling step (24 ms).
+    """
+    index = mx.argpartition(-logprobs, kth=top_k - 1, axis=-1)[..., :top_k]
+    candidates = mx.take_along_axis(logprobs, index, axis=-1)
+    choice = mx.random.categorical(candidates * (1 / temp), axis=-1)
+    return mx.take_along_axis(index, choice[..., None], axis=-1).squeeze(-1)
+
+
 def make_sampler(temp: float = 0.0, top_p: float = 1.0, top_k: int = 0) -> Sampler:
     """A ``sampler(logprobs) -> tokens`` for mlx-lm's generation loops.
 
     temp 0 is greedy. With ``0 < top_p < 1`` and ``top_k > 0`` the nucleus is found among the top k
-    tokens only (fast); otherwise this is mlx-lm's own sampler.
+    tokens only (fast); with ``top_k`` alone the draw is among the top k (``sample_top_k``);
+    otherwise this is mlx-lm's own sampler.
     """
+    if temp > 0 and top_k > 0 and not (0 < top_p < 1):
+        return lambda logprobs: (
+            sample_top_k(logprobs, top_k, temp) if top_k < logprobs.shape[-1]
+            else mlx_lm_make_sampler(temp=temp)(logprobs)
+        )
     if temp <= 0 or not (0 < top_p < 1) or top_k <= 0:
         return mlx_lm_make_sampler(temp=temp, top_p=top_p if 0 < top_p < 1 else 0.0, top_k=max(top_k, 0))
 
