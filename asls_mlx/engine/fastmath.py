@@ -4,8 +4,8 @@ MLX's CPU exp/sigmoid/tanh are scalar and single-threaded (~12-15 ns per element
 x86 machines), while a compiled chain of mul/add runs at ~0.3-2 ns per element. In a training step
 over 1,024 positions SiLU and the attention softmax took 1.3 s of a 2.3 s forward whose GEMMs take
 0.8 s. So on the CPU the softmax's exp is built from exponent bits and a polynomial (relative error
-< 1e-6 near the maximum), SwiGLU's sigmoid from a rational tanh, and each function gets its own VJP, so the backward
-never differentiates the bit tricks.
+< 1e-6 near the maximum), SwiGLU's sigmoid from a rational tanh, and each function gets its own
+VJP, so the backward never differentiates the bit tricks.
 
 Decoding one token multiplies every weight matrix by a single row, and MLX sends even that to a
 GEMM: its CPU matmuls stream the 113 MB tied LM head at ~10 GB/s, where OpenBLAS's GEMV (NumPy's)

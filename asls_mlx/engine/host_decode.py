@@ -167,8 +167,7 @@ def forward_tokens(model: nn.Module, tokens: np.ndarray, cache: list) -> mx.arra
         x = x + _attention(layer.self_attn, _rms_norm(layer.input_layernorm, x), layer_cache)
         x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
     x = _rms_norm(body.norm, x[-1:])
-    head = model.lm_head if hasattr(model, "lm_head") else body.embed_tokens
-    logits = _linear(head, x) if hasattr(model, "lm_head") else _host_weight(head) @ x[0]
+    logits = _linear(model.lm_head if hasattr(model, "lm_head") else body.embed_tokens, x)  # tied: W @ x too
     return mx.array(logits.reshape(-1))[None, None]
 
 
