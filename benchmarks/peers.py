@@ -15,7 +15,8 @@ What is measured (each framework in its own subprocess, so peak RSS is separable
 2. DPO: 4 pairs of (64-token prompt, 64-token chosen / rejected) = 8 rows x 128 tokens per step.
    Ours: DPO (beta 0.1) + 0.2 x SFT, answer-only logits, reference log-probs cached, compiled step
    starting from the cached output of the 14 frozen blocks (``PrefixCache``, computed once per row
-   with the reference pass); plus the whole per-session update through ``trainer.train`` (20 pairs,
+   with the reference pass), each prompt run once for its chosen and rejected answer
+   (``PairedBatch``: 4 x 64 prompt + 8 x 64 answer positions instead of 8 x 128); plus the whole per-session update through ``trainer.train`` (20 pairs,
    10 steps: reference log-probs + frozen-block cache once per row, compile, steps). PyTorch: a step in TRL's default style (policy fwd+bwd
    on chosen+rejected with full logits, a reference forward with the adapter disabled every step);
    a session of 10 steps is 10 such steps (nothing to amortise).
@@ -184,7 +185,9 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
 
     from asls_mlx import blas
     from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key
-    from asls_mlx.adaptation.logprobs import PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, reference_logps
+    from asls_mlx.adaptation.logprobs import (
+        PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, pair_batch, reference_logps,
+    )
     from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train
 
     out: dict = {"model": mid, "blas": blas.status().name, "load_s": time.perf_counter() - t_load}
@@ -214,9 +217,10 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     ref = reference_logps(model, pairs, prefix=prefix)
     out["ref_logps_4pairs_s"] = time.perf_counter() - t0  # + the frozen blocks' output of each row
     out["frozen_blocks"] = prefix.depth
+    # as the trainer batches them: each prompt run once for its chosen and rejected answer
+    batch, hidden = pair_batch(model, [(p.prompt, p.chosen, p.rejected) for p in pairs], prefix)
     rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
-    batch = collate(rows)
-    hidden = prefix.inputs(rows, batch)
+    unshared = collate(rows)  # the same pairs as separate rows, for the profile below
     ones = mx.ones(BATCH)
     ref_c = mx.array([ref[p.key][0] for p in pairs])
     ref_r = mx.array([ref[p.key][1] for p in pairs])
@@ -277,7 +281,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     out["rss_after_session_mb"] = peak_rss_mb()
 
     # 4) profile of one DPO step (8 rows x 128, 512 answer positions), each piece compiled
-    inputs, positions, targets, select = batch.arrays()
+    inputs, positions, targets, select = unshared.arrays()
     head = _head(model)
     prof = {}
 
@@ -301,14 +305,16 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     timeit("head+logsumexp fwd+bwd (512 positions, whole logits, MLX logsumexp)",
            lambda h: mx.grad(lambda z: (mx.take_along_axis(head(z), targets[:, None], -1).squeeze(-1)
                                         - mx.logsumexp(head(z), axis=-1)).sum())(h), hidden)
-    timeit("answer_logps forward (policy, compiled)", lambda *a: answer_logps(model, *a), inputs, positions, targets, select)
+    timeit("answer_logps forward (policy, compiled, separate rows)", lambda *a: answer_logps(model, *a), inputs, positions, targets, select)
+    timeit("answer_logps forward (policy, compiled, prompt shared)", lambda x: answer_logps(model, x, *batch.arrays()[1:]),
+           batch.inputs)
     loss_fn = make_loss(dpo_args, BATCH)
     vg = nn.value_and_grad(model, loss_fn)
     timeit("loss fwd+bwd (no optimizer)", lambda *a: vg(model, *a), *arrays)
     prof["full compiled step (fwd+bwd+clip+AdamW)"] = out["dpo_step_s"]
     t0 = time.perf_counter()
-    mx.eval(answer_logps(model, inputs, positions, targets, select))
-    prof["answer_logps forward, uncompiled (as reference_logps runs)"] = time.perf_counter() - t0
+    mx.eval(answer_logps(model, batch.inputs, *batch.arrays()[1:]))
+    prof["answer_logps forward, uncompiled, prompt shared (as reference_logps runs)"] = time.perf_counter() - t0
     # elementwise probes (single-threaded on MLX CPU)
     logits = mx.random.normal((512, model.args.vocab_size))
     g = mx.random.normal((BATCH * 2 * SEQ, model.args.intermediate_size))
@@ -636,7 +642,7 @@ def build_rows(res: dict, fm: dict) -> list[dict]:
         rows.append({"metric": metric, "ours": ours, "peer": peer, "ratio": r, "goal": goal, "met": met, "unit": unit})
 
     add("LoRA SFT tok/s (4x128)", mt.get("sft_tok_s"), tt.get("sft_tok_s"), ">= 1.2x", goal_ratio=1.2)
-    add("DPO step, pair tok/s (8 rows x 128; ours: ref + frozen blocks cached; TRL: ref fwd each step)", mt.get("dpo_step_pair_tok_s"), tt.get("dpo_step_pair_tok_s"))
+    add("DPO step, pair tok/s (8 rows x 128; ours: ref + frozen blocks cached, prompt run once per pair; TRL: ref fwd each step)", mt.get("dpo_step_pair_tok_s"), tt.get("dpo_step_pair_tok_s"))
     s = mt.get("session") or {}
     trl_session = tt.get("dpo_step_s") and SESSION_STEPS * tt["dpo_step_s"]
     trl_session_tok_s = trl_session and s.get("pair_tokens", SESSION_STEPS * 2 * BATCH * SEQ) / trl_session

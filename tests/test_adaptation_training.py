@@ -298,3 +298,82 @@ def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tin
     for k in ("ppl", "base_ppl", "ratio"):
         assert split[1][k] == pytest.approx(plain[1][k], rel=1e-4)
     assert split[1]["ratio"] != 1.0
+
+
+def _uneven_pairs(tok):
+    """Encoded pairs with prompts of different lengths, one of a single token (an empty prompt segment)."""
+    pairs = [(e.prompt, e.chosen, e.rejected) for e in encode_pairs(tok, short_pairs(TOPICS[:5]))]
+    pairs[1] = (pairs[1][0][-3:], pairs[1][1], pairs[1][2])
+    pairs[2] = (pairs[2][0][-1:], pairs[2][1], pairs[2][2])
+    return pairs
+
+
+def test_shared_prompt_batch_layout(tiny_model_dir):
+    from asls_mlx.adaptation.batching import collate_pairs
+
+    _, tok = fresh_model(tiny_model_dir, None)
+    pairs = _uneven_pairs(tok)
+    b = collate_pairs(pairs)
+    n, lp = b.prompts.shape
+    la = b.answers.shape[1]
+    assert lp % BUCKET == 0 and la % BUCKET == 0 and b.answers.shape[0] == 2 * n
+    prompts, valid, answers = b.prompts.tolist(), b.prompt_valid.tolist(), b.answers.tolist()
+    for i, (p, c, r) in enumerate(pairs):
+        assert prompts[i][lp - len(p) + 1 :] == list(p[:-1]) and sum(valid[i]) == len(p) - 1  # left-padded
+        assert valid[i][lp - len(p) + 1 :] == [True] * (len(p) - 1)
+        for row, a in ((i, c), (n + i, r)):
+            assert answers[row][: len(a)] == [p[-1], *a[:-1]]  # each position predicts the next answer token
+    pos, tgt = b.positions.tolist(), b.targets.tolist()
+    for k in range(int(b.select.sum().item())):
+        row, col = divmod(pos[k], la)
+        a = pairs[row % n][1 if row < n else 2]
+        assert a[col] == tgt[k]
+    assert b.counts.tolist() == [len(c) for _, c, _ in pairs] + [len(r) for _, _, r in pairs]
+
+
+@pytest.mark.parametrize("use_prefix", [False, True])
+def test_shared_prompt_logps_and_grads_equal_separate_rows(deep_tiny_dir, use_prefix):
+    """Chosen and rejected answers after one run of their prompt: the numbers of two separate rows."""
+    from asls_mlx.adaptation.batching import collate_pairs
+    from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, shares_prompt
+
+    model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
+    perturb(model)
+    assert shares_prompt(model)
+    pairs = _uneven_pairs(tok)
+    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    b, pb = collate(rows), collate_pairs(pairs)
+    prefix = PrefixCache(model) if use_prefix else None
+    shared_inputs = prefix.pair_inputs(pairs, pb) if use_prefix else pb.inputs
+    if use_prefix:
+        assert prefix.depth == 2 and shared_inputs[0].ndim == 3
+    separate = answer_logps(model, b.inputs, *b.arrays()[1:])
+    shared = answer_logps(model, shared_inputs, *pb.arrays()[1:])
+    assert mx.allclose(shared, separate, atol=1e-4, rtol=1e-5), (shared, separate)
+
+    def loss(x, batch):
+        return lambda m: (answer_logps(m, x, *batch.arrays()[1:]) * mx.arange(1, 11)).sum()
+
+    g_shared = dict(tree_flatten(nn.value_and_grad(model, loss(shared_inputs, pb))(model)[1]))
+    g_rows = dict(tree_flatten(nn.value_and_grad(model, loss(b.inputs, b))(model)[1]))
+    assert set(g_shared) == set(lora_parameters(model))
+    for k in g_shared:  # float32 rounding relative to the gradient's scale
+        assert mx.abs(g_shared[k] - g_rows[k]).max().item() <= 1e-4 * mx.abs(g_rows[k]).max().item(), k
+
+
+def test_training_with_shared_prompts_equals_separate_rows(tiny_model_dir, monkeypatch):
+    import asls_mlx.adaptation.logprobs as logprobs
+
+    results = []
+    for shared in (True, False):
+        model, tok = fresh_model(tiny_model_dir)
+        object.__setattr__(model, logprobs._SHARED_ATTR, shared)
+        val = short_pairs(HELD_OUT, "val")
+        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
+        results.append((r.losses, lora_parameters(model), r.reference_cache, preference_metrics(model, tok, val, {})))
+    (l1, w1, ref1, m1), (l2, w2, ref2, m2) = results
+    assert l1 == pytest.approx(l2, abs=1e-4)
+    for k in w1:
+        assert mx.allclose(w1[k], w2[k], atol=1e-5), k
+    assert ref1.keys() == ref2.keys() and all(ref1[k] == pytest.approx(ref2[k], abs=1e-3) for k in ref1)
+    assert m1["margin"] == pytest.approx(m2["margin"], abs=1e-4) and m1["margin"] != 0.0

@@ -135,6 +135,70 @@ def collate(rows: list[tuple[tuple[int, ...], tuple[int, ...]]], bucket: int = B
     return Batch(mx.array(inputs), mx.array(positions), mx.array(targets), mx.array(select), mx.array(select.sum(1)))
 
 
+@dataclass
+class PairedBatch:
+    """Pairs whose chosen and rejected answers share one run of their prompt.
+
+    The prompt segment is ``prompt[:-1]`` per pair, left-padded to (n, Lp) (``prompt_valid`` marks
+    real tokens); the answer segment is ``[prompt[-1]] + answer[:-1]`` per row, chosen rows then
+    rejected rows, right-padded to (2n, La): every answer-segment position predicts an answer token.
+    Left padding keeps each prompt's last token next to its answers, and RoPE only sees relative
+    positions, so attention equals that of the unshared rows. positions/targets/select/counts as in
+    ``Batch``, indexing the (2n, La) answer grid.
+    """
+
+    prompts: mx.array
+    prompt_valid: mx.array
+    answers: mx.array
+    positions: mx.array
+    targets: mx.array
+    select: mx.array
+    counts: mx.array
+
+    @property
+    def inputs(self) -> tuple[mx.array, mx.array, mx.array]:
+        return (self.prompts, self.prompt_valid, self.answers)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens of the (prompt + answer) rows this batch stands for, as ``Batch.n_tokens`` counts them."""
+        return int(self.answers.shape[0] * (self.prompts.shape[1] + self.answers.shape[1]))
+
+    def arrays(self) -> tuple:
+        return (self.inputs, self.positions, self.targets, self.select)
+
+
+def collate_pairs(pairs: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]], bucket: int = BUCKET) -> PairedBatch:
+    """Build a ``PairedBatch`` from (prompt_ids, chosen_ids, rejected_ids), shapes rounded up to ``bucket``."""
+    n = len(pairs)
+    lp = round_up(max(len(p) - 1 for p, _, _ in pairs), bucket)
+    answers = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    la = round_up(max(len(a) for _, a in answers), bucket)
+    n_answer = round_up(sum(len(a) for _, a in answers), bucket)
+    prompts = np.zeros((n, lp), np.int32)
+    valid = np.zeros((n, lp), bool)
+    for i, (p, _, _) in enumerate(pairs):
+        if len(p) > 1:
+            prompts[i, lp - len(p) + 1 :] = p[:-1]
+            valid[i, lp - len(p) + 1 :] = True
+    inputs = np.zeros((2 * n, la), np.int32)
+    positions = np.zeros(n_answer, np.int32)
+    targets = np.zeros(n_answer, np.int32)
+    select = np.zeros((2 * n, n_answer), np.float32)
+    k = 0
+    for r, (p, a) in enumerate(answers):
+        m = len(a)
+        inputs[r, :m] = (p[-1], *a[:-1])
+        positions[k : k + m] = r * la + np.arange(m)
+        targets[k : k + m] = a
+        select[r, k : k + m] = 1.0
+        k += m
+    return PairedBatch(
+        mx.array(prompts), mx.array(valid), mx.array(inputs), mx.array(positions), mx.array(targets),
+        mx.array(select), mx.array(select.sum(1)),
+    )
+
+
 def pair_rows(pairs: list[EncodedPair]) -> list[tuple]:
     """Rows for a paired batch: all chosen answers first, then all rejected ones."""
     return [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]

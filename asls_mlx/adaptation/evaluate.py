@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, full_logps, reference_logps, rows_logps
+from asls_mlx.adaptation.logprobs import PrefixCache, full_logps, pairs_logps, reference_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
 
 
@@ -38,8 +38,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
     margins = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
-        rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk]
-        logps = rows_logps(model, rows, prefix).tolist()
+        logps = pairs_logps(model, [(p.prompt, p.chosen, p.rejected) for p in chunk], prefix).tolist()
         k = len(chunk)
         for j, p in enumerate(chunk):
             rc, rr = ref[p.key]

@@ -11,6 +11,11 @@ When the adapter covers only the last blocks (mlx-lm's ``num_layers``), the bloc
 change during training: ``PrefixCache`` runs them once per row and every step (and the reference
 pass) starts from their output. Functions here take either token ids (R, L) or such cached hidden
 states (R, L, D) as ``inputs``.
+
+A preference pair's chosen and rejected answers follow the same prompt, so a paired batch runs each
+prompt once and both answers attend to its keys/values (``PairedBatch``; ``inputs`` is then a
+(prompts, prompt_valid, answers) triple): with 64-token prompts and answers, 4 x 64 + 8 x 64
+positions instead of 8 x 128, a DPO step 2.54 -> 2.14 s on the embedded model.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.tuner.lora import LoRALinear
 
-from asls_mlx.adaptation.batching import Batch, EncodedPair, collate
+from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, collate, collate_pairs
 from asls_mlx.adaptation.lora import adapter_disabled
 from asls_mlx.engine.fastmath import logsumexp
 
 _PATH_ATTR = "_asls_answer_only"
 _SPLIT_ATTR = "_asls_prefix_split"
 _CHECKED_ATTR = "_asls_prefix_checked"
+_SHARED_ATTR = "_asls_shared_prompt"
 
 
 def _head(model: nn.Module):
@@ -113,8 +119,62 @@ def prefix_hidden(model: nn.Module, inputs: mx.array, depth: int) -> mx.array:
     return h
 
 
-def body(model: nn.Module, inputs: mx.array) -> mx.array:
-    """Final-norm hidden states from token ids, or from hidden states cached after the frozen blocks."""
+class _PromptKV:
+    """mlx-lm's cache protocol for a prompt segment: keeps each block's keys/values for the answers."""
+
+    offset = 0
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        self.keys, self.values = keys, values
+        return keys, values
+
+
+class _AfterPrompt:
+    """mlx-lm's cache protocol for answer rows: each prompt's keys/values serve ``copies`` answers."""
+
+    def __init__(self, prompt: _PromptKV, copies: int):
+        self.prompt, self.copies, self.offset = prompt, copies, prompt.keys.shape[2]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        pk = mx.concatenate([self.prompt.keys] * self.copies, axis=0)
+        pv = mx.concatenate([self.prompt.values] * self.copies, axis=0)
+        return mx.concatenate([pk, keys], axis=2), mx.concatenate([pv, values], axis=2)
+
+
+def paired_hidden(prompt_h: mx.array, prompt_valid: mx.array, answer_h: mx.array, layers) -> tuple[mx.array, mx.array]:
+    """Run ``layers`` over prompt segments (n, Lp, D) and the answer rows (k n, La, D) that follow them.
+
+    Row ``r`` of the answers continues prompt ``r % n`` (``PairedBatch``'s layout). Padded prompt
+    positions attend only to themselves (never a fully masked softmax row) and nobody attends to them.
+    """
+    n, lp = prompt_valid.shape
+    la, copies = answer_h.shape[1], answer_h.shape[0] // n
+    i, j = mx.arange(lp), mx.arange(la)
+    prompt_mask = (i[:, None] >= i[None]) & (prompt_valid[:, None, None, :] | (i[:, None] == i[None]))
+    seen = mx.broadcast_to(mx.concatenate([prompt_valid] * copies)[:, None, None, :], (copies * n, 1, la, lp))
+    causal = mx.broadcast_to((j[:, None] >= j[None])[None, None], (copies * n, 1, la, la))
+    answer_mask = mx.concatenate([seen, causal], axis=-1)
+    for layer in layers:
+        kv = _PromptKV()
+        prompt_h = layer(prompt_h, prompt_mask, kv)
+        answer_h = layer(answer_h, answer_mask, _AfterPrompt(kv, copies))
+    return prompt_h, answer_h
+
+
+def body(model: nn.Module, inputs) -> mx.array:
+    """Final-norm hidden states from token ids, or from hidden states cached after the frozen blocks.
+
+    ``inputs`` may also be a ``PairedBatch.inputs`` triple (ids or cached hidden states): then the
+    hidden states of the answer segment, (2n, La, D).
+    """
+    if isinstance(inputs, tuple):
+        prompts, valid, answers = inputs
+        layers = model.model.layers
+        if prompts.ndim == 2:
+            prompts, answers = model.model.embed_tokens(prompts), model.model.embed_tokens(answers)
+        else:
+            layers = layers[getattr(model, _SPLIT_ATTR) :]
+        return model.model.norm(paired_hidden(prompts, valid, answers, layers)[1])
     if inputs.ndim == 2:
         return model.model(inputs)
     h = inputs
@@ -162,6 +222,25 @@ def uses_answer_only(model) -> bool:
     return ok
 
 
+def shares_prompt(model: nn.Module) -> bool:
+    """Whether chosen and rejected rows may share one run of their prompt (``PairedBatch``) for
+    ``model``: checked once against the unshared rows, else pairs are run as separate rows."""
+    cached = getattr(model, _SHARED_ATTR, None)
+    if cached is not None:
+        return cached
+    ok = False
+    if uses_answer_only(model):
+        pairs = [((1, 2, 3, 4, 5), (6, 7), (8, 9, 10)), ((11, 12), (13, 14, 15), (16,))]
+        try:
+            rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+            shared = fast_answer_logps(model, *collate_pairs(pairs, bucket=4).arrays())
+            ok = bool(mx.allclose(shared, fast_answer_logps(model, *collate(rows, bucket=4).arrays()), rtol=1e-4, atol=1e-4).item())
+        except Exception:
+            ok = False
+    object.__setattr__(model, _SHARED_ATTR, ok)
+    return ok
+
+
 def prefix_split_depth(model: nn.Module) -> int:
     """Frozen blocks ``PrefixCache`` may skip: 0 unless the split forward equals the full one here."""
     depth = frozen_depth(model) if uses_answer_only(model) else 0
@@ -182,7 +261,8 @@ def prefix_split_depth(model: nn.Module) -> int:
 
 
 class PrefixCache:
-    """Hidden states entering the first adapted block, per (prompt, answer) row, computed once.
+    """Hidden states entering the first adapted block, per (prompt, answer) row — or per prompt and
+    per answer segment for paired batches — computed once.
 
     Over a session's steps each pair is seen several times, and the reference pass needs the same
     rows: the frozen blocks (14 of 30 with mlx-lm's default of adapting the last 16) run once per row.
@@ -191,7 +271,9 @@ class PrefixCache:
     def __init__(self, model: nn.Module):
         self.model = model
         self.depth = prefix_split_depth(model)
-        self.rows: dict[tuple, mx.array] = {}
+        self.rows: dict[tuple, mx.array] = {}  # (prompt, answer) -> the whole row's positions
+        self.prompts: dict[tuple, mx.array] = {}  # prompt -> its prompt segment (``PairedBatch``)
+        self.answers: dict[tuple, mx.array] = {}  # (prompt, answer) -> its answer segment
 
     def inputs(self, rows: list[tuple], batch: Batch) -> mx.array:
         """The model inputs for ``batch`` (collated from ``rows``): cached hidden states, or token ids."""
@@ -207,6 +289,29 @@ class PrefixCache:
         width = batch.inputs.shape[1]
         # rows are right-padded; causal attention keeps padding (zeros here) out of real positions
         return mx.stack([mx.pad(self.rows[r], [(0, width - self.rows[r].shape[0]), (0, 0)]) for r in rows])
+
+    def pair_inputs(self, pairs: list[tuple], batch: PairedBatch) -> tuple[mx.array, mx.array, mx.array]:
+        """``batch.inputs`` (collated from (prompt, chosen, rejected) ``pairs``) with cached hidden states."""
+        if not self.depth:
+            return batch.inputs
+        missing = list(dict.fromkeys(
+            t for t in pairs if t[0] not in self.prompts or (t[0], t[1]) not in self.answers or (t[0], t[2]) not in self.answers
+        ))
+        if missing:
+            b = collate_pairs(missing)
+            embed = self.model.model.embed_tokens
+            p_h, a_h = paired_hidden(embed(b.prompts), b.prompt_valid, embed(b.answers), self.model.model.layers[: self.depth])
+            mx.eval(p_h, a_h)
+            k, lp = len(missing), b.prompts.shape[1]
+            for i, (prompt, chosen, rejected) in enumerate(missing):
+                self.prompts[prompt] = p_h[i, lp - len(prompt) + 1 :]
+                self.answers[(prompt, chosen)] = a_h[i, : len(chosen)]
+                self.answers[(prompt, rejected)] = a_h[k + i, : len(rejected)]
+        lp, la = batch.prompts.shape[1], batch.answers.shape[1]
+        prompts = mx.stack([mx.pad(self.prompts[p], [(lp - self.prompts[p].shape[0], 0), (0, 0)]) for p, _, _ in pairs])
+        rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+        answers = mx.stack([mx.pad(self.answers[r], [(0, la - self.answers[r].shape[0]), (0, 0)]) for r in rows])
+        return prompts, batch.prompt_valid, answers
 
     def text_inputs(self, tokens: mx.array) -> mx.array:
         """The model inputs predicting ``tokens[:, 1:]`` (general text): hidden states or token ids, not cached."""
@@ -227,6 +332,23 @@ def rows_logps(model, rows: list[tuple], prefix: PrefixCache | None = None) -> m
     return answer_logps(model, inputs, *b.arrays()[1:])
 
 
+def pair_batch(model, pairs: list[tuple], prefix: PrefixCache | None = None) -> tuple[Batch | PairedBatch, object]:
+    """The batch of (prompt, chosen, rejected) ``pairs`` (all chosen rows, then all rejected) and its
+    model inputs: one run of each prompt where ``shares_prompt(model)``, else separate rows."""
+    if shares_prompt(model):
+        b = collate_pairs(pairs)
+        return b, (prefix.pair_inputs(pairs, b) if prefix is not None else b.inputs)
+    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    b = collate(rows)
+    return b, (prefix.inputs(rows, b) if prefix is not None else b.inputs)
+
+
+def pairs_logps(model, pairs: list[tuple], prefix: PrefixCache | None = None) -> mx.array:
+    """Answer log-probs (2n,) of (prompt, chosen, rejected) ``pairs``: all chosen, then all rejected."""
+    b, inputs = pair_batch(model, pairs, prefix)
+    return answer_logps(model, inputs, *b.arrays()[1:])
+
+
 def reference_logps(
     model,
     pairs: list[EncodedPair],
@@ -242,19 +364,18 @@ def reference_logps(
     cache = {} if cache is None else cache
     todo = list({p.key: p for p in pairs if p.key not in cache}.values())
     todo.sort(key=lambda p: p.length)  # similar lengths together: little padding
-    uses_answer_only(model)  # decide the path outside the adapter_disabled block
+    shares_prompt(model)  # decide the paths outside the adapter_disabled block
     with adapter_disabled(model):
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
-            rows = [(p.prompt, p.chosen) for p in chunk] + [(p.prompt, p.rejected) for p in chunk if p.rejected is not None]
-            logps = rows_logps(model, rows, prefix).tolist()
-            j = len(chunk)
-            for k, p in enumerate(chunk):
-                rejected = None
-                if p.rejected is not None:
-                    rejected = logps[j]
-                    j += 1
-                cache[p.key] = (logps[k], rejected)
+            paired = [p for p in chunk if p.rejected is not None]
+            single = [p for p in chunk if p.rejected is None]
+            if paired:
+                logps = pairs_logps(model, [(p.prompt, p.chosen, p.rejected) for p in paired], prefix).tolist()
+                cache.update((p.key, (logps[k], logps[len(paired) + k])) for k, p in enumerate(paired))
+            if single:
+                logps = rows_logps(model, [(p.prompt, p.chosen) for p in single], prefix).tolist()
+                cache.update((p.key, (logps[k], None)) for k, p in enumerate(single))
     return cache
 
 

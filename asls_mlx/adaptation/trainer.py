@@ -22,7 +22,9 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation import losses
 from asls_mlx.adaptation.batching import EncodedPair, batch_schedule, collate, encode_pairs, pair_key, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, base_topk, full_logits, reference_logps, uses_answer_only
+from asls_mlx.adaptation.logprobs import (
+    PrefixCache, answer_logps, base_topk, full_logits, pair_batch, reference_logps, shares_prompt,
+)
 from asls_mlx.adaptation.lora import has_lora, lora_parameters, set_lora_weights
 from asls_mlx.errors import ASLSError
 
@@ -162,7 +164,7 @@ def make_step(model, optimizer, args: TrainingArgs, n: int):
     Compiled with the model, optimizer and random state as inputs/outputs (as in mlx-lm), so it is
     traced once per batch shape; ``mx.eval(state)`` after each call.
     """
-    uses_answer_only(model)  # decide the logits path before tracing
+    shares_prompt(model)  # decide the logits path and the pair layout before tracing
     loss_and_grad = nn.value_and_grad(model, make_loss(args, n))
 
     def step_fn(*arrays):
@@ -183,11 +185,11 @@ def no_retention() -> tuple:
 
 def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict, prefix: PrefixCache) -> tuple:
     if loss in ("dpo", "simpo", "orpo"):
-        rows = [(p.prompt, p.chosen) for p in examples] + [(p.prompt, p.rejected) for p in examples]
+        b, inputs = pair_batch(prefix.model, [(p.prompt, p.chosen, p.rejected) for p in examples], prefix)
     else:
         rows = [(p.prompt, p.chosen) for p in examples]
-    b = collate(rows)
-    inputs = prefix.inputs(rows, b)
+        b = collate(rows)
+        inputs = prefix.inputs(rows, b)
     weights = mx.array([p.weight for p in examples], dtype=mx.float32)
     labels = mx.array([p.label for p in examples], dtype=mx.float32)
     zero = [0.0] * len(examples)
