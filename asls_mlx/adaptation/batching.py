@@ -6,7 +6,10 @@ message as one user turn (optionally after a system turn) rendered by the tokeni
 with the generation prompt; the answer is the answer's tokens plus eos.
 
 Shapes are rounded up (sequence length and answer-token count to multiples of ``BUCKET``) so that a
-compiled step sees few distinct shapes and is traced once per bucket, not once per batch.
+compiled step sees fewer distinct shapes. The granularity is small because padding costs more than
+tracing here: a DPO step of 4 pairs (40-token prompts, ~97-token answers) took 4.8 s with 32-token
+buckets and 3.0 s with 8-token ones, and a compiled step on a new shape (traced) was still faster
+than an uncompiled one (measured on the embedded model, CPU).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-BUCKET = 32  # shape granularity: padding waste < 32 tokens per row, few recompiles
+BUCKET = 8  # shape granularity: padding waste < 8 tokens per row and segment
 
 
 @dataclass(frozen=True)
