@@ -197,6 +197,17 @@ def test_cancel_and_time_budget(tiny_model_dir):
     assert r.stopped_reason == "no_data"
 
 
+def test_epoch_cap_limits_passes_over_few_pairs(tiny_model_dir):
+    """A session with few pairs must not see them over and over (over-training makes models loop)."""
+    from asls_mlx.adaptation.update import UpdateOptions
+
+    model, tok = fresh_model(tiny_model_dir)
+    assert train(model, tok, short_pairs(TRAIN[:3]), args(max_steps=10, max_epochs=2)).steps == 2  # 3 pairs per step
+    assert train(model, tok, short_pairs(TRAIN), args(max_steps=10, max_epochs=1.5)).steps == 3  # 8 pairs, 4 per step
+    assert train(model, tok, short_pairs(TRAIN[:3]), args(max_steps=4)).steps == 4  # no cap
+    assert UpdateOptions().max_epochs == 3.0
+
+
 def test_adapt_schedule_is_monotone_and_conservative():
     assert adapt_schedule(0, 0.5) == (0, 0.0, 0.0)
     few, many = adapt_schedule(2, 0.0), adapt_schedule(40, 0.0)

@@ -60,3 +60,13 @@ def test_reference_logps_are_stored_reused_and_forgotten(tiny_model_dir, tmp_pat
     store.forget("ref", everything=True)
     assert store.execute("SELECT COUNT(*) FROM reference_logps").fetchone()[0] == 0
     store.close()
+
+
+def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
+    model, tok = fresh_model(tiny_model_dir, config=None)
+    store = open_store(tmp_path / "asls.db")
+    uid = store.get_or_create_user("epochs").id
+    store.add_pairs(uid, short_pairs(TOPICS[:3]))  # one batch holds all three
+    options = UpdateOptions(max_steps=10, time_budget_s=1e9, drift_adaptation=False, max_epochs=2.0)
+    report = update_adapter(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID, options)
+    assert report.steps == 2, report

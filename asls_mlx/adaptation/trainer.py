@@ -46,6 +46,7 @@ class TrainingArgs:
     lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (measured good: 2e-4 at rank 8, scale 20)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay on the LoRA weights."})
     max_steps: int = field(default=10, metadata={"help": "Step cap for this session (over-training causes refusals)."})
+    max_epochs: float | None = field(default=None, metadata={"help": "Also stop after this many passes over the examples (None: no cap)."})
     time_budget_s: float = field(default=30.0, metadata={"help": "Wall-clock budget; no step starts that would overrun it."})
     batch_size: int = field(default=4, metadata={"help": "Pairs per step."})
     replay_fraction: float = field(default=0.3, metadata={"help": "Share of the training pool drawn from older pairs."})
@@ -268,7 +269,10 @@ def train(
     # Bucket by length, except for KTO: there length would sort liked (short) and disliked answers
     # into separate batches, and its reference point z0 is a per-batch estimate.
     lengths = [p.length if args.loss != "kto" else 0 for p in examples]
-    schedule = batch_schedule(lengths, n, args.seed, start_step, args.max_steps)
+    steps = args.max_steps
+    if args.max_epochs is not None:
+        steps = min(steps, max(1, math.ceil(args.max_epochs * len(examples) / n)))
+    schedule = batch_schedule(lengths, n, args.seed, start_step, steps)
     model.train()
     losses_seen, metrics, tokens, reason, diverged = [], {}, 0, "max_steps", False
     last_step_s = 0.0

@@ -34,6 +34,10 @@ class UpdateOptions:
     loss: str = "dpo"  # dpo | simpo | orpo | sft
     time_budget_s: float = 30.0  # wall clock for the training steps themselves
     max_steps: int = 10  # per session: over-training makes a 135M model loop or refuse (DESIGN.md)
+    # ...and so does seeing the same few pairs many times: a 10-turn session gave 3 DPO pairs, and
+    # its 4th and 5th passes over them raised general-text perplexity 1.015x -> 1.108x and made the
+    # answers fit the user worse (profile fit 0.83 -> 0.64 after 5 passes, measured)
+    max_epochs: float = 3.0
     base_lr: float = 2e-4
     drift_adaptation: bool = True  # steps/lr/replay follow the profile's drift score
     replay_pool: int = 64  # older pairs eligible for replay
@@ -130,7 +134,7 @@ def update_adapter(
     run_id = store.add_training_run(user_id, [p.id for p in new], session_ids, parent_version=previous)
     args = TrainingArgs(
         loss=options.loss, lr=lr, max_steps=steps, time_budget_s=options.time_budget_s,
-        replay_fraction=replay_fraction, seed=options.seed,
+        replay_fraction=replay_fraction, seed=options.seed, max_epochs=options.max_epochs,
     )
     started = time.perf_counter()
     timings = {"prepare": started - t0}
