@@ -58,9 +58,11 @@ def test_decode_steps_across_a_cache_growth(fast_model):
     assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora):
-    """Several positions at once (prefill), on an empty cache, on a filled one, and across a growth."""
+@pytest.mark.parametrize("lora,query_rows", [(False, 256), (True, 256), (True, 16)])
+def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora, query_rows, monkeypatch):
+    """Several positions at once (prefill), on an empty cache, on a filled one, and across a growth;
+    with attention over all of a chunk's queries at once and in blocks of 16."""
+    monkeypatch.setattr(host_decode, "_QUERY_ROWS", query_rows)
     model, _ = fast_model
     model = _with_lora(model) if lora else model
     chunks = [PROMPT, [(5 * i) % 150 + 3 for i in range(40)], [(3 * i) % 190 + 1 for i in range(230)]]
@@ -78,18 +80,24 @@ def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora):
         assert np.abs(x - y).max() <= 1e-4 * np.abs(y).max()
 
 
-def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model, monkeypatch):
+@pytest.mark.parametrize("options", [
+    SamplingOptions(max_tokens=16, temperature=0.0),
+    SamplingOptions(max_tokens=12, temperature=0.9, top_k=20, seed=3, repetition_penalty=1.3),
+], ids=["greedy", "sampled"])
+def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model, monkeypatch, options):
+    """Our host loop (no lookahead) yields what mlx-lm's loop yields: tokens, text, finish reasons."""
     model, tokenizer = fast_model
     _with_lora(model)
     turn1 = [{"role": "user", "content": "what is the weather"}]
-    options = SamplingOptions(max_tokens=16, temperature=0.0)
 
     def two_turns():
         engine = ChatEngine(model, tokenizer)
-        first = [c.token for c in engine.stream(turn1, options)]
-        turn2 = turn1 + [{"role": "assistant", "content": tokenizer.decode(first)}, {"role": "user", "content": "and then"}]
+        first = list(engine.stream(turn1, options))
+        turn2 = turn1 + [{"role": "assistant", "content": tokenizer.decode([c.token for c in first])},
+                         {"role": "user", "content": "and then"}]
         chunks = list(engine.stream(turn2, options))  # reuses (and trims) the cache the host steps filled
-        return first, [c.token for c in chunks], chunks[0].cached_tokens
+        return ([(c.token, c.text, c.finish_reason) for c in first], [(c.token, c.text, c.finish_reason) for c in chunks],
+                chunks[0].cached_tokens)
 
     calls = []
     real = host_decode.forward_tokens
@@ -103,7 +111,6 @@ def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model,
 def test_unsupported_models_keep_the_mlx_path(tiny_model_dir):
     model, _ = mlx_lm.load(str(tiny_model_dir))
     assert not host_decode.supports(model)  # no CPU kernels (ASLS_FAST_KERNELS=off)
-    assert host_decode.for_generation(model) is model
     fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
     assert host_decode.supports(model)
     model.model.layers[0].self_attn.rope = object()  # e.g. a scaled RoPE variant

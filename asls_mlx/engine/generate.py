@@ -121,7 +121,7 @@ class ChatEngine:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors
 
-        from asls_mlx.engine.host_decode import for_generation
+        from asls_mlx.engine import host_decode
 
         opts = options or SamplingOptions()
         ids, truncated = self.encode_chat(messages, reserve=opts.max_tokens)
@@ -139,8 +139,11 @@ class ChatEngine:
         generated: list[int] = []
         self._state = _CacheState()  # invalid until we know what the cache holds
         try:
-            steps = stream_generate(
-                for_generation(self.model),
+            # the host (NumPy) path has its own loop: mlx-lm's decodes one token ahead, which only
+            # pays where steps run asynchronously (a GPU)
+            generate = host_decode.stream_generate if host_decode.supports(self.model) else stream_generate
+            steps = generate(
+                self.model,
                 self.tokenizer,
                 mx.array(ids[cached:]),
                 max_tokens=opts.max_tokens,
