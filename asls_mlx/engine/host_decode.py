@@ -232,6 +232,15 @@ def stream_generate(model: nn.Module, tokenizer, prompt: mx.array, max_tokens: i
         logits = host(prompt[None, start : start + prefill_step_size], cache=cache)
     context = prompt
     n, prompt_tps, token = 0, 0.0, None
+
+    def response(finish_reason: str | None) -> GenerationResponse:
+        return GenerationResponse(
+            text=detokenizer.last_segment, token=token, logprobs=logprobs, from_draft=False,
+            prompt_tokens=prompt.size, prompt_tps=prompt_tps, generation_tokens=n + 1,
+            generation_tps=(n + 1) / (time.perf_counter() - tic), peak_memory=mx.get_peak_memory() / 1e9,
+            finish_reason=finish_reason,
+        )
+
     while True:
         logits = logits[:, -1, :]
         for processor in logits_processors or ():
@@ -247,20 +256,10 @@ def stream_generate(model: nn.Module, tokenizer, prompt: mx.array, max_tokens: i
         detokenizer.add_token(token)
         if n + 1 == max_tokens:
             break
-        yield GenerationResponse(
-            text=detokenizer.last_segment, token=token, logprobs=logprobs, from_draft=False,
-            prompt_tokens=prompt.size, prompt_tps=prompt_tps, generation_tokens=n + 1,
-            generation_tps=(n + 1) / (time.perf_counter() - tic), peak_memory=mx.get_peak_memory() / 1e9,
-            finish_reason=None,
-        )
+        yield response(None)
         logits = host(y.reshape(1, 1), cache=cache)
         if logits_processors:
             context = mx.concatenate([context, y.reshape(-1)])
         n += 1
     detokenizer.finalize()
-    yield GenerationResponse(
-        text=detokenizer.last_segment, token=token, logprobs=logprobs, from_draft=False,
-        prompt_tokens=prompt.size, prompt_tps=prompt_tps, generation_tokens=n + 1,
-        generation_tps=(n + 1) / (time.perf_counter() - tic), peak_memory=mx.get_peak_memory() / 1e9,
-        finish_reason="stop" if token in tokenizer.eos_token_ids else "length",
-    )
+    yield response("stop" if token in tokenizer.eos_token_ids else "length")
