@@ -141,8 +141,8 @@ def main() -> None:
         f"Machine: {meta['machine']}. before = MLX native kernels + LoRA on all 30 blocks; now = CPU kernels "
         "(engine.fastmath) + LoRA on the last 16 blocks with the frozen-block cache. Both columns share the rest of "
         "today's code (held-out checks from the frozen-block cache, no policy pass for an identity adapter, the base "
-        "perplexity computed once). Training steps fill the 30 s budget, so compare seconds per step; the chat turns "
-        "are not counted.\n\n" + table + "\n"
+        "perplexity computed once). Training runs at most 3 passes over the session's pairs (or the 30 s budget), so "
+        "compare seconds per step; the chat turns are not counted.\n\n" + table + "\n"
     )
     print(f"\nwrote {RESULTS / 'session_update.json'}")
 
