@@ -24,7 +24,7 @@ import numpy as np
 from mlx_lm.models.cache import KVCache
 from mlx_lm.tuner.lora import LoRALinear
 
-from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight
+from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight, logsumexp
 
 _LINEARS = (nn.Linear, MatvecLinear)
 _QUERY_ROWS = 256  # prompt positions per attention block in ``_attention``
@@ -245,7 +245,7 @@ def stream_generate(model: nn.Module, tokenizer, prompt: mx.array, max_tokens: i
         logits = logits[:, -1, :]
         for processor in logits_processors or ():
             logits = processor(context, logits)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logprobs = logits - logsumexp(logits, keepdims=True)  # MLX's exp is scalar on the CPU
         y = sampler(logprobs)
         token, logprobs = y.item(), logprobs.squeeze(0)
         if n == 0:
