@@ -70,3 +70,4 @@ def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     options = UpdateOptions(max_steps=10, time_budget_s=1e9, drift_adaptation=False, max_epochs=2.0)
     report = update_adapter(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID, options)
     assert report.steps == 2, report
+    store.close()
