@@ -85,16 +85,26 @@ def _rms_norm(norm: nn.RMSNorm, x: np.ndarray) -> np.ndarray:
     return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(norm.eps))) * _np(norm.weight)
 
 
+_rope_memo: tuple | None = None  # (rope settings + positions, cos, sin) of the last step: its blocks share them
+
+
+def _rope_angles(rope: nn.RoPE, offset: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    global _rope_memo
+    key = (rope.dims, float(rope.base), float(rope.scale), offset, m)
+    memo = _rope_memo  # one read and one write of a tuple: safe when two threads decode
+    if memo is None or memo[0] != key:
+        half = rope.dims // 2
+        freqs = np.power(np.float32(rope.base), -np.arange(half, dtype=np.float32) / half).astype(np.float32)
+        positions = np.arange(offset, offset + m, dtype=np.float32) * np.float32(rope.scale)
+        angle = positions[:, None] * freqs
+        memo = _rope_memo = (key, np.cos(angle), np.sin(angle))
+    return memo[1], memo[2]
+
+
 def _rope(rope: nn.RoPE, x: np.ndarray, offset: int) -> np.ndarray:
     """mlx's RoPE of positions offset, offset + 1, ...: x (heads, M, head_dim)."""
     half = rope.dims // 2
-    freqs = rope.__dict__.get("_asls_freqs")
-    if freqs is None:
-        freqs = np.power(np.float32(rope.base), -np.arange(half, dtype=np.float32) / half).astype(np.float32)
-        rope.__dict__["_asls_freqs"] = freqs
-    positions = np.arange(offset, offset + x.shape[1], dtype=np.float32) * np.float32(rope.scale)
-    angle = positions[:, None] * freqs
-    cos, sin = np.cos(angle), np.sin(angle)
+    cos, sin = _rope_angles(rope, offset, x.shape[1])
     if rope.traditional:
         x1, x2 = x[..., 0 : rope.dims : 2], x[..., 1 : rope.dims : 2]
         out = x.copy()
