@@ -184,7 +184,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     import mlx.optimizers as optim
 
     from asls_mlx import blas
-    from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key
+    from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key, pair_rows
     from asls_mlx.adaptation.logprobs import (
         PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, pair_batch, reference_logps,
     )
@@ -219,8 +219,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     out["frozen_blocks"] = prefix.depth
     # as the trainer batches them: each prompt run once for its chosen and rejected answer
     batch, hidden = pair_batch(model, [(p.prompt, p.chosen, p.rejected) for p in pairs], prefix)
-    rows = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
-    unshared = collate(rows)  # the same pairs as separate rows, for the profile below
+    unshared = collate(pair_rows(pairs))  # the same pairs as separate rows, for the profile below
     ones = mx.ones(BATCH)
     ref_c = mx.array([ref[p.key][0] for p in pairs])
     ref_r = mx.array([ref[p.key][1] for p in pairs])

@@ -345,15 +345,14 @@ def test_shared_prompt_batch_layout(tiny_model_dir):
 @pytest.mark.parametrize("use_prefix", [False, True])
 def test_shared_prompt_logps_and_grads_equal_separate_rows(deep_tiny_dir, use_prefix):
     """Chosen and rejected answers after one run of their prompt: the numbers of two separate rows."""
-    from asls_mlx.adaptation.batching import collate_pairs
+    from asls_mlx.adaptation.batching import answer_rows, collate_pairs
     from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, shares_prompt
 
     model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
     perturb(model)
     assert shares_prompt(model)
     pairs = _uneven_pairs(tok)
-    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
-    b, pb = collate(rows), collate_pairs(pairs)
+    b, pb = collate(answer_rows(pairs)), collate_pairs(pairs)
     prefix = PrefixCache(model) if use_prefix else None
     shared_inputs = prefix.pair_inputs(pairs, pb) if use_prefix else pb.inputs
     if use_prefix:

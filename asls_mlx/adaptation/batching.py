@@ -175,7 +175,7 @@ def collate_pairs(pairs: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int,
     """Build a ``PairedBatch`` from (prompt_ids, chosen_ids, rejected_ids), shapes rounded up to ``bucket``."""
     n = len(pairs)
     lp = round_up(max(len(p) - 1 for p, _, _ in pairs), bucket)
-    answers = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    answers = answer_rows(pairs)
     la = round_up(max(len(a) for _, a in answers), bucket)
     n_answer = round_up(sum(len(a) for _, a in answers), bucket)
     prompts = np.zeros((n, lp), np.int32)
@@ -202,9 +202,14 @@ def collate_pairs(pairs: list[tuple[tuple[int, ...], tuple[int, ...], tuple[int,
     )
 
 
+def answer_rows(pairs: list[tuple]) -> list[tuple]:
+    """(prompt, answer) rows of (prompt, chosen, rejected) pairs: all chosen answers first, then all rejected ones."""
+    return [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+
+
 def pair_rows(pairs: list[EncodedPair]) -> list[tuple]:
-    """Rows for a paired batch: all chosen answers first, then all rejected ones."""
-    return [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
+    """``answer_rows`` of encoded pairs."""
+    return answer_rows([(p.prompt, p.chosen, p.rejected) for p in pairs])
 
 
 def text_batch(tokenizer, texts, max_length: int = 64, bucket: int = BUCKET) -> tuple[mx.array, mx.array]:

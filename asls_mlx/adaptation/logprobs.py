@@ -25,7 +25,7 @@ import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.tuner.lora import LoRALinear
 
-from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, collate, collate_pairs
+from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, answer_rows, collate, collate_pairs
 from asls_mlx.adaptation.lora import adapter_disabled
 from asls_mlx.engine.fastmath import logsumexp
 
@@ -232,9 +232,9 @@ def shares_prompt(model: nn.Module) -> bool:
     if uses_answer_only(model):
         pairs = [((1, 2, 3, 4, 5), (6, 7), (8, 9, 10)), ((11, 12), (13, 14, 15), (16,))]
         try:
-            rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
             shared = fast_answer_logps(model, *collate_pairs(pairs, bucket=4).arrays())
-            ok = bool(mx.allclose(shared, fast_answer_logps(model, *collate(rows, bucket=4).arrays()), rtol=1e-4, atol=1e-4).item())
+            separate = fast_answer_logps(model, *collate(answer_rows(pairs), bucket=4).arrays())
+            ok = bool(mx.allclose(shared, separate, rtol=1e-4, atol=1e-4).item())
         except Exception:
             ok = False
     object.__setattr__(model, _SHARED_ATTR, ok)
@@ -309,8 +309,7 @@ class PrefixCache:
                 self.answers[(prompt, rejected)] = a_h[k + i, : len(rejected)]
         lp, la = batch.prompts.shape[1], batch.answers.shape[1]
         prompts = mx.stack([mx.pad(self.prompts[p], [(lp - self.prompts[p].shape[0], 0), (0, 0)]) for p, _, _ in pairs])
-        rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
-        answers = mx.stack([mx.pad(self.answers[r], [(0, la - self.answers[r].shape[0]), (0, 0)]) for r in rows])
+        answers = mx.stack([mx.pad(self.answers[r], [(0, la - self.answers[r].shape[0]), (0, 0)]) for r in answer_rows(pairs)])
         return prompts, batch.prompt_valid, answers
 
     def text_inputs(self, tokens: mx.array) -> mx.array:
@@ -338,7 +337,7 @@ def pair_batch(model, pairs: list[tuple], prefix: PrefixCache | None = None) -> 
     if shares_prompt(model):
         b = collate_pairs(pairs)
         return b, (prefix.pair_inputs(pairs, b) if prefix is not None else b.inputs)
-    rows = [(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]
+    rows = answer_rows(pairs)
     b = collate(rows)
     return b, (prefix.inputs(rows, b) if prefix is not None else b.inputs)
 
