@@ -65,7 +65,8 @@ def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora, query_rows,
     monkeypatch.setattr(host_decode, "_QUERY_ROWS", query_rows)
     model, _ = fast_model
     model = _with_lora(model) if lora else model
-    chunks = [PROMPT, [(5 * i) % 150 + 3 for i in range(40)], [(3 * i) % 190 + 1 for i in range(230)]]
+    # 8, 2 (one GEMV per row), 40 and 230 rows (transposed GEMMs in ``_linear``)
+    chunks = [PROMPT, [11, 4], [(5 * i) % 150 + 3 for i in range(40)], [(3 * i) % 190 + 1 for i in range(230)]]
     caches = [make_prompt_cache(model) for _ in range(2)]
     for chunk in chunks:
         want = model(mx.array([chunk]), cache=caches[0])[:, -1:]

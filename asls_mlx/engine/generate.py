@@ -192,10 +192,9 @@ class ChatEngine:
         """One answer per ``(conversation, options)``, all decoded in one batch even when their options
         differ (greedy next to sampled rows, different lengths). Leaves the chat cache alone."""
         import mlx.core as mx
-        from mlx_lm.generate import BatchGenerator
         from mlx_lm.sample_utils import make_logits_processors
 
-        from asls_mlx.engine.fastmath import host_matvec
+        from asls_mlx.engine import host_batch, host_decode
 
         if not requests:
             return []
@@ -223,6 +222,22 @@ class ChatEngine:
                     samplers[id(o)] = shared
                     processors[id(o)] = processors[id(o)] + [_as_argmax]
         prompts = [self.encode_chat(c, reserve=o.max_tokens)[0] for c, o in requests]
+        if host_decode.supports(self.model):
+            rows = [
+                host_batch.Row(p, o.max_tokens, samplers[id(o)], processors[id(o)])
+                for p, (_, o) in zip(prompts, requests)
+            ]
+            answers = host_batch.generate(self.model, rows, set(self.tokenizer.eos_token_ids))
+        else:
+            answers = self._batch_generator_answers(prompts, requests, samplers, processors)
+        texts = [self.tokenizer.decode(a) for a in answers]
+        return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
+
+    def _batch_generator_answers(self, prompts: list[list[int]], requests, samplers: dict, processors: dict) -> list[list[int]]:
+        from mlx_lm.generate import BatchGenerator
+
+        from asls_mlx.engine.fastmath import host_matvec
+
         with host_matvec():
             gen = BatchGenerator(self.model, stop_tokens=[[t] for t in self.tokenizer.eos_token_ids])
             uids = gen.insert(
@@ -238,8 +253,7 @@ class ChatEngine:
                             tokens[r.uid].append(r.token)
             finally:
                 gen.close()
-        texts = [self.tokenizer.decode(tokens[uid]) for uid in uids]
-        return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
+        return [tokens[uid] for uid in uids]
 
 
 def _as_argmax(tokens, logits):

@@ -1,0 +1,166 @@
+"""Many independent answers decoded together in NumPy on the CPU (``ChatEngine.complete_requests``).
+
+The self-labelled samples and the commit gate's answers of a session update are ~22 short answers
+decoded as one batch. mlx-lm's ``BatchGenerator`` took ~190 ms per 22-row step here: its GEMMs are
+~50 ms of that, the rest MLX's per-op round trips (~30 small ops per block) and a 15 ms log-softmax.
+The same step in NumPy (``host_decode``'s GEMMs and kernels, one KV buffer per block holding every
+row at its own position) leaves mostly the GEMMs.
+
+Prefill: the prefix common to all prompts (system text, chat template) runs once, then each distinct
+prompt once (rows sampled k times share it); its keys and values are copied into the rows' buffers.
+Ends, logits processors (called with the prompt + tokens so far) and samplers are those of mlx-lm's
+loops; rows sharing a sampler object are sampled in one call; finished rows leave the batch.
+Same scope as ``host_decode`` (``host_decode.supports``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from asls_mlx.engine.fastmath import _host_weight, logsumexp
+from asls_mlx.engine.host_decode import HostKVCache, _linear, _mlp, _rms_norm, _softmax, head, last_logits, rope_angles, rotate
+
+BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
+
+
+@dataclass
+class Row:
+    """One answer to generate: prompt token ids, at most ``max_tokens`` new tokens."""
+
+    prompt: Sequence[int]
+    max_tokens: int
+    sampler: Callable[[mx.array], mx.array]
+    processors: Sequence[Callable] = field(default_factory=tuple)
+
+
+def generate(model: nn.Module, rows: Sequence[Row], stop_tokens: set[int], batch_rows: int = BATCH_ROWS) -> list[list[int]]:
+    """The new tokens of each row, without the stop token that ended it (if one did)."""
+    if any(len(r.prompt) == 0 for r in rows):
+        raise ValueError("every row needs a prompt of at least one token")
+    out: list[list[int]] = []
+    for start in range(0, len(rows), batch_rows):
+        out += _generate_batch(model, list(rows[start : start + batch_rows]), stop_tokens)
+    return out
+
+
+def _prefill(model: nn.Module, prompts: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[list[HostKVCache], np.ndarray]]:
+    """Per distinct prompt: its blocks' caches and the logits after it."""
+    distinct = list(dict.fromkeys(prompts))
+    shared = min(len(p) for p in distinct) - 1  # each prompt keeps >= 1 token of its own for its logits
+    for p in distinct[1:]:
+        shared = min(shared, next((i for i, (a, b) in enumerate(zip(distinct[0], p)) if a != b), shared))
+    prefix = [HostKVCache() for _ in model.model.layers]
+    if shared > 0:
+        last_logits(model, np.array(distinct[0][:shared]), prefix)
+    done = {}
+    for p in distinct:
+        caches = [c.clone() for c in prefix]
+        done[p] = (caches, last_logits(model, np.array(p[shared:]), caches))
+    return done
+
+
+def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) -> list[list[int]]:
+    prompts = [tuple(int(t) for t in r.prompt) for r in rows]
+    prefilled = _prefill(model, prompts)
+    capacity = max(len(p) for p in prompts) + max(max(r.max_tokens, 1) for r in rows)
+    kv = []
+    for i, layer in enumerate(model.model.layers):
+        first = prefilled[prompts[0]][0][i].keys
+        keys = np.zeros((len(rows), first.shape[0], capacity, first.shape[2]), np.float32)
+        values = np.zeros_like(keys)
+        for b, p in enumerate(prompts):
+            cache = prefilled[p][0][i]
+            keys[b, :, : len(p)], values[b, :, : len(p)] = cache.keys[:, : len(p)], cache.values[:, : len(p)]
+        kv.append((keys, values))
+    logits = np.stack([prefilled[p][1] for p in prompts])
+    del prefilled
+    positions = np.array([len(p) for p in prompts])  # where each row's next token goes
+    slots: list[int | None] = list(range(len(rows)))  # the row in each batch slot; None once finished
+    contexts = [list(p) for p in prompts]
+    answers: list[list[int]] = [[] for _ in rows]
+    while True:
+        live = [s for s, r in enumerate(slots) if r is not None]
+        sampled = _sample(logits[live], [rows[slots[s]] for s in live], [contexts[slots[s]] for s in live])
+        tokens = np.zeros(len(slots), np.int64)
+        for s, token in zip(live, sampled):
+            row = slots[s]
+            tokens[s] = token
+            if token in stop_tokens:
+                slots[s] = None
+                continue
+            answers[row].append(token)
+            contexts[row].append(token)
+            if len(answers[row]) >= rows[row].max_tokens:
+                slots[s] = None
+        finished = sum(r is None for r in slots)
+        if finished == len(slots):
+            return answers
+        if 4 * finished >= len(slots):  # drop finished rows (a copy of the buffers) once they are a quarter
+            keep = [s for s, r in enumerate(slots) if r is not None]
+            kv = [(k[keep], v[keep]) for k, v in kv]
+            slots, tokens, positions = [slots[s] for s in keep], tokens[keep], positions[keep]
+        logits = _step(model, tokens, kv, positions)
+        positions = positions + 1
+
+
+def _sample(logits: np.ndarray, rows: list[Row], contexts: list[list[int]]) -> list[int]:
+    x = mx.array(logits)
+    if any(r.processors for r in rows):
+        parts = []
+        for i, r in enumerate(rows):
+            part = x[i : i + 1]
+            if r.processors:
+                context = mx.array(contexts[i])
+                for processor in r.processors:
+                    part = processor(context, part)
+            parts.append(part)
+        x = mx.concatenate(parts, axis=0)
+    logprobs = x - logsumexp(x, keepdims=True)
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(id(r.sampler), []).append(i)
+    tokens = [0] * len(rows)
+    for indices in groups.values():
+        picked = rows[indices[0]].sampler(logprobs if len(indices) == len(rows) else logprobs[mx.array(indices)])
+        for i, t in zip(indices, np.array(picked).reshape(-1).tolist()):
+            tokens[i] = int(t)
+    return tokens
+
+
+def _step(model: nn.Module, tokens: np.ndarray, kv: list, positions: np.ndarray) -> np.ndarray:
+    """Logits (rows, vocab) of one new token per row at ``positions``, written into ``kv``."""
+    body = model.model
+    x = _host_weight(body.embed_tokens)[tokens].astype(np.float32)  # (rows, D)
+    span = int(positions.max()) + 1
+    # each row sees its own positions only: later slots (other rows' lengths) are masked
+    mask = np.where(np.arange(span)[None, :] > positions[:, None], np.float32(-np.inf), np.float32(0))
+    angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    for layer, (keys, values) in zip(body.layers, kv):
+        rope = layer.self_attn.rope
+        key = (rope.dims, float(rope.base), float(rope.scale))
+        if key not in angles:
+            cos, sin = rope_angles(rope, positions)
+            angles[key] = (cos[:, None], sin[:, None])
+        h = _rms_norm(layer.input_layernorm, x)
+        x = x + _attention_rows(layer.self_attn, h, keys, values, positions, span, mask, angles[key])
+        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+    return head(model, x)
+
+
+def _attention_rows(attn: Any, h: np.ndarray, keys: np.ndarray, values: np.ndarray, positions: np.ndarray,
+                    span: int, mask: np.ndarray, angles: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    n, n_heads, n_kv = h.shape[0], attn.n_heads, attn.n_kv_heads
+    q = rotate(attn.rope, _linear(attn.q_proj, h).reshape(n, n_heads, -1), *angles)
+    k = rotate(attn.rope, _linear(attn.k_proj, h).reshape(n, n_kv, -1), *angles)
+    rows = np.arange(n)
+    keys[rows, :, positions] = k
+    values[rows, :, positions] = _linear(attn.v_proj, h).reshape(n, n_kv, -1)
+    grouped = q.reshape(n, n_kv, n_heads // n_kv, -1) * np.float32(attn.scale)  # (rows, n_kv, group, head_dim)
+    scores = grouped @ keys[:, :, :span].transpose(0, 1, 3, 2) + mask[:, None, None, :]
+    out = _softmax(scores) @ values[:, :, :span]
+    return _linear(attn.o_proj, out.reshape(n, -1))

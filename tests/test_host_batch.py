@@ -1,0 +1,98 @@
+"""Batched NumPy generation gives, row by row, what mlx-lm's own one-sequence loop gives."""
+
+import mlx.core as mx
+import mlx_lm
+import numpy as np
+import pytest
+from mlx_lm.generate import generate_step
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
+from asls_mlx.engine import ChatEngine, SamplingOptions, fastmath, host_batch, host_decode
+
+SHARED = [5, 9, 33, 60, 7]
+PROMPTS = [SHARED + [81, 14, 2], SHARED + [81, 14, 2], SHARED + [120, 3], SHARED + [44] * 9, [17, 2, 8]]
+GREEDY = make_sampler(temp=0.0)
+
+
+@pytest.fixture()
+def fast_model(tiny_model_dir):
+    model, tokenizer = mlx_lm.load(str(tiny_model_dir))
+    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    attach_lora(model, LoraConfig(num_layers=2))
+    mx.random.seed(4)
+    set_lora_weights(model, {k: v + 0.1 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
+    assert host_decode.supports(model)
+    return model, tokenizer
+
+
+def _mlx_lm_tokens(model, prompt, max_tokens, processors=()):
+    """mlx-lm's one-sequence loop (MLX forward, its own cache): the reference."""
+    steps = generate_step(mx.array(prompt), model, max_tokens=max_tokens, sampler=GREEDY, logits_processors=list(processors))
+    return [int(t) for t, _ in steps]
+
+
+def _expected(reference, max_tokens, stop):
+    out = []
+    for t in reference[:max_tokens]:
+        if t in stop:
+            break
+        out.append(t)
+    return out
+
+
+@pytest.mark.parametrize("penalty", [None, 1.3])
+def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty):
+    """Uneven prompts (a shared prefix, a repeated prompt, one with nothing shared), uneven lengths,
+    and stop tokens that end rows early, so the batch shrinks while the others go on."""
+    model, _ = fast_model
+    processors = make_logits_processors(repetition_penalty=penalty, repetition_context_size=8) if penalty else []
+    lengths = [20, 9, 16, 3, 20]
+    references = [_mlx_lm_tokens(model, p, 20, processors) for p in PROMPTS]
+    stop = {references[1][4], references[3][1]}  # a fifth and a second token: rows end at different steps
+    rows = [host_batch.Row(p, n, GREEDY, processors) for p, n in zip(PROMPTS, lengths)]
+    got = host_batch.generate(model, rows, stop)
+    assert got == [_expected(r, n, stop) for r, n in zip(references, lengths)]
+    assert len({len(g) for g in got}) >= 3
+    # in batches of two rows: each batch prefilled and decoded on its own
+    assert host_batch.generate(model, rows, stop, batch_rows=2) == got
+
+
+def test_sampled_rows_draw_from_each_rows_own_top_k(fast_model):
+    """Sampled and greedy rows in one batch, with different samplers: each sampled token is among the
+    top k of the model's distribution for that row's context, and greedy rows stay greedy."""
+    model, _ = fast_model
+    k = 5
+    sampler = make_sampler(temp=1.0, top_k=k)
+    rows = [host_batch.Row(p, 12, sampler) for p in PROMPTS[:3]] + [host_batch.Row(PROMPTS[3], 12, GREEDY)]
+    mx.random.seed(0)
+    got = host_batch.generate(model, rows, set())
+    assert got[3] == _mlx_lm_tokens(model, PROMPTS[3], 12)
+    for prompt, tokens in zip(PROMPTS[:3], got[:3]):
+        logits = np.asarray(model(mx.array([prompt + tokens]))[0, len(prompt) - 1 : -1])
+        top = np.argsort(-logits, axis=-1)[:, :k]
+        assert all(t in row for t, row in zip(tokens, top))
+    assert got[0] != got[1]  # same prompt, independent draws
+    mx.random.seed(0)
+    assert host_batch.generate(model, rows, set()) == got
+
+
+def test_complete_requests_take_the_host_path_with_the_same_answers(fast_model, monkeypatch):
+    model, tokenizer = fast_model
+    engine = ChatEngine(model, tokenizer)
+    convs = [[{"role": "user", "content": q}] for q in ("hello there", "what is the weather", "tell me a story")]
+    greedy = SamplingOptions(max_tokens=10, temperature=0.0)
+    calls = []
+    real = host_batch.generate
+    monkeypatch.setattr(host_batch, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    host = engine.complete_requests([(c, greedy) for c in convs])
+    assert calls and all(host)
+    monkeypatch.setattr(host_decode, "supports", lambda m: False)
+    assert engine.complete_requests([(c, greedy) for c in convs]) == host
+    assert len(calls) == 1
+
+
+def test_an_empty_prompt_is_refused(fast_model):
+    model, _ = fast_model
+    with pytest.raises(ValueError, match="at least one token"):
+        host_batch.generate(model, [host_batch.Row([], 4, GREEDY)], set())
