@@ -65,7 +65,7 @@ def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora, query_rows,
     monkeypatch.setattr(host_decode, "_QUERY_ROWS", query_rows)
     model, _ = fast_model
     model = _with_lora(model) if lora else model
-    # 8, 2 (one GEMV per row), 40 and 230 rows (transposed GEMMs in ``_linear``)
+    # 8, 2, 40 and 230 rows (transposed GEMMs in ``_linear``)
     chunks = [PROMPT, [11, 4], [(5 * i) % 150 + 3 for i in range(40)], [(3 * i) % 190 + 1 for i in range(230)]]
     caches = [make_prompt_cache(model) for _ in range(2)]
     for chunk in chunks:
@@ -116,3 +116,4 @@ def test_unsupported_models_keep_the_mlx_path(tiny_model_dir):
     assert host_decode.supports(model)
     model.model.layers[0].self_attn.rope = object()  # e.g. a scaled RoPE variant
     assert not host_decode.supports(model)
+

@@ -1,10 +1,11 @@
-"""The fast nucleus sampler keeps exactly the tokens mlx-lm's top-p + top-k chain keeps, and draws the same ones."""
+"""The fast nucleus sampler keeps exactly the tokens mlx-lm's top-p + top-k chain keeps, with the same probabilities."""
 
 import mlx.core as mx
+import numpy as np
 import pytest
 from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_sampler as mlx_lm_sampler
 
-from asls_mlx.engine.samplers import apply_top_p_top_k, make_sampler
+from asls_mlx.engine.samplers import make_sampler, nucleus_top_k
 
 
 def _logprobs(scale: float, rows: int = 24, vocab: int = 4096, seed: int = 0) -> mx.array:
@@ -12,31 +13,47 @@ def _logprobs(scale: float, rows: int = 24, vocab: int = 4096, seed: int = 0) ->
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
+def _kept_mask(lp, top_p, top_k):
+    """Our kept candidates scattered back over the vocabulary: True where a token can be drawn."""
+    index, kept = nucleus_top_k(lp, top_p, top_k)
+    mask = np.zeros(lp.shape, bool)
+    np.put_along_axis(mask, np.asarray(index), ~np.isinf(np.asarray(kept)), axis=-1)
+    return mask, index, kept
+
+
 @pytest.mark.parametrize("scale", [0.5, 3.0, 8.0])  # flat: top-k binds; peaked: the nucleus is smaller than k
 @pytest.mark.parametrize("top_p,top_k", [(0.95, 64), (0.5, 256), (0.9, 1)])
-def test_mask_equals_mlx_lm_top_p_then_top_k(scale, top_p, top_k):
+def test_kept_tokens_equal_mlx_lm_top_p_then_top_k(scale, top_p, top_k):
     lp = _logprobs(scale)
-    ours = apply_top_p_top_k(lp, top_p, top_k)
+    mask, index, kept = _kept_mask(lp, top_p, top_k)
     reference = apply_top_k(apply_top_p(lp, top_p), top_k)
-    kept = (~mx.isinf(ours)).sum(axis=-1)
-    assert mx.array_equal(mx.isinf(ours), mx.isinf(reference)).item()
-    assert mx.array_equal(mx.where(mx.isinf(ours), 0, ours), mx.where(mx.isinf(ours), 0, lp)).item()
-    assert kept.max().item() <= top_k and kept.min().item() >= 1
+    assert (mask == ~np.isinf(np.asarray(reference))).all()
+    finite = ~np.isinf(np.asarray(kept))
+    assert np.array_equal(np.asarray(kept)[finite], np.take_along_axis(np.asarray(lp), np.asarray(index), -1)[finite])
+    assert mask.sum(-1).max() <= top_k and mask.sum(-1).min() >= 1
 
 
 def test_nucleus_smaller_than_k_is_found():
-    lp = _logprobs(8.0)
-    kept = (~mx.isinf(apply_top_p_top_k(lp, 0.9, 256))).sum(axis=-1)
-    assert kept.max().item() < 256  # the top-p cut, not top-k, decided these rows
+    mask, _, _ = _kept_mask(_logprobs(8.0), 0.9, 256)
+    assert mask.sum(-1).max() < 256  # the top-p cut, not top-k, decided these rows
 
 
-def test_same_seed_same_tokens_as_mlx_lm():
-    lp = _logprobs(3.0, rows=64)
-    mx.random.seed(11)
-    ours = make_sampler(0.8, 0.95, 128)(lp)
-    mx.random.seed(11)
-    reference = mlx_lm_sampler(temp=0.8, top_p=0.95, top_k=128)(lp)
-    assert mx.array_equal(ours, reference).item()
+def test_top_p_top_k_draws_from_mlx_lm_distribution_and_repeats_with_a_seed():
+    """Drawn among the candidates only: each token as likely as under mlx-lm's masked softmax."""
+    vocab, temp, top_p, top_k, draws = 60, 0.8, 0.8, 12, 40_000
+    logits = mx.random.normal((1, vocab), key=mx.random.key(8)) * 3
+    lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    mx.random.seed(5)
+    tokens = np.asarray(make_sampler(temp, top_p, top_k)(mx.repeat(lp, draws, axis=0)))
+    mx.random.seed(5)
+    assert np.array_equal(np.asarray(make_sampler(temp, top_p, top_k)(mx.repeat(lp, draws, axis=0))), tokens)
+    masked = np.asarray(apply_top_k(apply_top_p(lp, top_p), top_k))[0] / temp
+    want = np.exp(masked - masked.max())
+    want /= want.sum()
+    got = np.bincount(tokens, minlength=vocab) / draws
+    assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want))
+    assert 2 <= len(np.flatnonzero(want)) < top_k  # the nucleus cut something here
+    assert np.abs(got - want).max() < 0.01  # ~4 standard errors at 40k draws
 
 
 def test_greedy_and_plain_fallbacks():
@@ -49,8 +66,6 @@ def test_greedy_and_plain_fallbacks():
 
 def test_top_k_alone_draws_from_the_top_k_distribution():
     """top_k without top_p: drawn among the k candidates only, with mlx-lm's top-k probabilities."""
-    import numpy as np
-
     vocab, k, temp, draws = 50, 5, 0.8, 40_000
     logits = mx.random.normal((1, vocab), key=mx.random.key(4)) * 2
     lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)

@@ -28,8 +28,7 @@ from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight
 
 _LINEARS = (nn.Linear, MatvecLinear)
 _QUERY_ROWS = 256  # prompt positions per attention block in ``_attention``
-_GEMV_ROWS = 3  # inputs of up to this many rows multiply as one GEMV per row (``_linear``)
-_TRANSPOSED_ROWS = 256  # below this many rows, ``(W @ x.T).T``
+_TRANSPOSED_ROWS = 256  # below this many rows, ``_linear`` computes ``(W @ x.T).T``
 
 
 def _plain_linear(m: Any) -> bool:
@@ -76,21 +75,18 @@ def _np(a: mx.array) -> np.ndarray:
 def _linear(m: Any, x: np.ndarray) -> np.ndarray:
     """``x @ W.T`` for x (M, D), computed as OpenBLAS does it fastest for the M at hand.
 
-    Measured over the 210 block matrices of SmolLM2-135M on 2 cores: one row is a GEMV (~10 ms for
-    all), 2-3 rows are that many GEMVs (one 2-row GEMM costs ~38 ms), and up to a few hundred rows
-    ``(W @ x.T).T`` beats ``x @ W.T`` (22 rows 63 vs 77 ms, 178 rows 166 vs 172 ms): OpenBLAS then
-    packs the small x and streams W once.
+    One row is a GEMV. Up to a few hundred rows ``(W @ x.T).T`` beats ``x @ W.T`` (OpenBLAS then
+    packs the small x and streams W once): over the 210 block matrices of SmolLM2-135M on 2 cores,
+    22 rows 63 vs 77 ms, 178 rows 166 vs 172 ms.
     """
     if type(m) is LoRALinear:
         y = _linear(m.linear, x)
         return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
     w, rows = _host_weight(m), x.shape[0]
-    if rows <= _GEMV_ROWS:
-        y = np.stack([w @ row for row in x]) if rows > 1 else (w @ x[0])[None]
-    elif rows < _TRANSPOSED_ROWS:
-        y = (w @ x.T).T
+    if rows == 1:
+        y = (w @ x[0])[None]
     else:
-        y = x @ w.T
+        y = (w @ x.T).T if rows < _TRANSPOSED_ROWS else x @ w.T
     return y + _np(m["bias"]) if "bias" in m else y
 
 
