@@ -41,10 +41,15 @@ def _expected(reference, max_tokens, stop):
     return out
 
 
-@pytest.mark.parametrize("penalty", [None, 1.3])
-def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty):
+@pytest.mark.parametrize("penalty,prefill_rows", [(None, 2048), (1.3, 2048), (None, 4)])
+def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_rows, monkeypatch):
     """Uneven prompts (a shared prefix, a repeated prompt, one with nothing shared), uneven lengths,
-    and stop tokens that end rows early, so the batch shrinks while the others go on."""
+    and stop tokens that end rows early, so the batch shrinks while the others go on; the distinct
+    prompts prefilled as one stack of rows, or a few at a time."""
+    monkeypatch.setattr(host_batch, "PREFILL_ROWS", prefill_rows)
+    stacks = []
+    real = host_batch._prefill_suffixes
+    monkeypatch.setattr(host_batch, "_prefill_suffixes", lambda m, s, *a: stacks.append(len(s)) or real(m, s, *a))
     model, _ = fast_model
     processors = make_logits_processors(repetition_penalty=penalty, repetition_context_size=8) if penalty else []
     lengths = [20, 9, 16, 3, 20]
@@ -53,6 +58,7 @@ def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty):
     rows = [host_batch.Row(p, n, GREEDY, processors) for p, n in zip(PROMPTS, lengths)]
     got = host_batch.generate(model, rows, stop)
     assert got == [_expected(r, n, stop) for r, n in zip(references, lengths)]
+    assert stacks == ([4] if prefill_rows > 100 else [1, 1, 1, 1])  # the distinct prompts, together or one by one
     assert len({len(g) for g in got}) >= 3
     # in batches of two rows: each batch prefilled and decoded on its own
     assert host_batch.generate(model, rows, stop, batch_rows=2) == got

@@ -6,8 +6,9 @@ decoded as one batch. mlx-lm's ``BatchGenerator`` took ~190 ms per 22-row step h
 The same step in NumPy (``host_decode``'s GEMMs and kernels, one KV buffer per block holding every
 row at its own position) leaves mostly the GEMMs.
 
-Prefill: the prefix common to all prompts (system text, chat template) runs once, then each distinct
-prompt once (rows sampled k times share it); its keys and values are copied into the rows' buffers.
+Prefill: the prefix common to all prompts (system text, chat template) runs once, then the rest of
+the distinct prompts (rows sampled k times share one) together, as one stack of rows through the
+GEMMs; their keys and values are copied into the rows' buffers.
 Ends, logits processors (called with the prompt + tokens so far) and samplers are those of mlx-lm's
 loops; rows sharing a sampler object are sampled in one call; finished rows leave the batch.
 Same scope as ``host_decode`` (``host_decode.supports``).
@@ -23,9 +24,12 @@ import mlx.nn as nn
 import numpy as np
 
 from asls_mlx.engine.fastmath import _host_weight, logsumexp
-from asls_mlx.engine.host_decode import HostKVCache, _linear, _mlp, _rms_norm, _softmax, head, last_logits, rope_angles, rotate
+from asls_mlx.engine.host_decode import (
+    HostKVCache, _linear, _mlp, _rms_norm, _softmax, attend, head, last_logits, project_qkv, rope_angles, rotate,
+)
 
 BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
+PREFILL_ROWS = 2048  # prompt positions (after the shared prefix) prefilled together, at most (unless one prompt is longer)
 
 
 @dataclass
@@ -58,10 +62,40 @@ def _prefill(model: nn.Module, prompts: list[tuple[int, ...]]) -> dict[tuple[int
     if shared > 0:
         last_logits(model, np.array(distinct[0][:shared]), prefix)
     done = {}
-    for p in distinct:
-        caches = [c.clone() for c in prefix]
-        done[p] = (caches, last_logits(model, np.array(p[shared:]), caches))
+    group: list[tuple[int, ...]] = []
+    for i, p in enumerate(distinct):
+        group.append(p)
+        if i + 1 == len(distinct) or sum(len(q) - shared for q in group + [distinct[i + 1]]) > PREFILL_ROWS:
+            caches = [[c.clone() for c in prefix] for _ in group]
+            logits = _prefill_suffixes(model, [np.array(q[shared:]) for q in group], caches, shared)
+            done.update((q, (c, row)) for q, c, row in zip(group, caches, logits))
+            group = []
     return done
+
+
+def _prefill_suffixes(model: nn.Module, suffixes: list[np.ndarray], caches: list[list[HostKVCache]], offset: int) -> np.ndarray:
+    """Logits (len(suffixes), vocab) after each suffix, each following ``offset`` positions already in
+    its caches: the suffixes go through the matrix products as one stack of rows (a GEMM over 300
+    rows costs little more than one over 30), and attend each to its own cache."""
+    body = model.model
+    ends = np.cumsum([len(t) for t in suffixes])
+    segments = [slice(end - len(t), end) for end, t in zip(ends, suffixes)]
+    positions = np.concatenate([np.arange(offset, offset + len(t)) for t in suffixes])
+    x = _host_weight(body.embed_tokens)[np.concatenate(suffixes)].astype(np.float32)
+    angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+    for i, layer in enumerate(body.layers):
+        attn = layer.self_attn
+        key = (attn.rope.dims, float(attn.rope.base), float(attn.rope.scale))
+        if key not in angles:
+            angles[key] = rope_angles(attn.rope, positions)
+        q, k, v = project_qkv(attn, _rms_norm(layer.input_layernorm, x), *angles[key])
+        out = []
+        for cache, rows in zip(caches, segments):
+            keys, values = cache[i].append(k[:, rows], v[:, rows])
+            out.append(attend(attn, q[:, rows], keys, values, offset))
+        x = x + _linear(attn.o_proj, np.concatenate(out))
+        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+    return head(model, x[ends - 1])
 
 
 def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) -> list[list[int]]:

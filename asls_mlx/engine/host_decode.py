@@ -127,11 +127,6 @@ def rotate(rope: nn.RoPE, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np
     return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos, x[..., rope.dims :]], axis=-1)
 
 
-def _rope(rope: nn.RoPE, x: np.ndarray, offset: int) -> np.ndarray:
-    """mlx's RoPE of positions offset, offset + 1, ...: x (heads, M, head_dim)."""
-    return rotate(rope, x, *_rope_angles(rope, offset, x.shape[1]))
-
-
 class HostKVCache:
     """A batch-1 KV cache in NumPy buffers (n_kv, capacity, head_dim), for prompts that only the host
     path reads (``host_batch``'s prefills); ``clone`` copies it for prompts that continue a shared prefix."""
@@ -187,14 +182,20 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return weights
 
 
-def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
-    n_heads, n_kv, m = attn.n_heads, attn.n_kv_heads, h.shape[0]
-    q = _linear(attn.q_proj, h).reshape(m, n_heads, -1).transpose(1, 0, 2)  # (heads, M, head_dim)
-    k = _linear(attn.k_proj, h).reshape(m, n_kv, -1).transpose(1, 0, 2)
-    v = _linear(attn.v_proj, h).reshape(m, n_kv, -1).transpose(1, 0, 2)
-    offset = cache.offset
-    q, k = _rope(attn.rope, q, offset), _rope(attn.rope, k, offset)
-    keys, values = _append(cache, k, v)  # (n_kv, S, head_dim)
+def project_qkv(attn: Any, h: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Queries (heads, M, head_dim), keys and values (n_kv, M, head_dim) of h (M, D), RoPE at the
+    positions whose angles (M, dims / 2) are given."""
+    m = h.shape[0]
+    q = _linear(attn.q_proj, h).reshape(m, attn.n_heads, -1).transpose(1, 0, 2)
+    k = _linear(attn.k_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
+    v = _linear(attn.v_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
+    return rotate(attn.rope, q, cos, sin), rotate(attn.rope, k, cos, sin), v
+
+
+def attend(attn: Any, q: np.ndarray, keys: np.ndarray, values: np.ndarray, offset: int) -> np.ndarray:
+    """Causal attention of queries q (heads, M, head_dim) at positions offset.. over keys and values
+    (n_kv, S, head_dim) that end with theirs: (M, heads * head_dim), before the output projection."""
+    n_heads, n_kv, m = attn.n_heads, attn.n_kv_heads, q.shape[1]
     grouped = q.reshape(n_kv, n_heads // n_kv, m, -1) * np.float32(attn.scale)
     out = np.empty(grouped.shape, np.float32)  # (n_kv, group, M, head_dim)
     # a few hundred queries at a time: a 2048-token prompt chunk's whole score array would be ~150 MB
@@ -205,7 +206,14 @@ def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
             future = np.arange(keys.shape[1])[None, :] > (offset + np.arange(m)[rows])[:, None]
             scores = np.where(future, np.float32(-np.inf), scores)
         out[:, :, rows] = _softmax(scores) @ values[:, None]
-    return _linear(attn.o_proj, out.reshape(n_heads, m, -1).transpose(1, 0, 2).reshape(m, -1))
+    return out.reshape(n_heads, m, -1).transpose(1, 0, 2).reshape(m, -1)
+
+
+def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
+    offset = cache.offset
+    q, k, v = project_qkv(attn, h, *_rope_angles(attn.rope, offset, h.shape[0]))
+    keys, values = _append(cache, k, v)  # (n_kv, S, head_dim)
+    return _linear(attn.o_proj, attend(attn, q, keys, values, offset))
 
 
 def _mlp(mlp: Any, h: np.ndarray) -> np.ndarray:
