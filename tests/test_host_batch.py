@@ -9,6 +9,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
 from asls_mlx.engine import ChatEngine, SamplingOptions, fastmath, host_batch, host_decode
+from asls_mlx.engine.samplers import RepetitionPenalty
 
 SHARED = [5, 9, 33, 60, 7]
 PROMPTS = [SHARED + [81, 14, 2], SHARED + [81, 14, 2], SHARED + [120, 3], SHARED + [44] * 9, [17, 2, 8]]
@@ -41,7 +42,13 @@ def _expected(reference, max_tokens, stop):
     return out
 
 
-@pytest.mark.parametrize("penalty,prefill_rows", [(None, 2048), (1.3, 2048), (None, 4)])
+def _penalty(kind: str):
+    if kind == "mlx-lm":  # an MLX processor: called on MLX rows as mlx-lm's loops call it
+        return make_logits_processors(repetition_penalty=1.3, repetition_context_size=8)
+    return [RepetitionPenalty(1.3, 8)] if kind == "ours" else []  # ours: applied to NumPy rows (``host``)
+
+
+@pytest.mark.parametrize("penalty,prefill_rows", [("none", 2048), ("mlx-lm", 2048), ("ours", 2048), ("none", 4)])
 def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_rows, monkeypatch):
     """Uneven prompts (a shared prefix, a repeated prompt, one with nothing shared), uneven lengths,
     and stop tokens that end rows early, so the batch shrinks while the others go on; the distinct
@@ -51,9 +58,9 @@ def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_
     real = host_batch._prefill_suffixes
     monkeypatch.setattr(host_batch, "_prefill_suffixes", lambda m, s, *a: stacks.append(len(s)) or real(m, s, *a))
     model, _ = fast_model
-    processors = make_logits_processors(repetition_penalty=penalty, repetition_context_size=8) if penalty else []
+    processors = _penalty(penalty)
     lengths = [20, 9, 16, 3, 20]
-    references = [_mlx_lm_tokens(model, p, 20, processors) for p in PROMPTS]
+    references = [_mlx_lm_tokens(model, p, 20, _penalty("mlx-lm" if penalty != "none" else "none")) for p in PROMPTS]
     stop = {references[1][4], references[3][1]}  # a fifth and a second token: rows end at different steps
     rows = [host_batch.Row(p, n, GREEDY, processors) for p, n in zip(PROMPTS, lengths)]
     got = host_batch.generate(model, rows, stop)

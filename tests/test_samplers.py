@@ -3,9 +3,9 @@
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_sampler as mlx_lm_sampler
+from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_repetition_penalty, make_sampler as mlx_lm_sampler
 
-from asls_mlx.engine.samplers import make_sampler, nucleus_top_k
+from asls_mlx.engine.samplers import RepetitionPenalty, ScaleLogits, make_sampler, nucleus_top_k
 
 
 def _logprobs(scale: float, rows: int = 24, vocab: int = 4096, seed: int = 0) -> mx.array:
@@ -77,3 +77,23 @@ def test_top_k_alone_draws_from_the_top_k_distribution():
     want /= want.sum()
     got = np.array([(tokens == t).mean() for t in top])
     assert np.abs(got - want).max() < 0.01  # ~4 standard errors at 40k draws
+
+
+@pytest.mark.parametrize("processor,reference", [
+    (RepetitionPenalty(1.3, 6), make_repetition_penalty(1.3, 6)),
+    (ScaleLogits(1e6), lambda tokens, logits: logits * 1e6),
+])
+def test_processors_on_numpy_rows_equal_their_mlx_form(processor, reference):
+    """A context with repeats, older tokens beyond the window, logits of both signs."""
+    before = np.asarray(mx.random.normal((1, 50), key=mx.random.key(2)) * 3)
+    context = [4, 9, 9, 31, 2, 7, 4, 40, 12, 4]
+    want = np.asarray(reference(mx.array(context), mx.array(before)))  # (mlx-lm's writes into its input)
+    assert np.array_equal(np.asarray(processor(mx.array(context), mx.array(before))), want)
+    row = before[0].copy()
+    processor.host(context, row)
+    assert np.allclose(row, want[0], rtol=1e-6)
+    if isinstance(processor, RepetitionPenalty):
+        before = before[0]
+        recent = [2, 7, 4, 40, 12]  # the last 6 tokens
+        assert (row[recent] < before[recent]).all()  # penalised: lower, whatever the sign
+        assert np.array_equal(row[[9, 31, 41]], before[[9, 31, 41]])  # before the window, and never seen

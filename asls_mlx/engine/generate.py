@@ -119,7 +119,6 @@ class ChatEngine:
         """Stream the answer to ``messages`` (a list of {"role", "content"} dicts ending with the user's turn)."""
         import mlx.core as mx
         from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_logits_processors
 
         from asls_mlx.engine import host_decode
 
@@ -129,13 +128,7 @@ class ChatEngine:
         if opts.seed is not None:
             mx.random.seed(opts.seed)
         sampler = _sampler(opts)
-        processors = (
-            make_logits_processors(
-                repetition_penalty=opts.repetition_penalty, repetition_context_size=opts.repetition_context
-            )
-            if opts.repetition_penalty
-            else None
-        )
+        processors = _processors(opts) or None
         generated: list[int] = []
         self._state = _CacheState()  # invalid until we know what the cache holds
         try:
@@ -192,8 +185,6 @@ class ChatEngine:
         """One answer per ``(conversation, options)``, all decoded in one batch even when their options
         differ (greedy next to sampled rows, different lengths). Leaves the chat cache alone."""
         import mlx.core as mx
-        from mlx_lm.sample_utils import make_logits_processors
-
         from asls_mlx.engine import host_batch, host_decode
 
         if not requests:
@@ -207,9 +198,7 @@ class ChatEngine:
         for _, o in requests:
             if id(o) not in samplers:
                 samplers[id(o)] = _sampler(o)
-                processors[id(o)] = list(make_logits_processors(
-                    repetition_penalty=o.repetition_penalty, repetition_context_size=o.repetition_context
-                )) if o.repetition_penalty else []
+                processors[id(o)] = _processors(o)
         sampled = {id(o) for _, o in requests if o.temperature > 0}
         if len(sampled) == 1 and len(samplers) > 1:
             # Greedy rows next to one kind of sampled row: one shared sampler, and greedy rows'
@@ -220,7 +209,7 @@ class ChatEngine:
             for _, o in requests:
                 if id(o) not in sampled and samplers[id(o)] is not shared:
                     samplers[id(o)] = shared
-                    processors[id(o)] = processors[id(o)] + [_as_argmax]
+                    processors[id(o)] = processors[id(o)] + [_as_argmax()]
         prompts = [self.encode_chat(c, reserve=o.max_tokens)[0] for c, o in requests]
         if host_decode.supports(self.model):
             rows = [
@@ -256,10 +245,18 @@ class ChatEngine:
         return [tokens[uid] for uid in uids]
 
 
-def _as_argmax(tokens, logits):
+def _processors(opts: SamplingOptions) -> list:
+    from asls_mlx.engine.samplers import RepetitionPenalty
+
+    return [RepetitionPenalty(opts.repetition_penalty, opts.repetition_context)] if opts.repetition_penalty else []
+
+
+def _as_argmax():
     # gaps of 1e-5 become 10 nats at temperature 1: a sample is the argmax (float32 logits are finer
     # than that only in exact-tie cases, where greedy's choice is arbitrary too)
-    return logits * 1e6
+    from asls_mlx.engine.samplers import ScaleLogits
+
+    return ScaleLogits(1e6)
 
 
 def _next_step(steps: Iterator):

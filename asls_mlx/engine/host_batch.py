@@ -143,17 +143,14 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
 
 
 def _sample(logits: np.ndarray, rows: list[Row], contexts: list[list[int]]) -> list[int]:
-    x = mx.array(logits)
-    if any(r.processors for r in rows):
-        parts = []
-        for i, r in enumerate(rows):
-            part = x[i : i + 1]
-            if r.processors:
-                context = mx.array(contexts[i])
-                for processor in r.processors:
-                    part = processor(context, part)
-            parts.append(part)
-        x = mx.concatenate(parts, axis=0)
+    """One token per row. ``logits`` (rows, vocab) is a fresh array: processors may change it in place."""
+    if all(hasattr(p, "host") for r in rows for p in r.processors):  # ours: applied to the NumPy rows
+        for row, r, context in zip(logits, rows, contexts):
+            for processor in r.processors:
+                processor.host(context, row)
+        x = mx.array(logits)
+    else:  # any other processor as mlx-lm's loops call it: one row of MLX logits at a time
+        x = mx.concatenate([_processed(mx.array(row[None]), r, c) for row, r, c in zip(logits, rows, contexts)])
     logprobs = x - logsumexp(x, keepdims=True)
     groups: dict[int, list[int]] = {}
     for i, r in enumerate(rows):
@@ -164,6 +161,14 @@ def _sample(logits: np.ndarray, rows: list[Row], contexts: list[list[int]]) -> l
         for i, t in zip(indices, np.array(picked).reshape(-1).tolist()):
             tokens[i] = int(t)
     return tokens
+
+
+def _processed(x: mx.array, row: Row, context: list[int]) -> mx.array:
+    if row.processors:
+        tokens = mx.array(context)
+        for processor in row.processors:
+            x = processor(tokens, x)
+    return x
 
 
 def _step(model: nn.Module, tokens: np.ndarray, kv: list, positions: np.ndarray) -> np.ndarray:
