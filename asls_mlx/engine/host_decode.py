@@ -6,7 +6,8 @@ each of its small ops costs an evaluation round trip (~50-100 us), which adds up
 arithmetic. NumPy does both at C speed, on zero-copy views of the model's MLX weights, so a decode
 step takes about half the time. A chat prompt goes the same way: its GEMMs run at the same speed
 in both, but MLX's elementwise ops and round trips made a 178-token prefill 0.33 s where NumPy takes
-~0.25 s (time to the first token 0.48 -> 0.39 s). Batched decoding, training and scoring stay in MLX.
+~0.25 s (time to the first token 0.48 -> 0.39 s). Batched decoding builds on these steps
+(``host_batch``); training and scoring stay in MLX.
 
 Scope: mlx-lm's llama architecture (SmolLM2, Llama, ...) with plain RoPE, RMSNorm, SwiGLU, optional
 LoRA layers (mlx-lm's ``LoRALinear``), float32 weights, batch 1 and mlx-lm's ``KVCache``; the cache
