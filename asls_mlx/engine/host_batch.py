@@ -25,7 +25,7 @@ import numpy as np
 
 from asls_mlx.engine.fastmath import _host_weight, logsumexp
 from asls_mlx.engine.host_decode import (
-    HostKVCache, _linear, _mlp, _rms_norm, _softmax, attend, head, last_logits, project_qkv, rope_angles, rotate,
+    HostKVCache, attend, head, last_logits, linear, mlp, project_qkv, rms_norm, rope_angles, softmax,
 )
 
 BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
@@ -88,13 +88,13 @@ def _prefill_suffixes(model: nn.Module, suffixes: list[np.ndarray], caches: list
         key = (attn.rope.dims, float(attn.rope.base), float(attn.rope.scale))
         if key not in angles:
             angles[key] = rope_angles(attn.rope, positions)
-        q, k, v = project_qkv(attn, _rms_norm(layer.input_layernorm, x), *angles[key])
+        q, k, v = project_qkv(attn, rms_norm(layer.input_layernorm, x), *angles[key])
         out = []
         for cache, rows in zip(caches, segments):
             keys, values = cache[i].append(k[:, rows], v[:, rows])
             out.append(attend(attn, q[:, rows], keys, values, offset))
-        x = x + _linear(attn.o_proj, np.concatenate(out))
-        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+        x = x + linear(attn.o_proj, np.concatenate(out))
+        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
     return head(model, x[ends - 1])
 
 
@@ -183,23 +183,20 @@ def _step(model: nn.Module, tokens: np.ndarray, kv: list, positions: np.ndarray)
         rope = layer.self_attn.rope
         key = (rope.dims, float(rope.base), float(rope.scale))
         if key not in angles:
-            cos, sin = rope_angles(rope, positions)
-            angles[key] = (cos[:, None], sin[:, None])
-        h = _rms_norm(layer.input_layernorm, x)
+            angles[key] = rope_angles(rope, positions)
+        h = rms_norm(layer.input_layernorm, x)
         x = x + _attention_rows(layer.self_attn, h, keys, values, positions, span, mask, angles[key])
-        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
     return head(model, x)
 
 
 def _attention_rows(attn: Any, h: np.ndarray, keys: np.ndarray, values: np.ndarray, positions: np.ndarray,
                     span: int, mask: np.ndarray, angles: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    n, n_heads, n_kv = h.shape[0], attn.n_heads, attn.n_kv_heads
-    q = rotate(attn.rope, _linear(attn.q_proj, h).reshape(n, n_heads, -1), *angles)
-    k = rotate(attn.rope, _linear(attn.k_proj, h).reshape(n, n_kv, -1), *angles)
+    n, n_kv = h.shape[0], attn.n_kv_heads
+    q, k, v = project_qkv(attn, h, *angles)  # (heads or kv heads, rows, head_dim)
     rows = np.arange(n)
-    keys[rows, :, positions] = k
-    values[rows, :, positions] = _linear(attn.v_proj, h).reshape(n, n_kv, -1)
-    grouped = q.reshape(n, n_kv, n_heads // n_kv, -1) * np.float32(attn.scale)  # (rows, n_kv, group, head_dim)
-    scores = grouped @ keys[:, :, :span].transpose(0, 1, 3, 2) + mask[:, None, None, :]
-    out = _softmax(scores) @ values[:, :, :span]
-    return _linear(attn.o_proj, out.reshape(n, -1))
+    keys[rows, :, positions], values[rows, :, positions] = k.transpose(1, 0, 2), v.transpose(1, 0, 2)
+    grouped = q.transpose(1, 0, 2).reshape(n, n_kv, attn.n_heads // n_kv, -1) * np.float32(attn.scale)
+    scores = grouped @ keys[:, :, :span].transpose(0, 1, 3, 2) + mask[:, None, None, :]  # (rows, n_kv, group, span)
+    out = softmax(scores) @ values[:, :, :span]
+    return linear(attn.o_proj, out.reshape(n, -1))

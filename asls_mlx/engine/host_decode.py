@@ -29,7 +29,7 @@ from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight
 
 _LINEARS = (nn.Linear, MatvecLinear)
 _QUERY_ROWS = 256  # prompt positions per attention block in ``_attention``
-_TRANSPOSED_ROWS = 256  # below this many rows, ``_linear`` computes ``(W @ x.T).T``
+_TRANSPOSED_ROWS = 256  # below this many rows, ``linear`` computes ``(W @ x.T).T``
 
 
 def _plain_linear(m: Any) -> bool:
@@ -73,7 +73,7 @@ def _np(a: mx.array) -> np.ndarray:
     return np.asarray(a)
 
 
-def _linear(m: Any, x: np.ndarray) -> np.ndarray:
+def linear(m: Any, x: np.ndarray) -> np.ndarray:
     """``x @ W.T`` for x (M, D), computed as OpenBLAS does it fastest for the M at hand.
 
     One row is a GEMV. Up to a few hundred rows ``(W @ x.T).T`` beats ``x @ W.T`` (OpenBLAS then
@@ -81,7 +81,7 @@ def _linear(m: Any, x: np.ndarray) -> np.ndarray:
     22 rows 63 vs 77 ms, 178 rows 166 vs 172 ms.
     """
     if type(m) is LoRALinear:
-        y = _linear(m.linear, x)
+        y = linear(m.linear, x)
         return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
     w, rows = _host_weight(m), x.shape[0]
     if rows == 1:
@@ -91,7 +91,8 @@ def _linear(m: Any, x: np.ndarray) -> np.ndarray:
     return y + _np(m["bias"]) if "bias" in m else y
 
 
-def _rms_norm(norm: nn.RMSNorm, x: np.ndarray) -> np.ndarray:
+def rms_norm(norm: nn.RMSNorm, x: np.ndarray) -> np.ndarray:
+    """mlx's ``RMSNorm`` of x (..., D)."""
     return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + np.float32(norm.eps))) * _np(norm.weight)
 
 
@@ -177,7 +178,8 @@ def _append(cache: KVCache | HostKVCache, k: np.ndarray, v: np.ndarray) -> tuple
     return keys[:, : offset + m], values[:, : offset + m]
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (-inf entries get weight 0)."""
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
     return weights
@@ -187,9 +189,9 @@ def project_qkv(attn: Any, h: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> t
     """Queries (heads, M, head_dim), keys and values (n_kv, M, head_dim) of h (M, D), RoPE at the
     positions whose angles (M, dims / 2) are given."""
     m = h.shape[0]
-    q = _linear(attn.q_proj, h).reshape(m, attn.n_heads, -1).transpose(1, 0, 2)
-    k = _linear(attn.k_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
-    v = _linear(attn.v_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
+    q = linear(attn.q_proj, h).reshape(m, attn.n_heads, -1).transpose(1, 0, 2)
+    k = linear(attn.k_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
+    v = linear(attn.v_proj, h).reshape(m, attn.n_kv_heads, -1).transpose(1, 0, 2)
     return rotate(attn.rope, q, cos, sin), rotate(attn.rope, k, cos, sin), v
 
 
@@ -206,7 +208,7 @@ def attend(attn: Any, q: np.ndarray, keys: np.ndarray, values: np.ndarray, offse
         if m > 1:  # causal: query i sees the cache and new positions up to its own
             future = np.arange(keys.shape[1])[None, :] > (offset + np.arange(m)[rows])[:, None]
             scores = np.where(future, np.float32(-np.inf), scores)
-        out[:, :, rows] = _softmax(scores) @ values[:, None]
+        out[:, :, rows] = softmax(scores) @ values[:, None]
     return out.reshape(n_heads, m, -1).transpose(1, 0, 2).reshape(m, -1)
 
 
@@ -214,13 +216,14 @@ def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
     offset = cache.offset
     q, k, v = project_qkv(attn, h, *_rope_angles(attn.rope, offset, h.shape[0]))
     keys, values = _append(cache, k, v)  # (n_kv, S, head_dim)
-    return _linear(attn.o_proj, attend(attn, q, keys, values, offset))
+    return linear(attn.o_proj, attend(attn, q, keys, values, offset))
 
 
-def _mlp(mlp: Any, h: np.ndarray) -> np.ndarray:
-    gate = _linear(mlp.gate_proj, h)
+def mlp(block_mlp: Any, h: np.ndarray) -> np.ndarray:
+    """A llama block's SwiGLU MLP of h (M, D)."""
+    gate = linear(block_mlp.gate_proj, h)
     silu = gate / (1.0 + np.exp(-gate))
-    return _linear(mlp.down_proj, silu * _linear(mlp.up_proj, h))
+    return linear(block_mlp.down_proj, silu * linear(block_mlp.up_proj, h))
 
 
 def last_logits(model: nn.Module, tokens: np.ndarray, cache: list) -> np.ndarray:
@@ -232,15 +235,15 @@ def last_logits(model: nn.Module, tokens: np.ndarray, cache: list) -> np.ndarray
     body = model.model
     x = _host_weight(body.embed_tokens)[tokens].astype(np.float32)  # (M, D)
     for layer, layer_cache in zip(body.layers, cache):
-        x = x + _attention(layer.self_attn, _rms_norm(layer.input_layernorm, x), layer_cache)
-        x = x + _mlp(layer.mlp, _rms_norm(layer.post_attention_layernorm, x))
+        x = x + _attention(layer.self_attn, rms_norm(layer.input_layernorm, x), layer_cache)
+        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
     return head(model, x[-1:]).reshape(-1)
 
 
 def head(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Final norm and LM head of hidden states x (M, D): logits (M, vocab)."""
     body = model.model
-    return _linear(model.lm_head if hasattr(model, "lm_head") else body.embed_tokens, _rms_norm(body.norm, x))
+    return linear(model.lm_head if hasattr(model, "lm_head") else body.embed_tokens, rms_norm(body.norm, x))
 
 
 def forward_tokens(model: nn.Module, tokens: np.ndarray, cache: list) -> mx.array:
