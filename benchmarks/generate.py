@@ -1,6 +1,8 @@
 """Generation speed of the embedded default model: prompt and decode tok/s, time to first token
 on turn 1 and turn 2 (prompt cache reused), peak RSS. Goals (2-core CPU): decode >= 17 tok/s,
-turn-2 TTFT <= 0.3 s.
+turn-2 TTFT <= 0.3 s. Then a batch like a session update's self-labelled one (4 prompts x 4 sampled
+answers of 96 tokens + 6 greedy answers of 64) decoded together on the NumPy host path
+(``host_batch``) and on mlx-lm's ``BatchGenerator``, in the same run.
 
     python benchmarks/generate.py [--model DIR] [--max-tokens 128]
 """
@@ -35,6 +37,31 @@ def timed_turn(engine: ChatEngine, messages: list[dict], options: SamplingOption
     return ttft, text, last
 
 
+QUESTIONS = ["What is the capital of France?", "Explain photosynthesis briefly.", "Give me three tips for sleeping better.",
+             "How do I reverse a list in Python?", "What is a black hole?", "Write a haiku about autumn."]
+
+
+def batched_answers(engine: ChatEngine) -> tuple[float, int, float, int]:
+    """Seconds and answer tokens of one batch on the host path, then on mlx-lm's ``BatchGenerator``."""
+    from asls_mlx.engine import host_decode
+
+    conversation = lambda q: [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": q}]  # noqa: E731
+    sampled = SamplingOptions(max_tokens=96, temperature=0.8, top_p=0.95, seed=1)
+    greedy = SamplingOptions(max_tokens=64, temperature=0.0)
+    requests = [(conversation(q), sampled) for q in QUESTIONS[:4] for _ in range(4)] + [(conversation(q), greedy) for q in QUESTIONS]
+    results = []
+    for host in (True, False):
+        supports = host_decode.supports
+        host_decode.supports = supports if host else (lambda m: False)
+        try:
+            start = time.perf_counter()
+            answers = engine.complete_requests(requests)
+            results += [time.perf_counter() - start, sum(len(engine.tokenizer.encode(a)) for a in answers)]
+        finally:
+            host_decode.supports = supports
+    return tuple(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
@@ -49,6 +76,7 @@ def main() -> None:
     ttft1, answer, last1 = timed_turn(engine, messages, opts)
     messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "Now list the action items."}]
     ttft2, _, last2 = timed_turn(engine, messages, opts)
+    host_s, host_tokens, mlx_s, mlx_tokens = batched_answers(engine)
     rows = [
         ("model", model_id, ""),
         ("prompt tokens (turn 1)", last1.prompt_tokens, ""),
@@ -58,6 +86,9 @@ def main() -> None:
         ("turn 2: tokens computed / reused", f"{last2.prompt_tokens} / {last2.cached_tokens}", ""),
         ("TTFT turn 2 (s)", ttft2, "<= 0.3"),
         ("decode tok/s turn 2", last2.generation_tps, ">= 17"),
+        ("batch of 22 answers: host path (s)", host_s, ""),
+        ("batch of 22 answers: mlx-lm BatchGenerator (s)", mlx_s, ""),
+        ("batch of 22 answers: host / mlx-lm tok/s", (host_tokens / host_s) / (mlx_tokens / mlx_s), ""),
         ("peak RSS (MB)", peak_rss_mb(), ""),
     ]
     report("generate", rows)
