@@ -105,6 +105,16 @@ def test_complete_requests_take_the_host_path_with_the_same_answers(fast_model, 
     assert len(calls) == 1
 
 
+def test_prompts_longer_than_the_first_cache_buffer(fast_model):
+    """A 300-token shared prefix: the prefix cache grows past its first 256 positions before the
+    prompts' own tokens are appended to each copy."""
+    model, _ = fast_model
+    prefix = [(7 * i) % 200 + 1 for i in range(300)]
+    prompts = [prefix + [12, 5], prefix + [90]]
+    rows = [host_batch.Row(p, 6, GREEDY) for p in prompts]
+    assert host_batch.generate(model, rows, set()) == [_mlx_lm_tokens(model, p, 6) for p in prompts]
+
+
 def test_an_empty_prompt_is_refused(fast_model):
     model, _ = fast_model
     with pytest.raises(ValueError, match="at least one token"):

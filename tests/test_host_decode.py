@@ -27,6 +27,10 @@ def _with_lora(model):
     return model
 
 
+def _host_step(model, token, cache):
+    return host_decode.forward_tokens(model, np.array([token]), cache)
+
+
 def _decode(model, step, tokens=(12, 3, 44, 200, 7), prompt=PROMPT):
     cache = make_prompt_cache(model)
     model(mx.array([prompt]), cache=cache)
@@ -40,7 +44,7 @@ def test_decode_steps_equal_mlx_steps_and_cache(fast_model, lora):
     model = _with_lora(model) if lora else model
     assert host_decode.supports(model)
     mlx_logits, mlx_cache = _decode(model, lambda m, t, c: m(mx.array([[t]]), cache=c))
-    host_logits, host_cache = _decode(model, host_decode.decode_step)
+    host_logits, host_cache = _decode(model, _host_step)
     assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
     for a, b in zip(host_cache, mlx_cache):
         assert a.offset == b.offset == len(PROMPT) + 5
@@ -53,7 +57,7 @@ def test_decode_steps_across_a_cache_growth(fast_model):
     model, _ = fast_model
     prompt = [(7 * i) % 200 + 1 for i in range(253)]
     mlx_logits, mlx_cache = _decode(model, lambda m, t, c: m(mx.array([[t]]), cache=c), prompt=prompt)
-    host_logits, host_cache = _decode(model, host_decode.decode_step, prompt=prompt)
+    host_logits, host_cache = _decode(model, _host_step, prompt=prompt)
     assert host_cache[0].keys.shape[2] == 512 and host_cache[0].offset == 258
     assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
 

@@ -251,11 +251,6 @@ def forward_tokens(model: nn.Module, tokens: np.ndarray, cache: list) -> mx.arra
     return mx.array(last_logits(model, tokens, cache))[None, None]
 
 
-def decode_step(model: nn.Module, token: int, cache: list) -> mx.array:
-    """Logits (1, 1, vocab) for one new token after ``cache``'s context; the cache advances by one."""
-    return forward_tokens(model, np.array([token]), cache)
-
-
 class HostDecodeModel:
     """``model`` for a generation loop: batch-1 steps on a ``KVCache`` through ``forward_tokens``, the rest in MLX."""
 
