@@ -203,8 +203,8 @@ class ChatEngine:
         if len(sampled) == 1 and len(samplers) > 1:
             # Greedy rows next to one kind of sampled row: one shared sampler, and greedy rows'
             # logits scaled so far apart that the sample is their argmax, so sampling stays one
-            # batched call (different samplers would be called row by row). The samples still differ
-            # from a batch without the greedy rows: mlx-lm prefills and pads the rows differently.
+            # batched call (mlx-lm's BatchGenerator calls different samplers row by row). The
+            # samples still differ from a batch without the greedy rows (more rows share the draws).
             shared = samplers[next(iter(sampled))]
             for _, o in requests:
                 if id(o) not in sampled and samplers[id(o)] is not shared:
