@@ -73,6 +73,25 @@ def test_answer_only_logps_and_grads_equal_naive(tiny_model_dir):
         assert mx.allclose(g_fast[k], g_naive[k], atol=1e-4, rtol=1e-3), k
 
 
+def test_next_token_logps_and_base_topk_equal_full_log_softmax(tiny_model_dir):
+    """Perplexity's per-position log-probs (LM head in vocabulary blocks) and the retention target
+    (top k of the logits minus their log-sum-exp) equal what the whole (R, L, V) log-softmax gives."""
+    from asls_mlx.adaptation.logprobs import base_topk, full_logps, next_token_logps
+
+    model, _ = fresh_model(tiny_model_dir)
+    perturb(model)
+    tokens = mx.array([[(7 * i + 3 * r) % 200 + 1 for i in range(24)] for r in range(3)])
+    full = full_logps(model, tokens[:, :-1])
+    want = mx.take_along_axis(full, tokens[:, 1:, None], axis=-1).squeeze(-1)
+    assert mx.allclose(next_token_logps(model, tokens[:, :-1], tokens[:, 1:]), want, atol=1e-4, rtol=1e-5)
+    with adapter_disabled(model):
+        base = full_logps(model, tokens[:, :-1])
+    top, index = base_topk(model, tokens, k=5)
+    assert index.dtype == mx.int32 and top.shape == index.shape == (3, 23, 5)
+    assert mx.allclose(top, mx.take_along_axis(base, index, axis=-1), atol=1e-5)
+    assert mx.allclose(mx.sort(top, axis=-1), mx.sort(base, axis=-1)[..., -5:], atol=1e-5)  # the 5 largest
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_vocabulary_blocked_head_equals_full_logits(bias):
     """The LM head in vocabulary blocks: same log-probs and gradients as full logits + logsumexp."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, full_logps, pairs_logps, reference_logps
+from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
 
 
@@ -51,8 +51,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
 
 
 def _perplexity(model, inputs, tokens, mask) -> float:
-    logps = full_logps(model, inputs)
-    picked = mx.take_along_axis(logps, tokens[:, 1:, None], axis=-1).squeeze(-1)
+    picked = next_token_logps(model, inputs, tokens[:, 1:])
     nll = -(picked * mask).sum() / mx.maximum(mask.sum(), 1.0)
     return float(mx.exp(nll).item())
 
