@@ -180,7 +180,8 @@ def _append(cache: KVCache | HostKVCache, k: np.ndarray, v: np.ndarray) -> tuple
 
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (-inf entries get weight 0)."""
-    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(weights, out=weights)
     weights /= weights.sum(axis=-1, keepdims=True)
     return weights
 
@@ -202,13 +203,17 @@ def attend(attn: Any, q: np.ndarray, keys: np.ndarray, values: np.ndarray, offse
     grouped = q.reshape(n_kv, n_heads // n_kv, m, -1) * np.float32(attn.scale)
     out = np.empty(grouped.shape, np.float32)  # (n_kv, group, M, head_dim)
     # a few hundred queries at a time: a 2048-token prompt chunk's whole score array would be ~150 MB
+    group, span = n_heads // n_kv, keys.shape[1]
     for start in range(0, m, _QUERY_ROWS):
         rows = slice(start, start + _QUERY_ROWS)
-        scores = grouped[:, :, rows] @ keys.transpose(0, 2, 1)[:, None]  # (n_kv, group, rows, S)
+        r = len(range(m)[rows])
+        # a kv head's whole query group as one matrix: one GEMM per kv head, not one per query head
+        scores = grouped[:, :, rows].reshape(n_kv, group * r, -1) @ keys.transpose(0, 2, 1)
+        scores = scores.reshape(n_kv, group, r, span)
         if m > 1:  # causal: query i sees the cache and new positions up to its own
-            future = np.arange(keys.shape[1])[None, :] > (offset + np.arange(m)[rows])[:, None]
-            scores = np.where(future, np.float32(-np.inf), scores)
-        out[:, :, rows] = softmax(scores) @ values[:, None]
+            future = np.arange(span)[None, :] > (offset + np.arange(m)[rows])[:, None]
+            scores += np.where(future, np.float32(-np.inf), np.float32(0))
+        out[:, :, rows] = (softmax(scores).reshape(n_kv, group * r, span) @ values).reshape(n_kv, group, r, -1)
     return out.reshape(n_heads, m, -1).transpose(1, 0, 2).reshape(m, -1)
 
 
@@ -222,8 +227,12 @@ def _attention(attn: Any, h: np.ndarray, cache: KVCache) -> np.ndarray:
 def mlp(block_mlp: Any, h: np.ndarray) -> np.ndarray:
     """A llama block's SwiGLU MLP of h (M, D)."""
     gate = linear(block_mlp.gate_proj, h)
-    silu = gate / (1.0 + np.exp(-gate))
-    return linear(block_mlp.down_proj, silu * linear(block_mlp.up_proj, h))
+    act = np.negative(gate)  # silu(gate) * up, computed in one buffer
+    np.exp(act, out=act)
+    act += 1.0
+    np.divide(gate, act, out=act)
+    act *= linear(block_mlp.up_proj, h)
+    return linear(block_mlp.down_proj, act)
 
 
 def last_logits(model: nn.Module, tokens: np.ndarray, cache: list) -> np.ndarray:
