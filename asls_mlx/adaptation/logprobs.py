@@ -28,7 +28,6 @@ from mlx_lm.tuner.lora import LoRALinear
 from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, answer_rows, collate, collate_pairs
 from asls_mlx.adaptation.lora import adapter_disabled
 from asls_mlx.engine.fastmath import logsumexp
-from asls_mlx.engine.samplers import top_k_candidates
 
 _PATH_ATTR = "_asls_answer_only"
 _SPLIT_ATTR = "_asls_prefix_split"
@@ -386,12 +385,13 @@ def base_topk(model, tokens: mx.array, k: int = 32, inputs: mx.array | None = No
     """
     inputs = tokens[:, :-1] if inputs is None else inputs
     with adapter_disabled(model):
-        logits = full_logits(model, inputs).astype(mx.float32)
-    # the top k of the logits, then minus the log-sum-exp: (R, L, V) log-probs are never built
-    index, top = top_k_candidates(logits, k)  # NumPy's argpartition on the CPU: 5x MLX's over 25M entries
-    top, index = top - logsumexp(logits, keepdims=True), index.astype(mx.int32)
+        logps = full_logps(model, inputs)
+    # MLX's argpartition: NumPy's (which sampling uses) took 0.12 s over these 25M entries alone
+    # but 0.46 s inside a session update (its 100 MB copies), more than MLX's
+    index = mx.argpartition(-logps, kth=k - 1, axis=-1)[..., :k]
+    top = mx.take_along_axis(logps, index, axis=-1)
     mx.eval(top, index)
-    return top, index
+    return top, index.astype(mx.int32)
 
 
 def next_token_logps(model, inputs, targets: mx.array) -> mx.array:
