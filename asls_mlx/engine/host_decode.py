@@ -200,10 +200,10 @@ def attend(attn: Any, q: np.ndarray, keys: np.ndarray, values: np.ndarray, offse
     """Causal attention of queries q (heads, M, head_dim) at positions offset.. over keys and values
     (n_kv, S, head_dim) that end with theirs: (M, heads * head_dim), before the output projection."""
     n_heads, n_kv, m = attn.n_heads, attn.n_kv_heads, q.shape[1]
-    grouped = q.reshape(n_kv, n_heads // n_kv, m, -1) * np.float32(attn.scale)
+    group, span = n_heads // n_kv, keys.shape[1]
+    grouped = q.reshape(n_kv, group, m, -1) * np.float32(attn.scale)
     out = np.empty(grouped.shape, np.float32)  # (n_kv, group, M, head_dim)
     # a few hundred queries at a time: a 2048-token prompt chunk's whole score array would be ~150 MB
-    group, span = n_heads // n_kv, keys.shape[1]
     for start in range(0, m, _QUERY_ROWS):
         rows = slice(start, start + _QUERY_ROWS)
         r = len(range(m)[rows])
