@@ -229,6 +229,27 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
         assert a.store.training_runs(a.user.id)[-1].status == "rejected"
 
 
+def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_model_dir):
+    """Forgetting beyond the bound rejects the adapter: no answers are generated for the quality check."""
+    import dataclasses
+
+    from asls_mlx.adaptation.update import update_adapter
+    from asls_mlx.assistant import general_texts
+
+    with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        _session_with_edits(a)
+        a.end_session(train="none")
+        calls = []
+        engine = a.engine
+        options = dataclasses.replace(a._update_options(), retention_bound=0.0)  # any perplexity fails it
+        report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id, options,
+                                general_texts=general_texts(), answer_fn=lambda p: calls.append(p) or ["ok"] * len(p),
+                                profile_score=lambda q, x: 0.5)
+        assert not report.committed and report.steps > 0 and calls == []
+        assert report.profile_fit == (None, None)
+        assert a.store.training_runs(a.user.id)[-1].status == "rejected"
+
+
 def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tmp_path, monkeypatch):
     """v1 adapts every block; with lora_layers=2 configured later, v2 continues v1's layout (not the new default)."""
     import dataclasses

@@ -164,15 +164,15 @@ def update_adapter(
     retention = retention_perplexity(model, tokenizer, list(general_texts)) if general_texts else {"ratio": 1.0}
     report.retention_ratio = retention["ratio"]
     timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
+    checks = dict(bound=options.retention_bound, diverged=result.diverged, require_validation=False)
+    # the answers (~5 s of generation) only when the held-out and forgetting checks let the adapter through
+    passes_so_far = gate(before, report.after, report.retention_ratio, **checks).commit
     failures, fit_before, fit_after = (
         _answer_check(model, old_weights, val + new, answer_fn, profile_score, options, answers_before)
-        if answer_fn else (0, None, None)
+        if answer_fn and passes_so_far else (0, None, None)
     )
     report.profile_fit = (fit_before, fit_after)
-    decision = gate(
-        before, report.after, report.retention_ratio, bound=options.retention_bound, diverged=result.diverged,
-        quality_failures=failures, require_validation=False,
-    )
+    decision = gate(before, report.after, report.retention_ratio, quality_failures=failures, **checks)
     if decision.commit and fit_before is not None and fit_after < fit_before + options.min_score_gain:
         decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
     timings["validate"] = time.perf_counter() - validating
