@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
+from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, gate_prompts, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.background import BackgroundTrainer
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
-from asls_mlx.engine.models import resolve_model
+from asls_mlx.engine.models import resolve_model, weights_dir
 from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
@@ -99,6 +101,12 @@ class SessionSummary:
     pairs_mined: int = 0
     training: UpdateReport | None = None  # when trained with train="wait"
     background: bool = False  # training started in a background process
+
+
+def base_model_cache(model_id: str) -> BaseCache:
+    """Where values of the base model alone (retention targets, base perplexity) are kept between
+    background updates: beside the converted models, one directory per model (no user data)."""
+    return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
 
 
 def general_texts() -> list[str]:
@@ -421,7 +429,7 @@ class Assistant:
                 self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
                 self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
                 answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system(), options=_GATE_OPTIONS),
-                answers_before=self._answers_before(),
+                answers_before=self._answers_before(), base_cache=base_model_cache(engine.model_id),
                 profile_score=lambda prompt, answer, profile=self.profile: score_answer(profile, prompt, answer),
                 progress=progress, should_stop=should_stop, session_ids=list(session_ids),
             )

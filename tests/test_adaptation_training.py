@@ -406,3 +406,37 @@ def test_training_with_shared_prompts_equals_separate_rows(tiny_model_dir, monke
         assert mx.allclose(w1[k], w2[k], atol=1e-5), k
     assert ref1.keys() == ref2.keys() and all(ref1[k] == pytest.approx(ref2[k], abs=1e-3) for k in ref1)
     assert m1["margin"] == pytest.approx(m2["margin"], abs=1e-4) and m1["margin"] != 0.0
+
+
+def test_base_cache_keeps_retention_targets_and_base_perplexity_between_processes(tiny_model_dir, tmp_path, monkeypatch):
+    """A later process (a fresh model object) reads the base model's retention targets and perplexity
+    instead of recomputing them, and trains and checks exactly as without the cache."""
+    import stat
+
+    from asls_mlx.adaptation import evaluate, trainer
+    from asls_mlx.adaptation.base_cache import BaseCache
+
+    cache = BaseCache(tmp_path / "base")
+    topk_calls, ppl_calls = [], []
+    real_topk, real_ppl = trainer.base_topk, evaluate._perplexity
+    monkeypatch.setattr(trainer, "base_topk", lambda *a, **k: topk_calls.append(1) or real_topk(*a, **k))
+    monkeypatch.setattr(evaluate, "_perplexity", lambda *a, **k: ppl_calls.append(1) or real_ppl(*a, **k))
+
+    def run(base_cache):
+        model, tok = fresh_model(tiny_model_dir)  # a new model object: no in-process memo
+        r = train(model, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, base_cache=base_cache)
+        return r.losses, evaluate.retention_perplexity(model, tok, GENERAL, base_cache=base_cache)
+
+    plain = run(None)
+    assert (len(topk_calls), len(ppl_calls)) == (1, 2)  # base + adapted
+    first = run(cache)
+    assert (len(topk_calls), len(ppl_calls)) == (2, 4)  # computed, then written
+    files = sorted(p.name.split("-")[0] for p in (tmp_path / "base").iterdir())
+    assert files == ["base", "retention"]  # base-perplexity-…, retention-…
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in (tmp_path / "base").iterdir())
+    again = run(cache)
+    assert (len(topk_calls), len(ppl_calls)) == (2, 5)  # only the adapted perplexity was computed
+    assert plain == first == again
+    for p in (tmp_path / "base").iterdir():  # a corrupt file is recomputed, not trusted
+        p.write_bytes(b"not an npz")
+    assert run(cache) == plain and (len(topk_calls), len(ppl_calls)) == (3, 7)

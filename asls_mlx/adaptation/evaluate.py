@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 import mlx.core as mx
+import numpy as np
 
+from asls_mlx.adaptation.base_cache import BaseCache, array_key
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
 from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
@@ -56,10 +58,11 @@ def _perplexity(model, inputs, tokens, mask) -> float:
     return float(mx.exp(nll).item())
 
 
-def retention_perplexity(model, tokenizer, texts, max_length: int = 128) -> dict:
+def retention_perplexity(model, tokenizer, texts, max_length: int = 128, base_cache: BaseCache | None = None) -> dict:
     """Perplexity of general text with the adapter on and off: {ppl, base_ppl, ratio} (ratio 1 = no change).
 
-    The base model's perplexity never changes, so it is computed once per model and text batch.
+    The base model's perplexity never changes, so it is computed once per model and text batch (and
+    kept in ``base_cache``, if given, for later processes).
     """
     tokens, mask = text_batch(tokenizer, texts, max_length)
     if tokens.shape[0] == 0:
@@ -68,8 +71,15 @@ def retention_perplexity(model, tokenizer, texts, max_length: int = 128) -> dict
     cache = model.__dict__.setdefault("_asls_base_ppl", {})
     key = hashlib.sha256(bytes(memoryview(tokens.astype(mx.int32))) + bytes(memoryview(mask))).hexdigest()
     if key not in cache:
-        with adapter_disabled(model):
-            cache[key] = _perplexity(model, inputs, tokens, mask)
+        stored_key = array_key(tokens, mask, str(model.model.embed_tokens.weight.dtype))
+        stored = base_cache.load("base-perplexity", stored_key) if base_cache is not None else None
+        if stored is not None and "ppl" in stored:
+            cache[key] = float(stored["ppl"])
+        else:
+            with adapter_disabled(model):
+                cache[key] = _perplexity(model, inputs, tokens, mask)
+            if base_cache is not None:
+                base_cache.save("base-perplexity", stored_key, ppl=np.array(cache[key]))
     base = cache[key]
     ppl = base if adapter_is_identity(model) else _perplexity(model, inputs, tokens, mask)
     return {"ppl": ppl, "base_ppl": base, "ratio": ppl / base, "n": int(tokens.shape[0])}

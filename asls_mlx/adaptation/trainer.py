@@ -21,6 +21,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation import losses
+from asls_mlx.adaptation.base_cache import BaseCache, array_key
 from asls_mlx.adaptation.batching import EncodedPair, batch_schedule, collate, encode_pairs, pair_key, text_batch
 from asls_mlx.adaptation.logprobs import (
     PrefixCache, answer_logps, base_topk, full_logits, pair_batch, reference_logps, shares_prompt,
@@ -199,6 +200,18 @@ def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict, prefix: Pre
     return (inputs, *b.arrays()[1:], weights, ref_c, ref_r, labels), b.n_tokens
 
 
+def _retention_targets(model, tokens: mx.array, k: int, inputs: mx.array, base_cache: BaseCache | None) -> tuple:
+    """``base_topk`` of the general texts, from ``base_cache`` when an earlier process computed it."""
+    key = array_key(tokens, k, str(model.model.embed_tokens.weight.dtype))
+    stored = base_cache.load("retention", key) if base_cache is not None else None
+    if stored is not None and {"top", "index"} <= set(stored):
+        return mx.array(stored["top"]), mx.array(stored["index"])
+    top, index = base_topk(model, tokens, k, inputs=inputs)
+    if base_cache is not None:
+        base_cache.save("retention", key, top=np.asarray(top), index=np.asarray(index))
+    return top, index
+
+
 def train(
     model,
     tokenizer,
@@ -211,13 +224,15 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     reference_cache: dict | None = None,
     prefix: PrefixCache | None = None,
+    base_cache: BaseCache | None = None,
 ) -> TrainResult:
     """Train the attached LoRA adapter in place for at most ``args.max_steps`` / ``args.time_budget_s``.
 
     ``optimizer_state`` (from a previous ``TrainResult``) resumes AdamW exactly, including the global
     step, which also fixes the batch order. ``reference_cache`` ({pair key: (chosen, rejected)}
     base log-probs) avoids recomputing the DPO/KTO reference; the updated cache is returned.
-    ``prefix`` shares the frozen blocks' outputs with the caller's held-out checks.
+    ``prefix`` shares the frozen blocks' outputs with the caller's held-out checks; ``base_cache`` keeps
+    the base model's retention targets between processes.
     On NaN/inf or an exploding loss the adapter and optimizer are restored to their state at the
     call and ``diverged=True`` is returned.
     """
@@ -244,7 +259,7 @@ def train(
     if r_tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(r_tokens[:1, :2]).shape[-1])
         r_inputs = prefix.text_inputs(r_tokens)
-        r_top, r_index = base_topk(model, r_tokens, k, inputs=r_inputs)
+        r_top, r_index = _retention_targets(model, r_tokens, k, r_inputs, base_cache)
     else:
         r_inputs, r_mask, r_top, r_index = no_retention()
     n_ret = min(args.retention_texts_per_step, r_inputs.shape[0])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from typing import Callable
 
+from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
 from asls_mlx.adaptation.lora import (
@@ -102,11 +103,14 @@ def update_adapter(
     should_stop: Callable[[], bool] | None = None,
     session_ids: list[int] = (),
     answers_before: dict[str, str] | None = None,
+    base_cache: BaseCache | None = None,
 ) -> UpdateReport:
     """Train the user's adapter on their new pairs (+ replay), and commit it only if it is not worse.
 
     ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the
     caller already has them (decoded alongside the self-labelled samples); the rest are generated.
+    ``base_cache``: keeps what depends only on the base model (retention targets, base perplexity)
+    for later updates, each of which runs in a fresh background process.
     """
     new = _wanted(store.pairs(user_id, split="train", unused_only=True), options)
     active = store.active_adapter(user_id)
@@ -142,7 +146,7 @@ def update_adapter(
         result = train(
             model, tokenizer, new, args, replay_pairs=replay, general_texts=general_texts,
             optimizer_state=optimizer_state, callback=progress, should_stop=should_stop, reference_cache=ref_cache,
-            prefix=prefix,
+            prefix=prefix, base_cache=base_cache,
         )
     except BaseException as e:  # KeyboardInterrupt included: restore, record, re-raise
         set_lora_weights(model, old_weights)
@@ -161,7 +165,9 @@ def update_adapter(
         return _reject(store, model, old_weights, report, f"no training step ran ({result.stopped_reason})", status="failed")
     report.after = preference_metrics(model, tokenizer, val, ref_cache, prefix=prefix)
     timings["validate_heldout"] = time.perf_counter() - validating
-    retention = retention_perplexity(model, tokenizer, list(general_texts)) if general_texts else {"ratio": 1.0}
+    retention = (
+        retention_perplexity(model, tokenizer, list(general_texts), base_cache=base_cache) if general_texts else {"ratio": 1.0}
+    )
     report.retention_ratio = retention["ratio"]
     timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
     checks = dict(bound=options.retention_bound, diverged=result.diverged, require_validation=False)
