@@ -440,3 +440,20 @@ def test_base_cache_keeps_retention_targets_and_base_perplexity_between_processe
     for p in (tmp_path / "base").iterdir():  # a corrupt file is recomputed, not trusted
         p.write_bytes(b"not an npz")
     assert run(cache) == plain and (len(topk_calls), len(ppl_calls)) == (3, 7)
+
+
+def test_base_cache_is_not_shared_by_different_weights(tiny_model_dir, tmp_path):
+    """Two models whose directories have the same name (one model id) but different weights: the
+    second computes its own values (the key holds a fingerprint of the base weights, not the id)."""
+    from asls_mlx.adaptation.base_cache import BaseCache, base_fingerprint
+    from asls_mlx.adaptation.evaluate import retention_perplexity
+    from asls_mlx.engine.tiny import build_tiny_model
+
+    other_dir = build_tiny_model(tmp_path / "other" / tiny_model_dir.name, seed=1)
+    cache = BaseCache(tmp_path / "base")
+    (a, tok), (b, _) = fresh_model(tiny_model_dir), fresh_model(other_dir)
+    assert base_fingerprint(a) != base_fingerprint(b)
+    retention_perplexity(a, tok, GENERAL, base_cache=cache)
+    alone = retention_perplexity(fresh_model(other_dir)[0], tok, GENERAL)
+    assert retention_perplexity(b, tok, GENERAL, base_cache=cache)["base_ppl"] == alone["base_ppl"]
+    assert len(list((tmp_path / "base").iterdir())) == 2

@@ -3,7 +3,8 @@
 Every background update is a fresh process (``asls_mlx.background``), and each one recomputed the
 base model's retention targets (its top-k next-token log-probs on the bundled general texts, ~1.3 s)
 and its perplexity on them (~0.7 s): the same numbers every time. They are kept here as ``.npz``
-files named by a hash of what they were computed from (kind, inputs, model identity, ``FORMAT``).
+files named by a hash of what they were computed from (kind, inputs, ``FORMAT`` and a fingerprint of the
+base weights: a local model's id is only its directory name, which two different models may share).
 Nothing here is user data: the model is the base model and the texts ship with the package.
 A missing, unreadable or corrupt file is recomputed; a write is atomic.
 """
@@ -15,7 +16,9 @@ import io
 import zipfile
 from pathlib import Path
 
+import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from asls_mlx.paths import atomic_write_bytes, private_dir
 
@@ -59,3 +62,25 @@ def array_key(*parts) -> bytes:
         else:
             out.append(repr(part).encode())
     return b"\x00".join(out)
+
+
+_SAMPLE_STRIDE = 997  # every 997th value of each base weight goes into the fingerprint
+
+
+def base_fingerprint(model) -> bytes:
+    """A digest of ``model``'s base weights (LoRA excluded): names, shapes, dtypes and a strided sample
+    of the values. Memoised per model object until its embedding array is replaced (a reload)."""
+    embed = model.model.embed_tokens.weight
+    memo = model.__dict__.get("_asls_base_fingerprint")
+    if memo is not None and memo[0] is embed:
+        return memo[1]
+    digest = hashlib.sha256()
+    for name, w in sorted(tree_flatten(model.parameters()), key=lambda kv: kv[0]):
+        if ".lora_" in name:
+            continue
+        name = name.replace(".linear.", ".")  # a LoRA layer wraps the base linear: same weight either way
+        digest.update(f"{name}{w.dtype}{w.shape}".encode())
+        digest.update(np.asarray(w.reshape(-1)[::_SAMPLE_STRIDE].astype(mx.float32)).tobytes())
+    fingerprint = digest.digest()
+    model.__dict__["_asls_base_fingerprint"] = (embed, fingerprint)
+    return fingerprint

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from asls_mlx.adaptation.base_cache import BaseCache, array_key
+from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
 from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
@@ -71,7 +71,7 @@ def retention_perplexity(model, tokenizer, texts, max_length: int = 128, base_ca
     cache = model.__dict__.setdefault("_asls_base_ppl", {})
     key = hashlib.sha256(bytes(memoryview(tokens.astype(mx.int32))) + bytes(memoryview(mask))).hexdigest()
     if key not in cache:
-        stored_key = array_key(tokens, mask, str(model.model.embed_tokens.weight.dtype))
+        stored_key = array_key(tokens, mask, base_fingerprint(model))
         stored = base_cache.load("base-perplexity", stored_key) if base_cache is not None else None
         if stored is not None and "ppl" in stored:
             cache[key] = float(stored["ppl"])
