@@ -168,3 +168,23 @@ def test_repo_commit_rollback_and_corrupt_versions(tiny_model_dir, tmp_path):
 
     shutil.rmtree(repo.path(2))
     assert repo.commit(model, LoraConfig(), {}) == 3
+
+
+def test_repo_start_removes_what_a_killed_writer_left_but_not_a_live_ones(tmp_path):
+    """A kill inside an atomic write leaves a temp file (the active pointer) or directory; a new
+    repository object removes both, unless the process named in it is still writing."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "adapters"
+    root.mkdir()
+    (root / ".active.tmp-999999999").write_text("3")  # no such pid
+    (root / ".v2.tmp-999999998").mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (root / f".active.tmp-{live.pid}").write_text("4")
+        AdapterRepo(root)
+        assert sorted(p.name for p in root.iterdir()) == [f".active.tmp-{live.pid}"]
+    finally:
+        live.kill()
+        live.wait()

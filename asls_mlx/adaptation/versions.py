@@ -34,6 +34,25 @@ LAST_FILE = "last_version"  # high-water mark: version numbers are never reused
 _VERSION = re.compile(r"^v(\d+)$")
 
 
+def _writer_alive(temp: Path) -> bool:
+    """Whether the process whose pid ends ``temp``'s name (``paths.atomic_write_bytes``) still runs."""
+    pid = temp.name.rsplit("-", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     version: int
@@ -45,8 +64,9 @@ class VersionInfo:
 class AdapterRepo:
     def __init__(self, root: Path):
         self.root = private_dir(Path(root))
-        for leftover in self.root.glob(".*.tmp-*"):  # a crash mid-write: never a version
-            shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.root.glob(".*.tmp-*"):  # a crash mid-write (a file or a directory): never a version
+            if not _writer_alive(leftover):  # not one another process is writing right now
+                _remove(leftover)
         for pattern in (".*.old-*", ".*.build-*"):
             for leftover in self.root.glob(pattern):
                 shutil.rmtree(leftover, ignore_errors=True)
