@@ -18,21 +18,13 @@ import time
 from pathlib import Path
 
 from asls_mlx.errors import ASLSError
-from asls_mlx.paths import atomic_write_text
+from asls_mlx.paths import atomic_write_text, pid_alive
 
 PROGRESS_FILE = "train_progress.json"
 
 
 def write_progress(path: Path, **fields) -> None:
     atomic_write_text(path, json.dumps(dict(fields, pid=os.getpid(), time=time.time())))
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, TypeError, ValueError):
-        return False
 
 
 def _trainer_env() -> dict:
@@ -70,7 +62,7 @@ class BackgroundTrainer:
         except (OSError, ValueError):
             status = {}
         mine = self._proc is not None and self._proc.poll() is None
-        status["running"] = mine or (status.get("state") == "running" and _pid_alive(status.get("pid")))
+        status["running"] = mine or (status.get("state") == "running" and pid_alive(status.get("pid")))
         return status
 
     def wait(self, timeout: float | None = None) -> None:

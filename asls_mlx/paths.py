@@ -32,6 +32,15 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def pid_alive(pid) -> bool:
+    """Whether process ``pid`` runs (e.g. the writer named in an ``atomic_write_bytes`` temp file)."""
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a crash leaves either the old file or the new one, never half.
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -50,6 +51,19 @@ class BaseCache:
             atomic_write_bytes(self._path(kind, key), buffer.getvalue())
         except OSError:  # a read-only or full disk only costs the recomputation next time
             pass
+
+
+def cached(base_cache: BaseCache | None, kind: str, key: bytes, names: tuple[str, ...],
+           compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays ``names`` that ``compute()`` returns: read from ``base_cache`` when an earlier process
+    kept all of them, else computed and kept there. Without a cache, just ``compute()``."""
+    stored = base_cache.load(kind, key) if base_cache is not None else None
+    if stored is not None and set(names) <= set(stored):
+        return stored
+    arrays = compute()
+    if base_cache is not None:
+        base_cache.save(kind, key, **arrays)
+    return arrays
 
 
 def array_key(*parts) -> bytes:

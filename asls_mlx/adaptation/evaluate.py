@@ -8,14 +8,13 @@ guard (``asls_mlx.profiling.quality``, run by the caller) found no more failures
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
-from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint
+from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
 from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
@@ -68,19 +67,15 @@ def retention_perplexity(model, tokenizer, texts, max_length: int = 128, base_ca
     if tokens.shape[0] == 0:
         return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
     inputs = PrefixCache(model).text_inputs(tokens)
-    cache = model.__dict__.setdefault("_asls_base_ppl", {})
-    key = hashlib.sha256(bytes(memoryview(tokens.astype(mx.int32))) + bytes(memoryview(mask))).hexdigest()
-    if key not in cache:
-        stored_key = array_key(tokens, mask, base_fingerprint(model))
-        stored = base_cache.load("base-perplexity", stored_key) if base_cache is not None else None
-        if stored is not None and "ppl" in stored:
-            cache[key] = float(stored["ppl"])
-        else:
+    memo = model.__dict__.setdefault("_asls_base_ppl", {})
+    key = array_key(tokens, mask, base_fingerprint(model))  # in this process and, via base_cache, later ones
+    if key not in memo:
+        def compute() -> dict:
             with adapter_disabled(model):
-                cache[key] = _perplexity(model, inputs, tokens, mask)
-            if base_cache is not None:
-                base_cache.save("base-perplexity", stored_key, ppl=np.array(cache[key]))
-    base = cache[key]
+                return {"ppl": np.array(_perplexity(model, inputs, tokens, mask))}
+
+        memo[key] = float(cached(base_cache, "base-perplexity", key, ("ppl",), compute)["ppl"])
+    base = memo[key]
     ppl = base if adapter_is_identity(model) else _perplexity(model, inputs, tokens, mask)
     return {"ppl": ppl, "base_ppl": base, "ratio": ppl / base, "n": int(tokens.shape[0])}
 

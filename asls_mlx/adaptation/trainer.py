@@ -21,7 +21,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation import losses
-from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint
+from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import EncodedPair, batch_schedule, collate, encode_pairs, pair_key, text_batch
 from asls_mlx.adaptation.logprobs import (
     PrefixCache, answer_logps, base_topk, full_logits, pair_batch, reference_logps, shares_prompt,
@@ -202,14 +202,12 @@ def _batch_arrays(examples: list[EncodedPair], loss: str, ref: dict, prefix: Pre
 
 def _retention_targets(model, tokens: mx.array, k: int, inputs: mx.array, base_cache: BaseCache | None) -> tuple:
     """``base_topk`` of the general texts, from ``base_cache`` when an earlier process computed it."""
-    key = array_key(tokens, k, base_fingerprint(model))
-    stored = base_cache.load("retention", key) if base_cache is not None else None
-    if stored is not None and {"top", "index"} <= set(stored):
-        return mx.array(stored["top"]), mx.array(stored["index"])
-    top, index = base_topk(model, tokens, k, inputs=inputs)
-    if base_cache is not None:
-        base_cache.save("retention", key, top=np.asarray(top), index=np.asarray(index))
-    return top, index
+    def compute() -> dict:
+        top, index = base_topk(model, tokens, k, inputs=inputs)
+        return {"top": np.asarray(top), "index": np.asarray(index)}
+
+    stored = cached(base_cache, "retention", array_key(tokens, k, base_fingerprint(model)), ("top", "index"), compute)
+    return mx.array(stored["top"]), mx.array(stored["index"])
 
 
 def train(

@@ -25,7 +25,7 @@ import mlx.core as mx
 
 from asls_mlx.adaptation.lora import METADATA_FILE, LoraConfig, read_adapter, save_adapter
 from asls_mlx.errors import ASLSError
-from asls_mlx.paths import atomic_write_text, fsync_dir, private_dir
+from asls_mlx.paths import atomic_write_text, fsync_dir, pid_alive, private_dir
 
 OPTIMIZER_FILE = "optimizer.safetensors"
 ACTIVE_FILE = "active"
@@ -37,13 +37,7 @@ _VERSION = re.compile(r"^v(\d+)$")
 def _writer_alive(temp: Path) -> bool:
     """Whether the process whose pid ends ``temp``'s name (``paths.atomic_write_bytes``) still runs."""
     pid = temp.name.rsplit("-", 1)[-1]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, ValueError):
-        return False
+    return pid.isdigit() and int(pid) != os.getpid() and pid_alive(pid)
 
 
 def _remove(path: Path) -> None:
@@ -69,7 +63,7 @@ class AdapterRepo:
                 _remove(leftover)
         for pattern in (".*.old-*", ".*.build-*"):
             for leftover in self.root.glob(pattern):
-                shutil.rmtree(leftover, ignore_errors=True)
+                _remove(leftover)
 
     # -- reading ---------------------------------------------------------------------------
     def path(self, version: int) -> Path:
