@@ -9,6 +9,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
 from asls_mlx.engine import ChatEngine, SamplingOptions, fastmath, host_batch, host_decode
+from asls_mlx.engine import samplers
 from asls_mlx.engine.samplers import RepetitionPenalty
 
 SHARED = [5, 9, 33, 60, 7]
@@ -48,8 +49,11 @@ def _penalty(kind: str):
     return [RepetitionPenalty(1.3, 8)] if kind == "ours" else []  # ours: applied to NumPy rows (``host``)
 
 
-@pytest.mark.parametrize("penalty,prefill_rows", [("none", 2048), ("mlx-lm", 2048), ("ours", 2048), ("none", 4)])
-def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_rows, monkeypatch):
+@pytest.mark.parametrize("penalty,prefill_rows,greedy", [
+    ("none", 2048, GREEDY), ("mlx-lm", 2048, GREEDY), ("ours", 2048, GREEDY), ("none", 4, GREEDY),
+    ("ours", 2048, samplers.make_sampler(0.0)),  # ours: sampled on the NumPy rows (``host``)
+])
+def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_rows, greedy, monkeypatch):
     """Uneven prompts (a shared prefix, a repeated prompt, one with nothing shared), uneven lengths,
     and stop tokens that end rows early, so the batch shrinks while the others go on; the distinct
     prompts prefilled as one stack of rows, or a few at a time."""
@@ -62,7 +66,7 @@ def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_
     lengths = [20, 9, 16, 3, 20]
     references = [_mlx_lm_tokens(model, p, 20, _penalty("mlx-lm" if penalty != "none" else "none")) for p in PROMPTS]
     stop = {references[1][4], references[3][1]}  # a fifth and a second token: rows end at different steps
-    rows = [host_batch.Row(p, n, GREEDY, processors) for p, n in zip(PROMPTS, lengths)]
+    rows = [host_batch.Row(p, n, greedy, processors) for p, n in zip(PROMPTS, lengths)]
     got = host_batch.generate(model, rows, stop)
     assert got == [_expected(r, n, stop) for r, n in zip(references, lengths)]
     assert stacks == ([4] if prefill_rows > 100 else [1, 1, 1, 1])  # the distinct prompts, together or one by one
@@ -71,13 +75,14 @@ def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_
     assert host_batch.generate(model, rows, stop, batch_rows=2) == got
 
 
-def test_sampled_rows_draw_from_each_rows_own_top_k(fast_model):
+@pytest.mark.parametrize("make", [make_sampler, samplers.make_sampler])  # mlx-lm's (MLX rows), ours (NumPy rows)
+def test_sampled_rows_draw_from_each_rows_own_top_k(fast_model, make):
     """Sampled and greedy rows in one batch, with different samplers: each sampled token is among the
     top k of the model's distribution for that row's context, and greedy rows stay greedy."""
     model, _ = fast_model
     k = 5
-    sampler = make_sampler(temp=1.0, top_k=k)
-    rows = [host_batch.Row(p, 12, sampler) for p in PROMPTS[:3]] + [host_batch.Row(PROMPTS[3], 12, GREEDY)]
+    sampler = make(temp=1.0, top_k=k)
+    rows = [host_batch.Row(p, 12, sampler) for p in PROMPTS[:3]] + [host_batch.Row(PROMPTS[3], 12, make(temp=0.0))]
     mx.random.seed(0)
     got = host_batch.generate(model, rows, set())
     assert got[3] == _mlx_lm_tokens(model, PROMPTS[3], 12)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_repetition_penalty, make_sampler as mlx_lm_sampler
 
-from asls_mlx.engine.samplers import RepetitionPenalty, ScaleLogits, make_sampler, nucleus_top_k
+from asls_mlx.engine.samplers import (
+    RepetitionPenalty, ScaleLogits, host_top_k, make_sampler, nucleus_top_k, top_k_candidates,
+)
 
 
 def _logprobs(scale: float, rows: int = 24, vocab: int = 4096, seed: int = 0) -> mx.array:
@@ -54,6 +56,35 @@ def test_top_p_top_k_draws_from_mlx_lm_distribution_and_repeats_with_a_seed():
     assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want))
     assert 2 <= len(np.flatnonzero(want)) < top_k  # the nucleus cut something here
     assert np.abs(got - want).max() < 0.01  # ~4 standard errors at 40k draws
+
+
+@pytest.mark.parametrize("top_k", [1, 40])
+def test_host_candidates_equal_the_mlx_ones(top_k):
+    """From raw NumPy logits: the same k tokens, with log-probs normalised over the whole vocabulary."""
+    logits = mx.random.normal((6, 4096), key=mx.random.key(3)) * 4
+    index, lp = top_k_candidates(logits - mx.logsumexp(logits, axis=-1, keepdims=True), top_k)
+    host_index, host_lp = host_top_k(np.array(logits), top_k)
+    order, host_order = np.argsort(np.asarray(index), -1), np.argsort(host_index, -1)
+    assert np.array_equal(np.take_along_axis(np.asarray(index), order, -1), np.take_along_axis(host_index, host_order, -1))
+    assert np.allclose(np.take_along_axis(np.asarray(lp), order, -1), np.take_along_axis(host_lp, host_order, -1), atol=1e-5)
+
+
+def test_host_draws_from_the_same_distribution_and_repeat_with_a_seed():
+    vocab, temp, top_p, top_k, draws = 60, 0.8, 0.8, 12, 40_000
+    logits = np.asarray(mx.random.normal((1, vocab), key=mx.random.key(8)) * 3)
+    sampler = make_sampler(temp, top_p, top_k)
+    mx.random.seed(5)
+    tokens = sampler.host(np.repeat(logits, draws, axis=0))
+    mx.random.seed(5)
+    assert np.array_equal(sampler.host(np.repeat(logits, draws, axis=0)), tokens)
+    lp = mx.array(logits) - mx.logsumexp(mx.array(logits), axis=-1, keepdims=True)
+    masked = np.asarray(apply_top_k(apply_top_p(lp, top_p), top_k))[0] / temp
+    want = np.exp(masked - masked.max())
+    want /= want.sum()
+    got = np.bincount(tokens, minlength=vocab) / draws
+    assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want)) and len(np.flatnonzero(want)) >= 2
+    assert np.abs(got - want).max() < 0.01
+    assert np.array_equal(make_sampler(0.0).host(logits * [[1.0]] * np.arange(1, 4)[:, None]), [logits.argmax()] * 3)
 
 
 def test_greedy_and_plain_fallbacks():

@@ -8,6 +8,9 @@ from their sorted cumulative mass, and the draw is among them. The kept set is t
 tokens have none); the random draws differ from mlx-lm's for the same seed. On the CPU the
 candidates are found with NumPy's ``argpartition`` (2 ms for 22 x 49k vs MLX's 10 ms): a 22-row
 nucleus draw took 25 ms of a ~120 ms batched decode step, now ~3.
+
+Batched decoding on the host (``host_batch``) holds NumPy logits: ``host(logits)`` samples them
+without the MLX log-softmax and the copies to MLX and back (22 rows: 8.5 -> 4 ms per step).
 """
 
 from __future__ import annotations
@@ -58,24 +61,66 @@ def _draw(index: mx.array, candidates: mx.array, temp: float) -> mx.array:
     return mx.take_along_axis(index, choice[..., None], axis=-1).squeeze(-1)
 
 
+def host_top_k(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_candidates`` of NumPy logits (rows, V): ids and log-probs normalised over the whole
+    vocabulary. ``logits`` is used as scratch space (host_batch hands over a fresh array)."""
+    vocab = logits.shape[-1]
+    index = np.argpartition(logits, vocab - top_k, axis=-1)[:, vocab - top_k :]
+    candidates = np.take_along_axis(logits, index, axis=-1)
+    peak = logits.max(axis=-1, keepdims=True)
+    np.subtract(logits, peak, out=logits)
+    np.exp(logits, out=logits)
+    return index, candidates - (peak + np.log(logits.sum(axis=-1, keepdims=True)))
+
+
+class TopKSampler:
+    """Draws among the top k (after the top-p cut when ``0 < top_p < 1``) at temperature ``temp``:
+    ``__call__`` on MLX log-probs as mlx-lm's loops give them, ``host`` on NumPy logits."""
+
+    def __init__(self, temp: float, top_p: float, top_k: int):
+        self.temp, self.top_p, self.top_k = temp, top_p, top_k
+        self.nucleus = 0 < top_p < 1
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        if self.top_k >= logprobs.shape[-1]:
+            return mlx_lm_make_sampler(temp=self.temp, top_p=self.top_p if self.nucleus else 0.0)(logprobs)
+        index, candidates = top_k_candidates(logprobs, self.top_k)
+        return self._draw(index, candidates)
+
+    def host(self, logits: np.ndarray) -> np.ndarray:
+        if self.top_k >= logits.shape[-1]:
+            return np.asarray(self(mx.array(logits) - mx.logsumexp(mx.array(logits), axis=-1, keepdims=True)))
+        index, candidates = host_top_k(logits, self.top_k)
+        return np.asarray(self._draw(mx.array(index), mx.array(candidates)))
+
+    def _draw(self, index: mx.array, candidates: mx.array) -> mx.array:
+        if self.nucleus:
+            candidates = _nucleus(candidates, mx.array(self.top_p, dtype=candidates.dtype))
+        return _draw(index, candidates, self.temp)
+
+
+class GreedySampler:
+    """The most likely token (mlx-lm's temp 0 sampler); ``host`` on NumPy logits."""
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        return mx.argmax(logprobs, axis=-1)
+
+    def host(self, logits: np.ndarray) -> np.ndarray:
+        return logits.argmax(axis=-1)
+
+
 def make_sampler(temp: float = 0.0, top_p: float = 1.0, top_k: int = 0) -> Sampler:
     """A ``sampler(logprobs) -> tokens`` for mlx-lm's generation loops.
 
     temp 0 is greedy. With ``top_k`` smaller than the vocabulary the draw is among the top k, after
-    the top-p cut when ``0 < top_p < 1``; otherwise this is mlx-lm's own sampler.
+    the top-p cut when ``0 < top_p < 1``; otherwise this is mlx-lm's own sampler. Ours also sample
+    NumPy logits (``host``).
     """
-    if temp <= 0 or top_k <= 0:
-        return mlx_lm_make_sampler(temp=temp, top_p=top_p if 0 < top_p < 1 else 0.0, top_k=max(top_k, 0))
-    nucleus = 0 < top_p < 1
-
-    def sampler(logprobs: mx.array) -> mx.array:
-        if top_k >= logprobs.shape[-1]:
-            return mlx_lm_make_sampler(temp=temp, top_p=top_p if nucleus else 0.0)(logprobs)
-        if nucleus:
-            return _draw(*nucleus_top_k(logprobs, top_p, top_k), temp)
-        return _draw(*top_k_candidates(logprobs, top_k), temp)
-
-    return sampler
+    if temp <= 0:
+        return GreedySampler()
+    if top_k <= 0:
+        return mlx_lm_make_sampler(temp=temp, top_p=top_p if 0 < top_p < 1 else 0.0)
+    return TopKSampler(temp, top_p, top_k)
 
 
 class RepetitionPenalty:
