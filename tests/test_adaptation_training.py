@@ -457,3 +457,29 @@ def test_base_cache_is_not_shared_by_different_weights(tiny_model_dir, tmp_path)
     alone = retention_perplexity(fresh_model(other_dir)[0], tok, GENERAL)
     assert retention_perplexity(b, tok, GENERAL, base_cache=cache)["base_ppl"] == alone["base_ppl"]
     assert len(list((tmp_path / "base").iterdir())) == 2
+
+
+def test_fast_path_checks_are_kept_between_processes(deep_tiny_dir, tmp_path, monkeypatch):
+    """A later process (a fresh model object) takes the fast-path decisions from the base cache
+    instead of running the check forwards again; another LoRA layout runs its own checks."""
+    import asls_mlx.adaptation.logprobs as logprobs
+    from asls_mlx.adaptation.base_cache import BaseCache
+
+    cache = BaseCache(tmp_path / "base")
+    calls = []
+    for name in ("naive_answer_logps", "prefix_hidden"):
+        real = getattr(logprobs, name)
+        monkeypatch.setattr(logprobs, name, lambda *a, real=real, **k: calls.append(1) or real(*a, **k))
+
+    def decide(layers):
+        model, _ = fresh_model(deep_tiny_dir, LoraConfig(num_layers=layers))
+        before = len(calls)
+        logprobs.decide_fast_paths(model, cache)
+        paths = (logprobs.uses_answer_only(model), logprobs.shares_prompt(model), logprobs.PrefixCache(model).depth)
+        return paths, len(calls) - before
+
+    assert decide(2) == ((True, True, 2), 2)  # checked: the naive logps and the split forward
+    assert decide(2) == ((True, True, 2), 0)  # read
+    assert decide(3) == ((True, True, 1), 2)  # its own key: checked, then read
+    assert decide(3) == ((True, True, 1), 0)
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "base").iterdir()) == ["fast", "fast"]

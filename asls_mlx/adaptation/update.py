@@ -21,7 +21,7 @@ from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics,
 from asls_mlx.adaptation.lora import (
     LoraConfig, attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights,
 )
-from asls_mlx.adaptation.logprobs import PrefixCache
+from asls_mlx.adaptation.logprobs import PrefixCache, decide_fast_paths
 from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
@@ -133,6 +133,7 @@ def update_adapter(
     # reference log-probs are stored with the pairs: replay and held-out pairs are not recomputed
     ref_cache = store.reference_logps(user_id, base_model_id)
     stored_refs = set(ref_cache)
+    decide_fast_paths(model, base_cache)
     prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
     before = preference_metrics(model, tokenizer, val, ref_cache, prefix=prefix)
     run_id = store.add_training_run(user_id, [p.id for p in new], session_ids, parent_version=previous)
