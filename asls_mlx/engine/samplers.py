@@ -64,8 +64,9 @@ def _draw(index: mx.array, candidates: mx.array, temp: float) -> mx.array:
 def host_top_k(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """``top_k_candidates`` of NumPy logits (rows, V): ids and log-probs normalised over the whole
     vocabulary. ``logits`` is used as scratch space (host_batch hands over a fresh array)."""
-    vocab = logits.shape[-1]
-    index = np.argpartition(logits, vocab - top_k, axis=-1)[:, vocab - top_k :]
+    # the same call as ``top_k_candidates`` (on values shifted by the row's logsumexp): the same
+    # candidates in the same order, so a seeded draw picks what it picked from MLX log-probs
+    index = np.argpartition(-logits, top_k - 1, axis=-1)[:, :top_k]
     candidates = np.take_along_axis(logits, index, axis=-1)
     peak = logits.max(axis=-1, keepdims=True)
     np.subtract(logits, peak, out=logits)
@@ -89,7 +90,8 @@ class TopKSampler:
 
     def host(self, logits: np.ndarray) -> np.ndarray:
         if self.top_k >= logits.shape[-1]:
-            return np.asarray(self(mx.array(logits) - mx.logsumexp(mx.array(logits), axis=-1, keepdims=True)))
+            x = mx.array(logits)
+            return np.asarray(self(x - mx.logsumexp(x, axis=-1, keepdims=True)))
         index, candidates = host_top_k(logits, self.top_k)
         return np.asarray(self._draw(mx.array(index), mx.array(candidates)))
 
