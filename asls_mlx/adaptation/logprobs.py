@@ -298,9 +298,14 @@ def _code_version() -> bytes:
     from asls_mlx.adaptation import batching, lora
     from asls_mlx.engine import fastmath
 
-    digest = hashlib.sha256(f"{mx.__version__} {mlx_lm.__version__}".encode())
+    import asls_mlx
+
+    digest = hashlib.sha256(f"{asls_mlx.__version__} {mx.__version__} {mlx_lm.__version__}".encode())
     for module in (__file__, batching.__file__, lora.__file__, fastmath.__file__):
-        digest.update(Path(module).read_bytes())
+        try:
+            digest.update(Path(module).read_bytes())
+        except OSError:  # not a plain file (a zipped install): the versions alone
+            pass
     return digest.digest()
 
 

@@ -144,27 +144,27 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
 
 def _sample(logits: np.ndarray, rows: list[Row], contexts: list[list[int]]) -> list[int]:
     """One token per row. ``logits`` (rows, vocab) is a fresh array: processors may change it in place."""
-    groups: dict[int, list[int]] = {}
-    for i, r in enumerate(rows):
-        groups.setdefault(id(r.sampler), []).append(i)
-    tokens = [0] * len(rows)
     if all(hasattr(p, "host") for r in rows for p in r.processors):  # ours: applied to the NumPy rows
         for row, r, context in zip(logits, rows, contexts):
             for processor in r.processors:
                 processor.host(context, row)
-        if all(hasattr(r.sampler, "host") for r in rows):  # ours: sampled as NumPy rows too
-            for indices in groups.values():
-                picked = rows[indices[0]].sampler.host(logits if len(indices) == len(rows) else logits[indices])
-                for i, t in zip(indices, picked.tolist()):
-                    tokens[i] = int(t)
-            return tokens
-        x = mx.array(logits)
+        x = None if all(hasattr(r.sampler, "host") for r in rows) else mx.array(logits)
     else:  # any other processor as mlx-lm's loops call it: one row of MLX logits at a time
         x = mx.concatenate([_processed(mx.array(row[None]), r, c) for row, r, c in zip(logits, rows, contexts)])
-    logprobs = x - logsumexp(x, keepdims=True)
+    logprobs = None if x is None else x - logsumexp(x, keepdims=True)
+
+    def draw(indices: list[int]) -> np.ndarray:
+        sampler, every = rows[indices[0]].sampler, len(indices) == len(rows)
+        if logprobs is None:  # ours: sampled from the NumPy logits, no round trip through MLX
+            return sampler.host(logits if every else logits[indices])
+        return np.array(sampler(logprobs if every else logprobs[mx.array(indices)]))
+
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(id(r.sampler), []).append(i)
+    tokens = [0] * len(rows)
     for indices in groups.values():
-        picked = rows[indices[0]].sampler(logprobs if len(indices) == len(rows) else logprobs[mx.array(indices)])
-        for i, t in zip(indices, np.array(picked).reshape(-1).tolist()):
+        for i, t in zip(indices, draw(indices).reshape(-1).tolist()):
             tokens[i] = int(t)
     return tokens
 
