@@ -64,8 +64,9 @@ def _draw(index: mx.array, candidates: mx.array, temp: float) -> mx.array:
 def host_top_k(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """``top_k_candidates`` of NumPy logits (rows, V): ids and log-probs normalised over the whole
     vocabulary. ``logits`` is used as scratch space (host_batch hands over a fresh array)."""
-    # the same call as ``top_k_candidates`` (on values shifted by the row's logsumexp): the same
-    # candidates in the same order, so a seeded draw picks what it picked from MLX log-probs
+    # the call ``top_k_candidates`` makes on the log-probs (these values shifted by the row's
+    # logsumexp): the same candidates, in the same order unless the shift's rounding tied two values
+    # (then a seeded draw may pick another token than from MLX log-probs; the distribution is the same)
     index = np.argpartition(-logits, top_k - 1, axis=-1)[:, :top_k]
     candidates = np.take_along_axis(logits, index, axis=-1)
     peak = logits.max(axis=-1, keepdims=True)
