@@ -124,3 +124,25 @@ def test_an_empty_prompt_is_refused(fast_model):
     model, _ = fast_model
     with pytest.raises(ValueError, match="at least one token"):
         host_batch.generate(model, [host_batch.Row([], 4, GREEDY)], set())
+
+
+def test_rows_beyond_the_kv_budget_are_batched_by_length(fast_model, monkeypatch):
+    """A long prompt among short ones: with a KV budget the batch cannot hold, the rows are split
+    into batches of similar lengths that each fit it, and every row gets the same greedy answer."""
+    model, _ = fast_model
+    long_prompt = [(5 * i) % 150 + 1 for i in range(60)]
+    prompts = PROMPTS + [long_prompt, PROMPTS[0] + [3]]
+    rows = [host_batch.Row(p, 8, GREEDY) for p in prompts]
+    together = host_batch.generate(model, rows, set())
+    per_position = host_batch._kv_bytes_per_position(model)
+    head_dim = model.args.hidden_size // model.args.num_attention_heads
+    assert per_position == 2 * 4 * len(model.model.layers) * model.args.num_key_value_heads * head_dim
+    budget = len(long_prompt) + 8  # positions: the long row alone, or a few short ones, per batch
+    monkeypatch.setattr(host_batch, "KV_BUDGET", budget * per_position)
+    seen = []
+    real = host_batch._generate_batch
+    monkeypatch.setattr(host_batch, "_generate_batch", lambda m, r, s: seen.append(r) or real(m, r, s))
+    assert host_batch.generate(model, rows, set()) == together
+    assert len(seen) >= 3 and sorted(len(p) for b in seen for p in (r.prompt for r in b)) == sorted(map(len, prompts))
+    assert all(len(b) * host_batch._length(b) <= budget for b in seen if len(b) > 1)
+    assert [r.prompt for r in seen[-1]] == [long_prompt]  # longest last, alone

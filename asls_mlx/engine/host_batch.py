@@ -11,6 +11,8 @@ the distinct prompts (rows sampled k times share one) together, as one stack of 
 GEMMs; their keys and values are copied into the rows' buffers.
 Ends, logits processors (called with the prompt + tokens so far) and samplers are those of mlx-lm's
 loops; rows sharing a sampler object are sampled in one call; finished rows leave the batch.
+More rows than one batch holds (``BATCH_ROWS``, or ``KV_BUDGET`` bytes of keys and values) are
+decoded in batches of similar lengths.
 Same scope as ``host_decode`` (``host_decode.supports``).
 """
 
@@ -29,6 +31,7 @@ from asls_mlx.engine.host_decode import (
 )
 
 BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
+KV_BUDGET = 1 << 30  # bytes of one batch's KV buffers, at most (unless one row alone needs more)
 PREFILL_ROWS = 2048  # prompt positions (after the shared prefix) prefilled together, at most (unless one prompt is longer)
 
 
@@ -46,10 +49,39 @@ def generate(model: nn.Module, rows: Sequence[Row], stop_tokens: set[int], batch
     """The new tokens of each row, without the stop token that ended it (if one did)."""
     if any(len(r.prompt) == 0 for r in rows):
         raise ValueError("every row needs a prompt of at least one token")
-    out: list[list[int]] = []
-    for start in range(0, len(rows), batch_rows):
-        out += _generate_batch(model, list(rows[start : start + batch_rows]), stop_tokens)
+    out: list[list[int]] = [[] for _ in rows]
+    for batch in _batches(rows, batch_rows, KV_BUDGET // _kv_bytes_per_position(model)):
+        for i, answer in zip(batch, _generate_batch(model, [rows[i] for i in batch], stop_tokens)):
+            out[i] = answer
     return out
+
+
+def _length(rows: Sequence[Row]) -> int:
+    """Positions of each row's KV buffer in a batch of ``rows`` (as ``_generate_batch`` allocates them)."""
+    return max(len(r.prompt) for r in rows) + max(max(r.max_tokens, 1) for r in rows)
+
+
+def _batches(rows: Sequence[Row], batch_rows: int, budget_positions: int) -> list[list[int]]:
+    """Row indices per batch. Every row's KV buffer is as long as the batch's longest prompt plus its
+    largest ``max_tokens``: when the rows do not all fit in one batch, similar lengths go together
+    and a batch holds at most ``budget_positions`` (rows x that length), so a few long
+    conversations among short prompts cannot make every row's buffer long (32 x 2,300 positions
+    would be ~3 GB on SmolLM2-135M)."""
+    if len(rows) <= batch_rows and len(rows) * _length(rows) <= budget_positions:
+        return [list(range(len(rows)))]  # one batch, rows in their order (seeded draws as before)
+    batches: list[list[int]] = []
+    for i in sorted(range(len(rows)), key=lambda i: (len(rows[i].prompt), rows[i].max_tokens)):
+        grown = batches[-1] + [i] if batches else []
+        if grown and len(grown) <= batch_rows and len(grown) * _length([rows[j] for j in grown]) <= budget_positions:
+            batches[-1] = grown
+        else:
+            batches.append([i])
+    return batches
+
+
+def _kv_bytes_per_position(model: nn.Module) -> int:
+    """Bytes one row's keys and values take per position, over all blocks (float32)."""
+    return sum(2 * 4 * getattr(l.self_attn.k_proj, "linear", l.self_attn.k_proj).weight.shape[0] for l in model.model.layers)
 
 
 def _prefill(model: nn.Module, prompts: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[list[HostKVCache], np.ndarray]]:
