@@ -104,8 +104,8 @@ class SessionSummary:
 
 
 def base_model_cache(model_id: str) -> BaseCache:
-    """Where values of the base model alone (retention targets, base perplexity) are kept between
-    background updates: beside the converted models, one directory per model (no user data)."""
+    """Where values of the base model alone (retention targets, base perplexity, fast-path checks) are
+    kept between background updates: beside the converted models, one directory per model (no user data)."""
     return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
 
 

@@ -295,10 +295,9 @@ def decide_fast_paths(model: nn.Module, base_cache: BaseCache | None = None) -> 
 @functools.cache
 def _code_version() -> bytes:
     """The code the checks judge: this module and those it computes with, and the MLX versions."""
+    import asls_mlx
     from asls_mlx.adaptation import batching, lora
     from asls_mlx.engine import fastmath
-
-    import asls_mlx
 
     digest = hashlib.sha256(f"{asls_mlx.__version__} {mx.__version__} {mlx_lm.__version__}".encode())
     for module in (__file__, batching.__file__, lora.__file__, fastmath.__file__):

@@ -109,8 +109,8 @@ def update_adapter(
 
     ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the
     caller already has them (decoded alongside the self-labelled samples); the rest are generated.
-    ``base_cache``: keeps what depends only on the base model (retention targets, base perplexity)
-    for later updates, each of which runs in a fresh background process.
+    ``base_cache``: keeps what depends only on the base model (retention targets, base perplexity,
+    which fast paths hold for it) for later updates, each of which runs in a fresh background process.
     """
     new = _wanted(store.pairs(user_id, split="train", unused_only=True), options)
     active = store.active_adapter(user_id)

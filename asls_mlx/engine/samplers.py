@@ -50,10 +50,15 @@ def _nucleus(candidates: mx.array, top_p: mx.array) -> mx.array:
     return mx.where(candidates < threshold, -float("inf"), candidates)
 
 
+def _cut(candidates: mx.array, top_p: float) -> mx.array:
+    return _nucleus(candidates, mx.array(top_p, dtype=candidates.dtype))
+
+
 def nucleus_top_k(logprobs: mx.array, top_p: float, top_k: int) -> tuple[mx.array, mx.array]:
-    """The top-k candidates (token ids, log-probs) with those outside the top-p nucleus at -inf."""
+    """The top-k candidates (token ids, log-probs) with those outside the top-p nucleus at -inf:
+    what ``TopKSampler`` draws among."""
     index, candidates = top_k_candidates(logprobs, top_k)
-    return index, _nucleus(candidates, mx.array(top_p, dtype=candidates.dtype))
+    return index, _cut(candidates, top_p)
 
 
 def _draw(index: mx.array, candidates: mx.array, temp: float) -> mx.array:
@@ -97,9 +102,7 @@ class TopKSampler:
         return np.asarray(self._draw(mx.array(index), mx.array(candidates)))
 
     def _draw(self, index: mx.array, candidates: mx.array) -> mx.array:
-        if self.nucleus:
-            candidates = _nucleus(candidates, mx.array(self.top_p, dtype=candidates.dtype))
-        return _draw(index, candidates, self.temp)
+        return _draw(index, _cut(candidates, self.top_p) if self.nucleus else candidates, self.temp)
 
 
 class GreedySampler:
