@@ -9,13 +9,21 @@ Order of preference (``ASLS_BLAS=off`` disables, ``ASLS_BLAS=<path>`` forces a l
 1. the ``cmeel-openblas`` wheel (pip, no root; OpenBLAS 0.3.31 with AVX-512 kernels, measured fastest),
 2. Debian's ``libopenblas0-pthread`` (``/usr/lib/<arch>/openblas-pthread/libblas.so.3``).
 No-op on macOS, where MLX uses Accelerate and Metal.
+
+A library is loaded only after a child process has run a small ``cblas_sgemm`` with it: a build whose
+kernels need instructions this CPU lacks (the cmeel wheel dies with SIGILL on CPUs without AVX-512)
+must not take the whole process down. The verdict is cached per library file and CPU, so later imports
+do not pay the ~50 ms child process.
 """
 
 from __future__ import annotations
 
 import ctypes
 import glob
+import hashlib
+import json
 import os
+import subprocess
 import platform
 import sys
 import sysconfig
@@ -66,8 +74,76 @@ def candidates() -> list[tuple[str, Path]]:
     return found
 
 
+# Run in a child: load the library and multiply two 64x64 matrices of ones (each entry must be 64).
+_PROBE = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+n = 64
+a = (ctypes.c_float * (n * n))(*([1.0] * (n * n)))
+c = (ctypes.c_float * (n * n))()
+f = lib.cblas_sgemm
+f.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                   ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+f(101, 111, 111, n, n, n, 1.0, a, n, a, n, 0.0, c, n)
+sys.exit(0 if c[0] == n and c[n * n - 1] == n else 3)
+"""
+
+
+def _cpu_signature() -> str:
+    """What decides whether a BLAS build runs here: the CPU's model and instruction flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+    return "\n".join(lines)
+
+
+def _probe_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "asls_mlx" / "blas-probe.json"
+
+
+def probe(path: Path) -> str | None:
+    """Run a small GEMM with ``path`` in a child process; None if it works, else why not. Cached."""
+    stat = Path(path).stat()
+    key = hashlib.sha256(f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{_cpu_signature()}".encode()).hexdigest()
+    cache = _probe_cache()
+    try:
+        verdicts = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    if key in verdicts:
+        return verdicts[key]
+    try:
+        run = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(path)], capture_output=True, timeout=60)
+        rc = run.returncode
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"could not test it: {e}"  # not cached: may work next time
+    if rc == 0:
+        verdict = None
+    elif rc == -4:  # SIGILL
+        verdict = "its kernels use instructions this CPU lacks (illegal instruction)"
+    else:
+        tail = run.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {rc}"]
+        verdict = f"a test multiplication failed: {tail[0]}"
+        if "libgfortran" in verdict:
+            verdict += " (install the Fortran runtime: apt-get install libgfortran5)"
+    verdicts[key] = verdict
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(verdicts))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs the probe again next time
+    return verdict
+
+
 def _try_load(path: Path) -> str | None:
-    """Load ``path`` globally; return None on success, else the reason it failed."""
+    """Load ``path`` globally once a child has shown it works; None on success, else the reason."""
+    if (err := probe(path)) is not None:
+        return err
     try:
         ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
         return None
@@ -103,7 +179,8 @@ def load() -> BlasStatus:
     for name, path in candidates():
         err = _try_load(path)
         if err is None:
-            _status = BlasStatus(name, str(path), "loaded before mlx.core")
+            skipped = "".join(f"; skipped {f}" for f in failures)
+            _status = BlasStatus(name, str(path), "loaded before mlx.core" + skipped)
             return _status
         failures.append(f"{name}: {err}")
     detail = "; ".join(failures) or "no OpenBLAS found"

@@ -52,3 +52,20 @@ def test_blas_off_warns_nothing_but_reports_reference():
     code = "import asls_mlx.blas as b; print(b.status().name)"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ASLS_BLAS="off"), capture_output=True, text=True)
     assert out.stdout.strip() == ("reference" if platform.system() == "Linux" else "accelerate")
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="BLAS loading is a Linux concern")
+def test_a_library_that_cannot_multiply_is_never_loaded(tmp_path, monkeypatch):
+    """A BLAS build that dies in a child (SIGILL on a CPU without its instructions, a missing symbol)
+    is rejected with the reason, and the verdict is cached per file and CPU."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    libm = next(p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/lib/aarch64-linux-gnu/libm.so.6", "/usr/lib64/libm.so.6") if os.path.exists(p))
+    reason = blas.probe(libm)  # loads fine, has no cblas_sgemm
+    assert reason and "failed" in reason
+    cached = json.loads((tmp_path / "asls_mlx" / "blas-probe.json").read_text())
+    assert list(cached.values()) == [reason]
+    for _, path in blas.candidates():
+        verdict = blas.probe(path)
+        assert verdict is None or "illegal instruction" in verdict or "failed" in verdict
+    if blas.status().path:
+        assert blas.probe(blas.status().path) is None
