@@ -6,7 +6,7 @@ import asls_mlx  # noqa: F401  (BLAS before mlx.core)
 import mlx_lm
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora
-from asls_mlx.profiling.types import PreferencePair
+from asls_mlx.store import PreferencePair
 
 TOPICS = ["the sea", "a cat", "green tea", "old maps", "rain", "bikes", "jazz", "bread", "stars", "snow", "owls", "clocks"]
 LONG = "well, there is a great deal to say here, and then there is even more to add about it"

@@ -6,7 +6,7 @@ import pytest
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora
 from asls_mlx.adaptation.trainer import TrainingArgs, train
-from asls_mlx.profiling.types import PreferencePair
+from asls_mlx.store import PreferencePair
 
 pytestmark = pytest.mark.e2e
 

@@ -133,27 +133,22 @@ def test_read_adapter_errors(tiny_model_dir, tmp_path):
         read_adapter(out4, model)
 
 
-def test_repo_commit_rollback_and_corrupt_versions(tiny_model_dir, tmp_path):
+def test_repo_commit_and_corrupt_versions(tiny_model_dir, tmp_path):
     model, _ = fresh_model(tiny_model_dir)
     repo = AdapterRepo(tmp_path / "adapters")
-    assert repo.active() is None and repo.list() == []
+    assert repo.list() == []
     v1 = repo.commit(model, LoraConfig(), {"metrics": {"accuracy": 0.5}}, optimizer_state={"step": mx.array(3)})
     set_lora_weights(model, perturbed(model))
     v2 = repo.commit(model, LoraConfig(), {"metrics": {"accuracy": 0.75}})
-    assert (v1, v2) == (1, 2) and repo.active() == 2
+    assert (v1, v2) == (1, 2)
     assert [i.metadata["metrics"]["accuracy"] for i in repo.list()] == [0.5, 0.75]
     assert int(repo.optimizer_state(1)["step"].item()) == 3 and repo.optimizer_state(2) is None
     assert oct(repo.path(1).stat().st_mode & 0o777) == "0o700"
-    assert oct((repo.root / "active").stat().st_mode & 0o777) == "0o600"
-    assert repo.rollback() == 1 and repo.active() == 1
-    assert repo.rollback(to=0) == 0 and repo.active() is None
-    repo.set_active(2)
-    # damage v1: it can never become active, rollback skips to the base
+    assert oct((repo.root / "last_version").stat().st_mode & 0o777) == "0o600"
+    # a damaged version does not read back
     (repo.path(1) / "adapters.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(ASLSError):
-        repo.set_active(1)
-    with pytest.warns(UserWarning):
-        assert repo.rollback() == 0
+        repo.load(1, model)
     # a half-written version left by a crash is cleaned up on open and never listed
     (repo.root / ".v3.build-dead").mkdir()
     (repo.root / ".v3.build-dead" / "adapters.safetensors").write_bytes(b"half")
@@ -171,20 +166,20 @@ def test_repo_commit_rollback_and_corrupt_versions(tiny_model_dir, tmp_path):
 
 
 def test_repo_start_removes_what_a_killed_writer_left_but_not_a_live_ones(tmp_path):
-    """A kill inside an atomic write leaves a temp file (the active pointer) or directory; a new
+    """A kill inside an atomic write leaves a temp file (the high-water mark) or directory; a new
     repository object removes both, unless the process named in it is still writing."""
     import subprocess
     import sys
 
     root = tmp_path / "adapters"
     root.mkdir()
-    (root / ".active.tmp-999999999").write_text("3")  # no such pid
+    (root / ".last_version.tmp-999999999").write_text("3")  # no such pid
     (root / ".v2.tmp-999999998").mkdir()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (root / f".active.tmp-{live.pid}").write_text("4")
+        (root / f".last_version.tmp-{live.pid}").write_text("4")
         AdapterRepo(root)
-        assert sorted(p.name for p in root.iterdir()) == [f".active.tmp-{live.pid}"]
+        assert sorted(p.name for p in root.iterdir()) == [f".last_version.tmp-{live.pid}"]
     finally:
         live.kill()
         live.wait()

@@ -206,3 +206,20 @@ def test_validation_split_is_stable_by_prompt_and_never_empty():
     pairs = s.pairs(u.id, split=None)
     assert len(pairs) == 3 and sum(p.split == "val" for p in pairs) >= 1
     assert s.pairs(u.id, split="train") and all(p.split == "train" for p in s.pairs(u.id))
+
+
+def test_held_out_prompt_is_never_one_an_adapter_trained_on():
+    from asls_mlx.profiling.mining import _ensure_val
+    from asls_mlx.store import PreferencePair
+
+    s = open_store()
+    u = s.get_or_create_user("gus")
+    s.add_pairs(u.id, [PreferencePair(f"prompt {i}", "short", "long answer", "edit", 1.0) for i in range(3)])
+    stored = s.pairs(u.id)
+    s.mark_pairs_used([p.id for p in stored], 1)
+    _ensure_val(s, u, [])
+    assert all(p.split == "train" for p in s.pairs(u.id, split=None))  # every prompt was trained on
+    s.requeue_pairs(u.id, [1])
+    s.mark_pairs_used([stored[0].id, stored[1].id], 2)
+    _ensure_val(s, u, [])
+    assert [p.prompt for p in s.pairs(u.id, split="val")] == ["prompt 2"]  # the only unused one

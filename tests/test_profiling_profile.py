@@ -8,7 +8,6 @@ from asls_mlx.profiling import (
     load_profile,
     process_session,
     rebuild_profile,
-    rewrite_to_profile,
     score,
 )
 from asls_mlx.store import open_store
@@ -136,19 +135,6 @@ def test_scorer_prefers_answers_that_fit():
     tldr = _prof(tldr=1.0)
     assert score(tldr, "Tell me about Rome", "TL;DR: old city.\n\n" + short) == 1.0
     assert score(Profile(), "Tell me about Rome", short) == 0.5  # nothing known: neutral
-
-
-def test_rewrite_to_profile():
-    import math
-
-    p = _prof(length=math.log(20), bullets=1.0, formality=1.0, tldr=1.0)
-    out = rewrite_to_profile(p, "It's old. It's big. It's in Italy. " * 5)
-    assert out.startswith("TL;DR: It is old.")
-    assert "- It is big." in out and "It's" not in out
-    assert score(p, "Tell me about Rome", out) > score(p, "Tell me about Rome", "It's old. " * 30)
-    cf = _prof(code_first=1.0)
-    assert rewrite_to_profile(cf, "Use this:\nfine.\n```py\nx = 1\n```").startswith("```py")
-    assert rewrite_to_profile(Profile(), "Unchanged answer here.") == "Unchanged answer here."
 
 
 @pytest.mark.parametrize("words, target, lo, hi", [(30, 30, 1.0, 1.0), (120, 30, 0.0, 0.0),

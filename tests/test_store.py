@@ -214,8 +214,10 @@ def test_pairs_dedupe_split_and_usage(store):
         ("short", "long answer", (q, a), sid)]
     assert [p.label for p in store.pairs(u.id, split="val")] == [-1]
     assert len(store.pairs(u.id, split=None)) == 2
+    assert store.used_pair_ids(u.id) == set()
     store.mark_pairs_used([train[0].id], 1)
     assert store.pairs(u.id, unused_only=True) == []
+    assert store.used_pair_ids(u.id) == {train[0].id}
     with pytest.raises(ASLSError):
         store.add_pairs(u.id, [PreferencePair("q", "a", "b", "magic", 1.0)])
 

@@ -1,6 +1,6 @@
 """Pairs -> token ids -> length-bucketed batches that mark answer tokens only.
 
-A pair is anything with the attributes of ``asls_mlx.profiling.types.PreferencePair`` (``prompt``,
+A pair is anything with the attributes of ``asls_mlx.store.PreferencePair`` (``prompt``,
 ``chosen``, ``rejected`` (None for unpaired thumbs), ``weight``, ``label``). The prompt is the user
 message as one user turn (optionally after a system turn) rendered by the tokenizer's chat template
 with the generation prompt; the answer is the answer's tokens plus eos.

@@ -1,13 +1,14 @@
-"""A user's adapter versions on disk: v1, v2, ... plus an ``active`` pointer; rollback to any.
+"""A user's adapter versions on disk: the folders v1, v2, ..., read and written, nothing more.
 
 Layout under ``root`` (0700 dirs, 0600 files)::
 
     v1/ adapter_config.json adapters.safetensors metadata.json [optimizer.safetensors]
     v2/ ...
-    active            "2" (or "0" = the base model, no adapter)
+    last_version      "2": the highest number ever committed (numbers are never reused)
 
-A version appears only by renaming a complete, fsynced temp dir; the pointer is replaced atomically
-after it. A version dir that fails to read is skipped with a warning and never becomes active.
+Which version is active is the store's to say (its ``adapter_versions`` row), never a file here: one
+authority, so a rollback cannot leave two records disagreeing. A version appears only by renaming a
+complete, fsynced temp dir, so a crash leaves a whole version or none; temp leftovers are removed on open.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from asls_mlx.errors import ASLSError
 from asls_mlx.paths import atomic_write_text, fsync_dir, pid_alive, private_dir
 
 OPTIMIZER_FILE = "optimizer.safetensors"
-ACTIVE_FILE = "active"
-HIGH_WATER_FILE = "last_version"  # numbers are never reused, even after a version is deleted
 LAST_FILE = "last_version"  # high-water mark: version numbers are never reused
 _VERSION = re.compile(r"^v(\d+)$")
 
@@ -52,7 +51,6 @@ class VersionInfo:
     version: int
     path: Path
     metadata: dict
-    active: bool
 
 
 class AdapterRepo:
@@ -77,17 +75,8 @@ class AdapterRepo:
                 out.append(int(m.group(1)))
         return sorted(out)
 
-    def is_valid(self, version: int) -> bool:
-        try:
-            read_adapter(self.path(version))
-            return True
-        except ASLSError as e:
-            warnings.warn(f"Skipping adapter version {version}: {e}", stacklevel=2)
-            return False
-
     def list(self) -> list[VersionInfo]:
         """Readable versions, oldest first, with their metadata (metrics included)."""
-        active = self.active()
         out = []
         for v in self._numbers():
             p = self.path(v)
@@ -96,33 +85,22 @@ class AdapterRepo:
             except (OSError, json.JSONDecodeError):
                 warnings.warn(f"Skipping adapter version {v}: unreadable {METADATA_FILE}", stacklevel=2)
                 continue
-            out.append(VersionInfo(v, p, meta, v == active))
+            out.append(VersionInfo(v, p, meta))
         return out
 
-    def active(self) -> int | None:
-        """The active version; None when no adapter is active (base model)."""
-        try:
-            v = int((self.root / ACTIVE_FILE).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return v if v > 0 and self.path(v).is_dir() else None
+    def load(self, version: int, model=None) -> tuple[LoraConfig, dict[str, mx.array], dict]:
+        """(config, weights, metadata) of ``version``, checked against ``model`` if given."""
+        return read_adapter(self.path(version), model)
 
-    def load(self, version: int | None = None, model=None) -> tuple[LoraConfig, dict[str, mx.array], dict]:
-        """(config, weights, metadata) of ``version`` (default: active); checked against ``model``."""
-        v = self.active() if version is None else version
-        if v is None:
-            raise ASLSError("No adapter version is active.")
-        return read_adapter(self.path(v), model)
-
-    def optimizer_state(self, version: int | None = None) -> dict[str, mx.array] | None:
-        v = self.active() if version is None else version
-        f = self.path(v) / OPTIMIZER_FILE if v else None
-        if f is None or not f.is_file():
+    def optimizer_state(self, version: int) -> dict[str, mx.array] | None:
+        """The optimizer state saved with ``version``, or None (none saved, or unreadable: training restarts it)."""
+        f = self.path(version) / OPTIMIZER_FILE
+        if not f.is_file():
             return None
         try:
             return mx.load(str(f))
         except Exception as e:
-            warnings.warn(f"Ignoring unreadable optimizer state of version {v}: {e}", stacklevel=2)
+            warnings.warn(f"Ignoring unreadable optimizer state of version {version}: {e}", stacklevel=2)
             return None
 
     # -- writing ---------------------------------------------------------------------------
@@ -134,13 +112,13 @@ class AdapterRepo:
             return 0
 
     def commit(self, model, config: LoraConfig, metadata: dict | None = None, optimizer_state: dict | None = None,
-               activate: bool = True, version: int | None = None) -> int:
-        """Write the model's adapter as a new version (atomic), then make it active.
+               version: int | None = None) -> int:
+        """Write the model's adapter as a new version folder (atomic); returns its number.
 
         The number is never reused, also after a version was deleted (forget), so it cannot collide
         with the store's record of an old one; ``version`` (e.g. the store's next number) may raise it.
-        A write that fails (disk full, ...) leaves no trace and raises ASLSError; the previous version
-        stays active.
+        A write that fails (disk full, ...) leaves no trace and raises ASLSError. Activating it is the
+        store's job, after this returns.
         """
         numbers = self._numbers()
         version = max(numbers[-1] if numbers else 0, self._high_water()) + 1 if version is None else int(version)
@@ -164,30 +142,4 @@ class AdapterRepo:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if activate:
-            self.set_active(version)
         return version
-
-    def set_active(self, version: int) -> None:
-        """Point ``active`` at ``version`` (0 = base model) after checking that it reads back."""
-        version = int(version)
-        if version != 0:
-            if not self.path(version).is_dir():
-                raise ASLSError(f"Adapter version {version} does not exist.")
-            try:
-                read_adapter(self.path(version))
-            except ASLSError as e:
-                raise ASLSError(f"Adapter version {version} is damaged and cannot be activated: {e}") from e
-        atomic_write_text(self.root / ACTIVE_FILE, str(version))
-
-    def rollback(self, to: int | None = None) -> int:
-        """Activate ``to`` (0 = base), or the newest valid version older than the active one."""
-        if to is None:
-            current = self.active()
-            older = [v for v in self._numbers() if current is not None and v < current]
-            to = next((v for v in reversed(older) if self.is_valid(v)), 0)
-        self.set_active(to)
-        return to
-
-    def latest_valid(self) -> int | None:
-        return next((v for v in reversed(self._numbers()) if self.is_valid(v)), None)

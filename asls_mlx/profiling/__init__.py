@@ -6,8 +6,8 @@ No model lives here: self-labelled mining samples answers through the ``generate
 from asls_mlx.profiling.features import AnswerFeatures, answer_features
 from asls_mlx.profiling.mining import mine_pairs, split_of
 from asls_mlx.profiling.profile import Feature, Profile
+from asls_mlx.profiling.profile_update import load_profile, rebuild_profile, update_profile
 from asls_mlx.profiling.quality import is_acceptable, quality_issues
-from asls_mlx.profiling.rewrite import rewrite_to_profile
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.session import SessionResult, process_session
 from asls_mlx.profiling.signals import (
@@ -19,12 +19,11 @@ from asls_mlx.profiling.signals import (
     infer_session_signals,
     record_feedback,
 )
-from asls_mlx.profiling.types import PreferencePair
-from asls_mlx.profiling.update import load_profile, rebuild_profile, update_profile
+from asls_mlx.store.records import PreferencePair
 
 __all__ = [
     "AnswerFeatures", "Correction", "Feature", "PreferencePair", "Profile", "SessionResult", "Statement",
     "answer_features", "classify_followup", "corrections", "detect_statements", "infer_session_signals",
     "is_acceptable", "load_profile", "mine_pairs", "process_session", "quality_issues", "rebuild_profile",
-    "record_feedback", "rewrite_to_profile", "score", "split_of", "update_profile",
+    "record_feedback", "score", "split_of", "update_profile",
 ]

@@ -1,7 +1,8 @@
-"""Measurable features of an answer's text: length, structure, tone. Shared by profile, scorer, mining.
+"""Measurable features of an answer's text: length, structure, tone. Shared by profile, scorer, evaluation.
 
 Everything here is a pure function of a string, cheap and deterministic, so the same rules describe
-what the user asked for (profile), how well an answer fits (scorer), and how to rewrite one (mining).
+what the user asked for (profile), how well an answer fits (scorer), and how a simulated user judges
+one (evaluation).
 """
 
 from __future__ import annotations

@@ -26,9 +26,8 @@ from asls_mlx.profiling.profile import Profile
 from asls_mlx.profiling.quality import is_acceptable, quality_issues
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
-from asls_mlx.profiling.types import PreferencePair
-from asls_mlx.profiling.update import _user, load_profile
-from asls_mlx.store.records import normalize_text, pair_hash
+from asls_mlx.profiling.profile_update import _user, load_profile
+from asls_mlx.store.records import PreferencePair, normalize_text, pair_hash
 
 if TYPE_CHECKING:
     from asls_mlx.store import Message, Store, User
@@ -39,8 +38,8 @@ WEIGHTS = {"edit": 1.0, "thumbs": 0.9, "correction": 0.8, "rephrase": 0.5, "rege
 SOURCE_ORDER = ("edit", "thumbs", "correction", "regenerate", "self")  # dedupe keeps the first
 MIN_MARGIN = 0.15  # self-labelled: a smaller score gap is noise, not a preference
 # Training also imitates the chosen answer (the SFT term), so a self-labelled chosen answer must fit
-# the profile itself, not just beat a worse sample: a 41-word answer chosen over a 51-word one for a
-# user who edits answers down to 20 words taught long answers (held-out words 0.76x -> 0.96x).
+# the profile itself, not just beat a worse sample: a 41-word answer chosen over a 51-word one, for a
+# user who edits answers down to 20 words, teaches long answers.
 MIN_CHOSEN_FIT = 0.6
 MAX_PER_PROMPT = 4  # one chatty prompt must not dominate a training batch
 SELF_PAST_PROMPTS = 4  # past prompts revisited per session for self-labelling
@@ -191,9 +190,8 @@ def _ensure_val(store: Store, user: User, new: list[PreferencePair]) -> None:
     existing = store.pairs(user.id, split=None)
     if len(existing) + len(new) < 3 or any(p.split == "val" for p in existing + new):
         return
-    used_prompts = {normalize_text(p.prompt) for p in existing if p.id is not None
-                    and store.execute("SELECT used_in_version FROM pairs WHERE id = ?",
-                                      (p.id,)).fetchone()[0] is not None}
+    used = store.used_pair_ids(user.id)
+    used_prompts = {normalize_text(p.prompt) for p in existing if p.id in used}
     candidates = sorted({normalize_text(p.prompt) for p in existing + new} - used_prompts,
                         key=lambda t: hashlib.sha256(f"{user.name}\0{t}".encode()).hexdigest())
     if not candidates:

@@ -85,9 +85,6 @@ class Profile:
         ranked = sorted(self.topics.items(), key=lambda kv: (-kv[1], kv[0]))
         return [t for t, c in ranked[:n] if c >= 1.5]
 
-    def is_empty(self) -> bool:
-        return not self.render()
-
     # -- text ------------------------------------------------------------------------------------
 
     def render(self) -> str:

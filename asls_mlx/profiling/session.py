@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from asls_mlx.profiling.mining import Generate, mine_pairs
 from asls_mlx.profiling.profile import Profile
 from asls_mlx.profiling.signals import infer_session_signals
-from asls_mlx.profiling.types import PreferencePair
-from asls_mlx.profiling.update import _user, load_profile, update_profile
+from asls_mlx.profiling.profile_update import _user, load_profile, update_profile
+from asls_mlx.store.records import PreferencePair
 
 if TYPE_CHECKING:
     from asls_mlx.store import Store, User

@@ -7,6 +7,7 @@ from asls_mlx.store.records import (
     AdapterVersion,
     Feedback,
     Message,
+    PreferencePair,
     ProfileSnapshot,
     Session,
     TrainingRun,
@@ -14,10 +15,10 @@ from asls_mlx.store.records import (
     normalize_text,
     pair_hash,
 )
-from asls_mlx.store.schema import SCHEMA_VERSION
+from asls_mlx.store.schema import PAIR_SOURCES, SCHEMA_VERSION
 
 __all__ = [
-    "AdapterVersion", "Feedback", "ForgetSummary", "Message", "ProfileSnapshot", "SCHEMA_VERSION",
-    "Session", "Store", "TrainingRun", "User", "export_user", "forget", "import_user",
+    "AdapterVersion", "Feedback", "ForgetSummary", "Message", "PAIR_SOURCES", "PreferencePair", "ProfileSnapshot",
+    "SCHEMA_VERSION", "Session", "Store", "TrainingRun", "User", "export_user", "forget", "import_user",
     "normalize_text", "open_store", "pair_hash",
 ]

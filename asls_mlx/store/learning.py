@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from asls_mlx.errors import ASLSError
 from asls_mlx.store import schema
-from asls_mlx.store.records import AdapterVersion, TrainingRun, pair_hash
-
-if TYPE_CHECKING:
-    from asls_mlx.profiling.types import PreferencePair
+from asls_mlx.store.records import AdapterVersion, PreferencePair, TrainingRun, pair_hash
 
 
 def _json(value: dict[str, Any] | None) -> str:
@@ -58,19 +55,9 @@ class LearningMixin:
                     inserted += 1
         return inserted
 
-    def has_pair(self, user_id: int, prompt: str, chosen: str, rejected: str | None,
-                 label: int = 0) -> bool:
-        row = self.execute(
-            "SELECT 1 FROM pairs WHERE user_id = ? AND hash = ?",
-            (user_id, pair_hash(prompt, chosen, rejected, label)),
-        ).fetchone()
-        return row is not None
-
     def pairs(self, user_id: int, split: str | None = "train", unused_only: bool = False,
               limit: int | None = None, source: str | None = None) -> list[PreferencePair]:
         """The user's pairs, oldest first. ``split=None`` gives both splits (training must pass 'train')."""
-        from asls_mlx.profiling.types import PreferencePair  # lazy: profiling sits above the store
-
         sql = "SELECT * FROM pairs WHERE user_id = ?"
         params: list[Any] = [user_id]
         if split is not None:
@@ -126,12 +113,10 @@ class LearningMixin:
                 [(int(pid), model_id, key, float(c), None if r is None else float(r)) for pid, key, c, r in rows],
             )
 
-    def pair_count(self, user_id: int, split: str | None = None) -> int:
-        if split is None:
-            return self.execute("SELECT COUNT(*) FROM pairs WHERE user_id = ?", (user_id,)).fetchone()[0]
-        return self.execute(
-            "SELECT COUNT(*) FROM pairs WHERE user_id = ? AND split = ?", (user_id, split)
-        ).fetchone()[0]
+    def used_pair_ids(self, user_id: int) -> set[int]:
+        """Ids of the user's pairs some adapter version was trained on (their split must not change)."""
+        rows = self.execute("SELECT id FROM pairs WHERE user_id = ? AND used_in_version IS NOT NULL", (user_id,))
+        return {r[0] for r in rows}
 
     def set_pair_split(self, pair_id: int, split: str) -> None:
         """Move a pair between splits (only ever train -> val for a pair no adapter has used)."""
@@ -231,16 +216,6 @@ class LearningMixin:
             if version is not None:
                 conn.execute("UPDATE adapter_versions SET status = 'active' "
                              "WHERE user_id = ? AND version = ?", (user_id, version))
-
-    def set_adapter_status(self, user_id: int, version: int, status: str) -> None:
-        if status not in schema.ADAPTER_STATUSES:
-            raise ASLSError(f"unknown adapter status {status!r}")
-        if status == "active":
-            self.set_active_adapter(user_id, version)
-            return
-        self.adapter_version(user_id, version)
-        self.execute("UPDATE adapter_versions SET status = ? WHERE user_id = ? AND version = ?",
-                     (status, user_id, version))
 
     def mark_tainted(self, user_id: int, versions: Iterable[int]) -> list[int]:
         """Mark versions (and every version trained on top of them) tainted; returns all marked."""

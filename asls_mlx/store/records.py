@@ -98,6 +98,38 @@ class TrainingRun:
     session_ids: tuple[int, ...] = field(default=())
 
 
+@dataclass
+class PreferencePair:
+    """A contrastive example mined from the user's behaviour (nobody labels anything).
+
+    The store's own record: profiling mines these, the store keeps them, adaptation trains on them.
+
+    prompt: the user's message the answers respond to (single turn).
+    chosen: the preferred answer. For an unpaired thumbs example (``rejected is None``, KTO-style) it is
+        the one answer, and ``label`` says whether it was liked (+1) or disliked (-1).
+    rejected: the dispreferred answer, or None for an unpaired example.
+    source: where it came from (one of ``schema.PAIR_SOURCES``): edit, regenerate, thumbs, correction,
+        self (profile-ranked samples), explicit.
+    weight: confidence in the preference, used to weight the loss (edit 1.0 ... self ~0.5 x margin).
+    split: 'train' or 'val' (held out: training never sees it).
+    label: 0 for a pair; +1/-1 for an unpaired example.
+    message_ids: the messages it was mined from (provenance, for forget).
+    session_id: the session it was mined in.
+    id: the row id once stored.
+    """
+
+    prompt: str
+    chosen: str
+    rejected: str | None
+    source: str
+    weight: float
+    split: str = "train"
+    label: int = 0
+    message_ids: tuple = ()
+    session_id: int | None = None
+    id: int | None = None
+
+
 _SPACE = re.compile(r"\s+")
 
 
