@@ -32,12 +32,13 @@ def worker(layers: int, budget: float) -> dict:
     from asls_mlx.adaptation.lora import LoraConfig, attach_lora
     from asls_mlx.adaptation.trainer import TrainingArgs, train
     from asls_mlx.evaluation.personas import get_persona
-    from asls_mlx.evaluation.runner import load_general_text, load_prompts, persona_prompts
+    from asls_mlx.data_files import general_texts
+    from asls_mlx.evaluation.runner import load_prompts, persona_prompts
     from asls_mlx.evaluation.simulate import simulate_session
     from asls_mlx.profiling import quality_issues
 
     out: dict = {"layers": layers, "budget_s": budget}
-    texts = load_general_text()
+    texts = general_texts()
     for name in ("concise", "bullets"):
         persona = get_persona(name)
         heldin, heldout = persona_prompts(persona, load_prompts(), 0)

@@ -9,7 +9,9 @@ import pytest
 from asls_mlx.evaluation import ARMS, PERSONAS, FeedbackPolicy, edit_cost, get_persona, run_eval
 from asls_mlx.evaluation.metrics import levenshtein, score_heldout, sessions_to_recover, turn_edit_cost
 from asls_mlx.evaluation.personas import CONCISE_WORDS
-from asls_mlx.evaluation.runner import load_general_text, load_prompts, persona_prompts
+from asls_mlx.adaptation.update import UpdateReport
+from asls_mlx.data_files import general_texts
+from asls_mlx.evaluation.runner import load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
 
 EXPLAIN = "Explain the water cycle."
@@ -154,7 +156,7 @@ def test_builtin_prompts_and_texts():
     assert len({r["prompt"] for r in prompts}) == len(prompts)
     heldout = [r for r in prompts if r["split"] == "heldout"]
     assert 20 <= len(heldout) <= 30 and {r["category"] for r in heldout[:5]} == cats
-    assert len(load_general_text()) == 8
+    assert len(general_texts()) == 8
     heldin, ho = persona_prompts(get_persona("code_first"), prompts, seed=0)
     assert all("coding" == next(r["category"] for r in prompts if r["prompt"] == p) for p in heldin + ho)
     assert persona_prompts(get_persona("concise"), prompts, 0) == persona_prompts(get_persona("concise"), prompts, 0)
@@ -208,8 +210,13 @@ class FakeAssistant:
     def end_session(self, train="wait"):
         self.events.append(("end_session",))
         self.sessions += 1
-        training = SimpleNamespace(committed=True, version=self.sessions, metrics={"loss": 0.5 / self.sessions})
-        return SimpleNamespace(pairs_mined=3, training=training if self.kwargs["adapt"] else None)
+        from asls_mlx import SessionSummary
+        from asls_mlx.profiling import Profile
+
+        training = UpdateReport(True, "held-out preference improved", version=self.sessions, steps=4,
+                                before={"accuracy": 0.5, "n": 2}, after={"accuracy": 1.0, "n": 2},
+                                retention_ratio=1.02, profile_fit=(0.5, 0.75))
+        return SessionSummary(None, Profile(), pairs_mined=3, training=training if self.kwargs["adapt"] else None)
 
     def answer(self, prompt, record=False):
         assert record is False
@@ -290,7 +297,10 @@ def test_runner_on_fake_assistant_writes_table_and_json(tmp_path):
     assert result.run("drift", "asls")["recover"] == 1
     assert result.run("drift", "base")["recover"] is None
     train = result.run("concise", "asls")["sessions"][1]["training"]
-    assert train == {"pairs_mined": 3, "committed": True, "version": 1, "metrics": {"loss": 0.5}}
+    assert train == {"pairs_mined": 3, "committed": True, "version": 1, "reason": "held-out preference improved",
+                     "steps": 4, "before": {"accuracy": 0.5, "n": 2}, "after": {"accuracy": 1.0, "n": 2},
+                     "retention_ratio": 1.02, "profile_fit": [0.5, 0.75]}
+    assert result.run("concise", "profile_prompt")["sessions"][1]["training"] is None  # no adapter to train
     # outputs
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["arm"] for r in data["runs"]} == set(ARMS) and len(data["runs"]) == 10

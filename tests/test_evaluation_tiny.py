@@ -23,7 +23,9 @@ def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
             assert h["satisfaction"] == 0.0
     ret = asls["retention"]
     assert ret["ppl"] > 1.0 and ret["base_ppl"] > 1.0 and ret["ratio"] > 0
-    assert asls["sessions"][1]["training"] is not None
+    training = asls["sessions"][1]["training"]  # the real update report: its decision and why
+    assert training["committed"] in (True, False) and isinstance(training["reason"], str)
+    assert isinstance(training["steps"], int) and "before" in training and "profile_fit" in training
     md = (out / "results.md").read_text()
     assert "| base |" in md and "| asls |" in md
     assert (out / "home" / "asls.db").exists() or any((out / "home").iterdir())

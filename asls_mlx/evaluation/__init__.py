@@ -2,7 +2,8 @@
 
 from asls_mlx.evaluation.metrics import edit_cost, score_heldout, sessions_to_recover
 from asls_mlx.evaluation.personas import PERSONAS, Persona, get_persona
-from asls_mlx.evaluation.runner import ARMS, EvalResult, main_eval, run_eval
+from asls_mlx.evaluation.results import EvalResult
+from asls_mlx.evaluation.runner import ARMS, main_eval, run_eval
 from asls_mlx.evaluation.simulate import FeedbackPolicy, simulate_session
 
 __all__ = [

@@ -26,7 +26,7 @@ from asls_mlx.profiling.features import (
 )
 from asls_mlx.profiling.quality import is_acceptable
 
-CONCISE_WORDS = 50  # the paper-style "short answers" user; the measured DESIGN.md rule is "<= 50 words"
+CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words
 TLDR_WORDS = 20  # a TL;DR line longer than this is not a summary
 
 

@@ -1,0 +1,25 @@
+"""Readers of the text shipped in ``asls_mlx/data/`` (CC0, see ``asls_mlx/data/LICENSE-data.md``).
+
+At the bottom of the package (it imports nothing of asls), so the learning pipeline and the evaluation
+read the same files through the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+
+def _jsonl(name: str) -> list[dict]:
+    text = resources.files("asls_mlx").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def general_texts() -> list[str]:
+    """Built-in general text used to check the adapter does not forget (retention)."""
+    return [row["text"] for row in _jsonl("general_text.jsonl")]
+
+
+def load_prompts() -> list[dict]:
+    """The built-in prompt set of the evaluation: id, category, split, prompt."""
+    return _jsonl("prompts.jsonl")

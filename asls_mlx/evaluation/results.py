@@ -1,0 +1,171 @@
+"""What ``run_eval`` measured, and its reports: results.json, results.md and learning_curves.png."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from asls_mlx.evaluation.metrics import mean
+from asls_mlx.evaluation.personas import PERSONAS
+
+Progress = Callable[[str], None]
+
+
+def to_jsonable(x):
+    """Training summaries are dataclasses/objects with floats: keep what JSON can hold."""
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return {k: to_jsonable(getattr(x, k)) for k in x.__dataclass_fields__}
+    if hasattr(x, "item"):
+        try:
+            return to_jsonable(x.item())
+        except Exception:
+            pass
+    return str(x)
+
+
+@dataclass
+class EvalResult:
+    """Everything one ``run_eval`` measured. ``runs``: one dict per persona x arm (see ``_run_one``)."""
+
+    config: dict
+    runs: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def run(self, persona: str, arm: str) -> dict | None:
+        return next((r for r in self.runs if r["persona"] == persona and r["arm"] == arm), None)
+
+    def curve(self, persona: str, arm: str, key: str = "satisfaction") -> list[float]:
+        r = self.run(persona, arm)
+        return [s["heldout"][key] for s in r["sessions"]] if r else []
+
+    def rows(self) -> list[dict]:
+        """One table row per run: before/final satisfaction, delta vs base, quality, edit cost, retention."""
+        out = []
+        for r in self.runs:
+            sat = self.curve(r["persona"], r["arm"])
+            base = self.curve(r["persona"], "base")
+            chat_costs = [s["chat"]["edit_cost"] for s in r["sessions"] if s.get("chat")]
+            heldout_costs = self.curve(r["persona"], r["arm"], "edit_cost")
+            out.append({
+                "arm": r["arm"], "persona": r["persona"], "before": sat[0], "final": sat[-1],
+                "delta_vs_base": sat[-1] - base[-1] if base else None,
+                "success": r["sessions"][-1]["heldout"]["success_rate"],
+                "quality_pass": r["sessions"][-1]["heldout"]["quality_pass"],
+                "edit_cost_heldout": (heldout_costs[0], heldout_costs[-1]),
+                "edit_cost_chat": (chat_costs[0], chat_costs[-1]) if chat_costs else None,
+                "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
+                "retention": r["retention"]["ratio"], "recover": r.get("recover"),
+            })
+        return out
+
+    def arm_summary(self) -> list[dict]:
+        """Mean over personas per arm (the paper's main table)."""
+        rows = self.rows()
+        out = []
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            rs = [r for r in rows if r["arm"] == arm]
+            out.append({
+                "arm": arm, "final": mean(r["final"] for r in rs),
+                "delta_vs_base": mean(r["delta_vs_base"] for r in rs),
+                "success": mean(r["success"] for r in rs), "quality_pass": mean(r["quality_pass"] for r in rs),
+                "edit_cost_first": mean(r["edit_cost_heldout"][0] for r in rs),
+                "edit_cost_last": mean(r["edit_cost_heldout"][1] for r in rs),
+                "retention": mean(r["retention"] for r in rs),
+            })
+        return out
+
+    def markdown(self) -> str:
+        c = self.config
+        f = lambda x: "–" if x is None or x != x else f"{x:.2f}"  # noqa: E731
+        sign = lambda x: "–" if x is None or x != x else f"{x:+.2f}"  # noqa: E731
+        lines = [
+            f"## ASLS evaluation ({'quick' if c.get('quick') else 'full'}): {c['sessions']} sessions x "
+            f"{c['turns']} turns, {c['heldout']} held-out prompts, seed {c['seed']}, model {c.get('model') or 'default'}",
+            "",
+            "Held-out satisfaction (mean persona score; a degenerate answer scores 0), after the last session.",
+            "",
+            "| Arm | Final satisfaction | Δ vs base | Success | Quality pass | Edit cost S0→S_last | Retention ppl ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in self.arm_summary():
+            lines.append(f"| {s['arm']} | {f(s['final'])} | {sign(s['delta_vs_base'])} | {f(s['success'])} | "
+                         f"{f(s['quality_pass'])} | {f(s['edit_cost_first'])} → {f(s['edit_cost_last'])} | "
+                         f"{s['retention']:.3f} |")
+        lines += ["", "Per persona:", "",
+                  "| Arm | Persona | Satisfaction S0→S_last | Δ vs base | Quality pass | Edit cost held-out | "
+                  "Edit cost chat S1→S_last | Words | Retention |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows():
+            chat = r["edit_cost_chat"]
+            lines.append(
+                f"| {r['arm']} | {r['persona']} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
+                f"{f(r['quality_pass'])} | {f(r['edit_cost_heldout'][0])} → {f(r['edit_cost_heldout'][1])} | "
+                f"{(f(chat[0]) + ' → ' + f(chat[1])) if chat else 'not simulated'} | "
+                f"{r['words'][0]:.0f} → {r['words'][1]:.0f} | {r['retention']:.3f} |")
+        drift = [r for r in self.rows() if PERSONAS.get(r["persona"]) and PERSONAS[r["persona"]].drift_at]
+        if drift:
+            lines += ["", "Drift (preference switches at session "
+                      f"{PERSONAS[drift[0]['persona']].drift_at}): sessions to recover", ""]
+            lines += [f"- {r['arm']}: {r['recover'] if r['recover'] is not None else 'not recovered'}" for r in drift]
+        lines += ["", "Curves (held-out satisfaction per session, S0 = before session 1):", ""]
+        for r in self.runs:
+            lines.append(f"- {r['arm']} / {r['persona']}: "
+                         + " ".join(f(x) for x in self.curve(r["persona"], r["arm"])))
+        lines += ["", f"Wall time: {self.seconds:.0f} s; model generations: "
+                  f"{sum(r['generations'] for r in self.runs)}."]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        return to_jsonable({"config": self.config, "seconds": self.seconds, "runs": self.runs,
+                          "summary": self.arm_summary()})
+
+    def save(self, out_dir: Path, progress: Progress | None = None) -> list[Path]:
+        """Write results.json, results.md and (with matplotlib) learning_curves.png to ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / "results.json", out_dir / "results.md"]
+        paths[0].write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        paths[1].write_text(self.markdown(), encoding="utf-8")
+        png = plot_curves(self, out_dir / "learning_curves.png", progress)
+        return paths + ([png] if png else [])
+
+
+def plot_curves(result: EvalResult, path: Path, progress: Progress | None = None) -> Path | None:
+    """Held-out satisfaction and edit cost per session, one panel pair per persona, one line per arm."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if progress:
+            progress("matplotlib is not installed: skipping plots (pip install matplotlib)")
+        return None
+    personas = list(dict.fromkeys(r["persona"] for r in result.runs))
+    fig, axes = plt.subplots(2, len(personas), figsize=(4 * len(personas), 6), squeeze=False)
+    for j, persona in enumerate(personas):
+        for r in (r for r in result.runs if r["persona"] == persona):
+            for i, key in enumerate(("satisfaction", "edit_cost")):
+                ys = result.curve(persona, r["arm"], key)
+                axes[i][j].plot(range(len(ys)), ys, marker="o", label=r["arm"])
+        axes[0][j].set_title(persona)
+        axes[0][j].set_ylim(-0.05, 1.05)
+        axes[1][j].set_xlabel("session")
+    axes[0][0].set_ylabel("held-out satisfaction")
+    axes[1][0].set_ylabel("held-out edit cost")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
