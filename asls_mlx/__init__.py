@@ -3,7 +3,13 @@
     from asls_mlx import Assistant
     with Assistant(user="sam") as a:
         print(a.chat("What is the capital of France?"))
+
+The public API is the names in ``__all__`` plus two modules: ``asls_mlx.evaluation`` (the simulated-user
+benchmark behind ``asls eval``) and ``asls_mlx.diagnostics`` (what ``asls doctor`` checks). The ``asls``
+command uses nothing else.
 """
+
+from os import PathLike
 
 # Must run before anything imports mlx.core: it decides which BLAS MLX's CPU backend uses.
 from asls_mlx import blas as _blas
@@ -14,13 +20,35 @@ from asls_mlx.errors import ASLSError  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["ASLSError", "Assistant", "AssistantConfig", "Reply", "SessionSummary", "__version__"]
+__all__ = [
+    "ASLSError", "Assistant", "AssistantConfig", "Reply", "SessionSummary", "__version__",
+    "default_model_dir", "import_user", "list_models",
+]
+
+
+def import_user(path: str | PathLike, rename: str | None = None) -> str:
+    """Import a bundle written by ``asls export`` / ``Assistant.export`` into the local history, all or
+    nothing, without opening a chat for anyone; returns the user name it was stored under."""
+    from pathlib import Path
+
+    from asls_mlx.store import open_store
+
+    with open_store() as store:
+        return store.import_user(Path(path), rename=rename)
 
 
 def __getattr__(name: str):
     # The assistant pulls in mlx and mlx-lm; import it only when asked for, so `asls --help` stays fast.
-    if name in ("Assistant", "AssistantConfig", "Reply", "SessionSummary"):
+    if name == "AssistantConfig":
+        from asls_mlx.config import AssistantConfig
+
+        return AssistantConfig
+    if name in ("Assistant", "Reply", "SessionSummary"):
         from asls_mlx import assistant
 
         return getattr(assistant, name)
+    if name in ("default_model_dir", "list_models"):  # the embedded model (converted on first use) and the others
+        from asls_mlx.engine import models
+
+        return getattr(models, name)
     raise AttributeError(f"module 'asls_mlx' has no attribute {name!r}")

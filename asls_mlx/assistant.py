@@ -8,72 +8,33 @@
     The capital of France is Paris.
 
 Leaving the ``with`` block ends the session: the profile is updated, pairs are mined and the adapter
-is trained (in the background by default) and swapped into the next answer.
+is trained (in the background by default) and swapped into the next answer. What happens after a
+session is the learning pipeline (:mod:`asls_mlx.session_update`); this module chats, records
+feedback and hot-swaps adapters.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
-from asls_mlx.adaptation.base_cache import BaseCache
-from asls_mlx.adaptation.lora import LoraConfig
-from asls_mlx.adaptation.update import UpdateOptions, UpdateReport, activate_version, gate_prompts, update_adapter
+from asls_mlx.adaptation.update import UpdateReport
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.background import BackgroundTrainer
+from asls_mlx.config import TRAIN_MODES, AssistantConfig
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
-from asls_mlx.engine.models import resolve_model, weights_dir
-from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
+from asls_mlx.engine.models import resolve_model
+from asls_mlx.engine.sampling import greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
-from asls_mlx.paths import private_dir
-from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, record_feedback
-from asls_mlx.profiling import score as score_answer
+from asls_mlx.profiling import Profile, load_profile, record_feedback
+from asls_mlx.session_update import (
+    Learner, activate_active_adapter, learn_from_sessions, process_ended_sessions, training_lock, user_dir,
+)
 from asls_mlx.store import open_store
-
-TRAIN_MODES = ("background", "wait", "next_start", "none")
-# the commit gate's answers: greedy, short (loops and refusals show early), the chat's repetition penalty
-_GATE_OPTIONS = SamplingOptions(max_tokens=64, temperature=0.0)
-
-
-@dataclass
-class AssistantConfig:
-    """How the assistant answers and learns. The defaults are the full ASLS system."""
-
-    profile_in_prompt: bool = True  # profiling layer: the rendered profile joins the system prompt
-    adapt: bool = True  # adaptation layer: train a LoRA adapter after sessions
-    self_labelled: bool = True  # mine pairs by sampling answers and ranking them with the profile
-    drift_adaptation: bool = True  # steps / lr / replay follow the profile's drift score
-    loss: str = "dpo"  # dpo | simpo | orpo | sft
-    pair_sources: frozenset | None = None  # train only on these pair sources (None: all)
-    train_after_session: str = "background"  # background | wait | next_start | none
-    train_budget_s: float = 30.0  # wall-clock budget of the training steps per session
-    max_steps: int = 10  # per session; more makes a 135M model loop or refuse (DESIGN.md)
-    lora_layers: int = 16  # adapt the last N transformer blocks (-1: all); fewer is faster to train
-    max_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy answers
-    top_p: float = 0.95
-    top_k: int = 256  # sampled answers come from the 256 most likely tokens (also keeps sampling fast)
-    regenerate_temperature: float = 0.8  # a regenerated answer must differ, so it is sampled
-    seed: int = 0
-    self_labelled_prompts: int = 4  # past prompts re-answered per session for self-labelled pairs
-    self_labelled_k: int = 4  # samples per prompt, ranked by the profile scorer
-    self_labelled_max_tokens: int = 96
-    system_prompt: str = "You are a helpful assistant."
-
-    def __post_init__(self) -> None:
-        if self.train_after_session not in TRAIN_MODES:
-            raise ASLSError(f"train_after_session must be one of {', '.join(TRAIN_MODES)}, not {self.train_after_session!r}")
-        if self.lora_layers == 0 or self.lora_layers < -1:
-            raise ASLSError(f"lora_layers must be -1 (all blocks) or at least 1, not {self.lora_layers}")
-        if self.loss not in ("dpo", "simpo", "orpo", "sft"):
-            raise ASLSError(f"loss must be dpo, simpo, orpo or sft, not {self.loss!r}")
 
 
 @dataclass
@@ -103,18 +64,6 @@ class SessionSummary:
     background: bool = False  # training started in a background process
 
 
-def base_model_cache(model_id: str) -> BaseCache:
-    """Where values of the base model alone (retention targets, base perplexity, fast-path checks) are
-    kept between background updates: beside the converted models, one directory per model (no user data)."""
-    return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
-
-
-def general_texts() -> list[str]:
-    """Built-in general text used to check the adapter does not forget (retention)."""
-    data = resources.files("asls_mlx").joinpath("data/general_text.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line)["text"] for line in data.splitlines() if line.strip()]
-
-
 class Assistant:
     """A chat assistant for one user that learns from how they react to its answers.
 
@@ -132,7 +81,7 @@ class Assistant:
         self.config = config or AssistantConfig()
         self.store = open_store()
         self.user = self.store.get_or_create_user(user or "default")
-        self.dir = private_dir(self.store.path.parent / "users" / str(self.user.id))
+        self.dir = user_dir(self.store, self.user)
         self._chat_lock = FileLock(self.dir / "chat.lock")
         if exclusive and not self._chat_lock.acquire():
             self.store.close()
@@ -146,7 +95,6 @@ class Assistant:
         self._last_assistant: int | None = None
         self._last_chunk: GenerationChunk | None = None  # the final chunk of the last answer (finish reason, speed)
         self._loaded_version: int | None = -1  # unknown: forces the first sync
-        self._gate_answers: tuple | None = None  # (adapter version, system prompt, {prompt: greedy answer})
         self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
 
@@ -181,21 +129,9 @@ class Assistant:
         if self._engine is None:
             return None  # nothing loaded yet: the first use of the engine syncs
         active = self.store.active_adapter(self.user.id)
-        wanted = active.version if active else None
-        if wanted == self._loaded_version:
+        if (active.version if active else None) == self._loaded_version:
             return None
-        notice = None
-        if active is not None and active.base_model != self._engine.model_id:
-            notice = f"adapter v{wanted} was trained for {active.base_model}, not {self._engine.model_id}: using the base model"
-            wanted = None
-        engine = self._engine
-        try:
-            activate_version(engine.model, self.repo, wanted)
-        except ASLSError as e:
-            notice = f"adapter v{wanted} cannot be used ({e}); using the base model"
-            activate_version(engine.model, self.repo, None)
-            wanted = None
-        engine.reset_cache()  # cached keys/values came from the old weights
+        wanted, notice = activate_active_adapter(self._engine, self.store, self.user, self.repo)
         changed = self._loaded_version not in (-1, -2, wanted)
         self._loaded_version = wanted
         if changed and notice is None:
@@ -224,12 +160,7 @@ class Assistant:
 
     # -- chatting --------------------------------------------------------------------------------
     def _system(self) -> str:
-        text = self.config.system_prompt
-        if self.config.profile_in_prompt:
-            rendered = self.profile.render()
-            if rendered:
-                text += "\n" + rendered
-        return text
+        return self.config.system_text(self.profile)
 
     def _conversation(self, upto: int | None = None) -> list[dict]:
         messages = [{"role": "system", "content": self._system()}]
@@ -242,14 +173,7 @@ class Assistant:
         return messages
 
     def _options(self, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None) -> SamplingOptions:
-        c = self.config
-        return SamplingOptions(
-            max_tokens=max_tokens or c.max_tokens,
-            temperature=c.temperature if temperature is None else temperature,
-            top_p=c.top_p,
-            top_k=c.top_k,
-            seed=c.seed if seed is None else seed,
-        )
+        return self.config.sampling(temperature, max_tokens, seed)
 
     def stream(self, text: str) -> Iterator[GenerationChunk]:
         """Send ``text`` and stream the answer; it is saved in the history when the stream ends
@@ -345,104 +269,45 @@ class Assistant:
             raise ASLSError(f"train must be one of {', '.join(TRAIN_MODES)}, not {mode!r}")
         sid, self.session_id, self._last_assistant = self.session_id, None, None
         before = self.profile
-        processed, mined = [], 0
-        for s in self.store.sessions(self.user.id):
-            if not s.processed and s.id != self.session_id:
-                mined += len(process_session(self.store, self.user, s.id, generate=None, seed=self.config.seed).pairs)
-                processed.append(s.id)
+        ended = process_ended_sessions(self.store, self.user, self.config.seed)
         profile = self.profile
-        summary = SessionSummary(sid, profile, profile.diff(before), mined)
-        if not self.config.adapt or mode == "none" or not processed:
+        summary = SessionSummary(sid, profile, profile.diff(before), ended.pairs_mined)
+        if not self.config.adapt or mode == "none" or not ended.session_ids:
             return summary
         if mode == "wait":
-            summary.pairs_mined += self.mine_self_labelled(processed)
-            summary.training = self.train(wait=True, session_ids=processed)
+            update = self._learn(ended.session_ids)
+            summary.pairs_mined += update.self_labelled_pairs
+            summary.training = update.report
         elif mode == "background":
-            self.train(wait=False, session_ids=processed)
+            self.train(wait=False, session_ids=ended.session_ids)
             summary.background = True
         return summary
 
-    def mine_self_labelled(self, session_ids: list[int]) -> int:
-        """Self-supervised pairs: sample answers to the sessions' prompts and let the profile rank them."""
-        if not (self.config.adapt and self.config.self_labelled):
-            return 0
-        c = self.config
-        self.sync_adapter()
-        # the commit gate's "before" answers come from this same adapter: decode them in the same batch
-        gate = gate_prompts(self.store, self.user.id, self._update_options())
-        system = self._system()
-        sampler = BatchSampler(self.engine, self.config.system_prompt, self._options(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
-                               also=[(single_turn(system, q), _GATE_OPTIONS) for q in gate])
-        profile, added = self.profile, 0
-        for sid in session_ids:
-            added += len(mine_pairs(self.store, self.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
-                                    profile=profile, max_prompts=c.self_labelled_prompts))
-        if sampler.also_answers is not None:
-            self._gate_answers = (self._loaded_version, system, dict(zip(gate, sampler.also_answers)))
-        return added
-
-    def _answers_before(self) -> dict[str, str] | None:
-        """Gate answers decoded during mining, if they came from the adapter and system prompt in use now."""
-        cached, self._gate_answers = self._gate_answers, None
-        if cached and cached[0] == self._loaded_version and cached[1] == self._system():
-            return cached[2]
-        return None
-
-    def _update_options(self) -> UpdateOptions:
-        c = self.config
-        return UpdateOptions(loss=c.loss, time_budget_s=c.train_budget_s, max_steps=c.max_steps,
-                             drift_adaptation=c.drift_adaptation, seed=c.seed, sources=c.pair_sources,
-                             lora=LoraConfig(num_layers=c.lora_layers))
-
     def train(self, wait: bool = True, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
               session_ids: list[int] = ()) -> UpdateReport | None:
-        """Train the adapter on the pairs not used yet. ``wait=True`` trains here on the live model and
-        returns the report; ``wait=False`` starts a background process (see :meth:`training_status`)."""
+        """Train the adapter on the pairs not used yet (after self-labelled mining on ``session_ids``).
+        ``wait=True`` trains here on the live model and returns the report; ``wait=False`` starts a
+        background process (see :meth:`training_status`)."""
         if not wait:
             self._start_worker(session_ids)
             return None
-        lock = FileLock(self.dir / "train.lock")
-        if not lock.acquire():
-            raise ASLSError("training is already running for this user (background); wait for it or cancel it")
-        try:
-            self.recover()
-            return self.run_update(progress, should_stop, session_ids)
-        finally:
-            lock.release()
+        return self._learn(session_ids, progress, should_stop).report
 
-    def recover(self) -> None:
-        """Repair what a killed trainer left behind. Call while holding the user's training lock:
-        runs left 'running' are closed as failed, and version directories no store row points to
-        (killed between writing the files and recording them) are deleted, so forget can reach them."""
-        self.store.fail_interrupted_runs(self.user.id)
-        known = {v.version for v in self.store.adapter_versions(self.user.id)}
-        for info in self.repo.list():
-            if info.version not in known:
-                shutil.rmtree(self.repo.path(info.version), ignore_errors=True)
-
-    def run_update(self, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
-                   session_ids: list[int] = ()) -> UpdateReport:
-        """One gated adapter update on the live model. Callers hold the user's training lock."""
-        engine = self.engine
-        try:
-            report = update_adapter(
-                self.store, self.user.id, engine.model, engine.tokenizer, self.repo, engine.model_id,
-                self._update_options(), drift=self.profile.drift, general_texts=general_texts(),
-                answer_fn=lambda prompts: greedy_answers(engine, prompts, self._system(), options=_GATE_OPTIONS),
-                answers_before=self._answers_before(), base_cache=base_model_cache(engine.model_id),
-                profile_score=lambda prompt, answer, profile=self.profile: score_answer(profile, prompt, answer),
-                progress=progress, should_stop=should_stop, session_ids=list(session_ids),
-            )
-        finally:
-            engine.reset_cache()
-        self._loaded_version = -1  # weights changed in place: resync to whatever the store says
-        self.sync_adapter()
-        self.notices.clear()
-        return report
+    def _learn(self, session_ids: list[int], progress: Callable | None = None, should_stop: Callable[[], bool] | None = None):
+        """The learning pipeline on the live model, then the chat resyncs to whatever it committed."""
+        with training_lock(self.store, self.user):
+            self.sync_adapter()  # the pipeline starts from the active adapter
+            try:
+                return learn_from_sessions(Learner(self.store, self.user, self.engine, self.config), list(session_ids),
+                                           progress, should_stop)
+            finally:
+                self._loaded_version = -1  # weights changed in place: resync to whatever the store says
+                self.sync_adapter()
+                self.notices.clear()
 
     # -- background training ---------------------------------------------------------------------
     def _start_worker(self, session_ids: list[int]) -> None:
-        self._worker.start(self.user.name, self._model_source or "default", _config_dict(self.config), session_ids)
+        self._worker.start(self.user.name, self._model_source or "default", self.config.to_dict(), session_ids)
 
     def training_status(self) -> dict:
         """Background training progress: {running, state, step, total, loss, message}."""
@@ -529,6 +394,19 @@ class Assistant:
         finally:
             self.close()
 
+    # -- for the CLI and notebooks ---------------------------------------------------------------
+    def last_answer(self) -> str:
+        """The last answer's text (the user's edit if they made one). Raises ASLSError when there is no
+        answer yet, so a caller can check before it starts streaming a regeneration."""
+        return self.store.message(self._require_answer()).text
+
+    def profile_changes(self) -> list[str]:
+        """What the latest session changed in the profile (empty until there are two snapshots)."""
+        snapshots = self.store.profiles(self.user.id)
+        if len(snapshots) < 2:
+            return []
+        return self.profile.diff(Profile.from_dict(snapshots[-2].data))
+
 
 def _check_text(text: object) -> str:
     if not isinstance(text, str):
@@ -540,15 +418,8 @@ def _check_text(text: object) -> str:
     return text
 
 
-def _config_dict(config: AssistantConfig) -> dict:
-    d = dict(config.__dict__)
-    if d.get("pair_sources") is not None:
-        d["pair_sources"] = sorted(d["pair_sources"])
-    return d
-
-
 def _quiet(_msg: str) -> None:
     pass
 
 
-__all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary", "general_texts"]
+__all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary"]

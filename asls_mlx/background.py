@@ -87,50 +87,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import asls_mlx  # noqa: F401  (BLAS first)
-    from asls_mlx.assistant import Assistant, AssistantConfig
+    from asls_mlx.adaptation.versions import AdapterRepo
+    from asls_mlx.config import AssistantConfig
     from asls_mlx.engine import ChatEngine, load_model
-    from asls_mlx.locks import FileLock
+    from asls_mlx.session_update import Learner, TrainingBusy, activate_active_adapter, learn_from_sessions, training_lock, user_dir
     from asls_mlx.store import open_store
 
     stop = {"requested": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-    config_data = json.loads(args.config)
-    if config_data.get("pair_sources") is not None:
-        config_data["pair_sources"] = frozenset(config_data["pair_sources"])
-    config = AssistantConfig(**config_data)
+    config = AssistantConfig.from_dict(json.loads(args.config))
     sessions = [int(s) for s in args.sessions.split(",") if s]
-
     store = open_store()
     user = store.get_or_create_user(args.user)
-    user_dir = store.path.parent / "users" / str(user.id)
-    store.close()
-    progress_file = user_dir / PROGRESS_FILE
-    lock = FileLock(user_dir / "train.lock")
-    if not lock.acquire():
+    progress_file = user_dir(store, user) / PROGRESS_FILE
+    progress = lambda **fields: write_progress(progress_file, **fields)  # noqa: E731
+    try:
+        with training_lock(store, user):
+            progress(state="running", step=0, total=0, message="loading model")
+            model, tokenizer, model_id = load_model(None if args.model == "default" else args.model, progress=lambda m: None)
+            engine = ChatEngine(model, tokenizer, model_id)
+            activate_active_adapter(engine, store, user, AdapterRepo(user_dir(store, user) / "adapters"))
+            update = learn_from_sessions(
+                Learner(store, user, engine, config), sessions,
+                progress=lambda p: progress(state="running", step=p.step, total=p.total, loss=p.loss, message="training"),
+                should_stop=lambda: stop["requested"],
+                on_phase=lambda phase: progress(state="running", step=0, total=0, message=phase),
+            )
+        report = update.report
+        progress(state="done", committed=report.committed, version=report.version, message=report.summary())
+        return 0
+    except TrainingBusy:
         print("asls-background: training already running for this user", file=sys.stderr)
         return 0
-    write_progress(progress_file, state="running", step=0, total=0, message="loading model")
-    try:
-        model, tokenizer, model_id = load_model(None if args.model == "default" else args.model, progress=lambda m: None)
-        learner = Assistant(args.user, config=config, engine=ChatEngine(model, tokenizer, model_id), exclusive=False)
-        write_progress(progress_file, state="running", step=0, total=0, message="mining self-labelled pairs")
-        learner.recover()
-        learner.mine_self_labelled(sessions)
-
-        def on_progress(p):
-            write_progress(progress_file, state="running", step=p.step, total=p.total, loss=p.loss, message="training")
-
-        report = learner.run_update(on_progress, lambda: stop["requested"], sessions)
-        learner.close()
-        write_progress(progress_file, state="done", committed=report.committed, version=report.version, message=report.summary())
-        return 0
     except ASLSError as e:
-        write_progress(progress_file, state="failed", message=str(e))
+        progress(state="failed", message=str(e))
         print(f"asls-background: {e}", file=sys.stderr)
         return 1
     finally:
-        lock.release()
-
+        store.close()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@
 
 A scripted user has a 10-turn session through the public API (edits answers down, regenerates and
 likes, dislikes, asks for shorter answers). Then, timed: mining (``end_session``: profile and
-feedback pairs; then self-labelled pairs: sampled answers ranked by the profile) and the adapter update (``Assistant.train``: prepare, reference log-probs,
+feedback pairs; then self-labelled pairs: sampled answers ranked by the profile) and the adapter update (``session_update.train_and_gate``: prepare, reference log-probs,
 training steps, validation gate, commit). Each configuration runs in its own process with its own
 empty ASLS_HOME; the chat turns themselves are not part of the update and are not counted.
 The goal (issue 8): mine + train + validate + commit <= 30 s. "now" is the first update on a machine
@@ -50,7 +50,7 @@ def worker(lora_layers: int, model: str | None, base_cache: str) -> dict:
 
     import asls_mlx  # noqa: F401
     from asls_mlx import Assistant, AssistantConfig
-    from asls_mlx.assistant import base_model_cache
+    from asls_mlx.session_update import Learner, base_model_cache, mine_self_labelled, train_and_gate, training_lock
 
     config = AssistantConfig(max_tokens=96, train_after_session="none", lora_layers=lora_layers)
     with Assistant(user="bench", model=model, config=config) as a:
@@ -73,12 +73,15 @@ def worker(lora_layers: int, model: str | None, base_cache: str) -> dict:
         t0 = time.perf_counter()
         summary = a.end_session(train="none")
         mine = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summary.pairs_mined += a.mine_self_labelled([summary.session_id])
-        self_labelled = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        report = a.train(wait=True)
-        update = time.perf_counter() - t1
+        learner, sessions = Learner(a.store, a.user, a.engine, a.config), [summary.session_id]
+        with training_lock(a.store, a.user):
+            t0 = time.perf_counter()
+            added, answers_before = mine_self_labelled(learner, sessions)
+            summary.pairs_mined += added
+            self_labelled = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            report = train_and_gate(learner, sessions, answers_before)
+            update = time.perf_counter() - t1
     from common import peak_rss_mb
 
     return {

@@ -121,6 +121,7 @@ def _allclose(x, y, exact=False):
 def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
     """Samples for every prompt and the commit gate's greedy answers come from one batched decode."""
     from asls_mlx.adaptation.update import gate_prompts
+    from asls_mlx.session_update import Learner, mine_self_labelled
 
     config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
     with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
@@ -145,16 +146,15 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
             return out
 
         a.engine.complete_requests = fake_requests
-        gate = gate_prompts(a.store, a.user.id, a._update_options())
-        added = a.mine_self_labelled([sid])
+        gate = gate_prompts(a.store, a.user.id, a.config.update_options())
+        added, answers = mine_self_labelled(Learner(a.store, a.user, a.engine, a.config), [sid])
         n_prompts = min(len(EDITS), config.self_labelled_prompts)
         assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers
         assert calls[0] == [(0.8, config.self_labelled_max_tokens)] * (n_prompts * 3) + [(0.0, 64)] * len(gate)
         pairs = a.store.pairs(a.user.id, split=None, source="self")
         assert added == len(pairs) > 0
         assert all(p.chosen.startswith("In short:") for p in pairs)
-        assert gate and a._answers_before() == {q: f"gate answer to {q}" for q in gate}
-        assert a._answers_before() is None  # used once
+        assert gate and answers == {q: f"gate answer to {q}" for q in gate}
 
 
 def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_model_dir):
@@ -163,7 +163,7 @@ def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_mode
     with Assistant(user="given", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
         _session_with_edits(a)
         a.end_session(train="none")
-        prompts = gate_prompts(a.store, a.user.id, a._update_options())
+        prompts = gate_prompts(a.store, a.user.id, a.config.update_options())
         calls = []
 
         def answer_fn(batch):  # the new adapter's answers first, then the old one's missing ones
@@ -173,7 +173,7 @@ def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_mode
         known = {q: "A short, sound answer to the question asked here." for q in prompts[1:]}
         engine = a.engine
         update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
-                       a._update_options(), answer_fn=answer_fn, profile_score=lambda q, x: 0.5, answers_before=known)
+                       a.config.update_options(), answer_fn=answer_fn, profile_score=lambda q, x: 0.5, answers_before=known)
         assert calls == [prompts, prompts[:1]]
 
 
@@ -222,7 +222,7 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
 
         engine = a.engine
         report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
-                                a._update_options(), answer_fn=answer_fn, profile_score=score)
+                                a.config.update_options(), answer_fn=answer_fn, profile_score=score)
         assert len(calls) == 2 and calls[0] > 0
         assert not report.committed and reason in report.reason
         assert a.store.active_adapter(a.user.id) is None
@@ -234,14 +234,14 @@ def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_mode
     import dataclasses
 
     from asls_mlx.adaptation.update import update_adapter
-    from asls_mlx.assistant import general_texts
+    from asls_mlx.session_update import general_texts
 
     with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
         _session_with_edits(a)
         a.end_session(train="none")
         calls = []
         engine = a.engine
-        options = dataclasses.replace(a._update_options(), retention_bound=0.0)  # any perplexity fails it
+        options = dataclasses.replace(a.config.update_options(), retention_bound=0.0)  # any perplexity fails it
         report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id, options,
                                 general_texts=general_texts(), answer_fn=lambda p: calls.append(p) or ["ok"] * len(p),
                                 profile_score=lambda q, x: 0.5)
@@ -259,8 +259,8 @@ def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tm
 
     # a random tiny model's general-text perplexity moves by chance (0.6x-1.2x after a few steps);
     # this test is about the adapter's layout, so the forgetting bound must not decide the commit
-    options = Assistant._update_options
-    monkeypatch.setattr(Assistant, "_update_options", lambda self: dataclasses.replace(options(self), retention_bound=float("inf")))
+    options = AssistantConfig.update_options
+    monkeypatch.setattr(AssistantConfig, "update_options", lambda self: dataclasses.replace(options(self), retention_bound=float("inf")))
 
     model_dir = build_tiny_model(tmp_path / "deep", num_hidden_layers=4)
     with Assistant(user="kai", model=str(model_dir), config=AssistantConfig(**FAST, lora_layers=-1)) as a:

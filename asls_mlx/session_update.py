@@ -1,0 +1,226 @@
+"""The learning pipeline: from "these sessions ended" to "this adapter version is active, or this is why not".
+
+    profile update -> behavioural pairs (once) -> self-labelled pairs -> training -> gate -> commit
+
+:func:`learn_from_sessions` runs all of it. The chat process runs it when the user waits for training
+(``end_session(train="wait")``, ``asls train``); the background worker (:mod:`asls_mlx.background`) runs
+it in its own process with its own copy of the model, without an :class:`~asls_mlx.assistant.Assistant`.
+:func:`process_ended_sessions` is its first step alone: ending a session runs it at once, so the profile
+is up to date before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterator
+
+from asls_mlx.adaptation.base_cache import BaseCache
+from asls_mlx.adaptation.trainer import Progress
+from asls_mlx.adaptation.update import UpdateReport, activate_version, gate_prompts, update_adapter
+from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.config import AssistantConfig
+from asls_mlx.engine import ChatEngine, SamplingOptions
+from asls_mlx.engine.models import weights_dir
+from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
+from asls_mlx.errors import ASLSError
+from asls_mlx.locks import FileLock
+from asls_mlx.paths import private_dir
+from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session
+from asls_mlx.profiling import score as score_answer
+from asls_mlx.store import Store, User
+
+# the commit gate's answers: greedy, short (loops and refusals show early), the chat's repetition penalty
+GATE_OPTIONS = SamplingOptions(max_tokens=64, temperature=0.0)
+
+
+@dataclass
+class Learner:
+    """What the pipeline works on: one user's history and adapter folders, a loaded model holding the
+    user's active adapter (see :func:`activate_active_adapter`), and the config."""
+
+    store: Store
+    user: User
+    engine: ChatEngine
+    config: AssistantConfig
+
+    @property
+    def repo(self) -> AdapterRepo:
+        return AdapterRepo(user_dir(self.store, self.user) / "adapters")
+
+    @property
+    def profile(self) -> Profile:
+        return load_profile(self.store, self.user)
+
+
+@dataclass
+class EndedSessions:
+    """What the profiling layer made of the sessions that ended."""
+
+    session_ids: list[int] = field(default_factory=list)  # the sessions processed now
+    pairs_mined: int = 0  # behavioural pairs (edits, regenerations, thumbs, corrections)
+
+
+@dataclass
+class SessionUpdate:
+    """What :func:`learn_from_sessions` did: pairs mined beyond the behavioural ones, and the update."""
+
+    self_labelled_pairs: int
+    report: UpdateReport
+
+
+def user_dir(store: Store, user: User) -> Path:
+    """The user's private directory beside the history: adapters, locks, the trainer's progress and log."""
+    return private_dir(store.path.parent / "users" / str(user.id))
+
+
+class TrainingBusy(ASLSError):
+    """Another process is already updating this user's adapter."""
+
+
+@contextmanager
+def training_lock(store: Store, user: User) -> Iterator[None]:
+    """Held while one of the user's adapter updates runs (in this process or the background worker)."""
+    lock = FileLock(user_dir(store, user) / "train.lock")
+    if not lock.acquire():
+        raise TrainingBusy("training is already running for this user (background); wait for it or cancel it")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def base_model_cache(model_id: str) -> BaseCache:
+    """Where values of the base model alone (retention targets, base perplexity, fast-path checks) are
+    kept between background updates: beside the converted models, one directory per model (no user data)."""
+    return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
+
+
+def general_texts() -> list[str]:
+    """Built-in general text used to check the adapter does not forget (retention)."""
+    data = resources.files("asls_mlx").joinpath("data/general_text.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["text"] for line in data.splitlines() if line.strip()]
+
+
+def process_ended_sessions(store: Store, user: User, seed: int, current: int | None = None) -> EndedSessions:
+    """Profile update and behavioural pairs for every ended session not processed yet (all but ``current``).
+
+    Idempotent: a processed session is never mined again, so the pipeline may run this as often as it likes.
+    """
+    ended = EndedSessions()
+    for s in store.sessions(user.id):
+        if not s.processed and s.id != current:
+            ended.pairs_mined += len(process_session(store, user, s.id, generate=None, seed=seed).pairs)
+            ended.session_ids.append(s.id)
+    return ended
+
+
+def activate_active_adapter(engine: ChatEngine, store: Store, user: User, repo: AdapterRepo) -> tuple[int | None, str | None]:
+    """Put the store's active adapter of ``user`` into the loaded model (the store is the authority).
+
+    Returns (the version now loaded, a notice when it could not be used). A damaged adapter, or one trained
+    for another base model, falls back to the base model with a notice instead of an error.
+    """
+    active = store.active_adapter(user.id)
+    wanted, notice = (active.version if active else None), None
+    if active is not None and active.base_model != engine.model_id:
+        notice = f"adapter v{wanted} was trained for {active.base_model}, not {engine.model_id}: using the base model"
+        wanted = None
+    try:
+        activate_version(engine.model, repo, wanted)
+    except ASLSError as e:
+        notice = f"adapter v{wanted} cannot be used ({e}); using the base model"
+        activate_version(engine.model, repo, None)
+        wanted = None
+    engine.reset_cache()  # cached keys/values came from the old weights
+    return wanted, notice
+
+
+def recover(store: Store, user: User, repo: AdapterRepo) -> None:
+    """Repair what a killed trainer left behind. Call while holding the user's training lock:
+    runs left 'running' are closed as failed, and version directories no store row points to
+    (killed between writing the files and recording them) are deleted, so forget can reach them."""
+    store.fail_interrupted_runs(user.id)
+    known = {v.version for v in store.adapter_versions(user.id)}
+    for info in repo.list():
+        if info.version not in known:
+            shutil.rmtree(repo.path(info.version), ignore_errors=True)
+
+
+def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, dict[str, str] | None]:
+    """Self-supervised pairs: sample answers to the sessions' prompts and let the profile rank them.
+
+    Returns (pairs added, the active adapter's greedy answers to the commit gate's prompts). The gate's
+    "before" answers come from the same weights as the samples, so they are decoded in the same batch.
+    """
+    c = learner.config
+    if not (c.adapt and c.self_labelled):
+        return 0, None
+    gate = gate_prompts(learner.store, learner.user.id, c.update_options())
+    profile = learner.profile
+    system = c.system_text(profile)
+    sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
+                           also=[(single_turn(system, q), GATE_OPTIONS) for q in gate])
+    added = 0
+    for sid in session_ids:
+        added += len(mine_pairs(learner.store, learner.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
+                                profile=profile, max_prompts=c.self_labelled_prompts))
+    answers = dict(zip(gate, sampler.also_answers)) if sampler.also_answers is not None else None
+    return added, answers
+
+
+def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before: dict[str, str] | None = None,
+                   progress: Callable[[Progress], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> UpdateReport:
+    """One gated adapter update on the learner's model: train on the new pairs, validate, commit or keep the old one.
+
+    The model's weights change in place: on return it holds the active adapter (new or kept).
+    """
+    engine, profile = learner.engine, learner.profile
+    system = learner.config.system_text(profile)
+    try:
+        return update_adapter(
+            learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo, engine.model_id,
+            learner.config.update_options(), drift=profile.drift, general_texts=general_texts(),
+            answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
+            answers_before=answers_before, base_cache=base_model_cache(engine.model_id),
+            profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
+            progress=progress, should_stop=should_stop, session_ids=list(session_ids),
+        )
+    finally:
+        engine.reset_cache()
+
+
+def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
+                        progress: Callable[[Progress], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None,
+                        on_phase: Callable[[str], None] | None = None) -> SessionUpdate:
+    """The whole pipeline for sessions that ended: profile update and behavioural pairs (skipped for
+    sessions already processed), self-labelled pairs, training, gate, commit.
+
+    Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears "mining self-labelled pairs" and "training".
+    """
+    note = on_phase or (lambda _msg: None)
+    recover(learner.store, learner.user, learner.repo)
+    for sid in session_ids:
+        if not learner.store.session(sid).processed:
+            process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed)
+    added, answers_before = 0, None
+    if session_ids:
+        note("mining self-labelled pairs")
+        added, answers_before = mine_self_labelled(learner, list(session_ids))
+    note("training")
+    report = train_and_gate(learner, session_ids, answers_before, progress, should_stop)
+    return SessionUpdate(added, report)
+
+
+__all__ = [
+    "EndedSessions", "GATE_OPTIONS", "Learner", "SessionUpdate", "TrainingBusy", "activate_active_adapter", "base_model_cache",
+    "general_texts", "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
+    "train_and_gate", "training_lock", "user_dir",
+]
