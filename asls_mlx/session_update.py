@@ -11,12 +11,10 @@ is up to date before any training starts.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,6 +23,7 @@ from asls_mlx.adaptation.trainer import Progress
 from asls_mlx.adaptation.update import UpdateReport, activate_version, gate_prompts, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
+from asls_mlx.data_files import general_texts
 from asls_mlx.engine import ChatEngine, SamplingOptions
 from asls_mlx.engine.models import weights_dir
 from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
@@ -99,12 +98,6 @@ def base_model_cache(model_id: str) -> BaseCache:
     """Where values of the base model alone (retention targets, base perplexity, fast-path checks) are
     kept between background updates: beside the converted models, one directory per model (no user data)."""
     return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
-
-
-def general_texts() -> list[str]:
-    """Built-in general text used to check the adapter does not forget (retention)."""
-    data = resources.files("asls_mlx").joinpath("data/general_text.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line)["text"] for line in data.splitlines() if line.strip()]
 
 
 def process_ended_sessions(store: Store, user: User, seed: int, current: int | None = None) -> EndedSessions:
@@ -221,6 +214,6 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
 
 __all__ = [
     "EndedSessions", "GATE_OPTIONS", "Learner", "SessionUpdate", "TrainingBusy", "activate_active_adapter", "base_model_cache",
-    "general_texts", "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
+    "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
     "train_and_gate", "training_lock", "user_dir",
 ]

@@ -234,7 +234,7 @@ def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_mode
     import dataclasses
 
     from asls_mlx.adaptation.update import update_adapter
-    from asls_mlx.session_update import general_texts
+    from asls_mlx.data_files import general_texts
 
     with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
         _session_with_edits(a)
