@@ -111,3 +111,48 @@ def test_chat_driven_like_a_person(default_model_dir):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_chat_commands_through_the_public_api(tiny_model_dir, monkeypatch):
+    """/regen and /edit before any answer say so; /edit (typed or inline), /regen, /new and /profile work."""
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from asls_mlx import ASLSError
+    from asls_mlx.cli.chat import ChatSession
+    from asls_mlx.cli.ui import ChatUI
+
+    out = io.StringIO()
+    ui = ChatUI(Console(file=out, width=200))
+    args = argparse.Namespace(user="t", model=str(tiny_model_dir), train="none", max_tokens=6, temperature=0.0,
+                              seed=0, no_profile=False)
+    session = ChatSession(args, ui)
+    a = session.a
+    try:
+        for command in ("/regen", "/edit Paris."):
+            with pytest.raises(ASLSError, match="no answer to give feedback on yet"):
+                session.command(command)
+        session.answer(a.stream("What is the capital of France?"))
+        session.command("/edit Paris is the capital of France.")
+        assert a.last_answer() == "Paris is the capital of France."
+        session.command("/regen")
+        assert a.last_answer() != "Paris is the capital of France."
+        monkeypatch.delenv("EDITOR", raising=False)
+        monkeypatch.setattr(ui, "prompt", lambda label="you": "Paris.")
+        session.command("/edit")
+        assert a.last_answer() == "Paris."
+        session.command("/new")
+        assert a.profile_changes() == []  # one snapshot: nothing to compare with yet
+        session.answer(a.stream("Name two rivers in France."))
+        session.command("/edit - the Seine\n- the Loire")
+        session.command("/new")
+        session.command("/profile")
+        changes = a.profile_changes()
+        assert "bullets: unknown -> wanted" in changes
+        text = " ".join(out.getvalue().split())
+        assert "type your version of the answer" in text and "Profile of t" in text
+        assert "Last session changed: " + "; ".join(changes) in text
+    finally:
+        a.close()

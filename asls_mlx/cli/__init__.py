@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asls_mlx.errors import ASLSError
+from asls_mlx import ASLSError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,9 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from asls_mlx import ASLSError
 from asls_mlx.cli import commands
 from asls_mlx.cli.ui import ChatUI
-from asls_mlx.errors import ASLSError
 
 HELP = """\
 **Talk normally** — end a line with `\\` to continue on the next one. Ctrl-C stops an answer.
@@ -111,11 +111,11 @@ class ChatSession:
             a.bad()
             ui.status("noted: bad answer (try /regen or /edit)")
         elif name in ("/regen", "/regenerate"):
-            a._require_answer()
+            a.last_answer()  # no answer yet: the error shows before the answer area opens
             self.answer(a.stream_regenerate())
         elif name == "/edit":
-            a._require_answer()
-            text = rest.strip() or self._edited_text()
+            last = a.last_answer()
+            text = rest.strip() or self._edited_text(last)
             if text:
                 a.edit(text)
                 ui.status("noted: your version replaces the answer")
@@ -144,8 +144,7 @@ class ChatSession:
             ui.error(f"unknown command {name}; /help lists them")
         return True
 
-    def _edited_text(self) -> str:
-        last = self.a.store.message(self.a._require_answer()).text
+    def _edited_text(self, last: str) -> str:
         editor = os.environ.get("EDITOR")
         if editor and sys.stdin.isatty():
             with tempfile.NamedTemporaryFile("w+", suffix=".md", delete=False) as f:

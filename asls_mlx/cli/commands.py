@@ -1,4 +1,5 @@
-"""Subcommand bodies. They call the public API and draw through `ui`; no rich here."""
+"""Subcommand bodies. They call the public API (``asls_mlx.__all__``, ``asls_mlx.evaluation``,
+``asls_mlx.diagnostics``) and draw through `ui`; no rich here."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from asls_mlx import ASLSError
 from asls_mlx.cli.ui import ChatUI
-from asls_mlx.errors import ASLSError
 
 
 def _assistant(args: argparse.Namespace, exclusive: bool = False, **config):
@@ -31,8 +32,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    from asls_mlx.engine import list_models
-    from asls_mlx.engine.models import default_model_dir
+    from asls_mlx import default_model_dir, list_models
 
     ui = ChatUI()
     if args.convert_default:
@@ -87,13 +87,9 @@ def show_profile(a, ui: ChatUI) -> None:
     p = a.profile
     text = p.render()
     ui.markdown(f"**Profile of {a.user.name}**\n\n{text or '_nothing learned yet: chat and react to answers_'}")
-    snapshots = a.store.profiles(a.user.id)
-    if len(snapshots) >= 2:
-        from asls_mlx.profiling import Profile
-
-        changes = p.diff(Profile.from_dict(snapshots[-2].data))
-        if changes:
-            ui.markdown("**Last session changed:** " + "; ".join(changes))
+    changes = a.profile_changes()
+    if changes:
+        ui.markdown("**Last session changed:** " + "; ".join(changes))
     ui.status(f"drift score {p.drift:.2f}; {a.pairs_waiting()} pairs waiting for training")
 
 
@@ -133,13 +129,12 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
-    from asls_mlx.store import open_store
+    from asls_mlx import import_user
 
     path = Path(args.path)
     if not path.is_file():
         raise ASLSError(f"no such file: {path}")
-    with open_store() as store:
-        name = store.import_user(path, rename=args.rename)
+    name = import_user(path, rename=args.rename)
     ChatUI().status(f"imported user {name}")
     return 0
 
