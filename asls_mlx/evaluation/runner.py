@@ -121,6 +121,25 @@ def _answers(assistant, prompts: list[str], cache: dict | None) -> list[str]:
     return [got[p] if p in got else cache[p] for p in prompts]
 
 
+def _chat_session(assistant, persona: Persona, heldin: list[str], s: int, cfg: dict,
+                  adapt: bool) -> tuple[dict, dict | None, int]:
+    """Session ``s``: the simulated user chats, the session ends with a blocking update.
+
+    Returns (the chat's record, the update's record or None when the arm does not adapt, generations)."""
+    turn_prompts = [heldin[((s - 1) * cfg["turns"] + t) % len(heldin)] for t in range(cfg["turns"])]
+    turns = simulate_session(assistant, persona, turn_prompts, s, cfg["seed"], cfg["policy"])
+    summary = assistant.end_session(train="wait")
+    training = _training_record(summary) if adapt else None
+    actions: dict[str, int] = {}
+    for t in turns:
+        actions[t.action] = actions.get(t.action, 0) + 1
+    chat = {"edit_cost": mean(t.edit_cost for t in turns),
+            "satisfaction": mean(t.satisfaction for t in turns),
+            "final_satisfaction": mean(t.final_satisfaction for t in turns),
+            "actions": actions, "turns": [t.as_dict() for t in turns]}
+    return chat, training, sum(t.generations for t in turns)
+
+
 def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prompts: list[dict],
              texts: list[str], base_cache: dict, progress: Progress) -> dict:
     """One persona x arm: fresh user, S sessions, held-out scores after each; returns the run record."""
@@ -145,18 +164,8 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
             ts = time.perf_counter()
             chat = training = None
             if not (static and cfg["quick"]):
-                turn_prompts = [heldin[((s - 1) * cfg["turns"] + t) % len(heldin)] for t in range(cfg["turns"])]
-                turns = simulate_session(assistant, persona, turn_prompts, s, cfg["seed"], cfg["policy"])
-                gens += sum(t.generations for t in turns)
-                summary = assistant.end_session(train="wait")
-                training = _training_record(summary) if kwargs["adapt"] else None
-                actions: dict[str, int] = {}
-                for t in turns:
-                    actions[t.action] = actions.get(t.action, 0) + 1
-                chat = {"edit_cost": mean(t.edit_cost for t in turns),
-                        "satisfaction": mean(t.satisfaction for t in turns),
-                        "final_satisfaction": mean(t.final_satisfaction for t in turns),
-                        "actions": actions, "turns": [t.as_dict() for t in turns]}
+                chat, training, n = _chat_session(assistant, persona, heldin, s, cfg, kwargs["adapt"])
+                gens += n
             if static:
                 answers = sessions[0]["answers"]  # greedy, no adapter, no profile: unchanged
             else:

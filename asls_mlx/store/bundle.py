@@ -177,6 +177,8 @@ def _dump(value: Any) -> str:
 
 def _insert(conn: sqlite3.Connection, uid: int, rec: dict[str, Any], ids: dict[str, dict[Any, int]],
             superseded: list[tuple[int, int, Any]], lineno: int) -> None:
+    """Insert one bundle record under the new ids. One branch per record type, each a single INSERT
+    mirroring what the export wrote, so the whole mapping reads in one place (hence its length)."""
     kind = rec["type"]
     if kind == "user":
         return

@@ -58,7 +58,7 @@ def _marks(values: set[int] | list[int]) -> str:
 def forget(store: Store, user: str, session_id: int | None = None,
            since: float | _dt.datetime | None = None, until: float | _dt.datetime | None = None,
            everything: bool = False) -> ForgetSummary:
-    """Forget one session, a time range ``[since, until)``, or ``everything`` of ``user``."""
+    """Forget one session, a time range ``[since, until)``, or ``everything`` of ``user`` (steps: module doc)."""
     chosen = sum([session_id is not None, since is not None or until is not None, bool(everything)])
     if chosen != 1:
         raise ASLSError("forget: give exactly one of a session, a time range (since/until) or everything")
@@ -68,87 +68,123 @@ def forget(store: Store, user: str, session_id: int | None = None,
     since_ts, until_ts = _when(since), _when(until)
     with store.transaction() as conn:
         # 1. what goes
-        if session_id is not None:
-            owner = conn.execute("SELECT user_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            if owner is None or owner[0] != uid:
-                raise ASLSError(f"forget: {user!r} has no session {session_id} (see `asls history`)")
-            sessions = {session_id}
-        elif everything:
-            sessions = _ids(conn, "SELECT id FROM sessions WHERE user_id = ?", (uid,))
-        else:
-            lo = float("-inf") if since_ts is None else since_ts
-            hi = float("inf") if until_ts is None else until_ts
-            sessions = _ids(conn, "SELECT id FROM sessions WHERE user_id = ? AND started_at >= ? "
-                                  "AND started_at < ?", (uid, lo, hi))
+        sessions = _chosen_sessions(conn, uid, user, session_id, since_ts, until_ts, everything)
         all_sessions = _ids(conn, "SELECT id FROM sessions WHERE user_id = ?", (uid,))
-        seed_msgs = _ids(
-            conn, f"SELECT id FROM messages WHERE session_id IN ({_marks(sessions)})", list(sessions)
-        ) if sessions else set()
-        if since_ts is not None or until_ts is not None:
-            lo = float("-inf") if since_ts is None else since_ts
-            hi = float("inf") if until_ts is None else until_ts
-            seed_msgs |= _ids(conn, "SELECT m.id FROM messages m JOIN sessions s ON s.id = m.session_id "
-                                    "WHERE s.user_id = ? AND m.created_at >= ? AND m.created_at < ?",
-                              (uid, lo, hi))
-        messages = _descendants(conn, seed_msgs)
+        messages = _chosen_messages(conn, uid, sessions, since_ts, until_ts)
         touched = sessions | (_ids(conn, f"SELECT DISTINCT session_id FROM messages WHERE id IN "
                                          f"({_marks(messages)})", list(messages)) if messages else set())
-        # 2. pairs mined from them
-        pairs: set[int] = set()
-        if messages:
-            pairs |= _ids(conn, f"SELECT pair_id FROM pair_messages WHERE message_id IN "
-                                f"({_marks(messages)})", list(messages))
-        if sessions:
-            pairs |= _ids(conn, f"SELECT id FROM pairs WHERE session_id IN ({_marks(sessions)})",
-                          list(sessions))
-        if everything:
-            pairs |= _ids(conn, "SELECT id FROM pairs WHERE user_id = ?", (uid,))
-        # 3. adapter versions trained on them
-        versions: set[int] = set()
-        if pairs:
-            versions |= _ids(conn, f"SELECT used_in_version FROM pairs WHERE id IN ({_marks(pairs)}) "
-                                   "AND used_in_version IS NOT NULL", list(pairs))
-            versions |= _ids(conn, "SELECT r.adapter_version FROM training_runs r JOIN training_run_pairs "
-                                   f"p ON p.run_id = r.id WHERE p.pair_id IN ({_marks(pairs)}) "
-                                   "AND r.adapter_version IS NOT NULL", list(pairs))
-        if touched:
-            versions |= _ids(conn, "SELECT r.adapter_version FROM training_runs r JOIN "
-                                   "training_run_sessions s ON s.run_id = r.id WHERE s.session_id IN "
-                                   f"({_marks(touched)}) AND r.adapter_version IS NOT NULL", list(touched))
-        if everything:
-            versions |= _ids(conn, "SELECT version FROM adapter_versions WHERE user_id = ?", (uid,))
+        # 2. pairs mined from them; 3. adapter versions trained on them
+        pairs = _mined_pairs(conn, uid, messages, sessions, everything)
+        versions = _trained_versions(conn, uid, pairs, touched, everything)
         tainted = store.mark_tainted(uid, versions) if versions else []
         paths = tuple(_own_adapter_paths(store, uid, conn.execute(
             f"SELECT version, path FROM adapter_versions WHERE user_id = ? AND version IN ({_marks(tainted)}) "
             "ORDER BY version", [uid, *tainted]).fetchall())) if tainted else ()
-        # 4. profile snapshots that counted a touched session: that one and every later version
-        first = None
-        if touched:
-            first = conn.execute(f"SELECT MIN(version) FROM profiles WHERE user_id = ? AND session_id IN "
-                                 f"({_marks(touched)})", [uid, *touched]).fetchone()[0]
-        if everything:
-            first = 1
-        profiles = 0
-        if first is not None:
-            profiles = conn.execute("DELETE FROM profiles WHERE user_id = ? AND version >= ?",
-                                    (uid, first)).rowcount
+        # 4. profile snapshots that counted a touched session
+        profiles = _drop_profiles(conn, uid, touched, everything)
         # 5. delete (feedback, links and answers cascade)
         feedback = conn.execute(f"SELECT COUNT(*) FROM feedback WHERE message_id IN "
                                 f"({_marks(messages)})", list(messages)).fetchone()[0] if messages else 0
-        if pairs:
-            conn.execute(f"DELETE FROM pairs WHERE id IN ({_marks(pairs)})", list(pairs))
-        if messages:
-            conn.execute(f"DELETE FROM messages WHERE id IN ({_marks(messages)})", list(messages))
-        # A session goes when it was chosen, or when a time range emptied it.
-        empty = _ids(conn, f"SELECT id FROM sessions WHERE id IN ({_marks(all_sessions)}) AND NOT EXISTS "
-                           "(SELECT 1 FROM messages m WHERE m.session_id = sessions.id)",
-                     list(all_sessions)) if all_sessions else set()
-        gone = sessions | (empty & touched)
-        if gone:
-            conn.execute(f"DELETE FROM sessions WHERE id IN ({_marks(gone)})", list(gone))
+        gone = _delete(conn, messages, pairs, sessions, all_sessions, touched)
     store.vacuum()
     return ForgetSummary(sessions=len(gone), messages=len(messages), feedback=feedback, pairs=len(pairs),
                          profiles=profiles, tainted_versions=tuple(tainted), tainted_paths=paths)
+
+
+def _span(since_ts: float | None, until_ts: float | None) -> tuple[float, float]:
+    return (float("-inf") if since_ts is None else since_ts, float("inf") if until_ts is None else until_ts)
+
+
+def _chosen_sessions(conn: sqlite3.Connection, uid: int, user: str, session_id: int | None,
+                     since_ts: float | None, until_ts: float | None, everything: bool) -> set[int]:
+    """The session asked for, every session, or those started in the time range."""
+    if session_id is not None:
+        owner = conn.execute("SELECT user_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if owner is None or owner[0] != uid:
+            raise ASLSError(f"forget: {user!r} has no session {session_id} (see `asls history`)")
+        return {session_id}
+    if everything:
+        return _ids(conn, "SELECT id FROM sessions WHERE user_id = ?", (uid,))
+    lo, hi = _span(since_ts, until_ts)
+    return _ids(conn, "SELECT id FROM sessions WHERE user_id = ? AND started_at >= ? "
+                      "AND started_at < ?", (uid, lo, hi))
+
+
+def _chosen_messages(conn: sqlite3.Connection, uid: int, sessions: set[int], since_ts: float | None,
+                     until_ts: float | None) -> set[int]:
+    """The sessions' messages and those written in the time range, with every answer derived from them."""
+    seed_msgs = _ids(
+        conn, f"SELECT id FROM messages WHERE session_id IN ({_marks(sessions)})", list(sessions)
+    ) if sessions else set()
+    if since_ts is not None or until_ts is not None:
+        lo, hi = _span(since_ts, until_ts)
+        seed_msgs |= _ids(conn, "SELECT m.id FROM messages m JOIN sessions s ON s.id = m.session_id "
+                                "WHERE s.user_id = ? AND m.created_at >= ? AND m.created_at < ?",
+                          (uid, lo, hi))
+    return _descendants(conn, seed_msgs)
+
+
+def _mined_pairs(conn: sqlite3.Connection, uid: int, messages: set[int], sessions: set[int],
+                 everything: bool) -> set[int]:
+    pairs: set[int] = set()
+    if messages:
+        pairs |= _ids(conn, f"SELECT pair_id FROM pair_messages WHERE message_id IN "
+                            f"({_marks(messages)})", list(messages))
+    if sessions:
+        pairs |= _ids(conn, f"SELECT id FROM pairs WHERE session_id IN ({_marks(sessions)})",
+                      list(sessions))
+    if everything:
+        pairs |= _ids(conn, "SELECT id FROM pairs WHERE user_id = ?", (uid,))
+    return pairs
+
+
+def _trained_versions(conn: sqlite3.Connection, uid: int, pairs: set[int], touched: set[int],
+                      everything: bool) -> set[int]:
+    """Adapter versions whose training saw one of the pairs or sessions (by the pair and run records)."""
+    versions: set[int] = set()
+    if pairs:
+        versions |= _ids(conn, f"SELECT used_in_version FROM pairs WHERE id IN ({_marks(pairs)}) "
+                               "AND used_in_version IS NOT NULL", list(pairs))
+        versions |= _ids(conn, "SELECT r.adapter_version FROM training_runs r JOIN training_run_pairs "
+                               f"p ON p.run_id = r.id WHERE p.pair_id IN ({_marks(pairs)}) "
+                               "AND r.adapter_version IS NOT NULL", list(pairs))
+    if touched:
+        versions |= _ids(conn, "SELECT r.adapter_version FROM training_runs r JOIN "
+                               "training_run_sessions s ON s.run_id = r.id WHERE s.session_id IN "
+                               f"({_marks(touched)}) AND r.adapter_version IS NOT NULL", list(touched))
+    if everything:
+        versions |= _ids(conn, "SELECT version FROM adapter_versions WHERE user_id = ?", (uid,))
+    return versions
+
+
+def _drop_profiles(conn: sqlite3.Connection, uid: int, touched: set[int], everything: bool) -> int:
+    """Delete the first snapshot that counted a touched session and every later one; returns how many."""
+    first = None
+    if touched:
+        first = conn.execute(f"SELECT MIN(version) FROM profiles WHERE user_id = ? AND session_id IN "
+                             f"({_marks(touched)})", [uid, *touched]).fetchone()[0]
+    if everything:
+        first = 1
+    if first is None:
+        return 0
+    return conn.execute("DELETE FROM profiles WHERE user_id = ? AND version >= ?", (uid, first)).rowcount
+
+
+def _delete(conn: sqlite3.Connection, messages: set[int], pairs: set[int], sessions: set[int],
+            all_sessions: set[int], touched: set[int]) -> set[int]:
+    """Delete the pairs, the messages and the sessions that go; returns those sessions."""
+    if pairs:
+        conn.execute(f"DELETE FROM pairs WHERE id IN ({_marks(pairs)})", list(pairs))
+    if messages:
+        conn.execute(f"DELETE FROM messages WHERE id IN ({_marks(messages)})", list(messages))
+    # A session goes when it was chosen, or when a time range emptied it.
+    empty = _ids(conn, f"SELECT id FROM sessions WHERE id IN ({_marks(all_sessions)}) AND NOT EXISTS "
+                       "(SELECT 1 FROM messages m WHERE m.session_id = sessions.id)",
+                 list(all_sessions)) if all_sessions else set()
+    gone = sessions | (empty & touched)
+    if gone:
+        conn.execute(f"DELETE FROM sessions WHERE id IN ({_marks(gone)})", list(gone))
+    return gone
 
 
 _ADAPTER_FILES = {"adapter_config.json", "adapters.safetensors", "metadata.json", "optimizer.safetensors"}

@@ -28,7 +28,10 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 def m001_initial(conn: sqlite3.Connection) -> None:
-    """Users, sessions, messages, feedback, profiles, pairs, adapter versions, training runs."""
+    """Users, sessions, messages, feedback, profiles, pairs, adapter versions, training runs.
+
+    One SQL script (hence its length): the whole first schema reads in one place, and a released
+    migration never changes."""
     conn.executescript(
         f"""
         CREATE TABLE users (
