@@ -25,7 +25,7 @@ import sys
 import asls_mlx  # noqa: F401  (BLAS first)
 import mlx.core as mx  # noqa: F401
 import mlx_lm  # noqa: F401
-from asls_mlx import assistant as assistant_mod
+from asls_mlx import session_update as session_update_mod
 from asls_mlx.adaptation import update as update_mod
 from asls_mlx.adaptation import versions as versions_mod
 from asls_mlx.assistant import Assistant, AssistantConfig
@@ -55,7 +55,7 @@ def worker(job: dict) -> None:
         log.flush()
 
     # Phase markers (and targeted kill points) by wrapping the layers' entry points.
-    real_process = assistant_mod.process_session
+    real_process = session_update_mod.process_session
 
     def process_session(*a, **k):
         note("phase mine")
@@ -71,7 +71,7 @@ def worker(job: dict) -> None:
             Store.add_pairs = add_pairs
         return real_process(*a, **k)
 
-    assistant_mod.process_session = process_session
+    session_update_mod.process_session = process_session
     real_train = update_mod.train
 
     def train(*a, **k):
