@@ -30,7 +30,7 @@ def worker(layers: int, budget: float) -> dict:
     import asls_mlx  # noqa: F401
     from asls_mlx import Assistant, AssistantConfig
     from asls_mlx.adaptation.lora import LoraConfig, attach_lora
-    from asls_mlx.adaptation.trainer import TrainingArgs, train
+    from asls_mlx.adaptation.trainer import TrainingArgs, train_on_pairs
     from asls_mlx.evaluation.personas import get_persona
     from asls_mlx.data_files import general_texts
     from asls_mlx.evaluation.runner import load_prompts, persona_prompts
@@ -53,7 +53,8 @@ def worker(layers: int, budget: float) -> dict:
             a.end_session(train="none")
             pairs = a.store.pairs(a.user.id, split=None)
             t0 = time.perf_counter()
-            r = train(model, tok, pairs, TrainingArgs(max_steps=10, time_budget_s=budget), general_texts=texts)
+            r = train_on_pairs(model, tok, pairs, TrainingArgs(max_steps=10, max_epochs=None, time_budget_s=budget),
+                               general_texts=texts)
             seconds = time.perf_counter() - t0
             after = a.answer_many(heldout, max_tokens=96)
 

@@ -158,19 +158,20 @@ def _sft_setup(model, rows):
     import mlx.core as mx
     import mlx.optimizers as optim
 
-    from asls_mlx.adaptation.batching import collate
-    from asls_mlx.adaptation.trainer import TrainingArgs, make_step, no_retention
+    from asls_mlx.adaptation.batching import TrainBatch, collate
+    from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention
 
     n = len(rows)
     batch = collate([(tuple(s[:1]), tuple(s[1:])) for s in rows])  # loss on all 127 targets
     ones = mx.ones(n)
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
-    step, state = make_step(model, opt, TrainingArgs(loss="sft", retention_weight=0.0), n)
-    arrays = (*batch.arrays(), ones, ones * 0, ones * 0, ones, *no_retention())
+    sft_args = TrainingArgs(loss="sft", retention_weight=0.0)
+    step, state = make_step(model, opt, make_loss(sft_args), sft_args)
+    arrays = TrainBatch(*batch.arrays(), ones, ones * 0, ones * 0, *no_retention())
 
     def run():
-        loss, norm, _ = step(*arrays)
+        loss, norm, _ = step(arrays)
         mx.eval(state, loss, norm)
 
     return run
@@ -184,11 +185,11 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     import mlx.optimizers as optim
 
     from asls_mlx import blas
-    from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key, pair_rows
+    from asls_mlx.adaptation.batching import EncodedPair, TrainBatch, collate, pair_key, pair_rows
     from asls_mlx.adaptation.logprobs import (
         PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, pair_batch, reference_logps,
     )
-    from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train
+    from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train_on_pairs
 
     out: dict = {"model": mid, "blas": blas.status().name, "load_s": time.perf_counter() - t_load}
     out["gemm_gflops"] = max(blas.measure_gflops(1024, 5), blas.measure_gflops(2048, 3))
@@ -226,11 +227,11 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     dpo_args = TrainingArgs(loss="dpo", retention_weight=0.0)
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
-    step, state = make_step(model, opt, dpo_args, BATCH)
-    arrays = (hidden, *batch.arrays()[1:], ones, ref_c, ref_r, ones * 0, *no_retention())
+    step, state = make_step(model, opt, make_loss(dpo_args), dpo_args)
+    arrays = TrainBatch(hidden, *batch.arrays()[1:], ones, ref_c, ref_r, *no_retention())
 
     def dpo_run():
-        loss, norm, m = step(*arrays)
+        loss, norm, m = step(arrays)
         mx.eval(state, loss, norm, m)
 
     t0 = time.perf_counter()
@@ -258,7 +259,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     marks = []
     args = TrainingArgs(loss="dpo", max_steps=SESSION_STEPS, time_budget_s=1e9, retention_weight=0.0, batch_size=BATCH)
     t0 = time.perf_counter()
-    res = train(model, _IdsTokenizer(), session, args, callback=lambda p: marks.append(p.elapsed))
+    res = train_on_pairs(model, _IdsTokenizer(), session, args, callback=lambda p: marks.append(p.elapsed))
     total = time.perf_counter() - t0
     per_step = np.diff(marks).tolist()
     out["session"] = {
@@ -295,10 +296,13 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     L, V, F = model.args.num_hidden_layers, model.args.vocab_size, model.args.intermediate_size
     timeit(f"body_forward ({L} blocks + norm, {2 * BATCH * SEQ} positions)", lambda x: model.model(x), inputs)
     matrix = _head_matrix(model)
-    timeit("head+logsumexp forward (512 answer positions, vocabulary blocks)", lambda h: head_token_logps(h, *matrix, targets), hidden)
+    from asls_mlx.engine import backend_of
+
+    lse = backend_of(model).logsumexp
+    timeit("head+logsumexp forward (512 answer positions, vocabulary blocks)", lambda h: head_token_logps(h, *matrix, targets, lse), hidden)
     timeit(
         "head+logsumexp fwd+bwd (512 positions, vocabulary blocks)",
-        lambda h: mx.grad(lambda z: head_token_logps(z, *matrix, targets).sum())(h),
+        lambda h: mx.grad(lambda z: head_token_logps(z, *matrix, targets, lse).sum())(h),
         hidden,
     )
     timeit("head+logsumexp fwd+bwd (512 positions, whole logits, MLX logsumexp)",
@@ -307,9 +311,9 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     timeit("answer_logps forward (policy, compiled, separate rows)", lambda *a: answer_logps(model, *a), inputs, positions, targets, select)
     timeit("answer_logps forward (policy, compiled, prompt shared)", lambda x: answer_logps(model, x, *batch.arrays()[1:]),
            batch.inputs)
-    loss_fn = make_loss(dpo_args, BATCH)
-    vg = nn.value_and_grad(model, loss_fn)
-    timeit("loss fwd+bwd (no optimizer)", lambda *a: vg(model, *a), *arrays)
+    loss_fn = make_loss(dpo_args)
+    vg = nn.value_and_grad(model, lambda m, *a: loss_fn(m, TrainBatch(*a)))
+    timeit("loss fwd+bwd (no optimizer)", lambda *a: vg(model, *a), *arrays.arrays())
     prof["full compiled step (fwd+bwd+clip+AdamW)"] = out["dpo_step_s"]
     t0 = time.perf_counter()
     mx.eval(answer_logps(model, batch.inputs, *batch.arrays()[1:]))
@@ -319,7 +323,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
     g = mx.random.normal((BATCH * 2 * SEQ, model.args.intermediate_size))
     mx.eval(logits, g)
     timeit(f"probe: MLX logsumexp over 512 x {V}", lambda z: mx.logsumexp(z, axis=-1), logits)
-    from asls_mlx.engine import fastmath
+    from asls_mlx.engine.cpu import cpu_kernels as fastmath
 
     timeit(f"probe: fastmath.logsumexp over 512 x {V}", lambda z: fastmath.logsumexp(z), logits)
     silu_name = f"probe: silu(g)*u, {2 * BATCH * SEQ} x {F}, fwd, x{L} layers"
@@ -684,7 +688,7 @@ def markdown(rows, res, fm, meta) -> str:
         f"Config: the same weights on both sides ({mt.get('model', '—')}, fp32; PyTorch gets them un-permuted from GGUF's q/k layout), "
         f"LoRA r=8 scale 20 (PEFT lora_alpha 160) on all 7 linear kinds of the last {LORA_LAYERS} blocks "
         f"({fm['N_lora']:,} parameters), batch 4 x 128, AdamW + clip 1.0. Ours with the CPU kernels of "
-        "`asls_mlx.engine.fastmath` (SwiGLU, attention softmax, logsumexp) and the LM head in vocabulary blocks.",
+        "`asls_mlx.engine.cpu.cpu_kernels` (SwiGLU, attention softmax, logsumexp) and the LM head in vocabulary blocks.",
         "",
         "| metric | ours (MLX) | PyTorch | ours / peer | goal | met |",
         "|---|---|---|---|---|---|",

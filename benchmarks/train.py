@@ -27,10 +27,10 @@ import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
 from common import peak_rss_mb, report  # noqa: E402
 
-from asls_mlx.adaptation.batching import EncodedPair, collate, pair_key  # noqa: E402
+from asls_mlx.adaptation.batching import EncodedPair, TrainBatch, collate, pair_key  # noqa: E402
 from asls_mlx.adaptation.logprobs import PrefixCache, reference_logps  # noqa: E402
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights  # noqa: E402
-from asls_mlx.adaptation.trainer import TrainingArgs, make_step, no_retention  # noqa: E402
+from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention  # noqa: E402
 
 SMOLLM2_135M = dict(
     hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
@@ -53,11 +53,11 @@ def load(args):
     return m, t, mid
 
 
-def timed_steps(step, state, arrays, n):
+def timed_steps(step, state, batch, n):
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        loss, norm, _ = step(*arrays)
+        loss, norm, _ = step(batch)
         mx.eval(state, loss, norm)
         times.append(time.perf_counter() - t0)
     return times
@@ -85,8 +85,8 @@ def main():
     sft_args = TrainingArgs(loss="sft", retention_weight=0.0)
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
-    step, state = make_step(model, opt, sft_args, 4)
-    arrays = (*batch.arrays(), ones, ones * 0, ones * 0, ones, *ret)
+    step, state = make_step(model, opt, make_loss(sft_args), sft_args)
+    arrays = TrainBatch(*batch.arrays(), ones, ones * 0, ones * 0, *ret)
     t0 = time.perf_counter()
     timed_steps(step, state, arrays, 1)
     compile_s = time.perf_counter() - t0
@@ -112,8 +112,9 @@ def main():
     ref_r = mx.array([ref[p.key][1] for p in pairs])
     opt = optim.AdamW(learning_rate=1e-5)
     opt.init(model.trainable_parameters())
-    step, state = make_step(model, opt, TrainingArgs(loss="dpo", retention_weight=0.0), 4)
-    arrays = (prefix.inputs(dpo_rows, dpo_batch), *dpo_batch.arrays()[1:], ones, ref_c, ref_r, ones * 0, *ret)
+    dpo_args = TrainingArgs(loss="dpo", retention_weight=0.0)
+    step, state = make_step(model, opt, make_loss(dpo_args), dpo_args)
+    arrays = TrainBatch(prefix.inputs(dpo_rows, dpo_batch), *dpo_batch.arrays()[1:], ones, ref_c, ref_r, *ret)
     timed_steps(step, state, arrays, 2)
     dpo = statistics.median(timed_steps(step, state, arrays, args.steps))
     rows.append(("dpo_step_s (4 pairs, ref + frozen blocks cached)", dpo, "< 3.2 (PyTorch TRL-style)"))

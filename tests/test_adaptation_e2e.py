@@ -5,7 +5,7 @@ import mlx_lm
 import pytest
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora
-from asls_mlx.adaptation.trainer import TrainingArgs, train
+from asls_mlx.adaptation.trainer import TrainingArgs, train_on_pairs
 from asls_mlx.store import PreferencePair
 
 pytestmark = pytest.mark.e2e
@@ -36,8 +36,8 @@ def test_short_answer_pairs_make_held_out_answers_shorter(default_model_dir):
         long = answer(model, tok, topic, 48)
         pairs.append(PreferencePair(f"Tell me about {topic}.", first_sentence(long), long, "self", 1.0))
     before = [len(tok.encode(answer(model, tok, t, 64))) for t in HELD_OUT]
-    # learning, not speed, is tested here: no time budget
-    result = train(model, tok, pairs, TrainingArgs(max_steps=10, time_budget_s=1e9), general_texts=GENERAL)
+    # learning, not speed, is tested here: no time budget, and all 10 steps (no epoch cap)
+    result = train_on_pairs(model, tok, pairs, TrainingArgs(max_steps=10, max_epochs=None, time_budget_s=1e9), general_texts=GENERAL)
     assert not result.diverged and result.steps == 10
     after_text = [answer(model, tok, t, 64) for t in HELD_OUT]
     after = [len(tok.encode(a)) for a in after_text]

@@ -13,8 +13,9 @@ from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode
 from asls_mlx.adaptation.evaluate import gate, preference_metrics, retention_perplexity
 from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
 from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, lora_parameters, set_lora_weights
-from asls_mlx.adaptation.trainer import TrainingArgs, adapt_schedule, train
+from asls_mlx.adaptation.trainer import TrainingArgs, adapt_schedule, train_on_pairs
 from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.errors import ASLSError
 
 GENERAL = ["The river runs to the sea and the sea is wide.", "Bread is made of flour, water and salt."]
 TRAIN, HELD_OUT = TOPICS[:8], TOPICS[8:]
@@ -136,7 +137,7 @@ def test_compiled_step_equals_uncompiled(tiny_model_dir):
     results = []
     for compiled in (True, False):
         model, tok = fresh_model(tiny_model_dir)
-        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3, compile=compiled), general_texts=GENERAL)
+        r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=3, compile=compiled), general_texts=GENERAL)
         results.append((r.losses, lora_parameters(model)))
     (l1, w1), (l2, w2) = results
     assert l1 == pytest.approx(l2, abs=1e-5)
@@ -150,7 +151,7 @@ def test_dpo_raises_held_out_margin_and_changes_only_lora(tiny_model_dir):
     ref = {}
     before = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
     progress = []
-    r = train(model, tok, short_pairs(TRAIN), args(max_steps=6), general_texts=GENERAL, callback=progress.append)
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=6), general_texts=GENERAL, callback=progress.append)
     after = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
     assert r.steps == 6 and r.stopped_reason == "max_steps" and not r.diverged
     assert [p.step for p in progress] == list(range(1, 7)) and progress[-1].total == 6
@@ -165,10 +166,10 @@ def test_dpo_raises_held_out_margin_and_changes_only_lora(tiny_model_dir):
     assert decision.commit, decision.reason
 
 
-@pytest.mark.parametrize("loss", ["simpo", "orpo", "sft", "kto"])
+@pytest.mark.parametrize("loss", ["simpo", "orpo", "sft"])
 def test_other_losses_train(tiny_model_dir, loss):
     model, tok = fresh_model(tiny_model_dir)
-    r = train(model, tok, short_pairs(TRAIN), args(loss=loss, max_steps=3))
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(loss=loss, max_steps=3))
     assert r.steps == 3 and all(math.isfinite(x) for x in r.losses)
     assert r.losses[-1] < r.losses[0]
 
@@ -176,12 +177,12 @@ def test_other_losses_train(tiny_model_dir, loss):
 def test_absurd_lr_is_rejected_and_old_version_stays_active(tiny_model_dir, tmp_path):
     model, tok = fresh_model(tiny_model_dir)
     repo = AdapterRepo(tmp_path / "adapters")
-    train(model, tok, short_pairs(TRAIN), args(max_steps=2))
+    train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2))
     good = repo.commit(model, LoraConfig(), {"note": "good"})
     good_weights = lora_parameters(model)
     ref = {}
     before = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
-    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5, lr=1e3, grad_clip=1e9), general_texts=GENERAL)
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5, lr=1e3, grad_clip=1e9), general_texts=GENERAL)
     after = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
     ratio = retention_perplexity(model, tok, GENERAL)["ratio"]
     decision = gate(before, after, ratio, diverged=r.diverged)
@@ -195,10 +196,10 @@ def test_absurd_lr_is_rejected_and_old_version_stays_active(tiny_model_dir, tmp_
 
 def test_resume_from_optimizer_state_equals_uninterrupted(tiny_model_dir):
     whole, tok = fresh_model(tiny_model_dir)
-    r = train(whole, tok, short_pairs(TRAIN), args(max_steps=4), general_texts=GENERAL)
+    r = train_on_pairs(whole, tok, short_pairs(TRAIN), args(max_steps=4), general_texts=GENERAL)
     split, _ = fresh_model(tiny_model_dir)
-    r1 = train(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL)
-    r2 = train(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
+    r1 = train_on_pairs(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL)
+    r2 = train_on_pairs(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
     assert r1.losses + r2.losses == r.losses
     w_whole, w_split = lora_parameters(whole), lora_parameters(split)
     assert all(mx.array_equal(w_whole[k], w_split[k]) for k in w_whole)
@@ -208,23 +209,68 @@ def test_resume_from_optimizer_state_equals_uninterrupted(tiny_model_dir):
 def test_cancel_and_time_budget(tiny_model_dir):
     model, tok = fresh_model(tiny_model_dir)
     calls = []
-    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5), should_stop=lambda: len(calls) >= 2, callback=calls.append)
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5), should_stop=lambda: len(calls) >= 2, callback=calls.append)
     assert r.stopped_reason == "cancelled" and r.steps == 2
-    r = train(model, tok, short_pairs(TRAIN), args(max_steps=5, time_budget_s=0.0))
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5, time_budget_s=0.0))
     assert r.stopped_reason == "time_budget" and r.steps == 1  # the first step always runs
-    r = train(model, tok, [], args())
+    r = train_on_pairs(model, tok, [], args())
     assert r.stopped_reason == "no_data"
 
 
 def test_epoch_cap_limits_passes_over_few_pairs(tiny_model_dir):
     """A session with few pairs must not see them over and over (over-training makes models loop)."""
-    from asls_mlx.adaptation.update import UpdateOptions
+    from asls_mlx.adaptation.config import LearningConfig
 
     model, tok = fresh_model(tiny_model_dir)
-    assert train(model, tok, short_pairs(TRAIN[:3]), args(max_steps=10, max_epochs=2)).steps == 2  # 3 pairs per step
-    assert train(model, tok, short_pairs(TRAIN), args(max_steps=10, max_epochs=1.5)).steps == 3  # 8 pairs, 4 per step
-    assert train(model, tok, short_pairs(TRAIN[:3]), args(max_steps=4)).steps == 4  # no cap
-    assert UpdateOptions().max_epochs == 3.0
+    assert train_on_pairs(model, tok, short_pairs(TRAIN[:3]), args(max_steps=10, max_epochs=2)).steps == 2  # 3 pairs per step
+    assert train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=10, max_epochs=1.5)).steps == 3  # 8 pairs, 4 per step
+    assert train_on_pairs(model, tok, short_pairs(TRAIN[:3]), args(max_steps=4, max_epochs=None)).steps == 4  # no cap
+    assert TrainingArgs().max_epochs == LearningConfig().max_epochs == 3.0
+
+
+def test_train_in_mlx_lm_shape_equals_train_on_pairs(tiny_model_dir):
+    """The session entry point is the composition of its parts: the same losses, weights and state."""
+    from asls_mlx.adaptation.train_data import prepare, training_examples
+    from asls_mlx.adaptation.trainer import build_optimizer, global_step, train
+
+    a = args(max_steps=3)
+    first, tok = fresh_model(tiny_model_dir)
+    whole = train_on_pairs(first, tok, short_pairs(TRAIN), a, general_texts=GENERAL)
+    second, _ = fresh_model(tiny_model_dir)
+    data = prepare(second, tok, training_examples(tok, short_pairs(TRAIN), (), a), a, GENERAL)
+    optimizer = build_optimizer(second, a)
+    batches = data.batches(global_step(optimizer))
+    assert len(batches) == 3 and global_step(optimizer) == 0
+    parts = train(second, optimizer, batches, a)
+    assert parts.losses == whole.losses and parts.stopped_reason == whole.stopped_reason == "max_steps"
+    assert parts.tokens == whole.tokens and parts.metrics == whole.metrics
+    w1, w2 = lora_parameters(first), lora_parameters(second)
+    assert all(mx.array_equal(w1[k], w2[k]) for k in w1)
+    assert all(mx.array_equal(v, parts.optimizer_state[k]) for k, v in whole.optimizer_state.items())
+
+
+def test_train_takes_any_loss_and_any_iterable_of_batches(tiny_model_dir):
+    from asls_mlx.adaptation.losses import LOSSES
+    from asls_mlx.adaptation.train_data import prepare, training_examples
+    from asls_mlx.adaptation.trainer import build_optimizer, train
+
+    a = args(loss="sft", max_steps=5)
+    model, tok = fresh_model(tiny_model_dir)
+    data = prepare(model, tok, training_examples(tok, short_pairs(TRAIN), (), a), a)
+    seen = []
+
+    def loss(m, batch):
+        seen.append(batch.n_examples)
+        return LOSSES["sft"](m, batch)  # TrainingArgs() weights
+
+    two = list(data.batches())[:2]
+    r = train(model, build_optimizer(model, a), (b for b in two), a, loss=loss)  # a generator: no len
+    assert r.steps == 2 and r.stopped_reason == "max_steps" and seen and set(seen) == {4}
+    assert r.tokens == sum(b.n_tokens for b in two)
+    empty = train(model, build_optimizer(model, a), [], a)
+    assert (empty.steps, empty.stopped_reason) == (0, "no_data")
+    with pytest.raises(ASLSError, match="optimizer state does not match"):
+        build_optimizer(model, a, {"step": mx.array(3)})
 
 
 def test_adapt_schedule_is_monotone_and_conservative():
@@ -297,7 +343,7 @@ def test_training_from_the_prefix_cache_equals_training_from_tokens(deep_tiny_di
             monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
         model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
         assert logprobs.PrefixCache(model).depth == (2 if use_prefix else 0)
-        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
+        r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
         assert r.steps == 3 and "retention_kl" in r.metrics
         results.append((r.losses, lora_parameters(model)))
     (l1, w1), (l2, w2) = results
@@ -398,7 +444,7 @@ def test_training_with_shared_prompts_equals_separate_rows(tiny_model_dir, monke
         model, tok = fresh_model(tiny_model_dir)
         object.__setattr__(model, logprobs._SHARED_ATTR, shared)
         val = short_pairs(HELD_OUT, "val")
-        r = train(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
+        r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
         results.append((r.losses, lora_parameters(model), r.reference_cache, preference_metrics(model, tok, val, {})))
     (l1, w1, ref1, m1), (l2, w2, ref2, m2) = results
     assert l1 == pytest.approx(l2, abs=1e-4)
@@ -413,18 +459,18 @@ def test_base_cache_keeps_retention_targets_and_base_perplexity_between_processe
     instead of recomputing them, and trains and checks exactly as without the cache."""
     import stat
 
-    from asls_mlx.adaptation import evaluate, trainer
+    from asls_mlx.adaptation import evaluate, train_data
     from asls_mlx.adaptation.base_cache import BaseCache
 
     cache = BaseCache(tmp_path / "base")
     topk_calls, ppl_calls = [], []
-    real_topk, real_ppl = trainer.base_topk, evaluate._perplexity
-    monkeypatch.setattr(trainer, "base_topk", lambda *a, **k: topk_calls.append(1) or real_topk(*a, **k))
+    real_topk, real_ppl = train_data.base_topk, evaluate._perplexity
+    monkeypatch.setattr(train_data, "base_topk", lambda *a, **k: topk_calls.append(1) or real_topk(*a, **k))
     monkeypatch.setattr(evaluate, "_perplexity", lambda *a, **k: ppl_calls.append(1) or real_ppl(*a, **k))
 
     def run(base_cache):
         model, tok = fresh_model(tiny_model_dir)  # a new model object: no in-process memo
-        r = train(model, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, base_cache=base_cache)
+        r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, base_cache=base_cache)
         return r.losses, evaluate.retention_perplexity(model, tok, GENERAL, base_cache=base_cache)
 
     plain = run(None)

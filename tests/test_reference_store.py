@@ -3,7 +3,7 @@
 import asls_mlx  # noqa: F401
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
-from asls_mlx.adaptation import evaluate, trainer
+from asls_mlx.adaptation import evaluate, train_data
 from asls_mlx.adaptation.batching import encode_pairs
 from asls_mlx.adaptation.logprobs import reference_logps
 from asls_mlx.adaptation.update import UpdateOptions, update_adapter
@@ -21,7 +21,7 @@ def _counting(monkeypatch) -> list[int]:
         computed.append(len({p.key for p in pairs if cache is None or p.key not in cache}))
         return reference_logps(model, pairs, cache, *a, **kw)
 
-    monkeypatch.setattr(trainer, "reference_logps", counted)
+    monkeypatch.setattr(train_data, "reference_logps", counted)
     monkeypatch.setattr(evaluate, "reference_logps", counted)
     return computed
 

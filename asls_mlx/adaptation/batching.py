@@ -6,10 +6,11 @@ message as one user turn (optionally after a system turn) rendered by the tokeni
 with the generation prompt; the answer is the answer's tokens plus eos.
 
 Shapes are rounded up (sequence length and answer-token count to multiples of ``BUCKET``) so that a
-compiled step sees fewer distinct shapes. The granularity is small because padding costs more than
-tracing here: a DPO step of 4 pairs (40-token prompts, ~97-token answers) took 4.8 s with 32-token
-buckets and 3.0 s with 8-token ones, and a compiled step on a new shape (traced) was still faster
-than an uncompiled one (measured on the embedded model, CPU).
+compiled step sees fewer distinct shapes. The granularity is small because on the CPU padding costs
+more than tracing a new shape (docs/performance.md, "Training").
+
+A training step consumes a ``TrainBatch``: the rows' arrays plus the weights, reference log-probs and
+retention rows of that step, named.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ def pair_key(prompt, chosen, rejected) -> str:
     return h.hexdigest()[:32]
 
 
+def with_replay(pairs, replay_pairs, fraction: float, seed: int) -> list:
+    """``pairs`` plus older pairs drawn (seeded, without replacement) from ``replay_pairs`` so that
+    they make up ``fraction`` of the result (at least one when there are any and 0 < fraction < 1)."""
+    pool = list(pairs)
+    replay = list(replay_pairs)
+    if replay and 0 < fraction < 1:
+        want = min(len(replay), int(round(len(pool) * fraction / (1 - fraction))) or 1)
+        rng = np.random.default_rng([seed, 7])
+        pool += [replay[i] for i in sorted(rng.choice(len(replay), size=want, replace=False))]
+    return pool
+
+
 def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None) -> EncodedPair:
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
@@ -114,6 +127,50 @@ class Batch:
 
     def arrays(self) -> tuple[mx.array, ...]:
         return (self.inputs, self.positions, self.targets, self.select)
+
+
+@dataclass
+class TrainBatch:
+    """The arrays one training step needs, named; ``arrays()`` is their order as the compiled step takes them.
+
+    inputs, positions, targets, select: a ``Batch`` or ``PairedBatch`` of the step's examples (``inputs``
+        the token ids, the frozen blocks' cached outputs, or a ``PairedBatch.inputs`` triple); for pair
+        losses all chosen rows come first, then all rejected rows.
+    weights (n,): each example's confidence weight.
+    reference_chosen, reference_rejected (n,): the base model's answer log-probs (DPO), else zeros.
+    retention_inputs (k, L) / (k, L, D), retention_mask (k, L), retention_top, retention_index (k, L, topk):
+        general-text rows and the base model's top-k next-token log-probs on them; k = 0 without retention.
+    n_tokens: tokens the step processes (rows x padded length), for throughput; not an array.
+    """
+
+    inputs: mx.array | tuple
+    positions: mx.array
+    targets: mx.array
+    select: mx.array
+    weights: mx.array
+    reference_chosen: mx.array
+    reference_rejected: mx.array
+    retention_inputs: mx.array
+    retention_mask: mx.array
+    retention_top: mx.array
+    retention_index: mx.array
+    n_tokens: int = 0
+
+    def arrays(self) -> tuple:
+        return (
+            self.inputs, self.positions, self.targets, self.select, self.weights, self.reference_chosen,
+            self.reference_rejected, self.retention_inputs, self.retention_mask, self.retention_top, self.retention_index,
+        )
+
+    @property
+    def n_examples(self) -> int:
+        """Examples (pairs, or single answers) in the batch."""
+        return self.weights.shape[0]
+
+
+def no_retention() -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """Empty retention arrays (inputs, mask, top, index) for steps without general text."""
+    return mx.zeros((0, 1), mx.int32), mx.zeros((0, 1), mx.float32), mx.zeros((0, 1, 1)), mx.zeros((0, 1, 1), mx.int32)
 
 
 def collate(rows: list[tuple[tuple[int, ...], tuple[int, ...]]], bucket: int = BUCKET) -> Batch:

@@ -1,17 +1,29 @@
-"""Preference and regularisation losses as pure functions of log-prob arrays.
+"""Preference and regularisation losses: pure functions of log-prob arrays, and the training
+objectives built from them.
 
 Vocabulary follows TRL: ``policy_chosen_logps`` is log pi(chosen | prompt) summed over the answer
 tokens, ``reference_*`` the same under the base model (adapter off). ``weights`` are per-pair
 confidence weights (default 1); every loss is the weighted mean  sum_i w_i l_i / sum_i w_i.
 Each function returns ``(loss, metrics)`` where metrics are scalar arrays (not yet evaluated).
+
+``LOSSES`` maps each training loss name to its objective ``fn(model, batch, args) -> (loss, metrics)``
+over a ``TrainBatch``: the preference term, plus ``args.sft_weight`` x the NLL of the chosen answers
+(keeps them fluent), plus ``args.retention_weight`` x the KL to the base model on general text
+(keeps the model's general ability). ``args`` defaults to ``TrainingArgs()``, so ``fn(model, batch)``
+is a complete loss; ``trainer.make_loss`` binds a session's args.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import mlx.core as mx
 import mlx.nn as nn
 
-from asls_mlx.engine.fastmath import logsumexp
+from asls_mlx.adaptation.batching import TrainBatch
+from asls_mlx.adaptation.config import TrainingArgs
+from asls_mlx.adaptation.logprobs import answer_logps, full_logits
+from asls_mlx.engine.backend_choice import select_backend
 
 
 def _weights(weights, like: mx.array) -> mx.array:
@@ -105,40 +117,6 @@ def sft_loss(policy_chosen_logps: mx.array, chosen_token_counts: mx.array, weigh
     return loss, {"nll": loss}
 
 
-def kto_loss(
-    policy_logps: mx.array,
-    reference_logps: mx.array,
-    labels: mx.array,
-    beta: float = 0.1,
-    kl: mx.array | None = None,
-    desirable_weight: float = 1.0,
-    undesirable_weight: float = 1.0,
-    weights=None,
-):
-    """KTO (Ethayarajh et al. 2024) for unpaired answers: label +1 (thumbs up) or -1 (thumbs down).
-
-    r_i = pi_logp_i - ref_logp_i;  z0 = reference point (``kl``), by default the batch estimate
-    max(0, mean_i r_i) with its gradient stopped.
-    desirable:   l_i = lambda_D * (1 - sigma(beta * (r_i - z0)))
-    undesirable: l_i = lambda_U * (1 - sigma(beta * (z0 - r_i)))
-    Examples with label 0 contribute nothing.
-    """
-    w = _weights(weights, policy_logps)
-    labels = labels.astype(mx.float32)
-    r = policy_logps - reference_logps
-    z0 = mx.stop_gradient(mx.maximum(r.mean(), 0.0)) if kl is None else mx.array(kl, dtype=mx.float32)
-    good = labels > 0
-    bad = labels < 0
-    losses = mx.where(
-        good,
-        desirable_weight * (1 - mx.sigmoid(beta * (r - z0))),
-        mx.where(bad, undesirable_weight * (1 - mx.sigmoid(beta * (z0 - r))), 0.0),
-    )
-    w = w * (good | bad).astype(mx.float32)
-    metrics = {"kl": z0, "rewards": _wmean(beta * r * labels, w)}
-    return _wmean(losses, w), metrics
-
-
 def retention_kl(
     policy_logits_or_logps: mx.array,
     base_logps: mx.array,
@@ -153,7 +131,7 @@ def retention_kl(
     distributions coarsened to k+1 bins (the k ids and "everything else"), a lower bound of the full
     KL that needs only k numbers per position stored for the base.
     """
-    logq = policy_logits_or_logps - logsumexp(policy_logits_or_logps, keepdims=True)
+    logq = policy_logits_or_logps - select_backend().logsumexp(policy_logits_or_logps, keepdims=True)
     if base_index is None:
         kl = (mx.exp(base_logps) * (base_logps - logq)).sum(-1)
     else:
@@ -168,3 +146,73 @@ def retention_kl(
         m = mask.astype(mx.float32)
         loss = (kl * m).sum() / mx.maximum(m.sum(), 1.0)
     return loss, {"kl": loss}
+
+
+# -- training objectives: (model, TrainBatch) -> (loss, metrics) ------------------------------------------
+
+_DEFAULT_ARGS = TrainingArgs()
+
+
+def _answer_logps(model, batch: TrainBatch) -> tuple[mx.array, mx.array]:
+    """Per-row answer log-probs and answer-token counts of the batch's rows."""
+    logps = answer_logps(model, batch.inputs, batch.positions, batch.targets, batch.select)
+    return logps, batch.select.sum(1)
+
+
+def _pair_logps(model, batch: TrainBatch) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """(chosen log-probs, rejected log-probs, chosen counts, rejected counts): chosen rows come first."""
+    logps, counts = _answer_logps(model, batch)
+    n = batch.n_examples
+    return logps[:n], logps[n:], counts[:n], counts[n:]
+
+
+def _with_retention(model, batch: TrainBatch, args: TrainingArgs, total: mx.array, metrics: dict):
+    """``total`` plus the retention term, when the batch has general-text rows and the term has weight."""
+    if batch.retention_inputs.shape[0] > 0 and args.retention_weight > 0:
+        kl, _ = retention_kl(full_logits(model, batch.retention_inputs), batch.retention_top, batch.retention_mask,
+                             batch.retention_index)
+        total = total + args.retention_weight * kl
+        metrics["retention_kl"] = kl
+    return total, metrics
+
+
+def _with_sft(model, batch: TrainBatch, args: TrainingArgs, preference, metrics: dict, chosen, chosen_counts):
+    """A preference term plus the SFT term on the chosen answers, plus retention."""
+    sft, _ = sft_loss(chosen, chosen_counts, batch.weights)
+    return _with_retention(model, batch, args, preference + args.sft_weight * sft, dict(metrics, sft=sft))
+
+
+def dpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
+    """DPO against the batch's reference log-probs, + SFT + retention."""
+    pc, pr, nc, _ = _pair_logps(model, batch)
+    pref, metrics = dpo_loss(pc, pr, batch.reference_chosen, batch.reference_rejected, args.beta, batch.weights)
+    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+
+
+def simpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
+    """SimPO on per-token log-probs (no reference), + SFT + retention."""
+    pc, pr, nc, nr = _pair_logps(model, batch)
+    pref, metrics = simpo_loss(pc / nc, pr / nr, args.simpo_beta, args.simpo_gamma, batch.weights)
+    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+
+
+def orpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
+    """ORPO's odds-ratio term on per-token log-probs + its NLL term (the SFT term) + retention."""
+    pc, pr, nc, nr = _pair_logps(model, batch)
+    pref, metrics = orpo_loss(pc / nc, pr / nr, args.beta, batch.weights)
+    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+
+
+def sft(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
+    """The NLL of the batch's answers (chosen answers and liked unpaired ones) + retention."""
+    logps, counts = _answer_logps(model, batch)
+    loss, _ = sft_loss(logps, counts, batch.weights)
+    return _with_retention(model, batch, args, loss, {"sft": loss})
+
+
+LossFn = Callable[..., tuple]  # (model, TrainBatch[, args]) -> (loss, metrics)
+
+# Keys: config.LOSS_NAMES, which TrainingArgs and LearningConfig check names against.
+LOSSES: dict[str, LossFn] = {"dpo": dpo, "simpo": simpo, "orpo": orpo, "sft": sft}
+PAIRED_LOSSES = frozenset({"dpo", "simpo", "orpo"})  # need a rejected answer; batches hold chosen + rejected rows
+REFERENCE_LOSSES = frozenset({"dpo"})  # need the base model's log-probs of every pair

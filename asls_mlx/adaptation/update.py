@@ -22,7 +22,7 @@ from asls_mlx.adaptation.lora import (
     LoraConfig, attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights,
 )
 from asls_mlx.adaptation.logprobs import PrefixCache, decide_fast_paths
-from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train
+from asls_mlx.adaptation.trainer import Progress, TrainingArgs, adapt_schedule, train_on_pairs
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.profiling.quality import quality_issues
 
@@ -144,7 +144,7 @@ def update_adapter(
     started = time.perf_counter()
     timings = {"prepare": started - t0}
     try:
-        result = train(
+        result = train_on_pairs(
             model, tokenizer, new, args, replay_pairs=replay, general_texts=general_texts,
             optimizer_state=optimizer_state, callback=progress, should_stop=should_stop, reference_cache=ref_cache,
             prefix=prefix, base_cache=base_cache,

@@ -129,8 +129,8 @@ def test_training_faults_keep_the_previous_adapter_and_record_why(tiny_model_dir
 
     real = trainer_mod.make_loss
 
-    def nan_loss(args, n):
-        fn = real(args, n)
+    def nan_loss(args):
+        fn = real(args)
         return lambda *x: (lambda t, m: (t * float("nan"), m))(*fn(*x))
 
     monkeypatch.setattr(trainer_mod, "make_loss", nan_loss)
@@ -138,8 +138,8 @@ def test_training_faults_keep_the_previous_adapter_and_record_why(tiny_model_dir
     assert not a.end_session(train="wait").training.committed
     check("failed", "diverg")
 
-    def exploding(args, n):
-        fn = real(args, n)
+    def exploding(args):
+        fn = real(args)
 
         def loss(model, *x):
             t, m = fn(model, *x)

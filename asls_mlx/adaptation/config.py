@@ -1,0 +1,170 @@
+"""Every default of learning from a session, in one place: :class:`LearningConfig`.
+
+The arguments of one ``trainer.train`` call (:class:`TrainingArgs`) take their defaults from it, and
+``LearningConfig.training_args`` turns a session's schedule (``adapt_schedule``: how many steps, at which
+learning rate, with how much replay) into them. The main risk of learning from a handful of pairs is
+over-optimisation: 10 DPO steps took a 135M model from 0% to 92% compliance with a persona, 20 steps made
+it refuse and loop. So the defaults are conservative: few steps, few passes over the same pairs, an SFT
+term on the chosen answers, a KL term to the base model on general text, and a gate before any commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from asls_mlx.errors import ASLSError
+
+LOSS_NAMES = ("dpo", "simpo", "orpo", "sft")  # the keys of ``losses.LOSSES``
+
+
+def check_loss(name: str) -> None:
+    """Raise ``ASLSError`` unless ``name`` is a known training loss."""
+    if name not in LOSS_NAMES:
+        raise ASLSError(f"Unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}.")
+
+
+@dataclass
+class LearningConfig:
+    """How a session's pairs become an adapter update: the objective, how hard to train, what the gate demands."""
+
+    # The preference objective: DPO learns from the margin over the base model, which keeps the adapter
+    # close to it; simpo / orpo need no reference pass; sft only imitates the chosen answers.
+    loss: str = "dpo"
+    # DPO / ORPO beta: the higher, the less the adapter may move away from the base model.
+    beta: float = 0.1
+    # SimPO's reward scale on length-normalised log-probs and its target margin (the paper's range).
+    simpo_beta: float = 2.0
+    simpo_gamma: float = 0.5
+    # Weight of the NLL of the chosen answers next to the preference term: keeps the answers fluent.
+    sft_weight: float = 0.2
+    # Weight of KL(base || adapted) on general text: the adapter may not forget how to write in general.
+    retention_weight: float = 0.5
+    # General texts in each step's retention term, tokens kept of each, and base next-token
+    # probabilities stored per position (a top-k lower bound of the KL needs only these).
+    retention_texts_per_step: int = 2
+    retention_length: int = 64
+    retention_topk: int = 32
+    # AdamW learning rate at full signal; good at LoRA rank 8, scale 20 (lora.LoraConfig).
+    base_lr: float = 2e-4
+    # No decay: the adapter is small and starts at identity; pairs are few.
+    weight_decay: float = 0.0
+    # Steps per session at full signal: 10 DPO steps helped a 135M model, 20 made it refuse.
+    max_steps: int = 10
+    # No session trains more steps than this, whatever max_steps says (the same over-training limit).
+    max_steps_cap: int = 12
+    # Passes over the session's examples: a 10-turn session gives ~3 DPO pairs, and a 4th and 5th pass
+    # over them raises general-text perplexity 1.015x -> 1.108x and makes the answers fit the user worse
+    # (profile fit 0.83 -> 0.64). None: no cap.
+    max_epochs: float | None = 3.0
+    # Wall clock from the start of training (preparation included) after which no step starts: the
+    # user is waiting, or the background worker shares the CPU with the chat.
+    time_budget_s: float = 30.0
+    # Pairs per step; shapes are bucketed, so a step compiles for few distinct batch shapes.
+    batch_size: int = 4
+    # Share of the training pool drawn from older pairs when the profile is stable (adapt_schedule
+    # lowers it as the profile drifts: old pairs then matter less). Replay keeps old lessons.
+    replay_fraction: float = 0.5
+    # Older pairs eligible for replay in one session.
+    replay_pool: int = 64
+    # Tokens of prompt + answer per example (the prompt's tail and the answer's head are kept).
+    max_length: int = 256
+    # Seeds replay sampling and the batch order.
+    seed: int = 0
+    # Global gradient-norm clip: one odd pair must not move the adapter far.
+    grad_clip: float = 1.0
+    # A loss above this factor x the first loss (+1) counts as diverged: the step's weights are dropped.
+    divergence_factor: float = 4.0
+    # Steps, learning rate and replay follow the profile's drift (adapt_schedule); False: full signal.
+    drift_adaptation: bool = True
+    # The user's prompts answered greedily by the old and the new adapter before a commit.
+    quality_prompts: int = 6
+    # The new adapter's answers may fit the profile at most this much worse than the old one's.
+    min_score_gain: float = -0.02
+    # General-text perplexity may rise at most 10% (adapted / base).
+    retention_bound: float = 1.10
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ASLSError`` with the reason when a value cannot work (an unknown loss)."""
+        check_loss(self.loss)
+
+    def schedule(self, n_new_pairs: int, drift: float = 0.0) -> tuple[int, float, float]:
+        """``adapt_schedule`` with this config's limits (drift ignored unless ``drift_adaptation``)."""
+        drift = drift if self.drift_adaptation else 0.0
+        return adapt_schedule(n_new_pairs, drift, self.base_lr, self.max_steps, self.max_steps_cap, self.replay_fraction)
+
+    def training_args(self, max_steps: int | None = None, lr: float | None = None,
+                      replay_fraction: float | None = None) -> TrainingArgs:
+        """The ``TrainingArgs`` of one session: this config's values, with the schedule's steps, lr and replay."""
+        shared = {f.name: getattr(self, f.name) for f in fields(TrainingArgs) if hasattr(self, f.name)}
+        shared["lr"] = self.base_lr if lr is None else lr
+        if max_steps is not None:
+            shared["max_steps"] = max_steps
+        if replay_fraction is not None:
+            shared["replay_fraction"] = replay_fraction
+        return TrainingArgs(**shared)
+
+
+_DEFAULT = LearningConfig()
+
+
+@dataclass
+class TrainingArgs:
+    """The arguments of one ``trainer.train`` call; the defaults are ``LearningConfig``'s (see there why)."""
+
+    loss: str = _DEFAULT.loss
+    beta: float = _DEFAULT.beta
+    simpo_beta: float = _DEFAULT.simpo_beta
+    simpo_gamma: float = _DEFAULT.simpo_gamma
+    sft_weight: float = _DEFAULT.sft_weight
+    retention_weight: float = _DEFAULT.retention_weight
+    retention_texts_per_step: int = _DEFAULT.retention_texts_per_step
+    retention_length: int = _DEFAULT.retention_length
+    retention_topk: int = _DEFAULT.retention_topk
+    lr: float = _DEFAULT.base_lr
+    weight_decay: float = _DEFAULT.weight_decay
+    max_steps: int = _DEFAULT.max_steps
+    max_epochs: float | None = _DEFAULT.max_epochs
+    time_budget_s: float = _DEFAULT.time_budget_s
+    batch_size: int = _DEFAULT.batch_size
+    replay_fraction: float = _DEFAULT.replay_fraction
+    max_length: int = _DEFAULT.max_length
+    seed: int = _DEFAULT.seed
+    grad_clip: float = _DEFAULT.grad_clip
+    divergence_factor: float = _DEFAULT.divergence_factor
+    compile: bool = True  # mx.compile the whole step: the same numbers, faster
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
+
+
+def adapt_schedule(
+    n_new_pairs: int,
+    drift: float = 0.0,
+    base_lr: float = _DEFAULT.base_lr,
+    max_steps: int = _DEFAULT.max_steps,
+    cap: int = _DEFAULT.max_steps_cap,
+    replay_fraction: float = _DEFAULT.replay_fraction,
+) -> tuple[int, float, float]:
+    """How hard to train this session: ``(steps, lr, replay_fraction)``.
+
+    1) signal = more new pairs (saturating at 32) or more profile drift (0..1) -> in [0, 1];
+    2) steps grow 3 -> ``max_steps`` with the signal (0 without new pairs), never above ``cap``;
+    3) lr grows 0.5x -> 1x ``base_lr`` (never above it);
+    4) replay falls ``replay_fraction`` -> ``replay_fraction - 0.3`` with drift: old pairs matter
+       less when the user's taste moved.
+    """
+    if n_new_pairs <= 0:
+        return 0, 0.0, 0.0
+    drift = min(max(float(drift), 0.0), 1.0)
+    signal = max(min(n_new_pairs / 32.0, 1.0), drift)
+    steps = int(round(3 + (max_steps - 3) * signal))
+    steps = max(1, min(steps, max_steps, cap))
+    lr = base_lr * (0.5 + 0.5 * signal)
+    replay = replay_fraction - 0.3 * drift
+    return steps, lr, replay
+
+
+__all__ = ["LOSS_NAMES", "LearningConfig", "TrainingArgs", "adapt_schedule", "check_loss"]
