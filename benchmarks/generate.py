@@ -1,8 +1,9 @@
 """Generation speed of the embedded default model: prompt and decode tok/s, time to first token
 on turn 1 and turn 2 (prompt cache reused), peak RSS. Goals (2-core CPU): decode >= 17 tok/s,
 turn-2 TTFT <= 0.3 s. Then a batch like a session update's self-labelled one (4 prompts x 4 sampled
-answers of 96 tokens + 6 greedy answers of 64) decoded together on the NumPy host path
-(``host_batch``) and on mlx-lm's ``BatchGenerator``, in the same run.
+answers of 96 tokens + 6 greedy answers of 64) decoded together on the CPU backend's NumPy path
+(``engine.cpu.batch_answers``) and on mlx-lm's ``BatchGenerator`` (``CpuBackend(numpy_decode=False)``:
+the same kernels), in the same run.
 
     python benchmarks/generate.py [--model DIR] [--max-tokens 128]
 """
@@ -43,22 +44,24 @@ QUESTIONS = ["What is the capital of France?", "Explain photosynthesis briefly."
 
 def batched_answers(engine: ChatEngine) -> tuple[float, int, float, int]:
     """Seconds and answer tokens of one batch on the host path, then on mlx-lm's ``BatchGenerator``."""
-    from asls_mlx.engine import host_decode
+    from asls_mlx.engine.backend_choice import backend_of, use_backend
+    from asls_mlx.engine.cpu import CpuBackend
 
     conversation = lambda q: [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": q}]  # noqa: E731
     sampled = SamplingOptions(max_tokens=96, temperature=0.8, top_p=0.95, seed=1)
     greedy = SamplingOptions(max_tokens=64, temperature=0.0)
     requests = [(conversation(q), sampled) for q in QUESTIONS[:4] for _ in range(4)] + [(conversation(q), greedy) for q in QUESTIONS]
     results = []
+    chosen = backend_of(engine.model)
     for host in (True, False):
-        supports = host_decode.supports
-        host_decode.supports = supports if host else (lambda m: False)
+        if not host and isinstance(chosen, CpuBackend):
+            use_backend(engine.model, CpuBackend(numpy_decode=False))
         try:
             start = time.perf_counter()
             answers = engine.complete_requests(requests)
             results += [time.perf_counter() - start, sum(len(engine.tokenizer.encode(a)) for a in answers)]
         finally:
-            host_decode.supports = supports
+            use_backend(engine.model, chosen)
     return tuple(results)
 
 

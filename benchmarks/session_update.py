@@ -155,7 +155,7 @@ def main() -> None:
     (RESULTS / "session_update.md").write_text(
         "# Whole per-session update, 10-turn session, embedded model\n\n"
         f"Machine: {meta['machine']}. before = MLX native kernels + LoRA on all 30 blocks; now = CPU kernels "
-        "(engine.fastmath) + LoRA on the last 16 blocks with the frozen-block cache. Both columns share the rest of "
+        "(engine.cpu) + LoRA on the last 16 blocks with the frozen-block cache. Both columns share the rest of "
         "today's code (held-out checks from the frozen-block cache, no policy pass for an identity adapter, the base "
         "perplexity computed once). Training runs at most 3 passes over the session's pairs (or the 30 s budget), so "
         "compare seconds per step; the chat turns are not counted. now = the first update on a machine; later = a "

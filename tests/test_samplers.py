@@ -15,9 +15,9 @@ def _logprobs(scale: float, rows: int = 24, vocab: int = 4096, seed: int = 0) ->
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
-def _kept_mask(lp, top_p, top_k):
+def _kept_mask(lp, top_p, top_k, host=False):
     """Our kept candidates scattered back over the vocabulary: True where a token can be drawn."""
-    index, kept = nucleus_top_k(lp, top_p, top_k)
+    index, kept = nucleus_top_k(lp, top_p, top_k, host)
     mask = np.zeros(lp.shape, bool)
     np.put_along_axis(mask, np.asarray(index), ~np.isinf(np.asarray(kept)), axis=-1)
     return mask, index, kept
@@ -25,9 +25,10 @@ def _kept_mask(lp, top_p, top_k):
 
 @pytest.mark.parametrize("scale", [0.5, 3.0, 8.0])  # flat: top-k binds; peaked: the nucleus is smaller than k
 @pytest.mark.parametrize("top_p,top_k", [(0.95, 64), (0.5, 256), (0.9, 1)])
-def test_kept_tokens_equal_mlx_lm_top_p_then_top_k(scale, top_p, top_k):
+@pytest.mark.parametrize("host", [False, True])  # candidates found by MLX (pure-MLX backend) or NumPy (CPU backend)
+def test_kept_tokens_equal_mlx_lm_top_p_then_top_k(scale, top_p, top_k, host):
     lp = _logprobs(scale)
-    mask, index, kept = _kept_mask(lp, top_p, top_k)
+    mask, index, kept = _kept_mask(lp, top_p, top_k, host)
     reference = apply_top_k(apply_top_p(lp, top_p), top_k)
     assert (mask == ~np.isinf(np.asarray(reference))).all()
     finite = ~np.isinf(np.asarray(kept))
@@ -40,15 +41,16 @@ def test_nucleus_smaller_than_k_is_found():
     assert mask.sum(-1).max() < 256  # the top-p cut, not top-k, decided these rows
 
 
-def test_top_p_top_k_draws_from_mlx_lm_distribution_and_repeats_with_a_seed():
+@pytest.mark.parametrize("host_top_k", [False, True])
+def test_top_p_top_k_draws_from_mlx_lm_distribution_and_repeats_with_a_seed(host_top_k):
     """Drawn among the candidates only: each token as likely as under mlx-lm's masked softmax."""
     vocab, temp, top_p, top_k, draws = 60, 0.8, 0.8, 12, 40_000
     logits = mx.random.normal((1, vocab), key=mx.random.key(8)) * 3
     lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     mx.random.seed(5)
-    tokens = np.asarray(make_sampler(temp, top_p, top_k)(mx.repeat(lp, draws, axis=0)))
+    tokens = np.asarray(make_sampler(temp, top_p, top_k, host_top_k)(mx.repeat(lp, draws, axis=0)))
     mx.random.seed(5)
-    assert np.array_equal(np.asarray(make_sampler(temp, top_p, top_k)(mx.repeat(lp, draws, axis=0))), tokens)
+    assert np.array_equal(np.asarray(make_sampler(temp, top_p, top_k, host_top_k)(mx.repeat(lp, draws, axis=0))), tokens)
     masked = np.asarray(apply_top_k(apply_top_p(lp, top_p), top_k))[0] / temp
     want = np.exp(masked - masked.max())
     want /= want.sum()
@@ -59,10 +61,11 @@ def test_top_p_top_k_draws_from_mlx_lm_distribution_and_repeats_with_a_seed():
 
 
 @pytest.mark.parametrize("top_k", [1, 40])
-def test_host_candidates_equal_the_mlx_ones(top_k):
+@pytest.mark.parametrize("host", [False, True])
+def test_host_candidates_equal_the_mlx_ones(top_k, host):
     """From raw NumPy logits: the same k tokens, with log-probs normalised over the whole vocabulary."""
     logits = mx.random.normal((6, 4096), key=mx.random.key(3)) * 4
-    index, lp = top_k_candidates(logits - mx.logsumexp(logits, axis=-1, keepdims=True), top_k)
+    index, lp = top_k_candidates(logits - mx.logsumexp(logits, axis=-1, keepdims=True), top_k, host)
     host_index, host_lp = host_top_k(np.array(logits), top_k)
     order, host_order = np.argsort(np.asarray(index), -1), np.argsort(host_index, -1)
     assert np.array_equal(np.take_along_axis(np.asarray(index), order, -1), np.take_along_axis(host_index, host_order, -1))
@@ -72,7 +75,7 @@ def test_host_candidates_equal_the_mlx_ones(top_k):
 def test_host_draws_from_the_same_distribution_and_repeat_with_a_seed():
     vocab, temp, top_p, top_k, draws = 60, 0.8, 0.8, 12, 40_000
     logits = np.asarray(mx.random.normal((1, vocab), key=mx.random.key(8)) * 3)
-    sampler = make_sampler(temp, top_p, top_k)
+    sampler = make_sampler(temp, top_p, top_k, host_top_k=True)  # the CPU backend's
     mx.random.seed(5)
     tokens = sampler.host(np.repeat(logits, draws, axis=0))
     mx.random.seed(5)

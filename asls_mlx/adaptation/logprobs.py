@@ -1,9 +1,10 @@
 """Sequence log-probs of answers, computed on answer positions only, and the cached reference.
 
-On the CPU backend the LM head + log-softmax over a 49k vocabulary dominate a step (DESIGN.md), and
-prompt positions are not needed at all. So: run the transformer body (``model.model``, which in
-mlx-lm's llama-style models already applies the final norm), gather the hidden states of the
-positions whose next token is an answer token, and only then apply the LM head and log-softmax.
+On the CPU the LM head + log-softmax over a 49k vocabulary dominate a training step, and prompt
+positions are not needed at all. So: run the transformer body (``model.model``, which in mlx-lm's
+llama-style models already applies the final norm), gather the hidden states of the positions
+whose next token is an answer token, and only then apply the LM head and log-softmax (in
+vocabulary blocks where the model's backend says so: ``Backend.head_in_vocab_blocks``).
 Models without that structure (or whose head does more, e.g. logit soft-capping) fall back to
 the naive full-logits path; which path a model gets is decided once by comparing both.
 
@@ -34,7 +35,7 @@ from mlx_lm.tuner.lora import LoRALinear
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, answer_rows, collate, collate_pairs
 from asls_mlx.adaptation.lora import adapter_disabled
-from asls_mlx.engine.fastmath import logsumexp
+from asls_mlx.engine.backend_choice import backend_of
 
 _PATH_ATTR = "_asls_answer_only"
 _SPLIT_ATTR = "_asls_prefix_split"
@@ -53,8 +54,13 @@ def _head(model: nn.Module):
     return None
 
 
-def _token_logps(logits: mx.array, targets: mx.array) -> mx.array:
-    """log softmax(logits)[target] = logit[target] - logsumexp(logits), never materialising the rest."""
+def _mlx_logsumexp(x: mx.array, axis: int = -1, keepdims: bool = False) -> mx.array:
+    return mx.logsumexp(x, axis=axis, keepdims=keepdims)
+
+
+def _token_logps(logits: mx.array, targets: mx.array, logsumexp=_mlx_logsumexp) -> mx.array:
+    """log softmax(logits)[target] = logit[target] - logsumexp(logits), never materialising the rest.
+    ``logsumexp``: the model's backend's (``Backend.logsumexp``)."""
     logits = logits.astype(mx.float32)
     picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
     return picked - logsumexp(logits)
@@ -79,11 +85,13 @@ def _vocab_block(rows: int, vocab: int) -> int:
     return min(vocab, 1 << max(10, (2**21 // max(rows, 1)).bit_length() - 1))
 
 
-def head_token_logps(hidden: mx.array, weight: mx.array, bias: mx.array | None, targets: mx.array) -> mx.array:
+def head_token_logps(hidden: mx.array, weight: mx.array, bias: mx.array | None, targets: mx.array,
+                     logsumexp=_mlx_logsumexp) -> mx.array:
     """``_token_logps(hidden @ weight.T + bias, targets)`` with the vocabulary in column blocks.
 
     The full (positions, vocab) logits are never built: the picked logit is a row dot product and
     the log-sum-exp combines per-block log-sum-exps. Same values to float32 rounding.
+    ``logsumexp``: the model's backend's (``Backend.logsumexp``).
     """
     picked = (hidden.astype(mx.float32) * weight[targets].astype(mx.float32)).sum(-1)
     if bias is not None:
@@ -104,7 +112,7 @@ def naive_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row answer log-probs from the full (R, L, V) logits: the reference implementation."""
     logits = model(inputs)
     flat = logits.reshape(-1, logits.shape[-1])[positions]
-    return select @ _token_logps(flat, targets)
+    return select @ _token_logps(flat, targets, backend_of(model).logsumexp)
 
 
 def frozen_depth(model: nn.Module) -> int:
@@ -198,17 +206,18 @@ def full_logits(model: nn.Module, inputs: mx.array) -> mx.array:
 def full_logps(model: nn.Module, inputs: mx.array) -> mx.array:
     """Next-token log-probs (R, L, V) at every position (retention target and perplexity)."""
     logits = full_logits(model, inputs).astype(mx.float32)
-    return logits - logsumexp(logits, keepdims=True)
+    return logits - backend_of(model).logsumexp(logits, keepdims=True)
 
 
 def fast_answer_logps(model, inputs, positions, targets, select) -> mx.array:
     """Per-row answer log-probs with the LM head applied to answer positions only."""
     hidden = body(model, inputs)
     hidden = hidden.reshape(-1, hidden.shape[-1])[positions]
-    matrix = _head_matrix(model) if mx.default_device().type == mx.cpu else None
-    if matrix is None:  # GPUs: one fused logits + logsumexp is fastest there
-        return select @ _token_logps(_head(model)(hidden), targets)
-    return select @ head_token_logps(hidden, *matrix, targets)
+    backend = backend_of(model)
+    matrix = _head_matrix(model) if backend.head_in_vocab_blocks else None
+    if matrix is None:
+        return select @ _token_logps(_head(model)(hidden), targets, backend.logsumexp)
+    return select @ head_token_logps(hidden, *matrix, targets, backend.logsumexp)
 
 
 def uses_answer_only(model) -> bool:
@@ -272,14 +281,14 @@ def decide_fast_paths(model: nn.Module, base_cache: BaseCache | None = None) -> 
     ``model`` — or take their outcome from ``base_cache``, where an earlier process kept it.
 
     They cost ~0.6 s (six forwards of the whole model), in every fresh background process, and give
-    the same answer for the same base weights, LoRA layout, device and code: all of that is the key.
+    the same answer for the same base weights, LoRA layout, backend, device and code: all of that is the key.
     """
     if getattr(model, _PATH_ATTR, None) is not None:
         return
     depth = frozen_depth(model)
     key = array_key(
         _code_version(), type(model).__module__, type(model).__name__, base_fingerprint(model), depth,
-        mx.default_device().type.name,
+        backend_of(model).name,
     )
 
     def compute() -> dict[str, np.ndarray]:
@@ -297,10 +306,12 @@ def _code_version() -> bytes:
     """The code the checks judge: this module and those it computes with, and the MLX versions."""
     import asls_mlx
     from asls_mlx.adaptation import batching, lora
-    from asls_mlx.engine import fastmath
+    from asls_mlx.engine import backend, mlx_backend
+    from asls_mlx.engine.cpu import cpu_kernels, patches
 
     digest = hashlib.sha256(f"{asls_mlx.__version__} {mx.__version__} {mlx_lm.__version__}".encode())
-    for module in (__file__, batching.__file__, lora.__file__, fastmath.__file__):
+    modules = (backend, mlx_backend, cpu_kernels, patches)
+    for module in (__file__, batching.__file__, lora.__file__, *(m.__file__ for m in modules)):
         try:
             digest.update(Path(module).read_bytes())
         except OSError:  # not a plain file (a zipped install): the versions alone
@@ -443,11 +454,13 @@ def base_topk(model, tokens: mx.array, k: int = 32, inputs: mx.array | None = No
 
 
 def next_token_logps(model, inputs, targets: mx.array) -> mx.array:
-    """log p(targets[r, t] | the row up to t) at every position, (R, L): on the CPU with the LM head
-    in vocabulary blocks (``head_token_logps``), so the (R, L, V) logits are never built."""
-    matrix = _head_matrix(model) if mx.default_device().type == mx.cpu and uses_answer_only(model) else None
+    """log p(targets[r, t] | the row up to t) at every position, (R, L): where the backend says so
+    with the LM head in vocabulary blocks (``head_token_logps``), so the (R, L, V) logits are never built."""
+    backend = backend_of(model)
+    matrix = _head_matrix(model) if backend.head_in_vocab_blocks and uses_answer_only(model) else None
     if matrix is None:
         return mx.take_along_axis(full_logps(model, inputs), targets[..., None], axis=-1).squeeze(-1)
     hidden = body(model, inputs)
     rows, length, width = hidden.shape
-    return head_token_logps(hidden.reshape(-1, width), *matrix, targets.reshape(-1)).reshape(rows, length)
+    logps = head_token_logps(hidden.reshape(-1, width), *matrix, targets.reshape(-1), backend.logsumexp)
+    return logps.reshape(rows, length)

@@ -4,6 +4,9 @@ Turn N of a conversation shares its whole prefix with turn N-1 (the earlier mess
 just generated), so we keep the KV cache and only feed the tokens that are new. The cache is trimmed
 back to the longest common token prefix whenever the conversation changes in the middle (regenerate,
 edit, a new system text), and dropped when the model's weights change (adapter swap).
+
+How the tokens are computed is the model's backend's business (``backend_choice.backend_of``):
+NumPy loops on the CPU, mlx-lm's loops elsewhere.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class ChatEngine:
-    """A loaded model + tokenizer that streams chat answers, reusing the prompt cache between turns."""
+    """A loaded model + tokenizer that streams chat answers, reusing the prompt cache between turns.
+    ``backend`` is the model's (``backend_of``), which generates the tokens."""
 
     def __init__(self, model, tokenizer, model_id: str = "model", context_window: int | None = None):
         self.model = model
@@ -76,6 +80,12 @@ class ChatEngine:
         self.model_id = model_id
         self.context_window = context_window or _context_window(model)
         self._state = _CacheState()
+
+    @property
+    def backend(self):
+        from asls_mlx.engine.backend_choice import backend_of
+
+        return backend_of(self.model)
 
     # -- prompt building -------------------------------------------------------------------------
     def encode_chat(self, messages: list[dict], reserve: int = 0) -> tuple[list[int], bool]:
@@ -118,24 +128,19 @@ class ChatEngine:
     def stream(self, messages: list[dict], options: SamplingOptions | None = None) -> Iterator[GenerationChunk]:
         """Stream the answer to ``messages`` (a list of {"role", "content"} dicts ending with the user's turn)."""
         import mlx.core as mx
-        from mlx_lm import stream_generate
-
-        from asls_mlx.engine import host_decode
 
         opts = options or SamplingOptions()
         ids, truncated = self.encode_chat(messages, reserve=opts.max_tokens)
         cache, cached = self._reuse_cache(ids)
         if opts.seed is not None:
             mx.random.seed(opts.seed)
-        sampler = _sampler(opts)
+        backend = self.backend
+        sampler = _sampler(opts, backend)
         processors = _processors(opts) or None
         generated: list[int] = []
         self._state = _CacheState()  # invalid until we know what the cache holds
         try:
-            # the host (NumPy) path has its own loop: mlx-lm's decodes one token ahead, which only
-            # pays where steps run asynchronously (a GPU)
-            generate = host_decode.stream_generate if host_decode.supports(self.model) else stream_generate
-            steps = generate(
+            steps = backend.stream_generate(
                 self.model,
                 self.tokenizer,
                 mx.array(ids[cached:]),
@@ -144,7 +149,7 @@ class ChatEngine:
                 logits_processors=processors,
                 prompt_cache=cache,
             )
-            while (r := _next_step(steps)) is not None:
+            for r in steps:
                 eos = r.token in self.tokenizer.eos_token_ids
                 generated.append(r.token)
                 chunk = GenerationChunk(
@@ -185,19 +190,21 @@ class ChatEngine:
         """One answer per ``(conversation, options)``, all decoded in one batch even when their options
         differ (greedy next to sampled rows, different lengths). Leaves the chat cache alone."""
         import mlx.core as mx
-        from asls_mlx.engine import host_batch, host_decode
+
+        from asls_mlx.engine.backend import Row
 
         if not requests:
             return []
         seeds = [o.seed for _, o in requests if o.seed is not None]
         if seeds:
             mx.random.seed(seeds[0])
+        backend = self.backend
         # rows with the same options share one sampler object: mlx-lm then samples them in one call
         samplers: dict[int, object] = {}
         processors: dict[int, list] = {}
         for _, o in requests:
             if id(o) not in samplers:
-                samplers[id(o)] = _sampler(o)
+                samplers[id(o)] = _sampler(o, backend)
                 processors[id(o)] = _processors(o)
         sampled = {id(o) for _, o in requests if o.temperature > 0}
         if len(sampled) == 1 and len(samplers) > 1:
@@ -211,38 +218,10 @@ class ChatEngine:
                     samplers[id(o)] = shared
                     processors[id(o)] = processors[id(o)] + [_as_argmax()]
         prompts = [self.encode_chat(c, reserve=o.max_tokens)[0] for c, o in requests]
-        if host_decode.supports(self.model):
-            rows = [
-                host_batch.Row(p, o.max_tokens, samplers[id(o)], processors[id(o)])
-                for p, (_, o) in zip(prompts, requests)
-            ]
-            answers = host_batch.generate(self.model, rows, set(self.tokenizer.eos_token_ids))
-        else:
-            answers = self._batch_generator_answers(prompts, requests, samplers, processors)
+        rows = [Row(p, o.max_tokens, samplers[id(o)], processors[id(o)]) for p, (_, o) in zip(prompts, requests)]
+        answers = backend.generate_batch(self.model, rows, self.tokenizer.eos_token_ids)
         texts = [self.tokenizer.decode(a) for a in answers]
         return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
-
-    def _batch_generator_answers(self, prompts: list[list[int]], requests, samplers: dict, processors: dict) -> list[list[int]]:
-        from mlx_lm.generate import BatchGenerator
-
-        from asls_mlx.engine.fastmath import host_matvec
-
-        with host_matvec():
-            gen = BatchGenerator(self.model, stop_tokens=[[t] for t in self.tokenizer.eos_token_ids])
-            uids = gen.insert(
-                prompts, [o.max_tokens for _, o in requests],
-                samplers=[samplers[id(o)] for _, o in requests],
-                logits_processors=[processors[id(o)] for _, o in requests],
-            )
-            tokens: dict[int, list[int]] = {uid: [] for uid in uids}
-            try:
-                while responses := gen.next_generated():
-                    for r in responses:
-                        if r.finish_reason != "stop":
-                            tokens[r.uid].append(r.token)
-            finally:
-                gen.close()
-        return [tokens[uid] for uid in uids]
 
 
 def _processors(opts: SamplingOptions) -> list:
@@ -259,18 +238,10 @@ def _as_argmax():
     return ScaleLogits(1e6)
 
 
-def _next_step(steps: Iterator):
-    # only the generation's own computation sees host_matvec, not the caller's code between chunks
-    from asls_mlx.engine.fastmath import host_matvec
-
-    with host_matvec():
-        return next(steps, None)
-
-
-def _sampler(opts: SamplingOptions):
+def _sampler(opts: SamplingOptions, backend):
     from asls_mlx.engine.samplers import make_sampler
 
-    return make_sampler(temp=opts.temperature, top_p=opts.top_p, top_k=opts.top_k)
+    return make_sampler(temp=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, host_top_k=backend.host_top_k)
 
 
 def _context_window(model) -> int:

@@ -37,14 +37,6 @@ def _stderr(msg: str) -> None:
     print(f"asls: {msg}", file=sys.stderr)
 
 
-def on_cpu_backend() -> bool:
-    """True when MLX computes on the CPU (no Metal, no CUDA)."""
-    import mlx.core as mx
-
-    gpu = mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available())
-    return not gpu
-
-
 def weights_dir() -> Path:
     """``weights/`` of a writable source checkout, else ``$ASLS_HOME/models`` (``ASLS_WEIGHTS`` overrides)."""
     if env := os.environ.get(ENV_WEIGHTS):
@@ -102,7 +94,9 @@ def fetch_default_gguf(progress: Progress = _stderr) -> Path:
 def default_model_dir(dequantize: bool | None = None, progress: Progress = _stderr) -> Path:
     """The converted embedded model, converting it on first use (float32 on CPU, 4-bit on GPU)."""
     if dequantize is None:
-        dequantize = on_cpu_backend()
+        from asls_mlx.engine.backend_choice import gpu_available
+
+        dequantize = not gpu_available()
     gguf = fetch_default_gguf(progress)
     digest = sha256_file(gguf)
     if digest != DEFAULT_GGUF_SHA256 and not os.environ.get(ENV_GGUF):
@@ -163,8 +157,11 @@ def resolve_model(model: str | None, progress: Progress = _stderr) -> Path | str
 
 
 def load_model(model: str | None = None, progress: Progress = _stderr):
-    """Load ``(model, tokenizer, model_id)`` through mlx-lm. ``None`` means the embedded default."""
+    """Load ``(model, tokenizer, model_id)`` through mlx-lm and give the model its backend
+    (``backend_choice``: the CPU backend on the CPU). ``None`` means the embedded default."""
     import mlx_lm
+
+    from asls_mlx.engine.backend_choice import use_backend
 
     source = resolve_model(model, progress)
     try:
@@ -178,10 +175,7 @@ def load_model(model: str | None = None, progress: Progress = _stderr):
             else "the directory may be damaged: delete it and convert again"
         )
         raise ASLSError(f"could not load model {model or DEFAULT_MODEL} from {source}: {_short(e)}; {hint}") from e
-    if os.environ.get("ASLS_FAST_KERNELS", "on").lower() not in ("0", "off", "false"):
-        from asls_mlx.engine.fastmath import use_fast_kernels
-
-        use_fast_kernels(loaded)  # CPU only: MLX's CPU exp/sigmoid are slow (see fastmath)
+    use_backend(loaded)
     return loaded, tokenizer, model_id(source)
 
 

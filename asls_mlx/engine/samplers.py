@@ -5,16 +5,18 @@ makes Gumbel noise for all 49k. With a top-k cut in the chain, the kept tokens a
 k most likely, so only those k matter: an ``argpartition`` (O(V)) picks them, the nucleus follows
 from their sorted cumulative mass, and the draw is among them. The kept set is the one mlx-lm's
 ``make_sampler(temp, top_p=p, top_k=k)`` keeps and each token's probability is the same (masked
-tokens have none); the random draws differ from mlx-lm's for the same seed. On the CPU the
-candidates are found with NumPy's ``argpartition`` (2 ms for 22 x 49k vs MLX's 10 ms): a 22-row
-nucleus draw took 25 ms of a ~120 ms batched decode step, now ~3.
+tokens have none); the random draws differ from mlx-lm's for the same seed. The CPU backend
+finds the candidates with NumPy's ``argpartition``, several times faster there than MLX's
+(``host_top_k``, which ``ChatEngine`` takes from the backend).
 
-Batched decoding on the host (``host_batch``) holds NumPy logits: ``host(logits)`` samples them
-without the MLX log-softmax and the copies to MLX and back (22 rows: 8.5 -> 4 ms per step).
+The CPU backend's loops hold NumPy logits: ``HostSampler.host(logits)`` samples them and
+``HostProcessor.host`` changes them in place, without the MLX log-softmax and the copies to MLX and
+back. Measurements: docs/performance.md.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import mlx.core as mx
@@ -24,9 +26,31 @@ from mlx_lm.sample_utils import make_repetition_penalty, make_sampler as mlx_lm_
 Sampler = Callable[[mx.array], mx.array]
 
 
-def top_k_candidates(logprobs: mx.array, top_k: int) -> tuple[mx.array, mx.array]:
-    """The ``top_k`` most likely tokens of each row (in no particular order) and their log-probs."""
-    if mx.default_device().type == mx.cpu:
+class HostSampler(ABC):
+    """A sampler of MLX log-probs (as mlx-lm's loops call it) that also samples NumPy logits."""
+
+    @abstractmethod
+    def __call__(self, logprobs: mx.array) -> mx.array: ...
+
+    @abstractmethod
+    def host(self, logits: np.ndarray) -> np.ndarray:
+        """One token per row of ``logits`` (rows, V), which may serve as scratch space."""
+
+
+class HostProcessor(ABC):
+    """A logits processor (as mlx-lm's loops call it) that also changes one row of NumPy logits in place."""
+
+    @abstractmethod
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array: ...
+
+    @abstractmethod
+    def host(self, tokens: list[int], logits: np.ndarray) -> None: ...
+
+
+def top_k_candidates(logprobs: mx.array, top_k: int, host: bool = False) -> tuple[mx.array, mx.array]:
+    """The ``top_k`` most likely tokens of each row (in no particular order) and their log-probs,
+    found with NumPy's ``argpartition`` when ``host`` (faster on the CPU), else MLX's."""
+    if host:
         x = np.asarray(logprobs.astype(mx.float32))
         index = np.argpartition(-x, top_k - 1, axis=-1)[..., :top_k]
         return mx.array(index), mx.array(np.take_along_axis(x, index, axis=-1))
@@ -54,10 +78,10 @@ def _cut(candidates: mx.array, top_p: float) -> mx.array:
     return _nucleus(candidates, mx.array(top_p, dtype=candidates.dtype))
 
 
-def nucleus_top_k(logprobs: mx.array, top_p: float, top_k: int) -> tuple[mx.array, mx.array]:
+def nucleus_top_k(logprobs: mx.array, top_p: float, top_k: int, host: bool = False) -> tuple[mx.array, mx.array]:
     """The top-k candidates (token ids, log-probs) with those outside the top-p nucleus at -inf:
     what ``TopKSampler`` draws among."""
-    index, candidates = top_k_candidates(logprobs, top_k)
+    index, candidates = top_k_candidates(logprobs, top_k, host)
     return index, _cut(candidates, top_p)
 
 
@@ -68,7 +92,7 @@ def _draw(index: mx.array, candidates: mx.array, temp: float) -> mx.array:
 
 def host_top_k(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """``top_k_candidates`` of NumPy logits (rows, V): ids and log-probs normalised over the whole
-    vocabulary. ``logits`` is used as scratch space (host_batch hands over a fresh array)."""
+    vocabulary. ``logits`` is used as scratch space (the batch hands over a fresh array)."""
     # the call ``top_k_candidates`` makes on the log-probs (these values shifted by the row's
     # logsumexp): the same candidates, in the same order unless the shift's rounding tied two values
     # (then a seeded draw may pick another token than from MLX log-probs; the distribution is the same)
@@ -80,18 +104,19 @@ def host_top_k(logits: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     return index, candidates - (peak + np.log(logits.sum(axis=-1, keepdims=True)))
 
 
-class TopKSampler:
+class TopKSampler(HostSampler):
     """Draws among the top k (after the top-p cut when ``0 < top_p < 1``) at temperature ``temp``:
-    ``__call__`` on MLX log-probs as mlx-lm's loops give them, ``host`` on NumPy logits."""
+    ``__call__`` on MLX log-probs as mlx-lm's loops give them (candidates found with NumPy when
+    ``host_top_k``), ``host`` on NumPy logits."""
 
-    def __init__(self, temp: float, top_p: float, top_k: int):
-        self.temp, self.top_p, self.top_k = temp, top_p, top_k
+    def __init__(self, temp: float, top_p: float, top_k: int, host_top_k: bool = False):
+        self.temp, self.top_p, self.top_k, self.host_top_k = temp, top_p, top_k, host_top_k
         self.nucleus = 0 < top_p < 1
 
     def __call__(self, logprobs: mx.array) -> mx.array:
         if self.top_k >= logprobs.shape[-1]:
             return mlx_lm_make_sampler(temp=self.temp, top_p=self.top_p if self.nucleus else 0.0)(logprobs)
-        index, candidates = top_k_candidates(logprobs, self.top_k)
+        index, candidates = top_k_candidates(logprobs, self.top_k, self.host_top_k)
         return self._draw(index, candidates)
 
     def host(self, logits: np.ndarray) -> np.ndarray:
@@ -105,7 +130,7 @@ class TopKSampler:
         return _draw(index, _cut(candidates, self.top_p) if self.nucleus else candidates, self.temp)
 
 
-class GreedySampler:
+class GreedySampler(HostSampler):
     """The most likely token (mlx-lm's temp 0 sampler); ``host`` on NumPy logits."""
 
     def __call__(self, logprobs: mx.array) -> mx.array:
@@ -115,24 +140,24 @@ class GreedySampler:
         return logits.argmax(axis=-1)
 
 
-def make_sampler(temp: float = 0.0, top_p: float = 1.0, top_k: int = 0) -> Sampler:
+def make_sampler(temp: float = 0.0, top_p: float = 1.0, top_k: int = 0, host_top_k: bool = False) -> Sampler:
     """A ``sampler(logprobs) -> tokens`` for mlx-lm's generation loops.
 
     temp 0 is greedy. With ``top_k`` smaller than the vocabulary the draw is among the top k, after
     the top-p cut when ``0 < top_p < 1``; otherwise this is mlx-lm's own sampler. Ours also sample
-    NumPy logits (``host``).
+    NumPy logits (``HostSampler``). ``host_top_k``: the backend's choice (``Backend.host_top_k``).
     """
     if temp <= 0:
         return GreedySampler()
     if top_k <= 0:
         return mlx_lm_make_sampler(temp=temp, top_p=top_p if 0 < top_p < 1 else 0.0)
-    return TopKSampler(temp, top_p, top_k)
+    return TopKSampler(temp, top_p, top_k, host_top_k)
 
 
-class RepetitionPenalty:
+class RepetitionPenalty(HostProcessor):
     """mlx-lm's repetition penalty (``make_repetition_penalty``) as a logits processor, which can also
-    penalise one row of NumPy logits in place (``host``): ``host_batch`` applies it to 22 rows in
-    ~0.2 ms, where 22 calls of the MLX processor built a 3.6 ms graph per decoding step."""
+    penalise one row of NumPy logits in place (``host``): the CPU backend's batch applies it to its
+    rows in a fraction of the time one MLX processor call per row takes to build its graph."""
 
     def __init__(self, penalty: float, context_size: int = 20):
         self.penalty, self.context_size = penalty, context_size
@@ -148,7 +173,7 @@ class RepetitionPenalty:
             logits[recent] = np.where(picked < 0, picked * self.penalty, picked / self.penalty)
 
 
-class ScaleLogits:
+class ScaleLogits(HostProcessor):
     """Logits times ``factor`` (a processor; ``host`` scales a NumPy row in place)."""
 
     def __init__(self, factor: float):

@@ -1,11 +1,14 @@
-"""The CPU kernels of engine.fastmath agree with MLX's native ops, forward and backward."""
+"""The CPU backend's kernels (engine.cpu.cpu_kernels) and what it patches into a model (engine.cpu.patches)
+agree with MLX's native ops, forward and backward; the patches are undone cleanly."""
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx_lm
 import numpy as np
 import pytest
 
-from asls_mlx.engine import fastmath
+from asls_mlx.engine.cpu import cpu_kernels as kernels
+from asls_mlx.engine.cpu import patches
 
 
 def close(a, b, tol):
@@ -15,7 +18,7 @@ def close(a, b, tol):
 
 def test_exp_matches_exp_and_never_leaves_denormals():
     x = mx.concatenate([mx.linspace(-41.5, 0.0, 100_001), mx.array([-41.7, -70.0, -88.0, -200.0, -1e30])])
-    got = np.asarray(fastmath.exp_nonpositive(x), dtype=np.float64)
+    got = np.asarray(kernels.exp_nonpositive(x), dtype=np.float64)
     want = np.exp(np.asarray(x, dtype=np.float64))
     rel = np.abs(got[:-5] - want[:-5]) / want[:-5]
     assert rel.max() < 5e-6  # grows with |x|: x * log2(e) rounds
@@ -24,9 +27,9 @@ def test_exp_matches_exp_and_never_leaves_denormals():
     # far below: exactly 0, never a denormal; the smallest nonzero result is ~2**-60, so products
     # with gradients stay normal floats too (denormals slow x86 GEMMs ~50x)
     assert (got[-5:] == 0).all() and got[:-5].min() >= 2.0**-60
-    g = mx.grad(lambda z: fastmath.exp_nonpositive(z).sum())(x[:100])
+    g = mx.grad(lambda z: kernels.exp_nonpositive(z).sum())(x[:100])
     assert close(g, mx.exp(x[:100]), 3e-6)
-    assert (np.asarray(mx.grad(lambda z: fastmath.exp_nonpositive(z).sum())(x[-5:])) == 0).all()
+    assert (np.asarray(mx.grad(lambda z: kernels.exp_nonpositive(z).sum())(x[-5:])) == 0).all()
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -39,19 +42,19 @@ def test_swiglu_forward_and_grads(compiled):
         vg = mx.value_and_grad(f, argnums=(0, 1))
         return mx.compile(vg) if compiled else vg
 
-    (v1, (dg1, du1)) = loss(fastmath.swiglu)(gate, up)
+    (v1, (dg1, du1)) = loss(kernels.swiglu)(gate, up)
     (v2, (dg2, du2)) = loss(lambda g, u: nn.silu(g) * u)(gate, up)
     assert close(v1, v2, 1e-5)
     assert close(dg1, dg2, 1e-5) and close(du1, du2, 1e-5)
-    assert close(fastmath.swiglu(gate, up), nn.silu(gate) * up, 1e-6)
+    assert close(kernels.swiglu(gate, up), nn.silu(gate) * up, 1e-6)
 
 
 def test_softmax_with_grads():
     mx.random.seed(1)
     x = mx.random.normal((16, 300)) * 8
     w = mx.random.normal((16, 300))
-    assert close(fastmath.softmax(x), mx.softmax(x, axis=-1), 1e-6)
-    g1 = mx.grad(lambda z: (fastmath.softmax(z) * w).sum())(x)
+    assert close(kernels.softmax(x), mx.softmax(x, axis=-1), 1e-6)
+    g1 = mx.grad(lambda z: (kernels.softmax(z) * w).sum())(x)
     g2 = mx.grad(lambda z: (mx.softmax(z, axis=-1) * w).sum())(x)
     assert close(g1, g2, 1e-5)
 
@@ -67,15 +70,15 @@ def test_logsumexp_forward_and_grads(compiled):
         f = mx.value_and_grad(lambda z: (fn(z) * w).sum())
         return mx.compile(f) if compiled else f
 
-    v1, g1 = vg(fastmath.logsumexp)(x)
+    v1, g1 = vg(kernels.logsumexp)(x)
     v2, g2 = vg(lambda z: mx.logsumexp(z, axis=-1))(x)
-    assert close(fastmath.logsumexp(x), mx.logsumexp(x, axis=-1), 1e-6)
+    assert close(kernels.logsumexp(x), mx.logsumexp(x, axis=-1), 1e-6)
     # exp(x - lse) at |x| ~ 1000 carries the float32 rounding of x - lse (ulp 6e-5)
     assert close(v1, v2, 1e-6) and close(g1, g2, 2e-5)
     assert np.isfinite(np.asarray(g1)).all()
-    assert fastmath.logsumexp(x, keepdims=True).shape == (35, 1)
+    assert kernels.logsumexp(x, keepdims=True).shape == (35, 1)
     # other axes and dtypes take MLX's own op
-    assert close(fastmath.logsumexp(x[:4, :8], axis=0), mx.logsumexp(x[:4, :8], axis=0), 1e-6)
+    assert close(kernels.logsumexp(x[:4, :8], axis=0), mx.logsumexp(x[:4, :8], axis=0), 1e-6)
 
 
 @pytest.mark.parametrize("mask_kind", ["causal", "bool", "additive", None])
@@ -96,7 +99,7 @@ def test_attention_matches_native_sdpa(mask_kind, L, S):
     def f(fn):
         return lambda q, k, v: (fn(q, k, v) * v.mean()).sum()
 
-    ours = lambda q, k, v: fastmath.attention(q, k, v, scale, mask)  # noqa: E731
+    ours = lambda q, k, v: kernels.attention(q, k, v, scale, mask)  # noqa: E731
     native = lambda q, k, v: mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)  # noqa: E731
     assert close(ours(q, k, v), native(q, k, v), 1e-5)
     g1 = mx.grad(f(ours), argnums=(0, 1, 2))(q, k, v)
@@ -105,19 +108,26 @@ def test_attention_matches_native_sdpa(mask_kind, L, S):
         assert close(a, b, 1e-4)
 
 
-def test_patched_model_gives_the_same_logits_and_grads(tiny_model):
-    model, _ = tiny_model
+@pytest.fixture()
+def model(tiny_model_dir):
+    """A model of its own, left with MLX's own ops (and its mlx-lm module too) afterwards."""
+    model, _ = mlx_lm.load(str(tiny_model_dir))
+    patches.uninstall(model)
+    yield model
+    patches.uninstall(model)
+
+
+def test_patched_model_gives_the_same_logits_and_grads(model):
     tokens = mx.array([[5, 9, 33, 60, 7, 81, 12, 3], [44, 2, 19, 19, 101, 5, 6, 7]])
 
     def loss(m, x):
         logits = m(x[:, :-1])
         return nn.losses.cross_entropy(logits, x[:, 1:]).mean()
 
-    fastmath.restore_native_kernels(model)
     native_logits = model(tokens)
     native_loss, native_grads = nn.value_and_grad(model, loss)(model, tokens)
-    assert fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
-    assert not fastmath.use_fast_kernels(model, mx.Device(mx.cpu))  # already on: nothing changes
+    assert patches.install(model)
+    assert not patches.install(model)  # already on: nothing changes
     fast_logits = model(tokens)
     fast_loss, fast_grads = nn.value_and_grad(model, loss)(model, tokens)
     assert close(fast_logits, native_logits, 1e-4)
@@ -128,10 +138,9 @@ def test_patched_model_gives_the_same_logits_and_grads(tiny_model):
         assert close(a, b, 1e-3), name
 
 
-def test_one_row_decode_through_matvec_gives_the_same_logits(tiny_model):
+def test_one_row_decode_through_matvec_gives_the_same_logits(model):
     from mlx_lm.models.cache import make_prompt_cache
 
-    model, _ = tiny_model
     prompt = mx.array([[5, 9, 33, 60, 7, 81]])
 
     def decode():
@@ -141,22 +150,21 @@ def test_one_row_decode_through_matvec_gives_the_same_logits(tiny_model):
             logits.append(model(mx.array([[token]]), cache=cache)[:, -1])  # one row: the GEMV path
         return mx.concatenate(logits)
 
-    fastmath.restore_native_kernels(model)
-    assert not any(isinstance(m, fastmath.MatvecLinear) for _, m in model.named_modules())
+    assert not any(isinstance(m, patches.MatvecLinear) for _, m in model.named_modules())
     native = decode()
-    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
-    assert isinstance(model.model.layers[0].mlp.down_proj, fastmath.MatvecLinear)
-    assert isinstance(model.model.embed_tokens, fastmath.MatvecEmbedding)
+    patches.install(model)
+    assert isinstance(model.model.layers[0].mlp.down_proj, patches.MatvecLinear)
+    assert isinstance(model.model.embed_tokens, patches.MatvecEmbedding)
     assert close(decode(), native, 1e-5)
-    with fastmath.host_matvec():  # the generation loops: NumPy GEMVs on views of the weights
+    with patches.host_matvec():  # the generation loops: NumPy GEMVs on views of the weights
         assert close(decode(), native, 1e-5)
 
 
 def test_host_matvec_follows_replaced_weights_and_stays_out_of_gradients():
     layer = nn.Linear(8, 5)
-    layer.__class__ = fastmath.MatvecLinear
+    layer.__class__ = patches.MatvecLinear
     x = mx.random.normal((1, 1, 8))
-    with fastmath.host_matvec():
+    with patches.host_matvec():
         assert close(layer(x), x @ layer.weight.T + layer.bias, 1e-6)
         layer.weight = layer.weight * 2  # a reloaded adapter/model replaces the arrays
         assert close(layer(x), x @ layer.weight.T + layer.bias, 1e-6)
@@ -166,13 +174,24 @@ def test_host_matvec_follows_replaced_weights_and_stays_out_of_gradients():
     assert close(grad, layer.weight.sum(axis=0).reshape(1, 1, 8), 1e-5)
 
 
-def test_not_applied_on_gpu(tiny_model):
-    model, _ = tiny_model
-    fastmath.restore_native_kernels(model)
-    assert not fastmath.use_fast_kernels(model, mx.Device(mx.gpu))
+def test_uninstall_leaves_native_mlx_ops(model, tiny_model_dir):
+    """After ``uninstall`` the model and its mlx-lm module compute with MLX's own ops again: no
+    swapped class, no patched function, no cached weight view, logits bit-equal to a model never patched."""
     import sys
 
+    from mlx_lm.models import activations, base
+
+    tokens = mx.array([[5, 9, 33, 60, 7, 81, 12, 3]])
     module = sys.modules[type(model).__module__]
-    assert not hasattr(module.swiglu, "_asls_native")
-    assert type(model.model.layers[0].mlp.down_proj) is nn.Linear
-    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    patches.install(model)
+    assert module.swiglu is not activations.swiglu and patches.installed(model)
+    with patches.host_matvec():
+        model(tokens[:, :1])  # one row through NumPy: caches a view of each weight
+    assert any(patches._HOST_WEIGHT in m.__dict__ for _, m in model.named_modules())
+    patches.uninstall(model)
+    assert not patches.installed(model)
+    assert not any(patches._HOST_WEIGHT in m.__dict__ for _, m in model.named_modules())
+    assert module.swiglu is activations.swiglu and module.scaled_dot_product_attention is base.scaled_dot_product_attention
+    assert {type(m) for _, m in model.named_modules()}.isdisjoint({patches.MatvecLinear, patches.MatvecEmbedding})
+    never_patched, _ = mlx_lm.load(str(tiny_model_dir))
+    assert np.array_equal(np.asarray(model(tokens)), np.asarray(never_patched(tokens)))

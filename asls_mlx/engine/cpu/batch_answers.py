@@ -1,10 +1,10 @@
-"""Many independent answers decoded together in NumPy on the CPU (``ChatEngine.complete_requests``).
+"""Many independent answers decoded together in NumPy: the CPU backend's ``generate_batch``.
 
 The self-labelled samples and the commit gate's answers of a session update are ~22 short answers
-decoded as one batch. mlx-lm's ``BatchGenerator`` took ~190 ms per 22-row step here: its GEMMs are
-~50 ms of that, the rest MLX's per-op round trips (~30 small ops per block) and a 15 ms log-softmax.
-The same step in NumPy (``host_decode``'s GEMMs and kernels, one KV buffer per block holding every
-row at its own position) leaves mostly the GEMMs.
+decoded as one batch. In mlx-lm's ``BatchGenerator`` the GEMMs are a small part of a step on the
+CPU, the rest MLX's per-op round trips (~30 small ops per block) and a log-softmax over the
+vocabulary. The same step in NumPy (``numpy_forward``'s blocks, one KV buffer per block holding
+every row at its own position) leaves mostly the GEMMs. Measurements: docs/performance.md.
 
 Prefill: the prefix common to all prompts (system text, chat template) runs once, then the rest of
 the distinct prompts (rows sampled k times share one) together, as one stack of rows through the
@@ -13,36 +13,27 @@ Ends, logits processors (called with the prompt + tokens so far) and samplers ar
 loops; rows sharing a sampler object are sampled in one call; finished rows leave the batch.
 More rows than one batch holds (``BATCH_ROWS``, or ``KV_BUDGET`` bytes of keys and values) are
 decoded in batches of similar lengths.
-Same scope as ``host_decode`` (``host_decode.supports``).
+Same scope as the chat's loop (``numpy_forward.supports``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from asls_mlx.engine.fastmath import _host_weight, logsumexp
-from asls_mlx.engine.host_decode import (
-    HostKVCache, attend, head, last_logits, linear, mlp, project_qkv, rms_norm, rope_angles, softmax,
+from asls_mlx.engine.backend import Row
+from asls_mlx.engine.cpu.cpu_kernels import logsumexp
+from asls_mlx.engine.cpu.numpy_forward import (
+    HostKVCache, attend, blocks, embed, head, last_logits, linear, project_qkv, rope_angles, softmax,
 )
+from asls_mlx.engine.samplers import HostProcessor, HostSampler
 
 BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
 KV_BUDGET = 1 << 30  # bytes of one batch's KV buffers, at most (unless one row alone needs more)
 PREFILL_ROWS = 2048  # prompt positions (after the shared prefix) prefilled together, at most (unless one prompt is longer)
-
-
-@dataclass
-class Row:
-    """One answer to generate: prompt token ids, at most ``max_tokens`` new tokens."""
-
-    prompt: Sequence[int]
-    max_tokens: int
-    sampler: Callable[[mx.array], mx.array]
-    processors: Sequence[Callable] = field(default_factory=tuple)
 
 
 def generate(model: nn.Module, rows: Sequence[Row], stop_tokens: set[int], batch_rows: int = BATCH_ROWS) -> list[list[int]]:
@@ -109,25 +100,29 @@ def _prefill_suffixes(model: nn.Module, suffixes: list[np.ndarray], caches: list
     """Logits (len(suffixes), vocab) after each suffix, each following ``offset`` positions already in
     its caches: the suffixes go through the matrix products as one stack of rows (a GEMM over 300
     rows costs little more than one over 30), and attend each to its own cache."""
-    body = model.model
     ends = np.cumsum([len(t) for t in suffixes])
     segments = [slice(end - len(t), end) for end, t in zip(ends, suffixes)]
     positions = np.concatenate([np.arange(offset, offset + len(t)) for t in suffixes])
-    x = _host_weight(body.embed_tokens)[np.concatenate(suffixes)].astype(np.float32)
     angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    for i, layer in enumerate(body.layers):
-        attn = layer.self_attn
-        key = (attn.rope.dims, float(attn.rope.base), float(attn.rope.scale))
-        if key not in angles:
-            angles[key] = rope_angles(attn.rope, positions)
-        q, k, v = project_qkv(attn, rms_norm(layer.input_layernorm, x), *angles[key])
+
+    def attention(i: int, attn: Any, h: np.ndarray) -> np.ndarray:
+        q, k, v = project_qkv(attn, h, *_angles(angles, attn.rope, positions))
         out = []
         for cache, rows in zip(caches, segments):
             keys, values = cache[i].append(k[:, rows], v[:, rows])
             out.append(attend(attn, q[:, rows], keys, values, offset))
-        x = x + linear(attn.o_proj, np.concatenate(out))
-        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
+        return linear(attn.o_proj, np.concatenate(out))
+
+    x = blocks(model, embed(model, np.concatenate(suffixes)), attention)
     return head(model, x[ends - 1])
+
+
+def _angles(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rope_angles`` at ``positions``, computed once per RoPE setting for all blocks of a forward."""
+    key = (rope.dims, float(rope.base), float(rope.scale))
+    if key not in memo:
+        memo[key] = rope_angles(rope, positions)
+    return memo[key]
 
 
 def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) -> list[list[int]]:
@@ -176,11 +171,11 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
 
 def _sample(logits: np.ndarray, rows: list[Row], contexts: list[list[int]]) -> list[int]:
     """One token per row. ``logits`` (rows, vocab) is a fresh array: processors may change it in place."""
-    if all(hasattr(p, "host") for r in rows for p in r.processors):  # ours: applied to the NumPy rows
+    if all(isinstance(p, HostProcessor) for r in rows for p in r.processors):  # ours: applied to the NumPy rows
         for row, r, context in zip(logits, rows, contexts):
             for processor in r.processors:
                 processor.host(context, row)
-        x = None if all(hasattr(r.sampler, "host") for r in rows) else mx.array(logits)
+        x = None if all(isinstance(r.sampler, HostSampler) for r in rows) else mx.array(logits)
     else:  # any other processor as mlx-lm's loops call it: one row of MLX logits at a time
         x = mx.concatenate([_processed(mx.array(row[None]), r, c) for row, r, c in zip(logits, rows, contexts)])
     logprobs = None if x is None else x - logsumexp(x, keepdims=True)
@@ -211,21 +206,16 @@ def _processed(x: mx.array, row: Row, context: list[int]) -> mx.array:
 
 def _step(model: nn.Module, tokens: np.ndarray, kv: list, positions: np.ndarray) -> np.ndarray:
     """Logits (rows, vocab) of one new token per row at ``positions``, written into ``kv``."""
-    body = model.model
-    x = _host_weight(body.embed_tokens)[tokens].astype(np.float32)  # (rows, D)
     span = int(positions.max()) + 1
     # each row sees its own positions only: later slots (other rows' lengths) are masked
     mask = np.where(np.arange(span)[None, :] > positions[:, None], np.float32(-np.inf), np.float32(0))
     angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    for layer, (keys, values) in zip(body.layers, kv):
-        rope = layer.self_attn.rope
-        key = (rope.dims, float(rope.base), float(rope.scale))
-        if key not in angles:
-            angles[key] = rope_angles(rope, positions)
-        h = rms_norm(layer.input_layernorm, x)
-        x = x + _attention_rows(layer.self_attn, h, keys, values, positions, span, mask, angles[key])
-        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
-    return head(model, x)
+
+    def attention(i: int, attn: Any, h: np.ndarray) -> np.ndarray:
+        keys, values = kv[i]
+        return _attention_rows(attn, h, keys, values, positions, span, mask, _angles(angles, attn.rope, positions))
+
+    return head(model, blocks(model, embed(model, tokens), attention))
 
 
 def _attention_rows(attn: Any, h: np.ndarray, keys: np.ndarray, values: np.ndarray, positions: np.ndarray,

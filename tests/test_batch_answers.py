@@ -1,4 +1,4 @@
-"""Batched NumPy generation gives, row by row, what mlx-lm's own one-sequence loop gives."""
+"""The CPU backend's batched NumPy generation gives, row by row, what mlx-lm's own one-sequence loop gives."""
 
 import mlx.core as mx
 import mlx_lm
@@ -8,8 +8,10 @@ from mlx_lm.generate import generate_step
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
-from asls_mlx.engine import ChatEngine, SamplingOptions, fastmath, host_batch, host_decode
-from asls_mlx.engine import samplers
+from asls_mlx.engine import ChatEngine, SamplingOptions, samplers
+from asls_mlx.engine.backend import Row
+from asls_mlx.engine.backend_choice import release_backend, use_backend
+from asls_mlx.engine.cpu import CpuBackend, batch_answers, numpy_forward
 from asls_mlx.engine.samplers import RepetitionPenalty
 
 SHARED = [5, 9, 33, 60, 7]
@@ -20,12 +22,13 @@ GREEDY = make_sampler(temp=0.0)
 @pytest.fixture()
 def fast_model(tiny_model_dir):
     model, tokenizer = mlx_lm.load(str(tiny_model_dir))
-    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
+    use_backend(model, CpuBackend())
     attach_lora(model, LoraConfig(num_layers=2))
     mx.random.seed(4)
     set_lora_weights(model, {k: v + 0.1 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
-    assert host_decode.supports(model)
-    return model, tokenizer
+    assert numpy_forward.supports(model)
+    yield model, tokenizer
+    release_backend(model)
 
 
 def _mlx_lm_tokens(model, prompt, max_tokens, processors=()):
@@ -57,22 +60,22 @@ def test_greedy_rows_equal_one_sequence_generation(fast_model, penalty, prefill_
     """Uneven prompts (a shared prefix, a repeated prompt, one with nothing shared), uneven lengths,
     and stop tokens that end rows early, so the batch shrinks while the others go on; the distinct
     prompts prefilled as one stack of rows, or a few at a time."""
-    monkeypatch.setattr(host_batch, "PREFILL_ROWS", prefill_rows)
+    monkeypatch.setattr(batch_answers, "PREFILL_ROWS", prefill_rows)
     stacks = []
-    real = host_batch._prefill_suffixes
-    monkeypatch.setattr(host_batch, "_prefill_suffixes", lambda m, s, *a: stacks.append(len(s)) or real(m, s, *a))
+    real = batch_answers._prefill_suffixes
+    monkeypatch.setattr(batch_answers, "_prefill_suffixes", lambda m, s, *a: stacks.append(len(s)) or real(m, s, *a))
     model, _ = fast_model
     processors = _penalty(penalty)
     lengths = [20, 9, 16, 3, 20]
     references = [_mlx_lm_tokens(model, p, 20, _penalty("mlx-lm" if penalty != "none" else "none")) for p in PROMPTS]
     stop = {references[1][4], references[3][1]}  # a fifth and a second token: rows end at different steps
-    rows = [host_batch.Row(p, n, greedy, processors) for p, n in zip(PROMPTS, lengths)]
-    got = host_batch.generate(model, rows, stop)
+    rows = [Row(p, n, greedy, processors) for p, n in zip(PROMPTS, lengths)]
+    got = batch_answers.generate(model, rows, stop)
     assert got == [_expected(r, n, stop) for r, n in zip(references, lengths)]
     assert stacks == ([4] if prefill_rows > 100 else [1, 1, 1, 1])  # the distinct prompts, together or one by one
     assert len({len(g) for g in got}) >= 3
     # in batches of two rows: each batch prefilled and decoded on its own
-    assert host_batch.generate(model, rows, stop, batch_rows=2) == got
+    assert batch_answers.generate(model, rows, stop, batch_rows=2) == got
 
 
 @pytest.mark.parametrize("make", [make_sampler, samplers.make_sampler])  # mlx-lm's (MLX rows), ours (NumPy rows)
@@ -82,9 +85,9 @@ def test_sampled_rows_draw_from_each_rows_own_top_k(fast_model, make):
     model, _ = fast_model
     k = 5
     sampler = make(temp=1.0, top_k=k)
-    rows = [host_batch.Row(p, 12, sampler) for p in PROMPTS[:3]] + [host_batch.Row(PROMPTS[3], 12, make(temp=0.0))]
+    rows = [Row(p, 12, sampler) for p in PROMPTS[:3]] + [Row(PROMPTS[3], 12, make(temp=0.0))]
     mx.random.seed(0)
-    got = host_batch.generate(model, rows, set())
+    got = batch_answers.generate(model, rows, set())
     assert got[3] == _mlx_lm_tokens(model, PROMPTS[3], 12)
     for prompt, tokens in zip(PROMPTS[:3], got[:3]):
         logits = np.asarray(model(mx.array([prompt + tokens]))[0, len(prompt) - 1 : -1])
@@ -92,7 +95,7 @@ def test_sampled_rows_draw_from_each_rows_own_top_k(fast_model, make):
         assert all(t in row for t, row in zip(tokens, top))
     assert got[0] != got[1]  # same prompt, independent draws
     mx.random.seed(0)
-    assert host_batch.generate(model, rows, set()) == got
+    assert batch_answers.generate(model, rows, set()) == got
 
 
 def test_complete_requests_take_the_host_path_with_the_same_answers(fast_model, monkeypatch):
@@ -101,11 +104,11 @@ def test_complete_requests_take_the_host_path_with_the_same_answers(fast_model, 
     convs = [[{"role": "user", "content": q}] for q in ("hello there", "what is the weather", "tell me a story")]
     greedy = SamplingOptions(max_tokens=10, temperature=0.0)
     calls = []
-    real = host_batch.generate
-    monkeypatch.setattr(host_batch, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = batch_answers.generate
+    monkeypatch.setattr(batch_answers, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
     host = engine.complete_requests([(c, greedy) for c in convs])
     assert calls and all(host)
-    monkeypatch.setattr(host_decode, "supports", lambda m: False)
+    use_backend(model, CpuBackend(numpy_decode=False))  # mlx-lm's BatchGenerator, with the CPU kernels
     assert engine.complete_requests([(c, greedy) for c in convs]) == host
     assert len(calls) == 1
 
@@ -116,14 +119,14 @@ def test_prompts_longer_than_the_first_cache_buffer(fast_model):
     model, _ = fast_model
     prefix = [(7 * i) % 200 + 1 for i in range(300)]
     prompts = [prefix + [12, 5], prefix + [90]]
-    rows = [host_batch.Row(p, 6, GREEDY) for p in prompts]
-    assert host_batch.generate(model, rows, set()) == [_mlx_lm_tokens(model, p, 6) for p in prompts]
+    rows = [Row(p, 6, GREEDY) for p in prompts]
+    assert batch_answers.generate(model, rows, set()) == [_mlx_lm_tokens(model, p, 6) for p in prompts]
 
 
 def test_an_empty_prompt_is_refused(fast_model):
     model, _ = fast_model
     with pytest.raises(ValueError, match="at least one token"):
-        host_batch.generate(model, [host_batch.Row([], 4, GREEDY)], set())
+        batch_answers.generate(model, [Row([], 4, GREEDY)], set())
 
 
 def test_rows_beyond_the_kv_budget_are_batched_by_length(fast_model, monkeypatch):
@@ -132,17 +135,17 @@ def test_rows_beyond_the_kv_budget_are_batched_by_length(fast_model, monkeypatch
     model, _ = fast_model
     long_prompt = [(5 * i) % 150 + 1 for i in range(60)]
     prompts = PROMPTS + [long_prompt, PROMPTS[0] + [3]]
-    rows = [host_batch.Row(p, 8, GREEDY) for p in prompts]
-    together = host_batch.generate(model, rows, set())
-    per_position = host_batch._kv_bytes_per_position(model)
+    rows = [Row(p, 8, GREEDY) for p in prompts]
+    together = batch_answers.generate(model, rows, set())
+    per_position = batch_answers._kv_bytes_per_position(model)
     head_dim = model.args.hidden_size // model.args.num_attention_heads
     assert per_position == 2 * 4 * len(model.model.layers) * model.args.num_key_value_heads * head_dim
     budget = len(long_prompt) + 8  # positions: the long row alone, or a few short ones, per batch
-    monkeypatch.setattr(host_batch, "KV_BUDGET", budget * per_position)
+    monkeypatch.setattr(batch_answers, "KV_BUDGET", budget * per_position)
     seen = []
-    real = host_batch._generate_batch
-    monkeypatch.setattr(host_batch, "_generate_batch", lambda m, r, s: seen.append(r) or real(m, r, s))
-    assert host_batch.generate(model, rows, set()) == together
+    real = batch_answers._generate_batch
+    monkeypatch.setattr(batch_answers, "_generate_batch", lambda m, r, s: seen.append(r) or real(m, r, s))
+    assert batch_answers.generate(model, rows, set()) == together
     assert len(seen) >= 3 and sorted(len(p) for b in seen for p in (r.prompt for r in b)) == sorted(map(len, prompts))
-    assert all(len(b) * host_batch._length(b) <= budget for b in seen if len(b) > 1)
+    assert all(len(b) * batch_answers._length(b) <= budget for b in seen if len(b) > 1)
     assert [r.prompt for r in seen[-1]] == [long_prompt]  # longest last, alone

@@ -1,13 +1,16 @@
-"""NumPy one-token decode steps give MLX's logits and leave mlx-lm's KV cache exactly as an MLX step would."""
+"""The CPU backend's NumPy steps give MLX's logits and leave mlx-lm's KV cache exactly as an MLX step would;
+its chat loop yields what mlx-lm's loop yields."""
 
 import mlx.core as mx
+import mlx.nn as nn
 import mlx_lm
 import numpy as np
 import pytest
 from mlx_lm.models.cache import make_prompt_cache
 
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights
-from asls_mlx.engine import fastmath, host_decode
+from asls_mlx.engine.backend_choice import backend_of, release_backend, use_backend
+from asls_mlx.engine.cpu import CpuBackend, numpy_forward, stream_decode
 from asls_mlx.engine.generate import ChatEngine, SamplingOptions
 
 PROMPT = [5, 9, 33, 60, 7, 81, 14, 2]
@@ -15,9 +18,11 @@ PROMPT = [5, 9, 33, 60, 7, 81, 14, 2]
 
 @pytest.fixture()
 def fast_model(tiny_model_dir):
+    """A model on the CPU backend (whatever ``ASLS_FAST_KERNELS`` says), given back to pure MLX afterwards."""
     model, tokenizer = mlx_lm.load(str(tiny_model_dir))
-    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
-    return model, tokenizer
+    use_backend(model, CpuBackend())
+    yield model, tokenizer
+    release_backend(model)
 
 
 def _with_lora(model):
@@ -28,7 +33,7 @@ def _with_lora(model):
 
 
 def _host_step(model, token, cache):
-    return host_decode.forward_tokens(model, np.array([token]), cache)
+    return numpy_forward.forward_tokens(model, np.array([token]), cache)
 
 
 def _decode(model, step, tokens=(12, 3, 44, 200, 7), prompt=PROMPT):
@@ -42,7 +47,7 @@ def _decode(model, step, tokens=(12, 3, 44, 200, 7), prompt=PROMPT):
 def test_decode_steps_equal_mlx_steps_and_cache(fast_model, lora):
     model, _ = fast_model
     model = _with_lora(model) if lora else model
-    assert host_decode.supports(model)
+    assert numpy_forward.supports(model)
     mlx_logits, mlx_cache = _decode(model, lambda m, t, c: m(mx.array([[t]]), cache=c))
     host_logits, host_cache = _decode(model, _host_step)
     assert np.allclose(np.asarray(host_logits), np.asarray(mlx_logits), atol=1e-4, rtol=1e-4)
@@ -66,7 +71,7 @@ def test_decode_steps_across_a_cache_growth(fast_model):
 def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora, query_rows, monkeypatch):
     """Several positions at once (prefill), on an empty cache, on a filled one, and across a growth;
     with attention over all of a chunk's queries at once and in blocks of 16."""
-    monkeypatch.setattr(host_decode, "_QUERY_ROWS", query_rows)
+    monkeypatch.setattr(numpy_forward, "_QUERY_ROWS", query_rows)
     model, _ = fast_model
     model = _with_lora(model) if lora else model
     # 8, 2, 40 and 230 rows (transposed GEMMs in ``_linear``)
@@ -74,7 +79,7 @@ def test_prompt_chunks_equal_mlx_prefill_and_cache(fast_model, lora, query_rows,
     caches = [make_prompt_cache(model) for _ in range(2)]
     for chunk in chunks:
         want = model(mx.array([chunk]), cache=caches[0])[:, -1:]
-        got = host_decode.forward_tokens(model, np.array(chunk), caches[1])
+        got = numpy_forward.forward_tokens(model, np.array(chunk), caches[1])
         assert got.shape == want.shape
         assert np.allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
     a, b = caches[1][-1], caches[0][-1]
@@ -105,19 +110,26 @@ def test_chat_turns_give_the_same_tokens_with_and_without_host_steps(fast_model,
                 chunks[0].cached_tokens)
 
     calls = []
-    real = host_decode.last_logits
-    monkeypatch.setattr(host_decode, "last_logits", lambda m, t, c: calls.append(len(t)) or real(m, t, c))
+    real = stream_decode.last_logits
+    monkeypatch.setattr(stream_decode, "last_logits", lambda m, t, c: calls.append(len(t)) or real(m, t, c))
     host = two_turns()
     assert calls.count(1) >= 20 and max(calls) > 5 and host[2] > 10  # steps and prompt chunks
-    monkeypatch.setattr(host_decode, "supports", lambda m: False)
-    assert two_turns() == host
+    calls.clear()
+    use_backend(model, CpuBackend(numpy_decode=False))  # mlx-lm's loop, with the CPU kernels
+    assert two_turns() == host and not calls
 
 
-def test_unsupported_models_keep_the_mlx_path(tiny_model_dir):
-    model, _ = mlx_lm.load(str(tiny_model_dir))
-    assert not host_decode.supports(model)  # no CPU kernels (ASLS_FAST_KERNELS=off)
-    fastmath.use_fast_kernels(model, mx.Device(mx.cpu))
-    assert host_decode.supports(model)
-    model.model.layers[0].self_attn.rope = object()  # e.g. a scaled RoPE variant
-    assert not host_decode.supports(model)
+class _ScaledRoPE(nn.RoPE):
+    """A RoPE variant the NumPy forward does not implement (its type is not ``nn.RoPE``)."""
+
+
+def test_unsupported_models_keep_the_mlx_path(fast_model, monkeypatch):
+    model, tokenizer = fast_model
+    assert numpy_forward.supports(model) and isinstance(backend_of(model), CpuBackend)
+    attn = model.model.layers[0].self_attn
+    attn.rope = _ScaledRoPE(attn.rope.dims, attn.rope.traditional, attn.rope.base, attn.rope.scale)
+    assert not numpy_forward.supports(model)
+    monkeypatch.setattr(stream_decode, "stream_generate", lambda *a, **k: pytest.fail("NumPy loop on an unsupported model"))
+    chunks = list(ChatEngine(model, tokenizer).stream([{"role": "user", "content": "hi"}], SamplingOptions(max_tokens=4)))
+    assert len(chunks) == 4
 

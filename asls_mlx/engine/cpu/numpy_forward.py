@@ -1,13 +1,11 @@
-"""Single-sequence generation steps (decode and prompt) of llama-style models in NumPy on the CPU.
+"""The forward of llama-style models in NumPy, for the CPU backend's generation loops.
 
-Decoding one token is ~210 matrix-vector products plus ~20 tiny ops per block. On our 2-core x86
-machines MLX runs the products as GEMMs at ~10 GB/s (OpenBLAS's GEMV reaches 20-40 GB/s), and
-each of its small ops costs an evaluation round trip (~50-100 us), which adds up to more than the
-arithmetic. NumPy does both at C speed, on zero-copy views of the model's MLX weights, so a decode
-step takes about half the time. A chat prompt goes the same way: its GEMMs run at the same speed
-in both, but MLX's elementwise ops and round trips made a 178-token prefill 0.33 s where NumPy takes
-~0.25 s (time to the first token 0.48 -> 0.39 s). Batched decoding builds on these steps
-(``host_batch``); training and scoring stay in MLX.
+Decoding one token is ~210 matrix-vector products plus ~20 tiny ops per block. On the CPU MLX runs
+the products as GEMMs, slower than OpenBLAS's GEMV, and each of its small ops costs an evaluation
+round trip, which adds up to more than the arithmetic. NumPy does both at C speed, on zero-copy
+views of the model's MLX weights; a prompt's elementwise ops gain the same way. The chat's loop
+(``stream_decode``) and batched decoding (``batch_answers``) run their steps through ``blocks``;
+training and scoring stay in MLX. Measurements: docs/performance.md.
 
 Scope: mlx-lm's llama architecture (SmolLM2, Llama, ...) with plain RoPE, RMSNorm, SwiGLU, optional
 LoRA layers (mlx-lm's ``LoRALinear``), float32 weights, batch 1 and mlx-lm's ``KVCache``; the cache
@@ -17,7 +15,7 @@ exactly what an MLX step would have left. Anything else takes the MLX path (``su
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -25,7 +23,7 @@ import numpy as np
 from mlx_lm.models.cache import KVCache
 from mlx_lm.tuner.lora import LoRALinear
 
-from asls_mlx.engine.fastmath import MatvecEmbedding, MatvecLinear, _host_weight, logsumexp
+from asls_mlx.engine.cpu.patches import MatvecEmbedding, MatvecLinear, host_weight
 
 _LINEARS = (nn.Linear, MatvecLinear)
 _QUERY_ROWS = 256  # prompt positions per attention block in ``_attention``
@@ -55,14 +53,12 @@ def _layer_ok(layer: Any) -> bool:
 
 
 def supports(model: nn.Module) -> bool:
-    """Whether ``model``'s one-token steps can run here (checked per generation: LoRA may be attached later)."""
+    """Whether ``model``'s steps can run in NumPy (checked per generation: LoRA may be attached later)."""
     body = getattr(model, "model", None)
     return bool(
-        mx.default_device().type == mx.cpu
-        and type(model).__module__ == "mlx_lm.models.llama"
+        type(model).__module__ == "mlx_lm.models.llama"
         and body is not None
-        # only models given the CPU kernels (use_fast_kernels; ASLS_FAST_KERNELS=off opts out)
-        and type(getattr(body, "embed_tokens", None)) is MatvecEmbedding
+        and type(getattr(body, "embed_tokens", None)) in (nn.Embedding, MatvecEmbedding)
         and type(getattr(body, "norm", None)) is nn.RMSNorm
         and (hasattr(model, "lm_head") and _plain_linear(model.lm_head) or not hasattr(model, "lm_head"))
         and all(_layer_ok(layer) for layer in body.layers)
@@ -83,7 +79,7 @@ def linear(m: Any, x: np.ndarray) -> np.ndarray:
     if type(m) is LoRALinear:
         y = linear(m.linear, x)
         return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
-    w, rows = _host_weight(m), x.shape[0]
+    w, rows = host_weight(m), x.shape[0]
     if rows == 1:
         y = (w @ x[0])[None]
     else:
@@ -131,7 +127,7 @@ def rotate(rope: nn.RoPE, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np
 
 class HostKVCache:
     """A batch-1 KV cache in NumPy buffers (n_kv, capacity, head_dim), for prompts that only the host
-    path reads (``host_batch``'s prefills); ``clone`` copies it for prompts that continue a shared prefix."""
+    path reads (``batch_answers``'s prefills); ``clone`` copies it for prompts that continue a shared prefix."""
 
     def __init__(self, keys: np.ndarray | None = None, values: np.ndarray | None = None, offset: int = 0):
         self.keys, self.values, self.offset = keys, values, offset
@@ -235,17 +231,31 @@ def mlp(block_mlp: Any, h: np.ndarray) -> np.ndarray:
     return linear(block_mlp.down_proj, act)
 
 
+def embed(model: nn.Module, tokens: np.ndarray) -> np.ndarray:
+    """The input embeddings (M, D) of token ids (M,)."""
+    return host_weight(model.model.embed_tokens)[tokens].astype(np.float32)
+
+
+Attention = Callable[[int, Any, np.ndarray], np.ndarray]
+
+
+def blocks(model: nn.Module, x: np.ndarray, attention: Attention) -> np.ndarray:
+    """Hidden states x (M, D) through every block of ``model``. ``attention(i, attn, h)`` is block
+    i's attention output (after its output projection) for its normed input h: the one part that
+    differs between a sequence's steps, a batch's prompts and a batch's decoding steps."""
+    for i, layer in enumerate(model.model.layers):
+        x = x + attention(i, layer.self_attn, rms_norm(layer.input_layernorm, x))
+        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
+    return x
+
+
 def last_logits(model: nn.Module, tokens: np.ndarray, cache: list) -> np.ndarray:
     """Logits (vocab,) after ``tokens`` (1-D) that follow ``cache``'s context; the cache advances.
 
     Only the last position's logits are computed: mlx-lm's loops use nothing else (prefill chunks
     discard theirs, a step takes ``logits[:, -1]``).
     """
-    body = model.model
-    x = _host_weight(body.embed_tokens)[tokens].astype(np.float32)  # (M, D)
-    for layer, layer_cache in zip(body.layers, cache):
-        x = x + _attention(layer.self_attn, rms_norm(layer.input_layernorm, x), layer_cache)
-        x = x + mlp(layer.mlp, rms_norm(layer.post_attention_layernorm, x))
+    x = blocks(model, embed(model, tokens), lambda i, attn, h: _attention(attn, h, cache[i]))
     return head(model, x[-1:]).reshape(-1)
 
 
@@ -258,104 +268,3 @@ def head(model: nn.Module, x: np.ndarray) -> np.ndarray:
 def forward_tokens(model: nn.Module, tokens: np.ndarray, cache: list) -> mx.array:
     """``last_logits`` as mlx-lm's loops take them: an MLX array (1, 1, vocab)."""
     return mx.array(last_logits(model, tokens, cache))[None, None]
-
-
-class HostDecodeModel:
-    """``model`` for a generation loop: batch-1 steps on a ``KVCache`` through ``forward_tokens``, the rest in MLX."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __call__(self, inputs: mx.array, cache: list | None = None, input_embeddings: mx.array | None = None, **kw):
-        if (
-            input_embeddings is None
-            and not kw
-            and inputs.ndim == 2
-            and inputs.shape[0] == 1
-            and cache is not None
-            and all(type(c) is KVCache for c in cache)
-        ):
-            return forward_tokens(self.model, _np(inputs).reshape(-1), cache)
-        if input_embeddings is not None:
-            return self.model(inputs, cache=cache, input_embeddings=input_embeddings, **kw)
-        return self.model(inputs, cache=cache, **kw)
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-
-def stream_generate(model: nn.Module, tokenizer, prompt: mx.array, max_tokens: int, sampler,
-                    logits_processors=None, prompt_cache: list | None = None, prefill_step_size: int = 2048):
-    """mlx-lm's ``stream_generate`` (same ``GenerationResponse`` items, same end rules) for ``supports``
-    models, without its one-step lookahead.
-
-    mlx-lm computes token n+1 before it yields token n, which overlaps the two on a GPU; here every
-    step runs synchronously in NumPy, so the lookahead only delayed each token, the first included,
-    by one decode step (~35 ms of a 0.39 s time to first token).
-    """
-    import time
-
-    from mlx_lm.generate import GenerationResponse
-    from mlx_lm.models.cache import make_prompt_cache
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
-
-    if max_tokens == 0:
-        raise ValueError("max_tokens must be non-zero (-1 for no limit)")
-    tokenizer = tokenizer if isinstance(tokenizer, TokenizerWrapper) else TokenizerWrapper(tokenizer)
-    host = HostDecodeModel(model)
-    cache = prompt_cache if prompt_cache is not None else make_prompt_cache(model)
-    processors = list(logits_processors or ())
-    # ours sample the NumPy logits (and penalise them) in place: no MLX log-softmax round trip
-    # per token (~1-2 ms of a ~33 ms step)
-    on_host = (
-        all(type(c) is KVCache for c in cache) and hasattr(sampler, "host") and all(hasattr(p, "host") for p in processors)
-    )
-    detokenizer = tokenizer.detokenizer
-    detokenizer.reset()
-    tic = time.perf_counter()
-    for start in range(0, prompt.size, prefill_step_size):
-        chunk = prompt[start : start + prefill_step_size]
-        logits = last_logits(model, _np(chunk), cache) if on_host else host(chunk[None], cache=cache)
-    context = prompt.tolist() if on_host else prompt
-    n, prompt_tps, token = 0, 0.0, None
-
-    def response(finish_reason: str | None) -> GenerationResponse:
-        return GenerationResponse(
-            text=detokenizer.last_segment, token=token, logprobs=logprobs, from_draft=False,
-            prompt_tokens=prompt.size, prompt_tps=prompt_tps, generation_tokens=n + 1,
-            generation_tps=(n + 1) / (time.perf_counter() - tic), peak_memory=mx.get_peak_memory() / 1e9,
-            finish_reason=finish_reason,
-        )
-
-    while True:
-        if on_host:
-            for processor in processors:
-                processor.host(context, logits)
-            x = mx.array(logits)
-            logprobs = x - logsumexp(x)  # lazy: computed only if a caller reads it
-            token = int(sampler.host(logits[None])[0])
-        else:
-            logits = logits[:, -1, :]
-            for processor in processors:
-                logits = processor(context, logits)
-            logprobs = logits - logsumexp(logits, keepdims=True)  # MLX's exp is scalar on the CPU
-            token, logprobs = sampler(logprobs).item(), logprobs.squeeze(0)
-        if n == 0:
-            prompt_tps = prompt.size / (time.perf_counter() - tic)
-            tic = time.perf_counter()
-        if token in tokenizer.eos_token_ids:
-            break
-        detokenizer.add_token(token)
-        if n + 1 == max_tokens:
-            break
-        yield response(None)
-        if on_host:
-            logits = last_logits(model, np.array([token]), cache)
-            context.append(token)
-        else:
-            logits = host(mx.array([[token]]), cache=cache)
-            if processors:
-                context = mx.concatenate([context, mx.array([token])])
-        n += 1
-    detokenizer.finalize()
-    yield response("stop" if token in tokenizer.eos_token_ids else "length")
