@@ -372,7 +372,7 @@ class Assistant:
 
     def perplexity(self, texts: list[str], adapter: bool = True) -> float:
         """Perplexity of ``texts`` with the adapter on or off (retention check)."""
-        from asls_mlx.adaptation.evaluate import retention_perplexity
+        from asls_mlx.adaptation.validation import retention_perplexity
 
         result = retention_perplexity(self.engine.model, self.engine.tokenizer, texts)
         return result["ppl"] if adapter else result["base_ppl"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 
+from asls_mlx.adaptation.config import LearningConfig, check_loss
 from asls_mlx.adaptation.lora import LoraConfig
-from asls_mlx.adaptation.update import UpdateOptions
 from asls_mlx.engine import SamplingOptions
 from asls_mlx.errors import ASLSError
 
 TRAIN_MODES = ("background", "wait", "next_start", "none")
+_LEARNING = LearningConfig()  # where the learning defaults live (see there why each is what it is)
 
 
 @dataclass
@@ -19,13 +20,14 @@ class AssistantConfig:
     profile_in_prompt: bool = True  # profiling layer: the rendered profile joins the system prompt
     adapt: bool = True  # adaptation layer: train a LoRA adapter after sessions
     self_labelled: bool = True  # mine pairs by sampling answers and ranking them with the profile
-    drift_adaptation: bool = True  # steps / lr / replay follow the profile's drift score
-    loss: str = "dpo"  # dpo | simpo | orpo | sft
-    pair_sources: frozenset | None = None  # train only on these pair sources (None: all)
+    # The learning settings a user changes most; they set the matching fields of ``learning``.
+    drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score
+    loss: str = _LEARNING.loss  # dpo | simpo | orpo | sft
+    pair_sources: frozenset | None = _LEARNING.pair_sources  # train only on these pair sources (None: all)
     train_after_session: str = "background"  # background | wait | next_start | none
-    train_budget_s: float = 30.0  # wall-clock budget of the training steps per session
-    max_steps: int = 10  # per session; more makes a 135M model loop or refuse (docs/learning.md)
-    lora_layers: int = 16  # adapt the last N transformer blocks (-1: all); fewer is faster to train
+    train_budget_s: float = _LEARNING.time_budget_s  # wall-clock budget of one session's training
+    max_steps: int = _LEARNING.max_steps  # per session; more makes a 135M model loop or refuse
+    lora_layers: int = _LEARNING.lora.num_layers  # adapt the last N transformer blocks (-1: all)
     max_tokens: int = 256
     temperature: float = 0.0  # 0 = greedy answers
     top_p: float = 0.95
@@ -36,14 +38,16 @@ class AssistantConfig:
     self_labelled_k: int = 4  # samples per prompt, ranked by the profile scorer
     self_labelled_max_tokens: int = 96
     system_prompt: str = "You are a helpful assistant."
+    # Everything else about learning (objective weights, replay, gate thresholds), defaults included.
+    learning: LearningConfig = field(default_factory=LearningConfig)
 
     def __post_init__(self) -> None:
         if self.train_after_session not in TRAIN_MODES:
             raise ASLSError(f"train_after_session must be one of {', '.join(TRAIN_MODES)}, not {self.train_after_session!r}")
         if self.lora_layers == 0 or self.lora_layers < -1:
             raise ASLSError(f"lora_layers must be -1 (all blocks) or at least 1, not {self.lora_layers}")
-        if self.loss not in ("dpo", "simpo", "orpo", "sft"):
-            raise ASLSError(f"loss must be dpo, simpo, orpo or sft, not {self.loss!r}")
+        check_loss(self.loss)
+        self.learning = self.learning_config()
 
     def sampling(self, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None) -> SamplingOptions:
         """Sampling options of an answer; the arguments override the config's values."""
@@ -55,11 +59,11 @@ class AssistantConfig:
             seed=self.seed if seed is None else seed,
         )
 
-    def update_options(self) -> UpdateOptions:
-        """What one adapter update needs to know of this config."""
-        return UpdateOptions(loss=self.loss, time_budget_s=self.train_budget_s, max_steps=self.max_steps,
-                             drift_adaptation=self.drift_adaptation, seed=self.seed, sources=self.pair_sources,
-                             lora=LoraConfig(num_layers=self.lora_layers))
+    def learning_config(self) -> LearningConfig:
+        """``learning`` with the shortcut fields (loss, max_steps, ...) applied: what an adapter update uses."""
+        return replace(self.learning, loss=self.loss, time_budget_s=self.train_budget_s, max_steps=self.max_steps,
+                       drift_adaptation=self.drift_adaptation, seed=self.seed, pair_sources=self.pair_sources,
+                       lora=replace(self.learning.lora, num_layers=self.lora_layers))
 
     def system_text(self, profile) -> str:
         """The system prompt of an answer: the configured one, plus the rendered profile when enabled."""
@@ -72,17 +76,25 @@ class AssistantConfig:
 
     def to_dict(self) -> dict:
         """JSON-able (the background worker receives its config on the command line)."""
-        d = dict(self.__dict__)
-        if d.get("pair_sources") is not None:
-            d["pair_sources"] = sorted(d["pair_sources"])
-        return d
+        d = asdict(self.learning_config())
+        d["lora"]["keys"] = list(d["lora"]["keys"])
+        data = {k: v for k, v in self.__dict__.items() if k != "learning"}
+        data["learning"] = d
+        for part in (data, d):
+            if part.get("pair_sources") is not None:
+                part["pair_sources"] = sorted(part["pair_sources"])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "AssistantConfig":
         data = dict(data)
-        if data.get("pair_sources") is not None:
-            data["pair_sources"] = frozenset(data["pair_sources"])
-        return cls(**data)
+        learning = dict(data.pop("learning", None) or {})
+        for part in (data, learning):
+            if part.get("pair_sources") is not None:
+                part["pair_sources"] = frozenset(part["pair_sources"])
+        if "lora" in learning:
+            learning["lora"] = LoraConfig(**dict(learning["lora"], keys=tuple(learning["lora"]["keys"])))
+        return cls(**data, learning=LearningConfig(**learning))
 
 
 __all__ = ["AssistantConfig", "TRAIN_MODES"]

@@ -20,7 +20,8 @@ from typing import Callable, Iterator
 
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.trainer import Progress
-from asls_mlx.adaptation.update import UpdateReport, activate_version, gate_prompts, update_adapter
+from asls_mlx.adaptation.gate import GateChecks, gate_prompts
+from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
 from asls_mlx.data_files import general_texts
@@ -30,7 +31,7 @@ from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
-from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session
+from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, quality_issues
 from asls_mlx.profiling import score as score_answer
 from asls_mlx.store import Store, User
 
@@ -154,7 +155,7 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
     c = learner.config
     if not (c.adapt and c.self_labelled):
         return 0, None
-    gate = gate_prompts(learner.store, learner.user.id, c.update_options())
+    gate = gate_prompts(learner.store, learner.user.id, c.learning_config())
     profile = learner.profile
     system = c.system_text(profile)
     sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
@@ -177,14 +178,15 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
     engine, profile = learner.engine, learner.profile
     system = learner.config.system_text(profile)
     try:
-        return update_adapter(
-            learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo, engine.model_id,
-            learner.config.update_options(), drift=profile.drift, general_texts=general_texts(),
+        target = UpdateTarget(learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo,
+                              engine.model_id, base_model_cache(engine.model_id))
+        checks = GateChecks(
+            general_texts=general_texts(), answers_before=answers_before, quality_issues=quality_issues,
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
-            answers_before=answers_before, base_cache=base_model_cache(engine.model_id),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
-            progress=progress, should_stop=should_stop, session_ids=list(session_ids),
         )
+        return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
+                              progress, should_stop)
     finally:
         engine.reset_cache()
 

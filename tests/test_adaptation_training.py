@@ -10,7 +10,8 @@ from mlx.utils import tree_flatten
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
 from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
-from asls_mlx.adaptation.evaluate import gate, preference_metrics, retention_perplexity
+from asls_mlx.adaptation.gate import gate
+from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
 from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
 from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, lora_parameters, set_lora_weights
 from asls_mlx.adaptation.trainer import TrainingArgs, adapt_schedule, train_on_pairs
@@ -459,19 +460,19 @@ def test_base_cache_keeps_retention_targets_and_base_perplexity_between_processe
     instead of recomputing them, and trains and checks exactly as without the cache."""
     import stat
 
-    from asls_mlx.adaptation import evaluate, train_data
+    from asls_mlx.adaptation import train_data, validation
     from asls_mlx.adaptation.base_cache import BaseCache
 
     cache = BaseCache(tmp_path / "base")
     topk_calls, ppl_calls = [], []
-    real_topk, real_ppl = train_data.base_topk, evaluate._perplexity
+    real_topk, real_ppl = train_data.base_topk, validation._perplexity
     monkeypatch.setattr(train_data, "base_topk", lambda *a, **k: topk_calls.append(1) or real_topk(*a, **k))
-    monkeypatch.setattr(evaluate, "_perplexity", lambda *a, **k: ppl_calls.append(1) or real_ppl(*a, **k))
+    monkeypatch.setattr(validation, "_perplexity", lambda *a, **k: ppl_calls.append(1) or real_ppl(*a, **k))
 
     def run(base_cache):
         model, tok = fresh_model(tiny_model_dir)  # a new model object: no in-process memo
         r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, base_cache=base_cache)
-        return r.losses, evaluate.retention_perplexity(model, tok, GENERAL, base_cache=base_cache)
+        return r.losses, validation.retention_perplexity(model, tok, GENERAL, base_cache=base_cache)
 
     plain = run(None)
     assert (len(topk_calls), len(ppl_calls)) == (1, 2)  # base + adapted
@@ -492,7 +493,7 @@ def test_base_cache_is_not_shared_by_different_weights(tiny_model_dir, tmp_path)
     """Two models whose directories have the same name (one model id) but different weights: the
     second computes its own values (the key holds a fingerprint of the base weights, not the id)."""
     from asls_mlx.adaptation.base_cache import BaseCache, base_fingerprint
-    from asls_mlx.adaptation.evaluate import retention_perplexity
+    from asls_mlx.adaptation.validation import retention_perplexity
     from asls_mlx.engine.tiny import build_tiny_model
 
     other_dir = build_tiny_model(tmp_path / "other" / tiny_model_dir.name, seed=1)

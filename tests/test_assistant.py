@@ -120,7 +120,7 @@ def _allclose(x, y, exact=False):
 
 def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
     """Samples for every prompt and the commit gate's greedy answers come from one batched decode."""
-    from asls_mlx.adaptation.update import gate_prompts
+    from asls_mlx.adaptation.gate import gate_prompts
     from asls_mlx.session_update import Learner, mine_self_labelled
 
     config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
@@ -146,7 +146,7 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
             return out
 
         a.engine.complete_requests = fake_requests
-        gate = gate_prompts(a.store, a.user.id, a.config.update_options())
+        gate = gate_prompts(a.store, a.user.id, a.config.learning_config())
         added, answers = mine_self_labelled(Learner(a.store, a.user, a.engine, a.config), [sid])
         n_prompts = min(len(EDITS), config.self_labelled_prompts)
         assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers
@@ -158,12 +158,13 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
 
 
 def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_model_dir):
-    from asls_mlx.adaptation.update import gate_prompts, update_adapter
+    from asls_mlx.adaptation.gate import GateChecks, gate_prompts
+    from asls_mlx.adaptation.update import UpdateTarget, update_adapter
 
     with Assistant(user="given", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
         _session_with_edits(a)
         a.end_session(train="none")
-        prompts = gate_prompts(a.store, a.user.id, a.config.update_options())
+        prompts = gate_prompts(a.store, a.user.id, a.config.learning_config())
         calls = []
 
         def answer_fn(batch):  # the new adapter's answers first, then the old one's missing ones
@@ -172,8 +173,8 @@ def test_gate_uses_answers_it_was_given_and_generates_only_the_missing(tiny_mode
 
         known = {q: "A short, sound answer to the question asked here." for q in prompts[1:]}
         engine = a.engine
-        update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
-                       a.config.update_options(), answer_fn=answer_fn, profile_score=lambda q, x: 0.5, answers_before=known)
+        update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
+                       a.config.learning_config(), GateChecks(answer_fn=answer_fn, profile_score=lambda q, x: 0.5, answers_before=known))
         assert calls == [prompts, prompts[:1]]
 
 
@@ -208,7 +209,9 @@ def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_di
 )
 def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir, after, score, reason):
     """The commit gate generates: a new adapter whose answers loop, or fit the user worse, is rejected."""
-    from asls_mlx.adaptation.update import update_adapter
+    from asls_mlx.adaptation.gate import GateChecks
+    from asls_mlx.adaptation.update import UpdateTarget, update_adapter
+    from asls_mlx.profiling import quality_issues
 
     with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
         _session_with_edits(a)
@@ -221,8 +224,9 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
             return [text] * len(prompts)
 
         engine = a.engine
-        report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id,
-                                a.config.update_options(), answer_fn=answer_fn, profile_score=score)
+        report = update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
+                                a.config.learning_config(), GateChecks(answer_fn=answer_fn, profile_score=score,
+                                                                       quality_issues=quality_issues))
         assert len(calls) == 2 and calls[0] > 0
         assert not report.committed and reason in report.reason
         assert a.store.active_adapter(a.user.id) is None
@@ -233,7 +237,8 @@ def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_mode
     """Forgetting beyond the bound rejects the adapter: no answers are generated for the quality check."""
     import dataclasses
 
-    from asls_mlx.adaptation.update import update_adapter
+    from asls_mlx.adaptation.gate import GateChecks
+    from asls_mlx.adaptation.update import UpdateTarget, update_adapter
     from asls_mlx.data_files import general_texts
 
     with Assistant(user="gate", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
@@ -241,10 +246,10 @@ def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_mode
         a.end_session(train="none")
         calls = []
         engine = a.engine
-        options = dataclasses.replace(a.config.update_options(), retention_bound=0.0)  # any perplexity fails it
-        report = update_adapter(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id, options,
-                                general_texts=general_texts(), answer_fn=lambda p: calls.append(p) or ["ok"] * len(p),
-                                profile_score=lambda q, x: 0.5)
+        options = dataclasses.replace(a.config.learning_config(), retention_bound=0.0)  # any perplexity fails it
+        report = update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
+                                options, GateChecks(general_texts=general_texts(), profile_score=lambda q, x: 0.5,
+                                                    answer_fn=lambda p: calls.append(p) or ["ok"] * len(p)))
         assert not report.committed and report.steps > 0 and calls == []
         assert report.profile_fit == (None, None)
         assert a.store.training_runs(a.user.id)[-1].status == "rejected"
@@ -259,8 +264,8 @@ def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tm
 
     # a random tiny model's general-text perplexity moves by chance (0.6x-1.2x after a few steps);
     # this test is about the adapter's layout, so the forgetting bound must not decide the commit
-    options = AssistantConfig.update_options
-    monkeypatch.setattr(AssistantConfig, "update_options", lambda self: dataclasses.replace(options(self), retention_bound=float("inf")))
+    options = AssistantConfig.learning_config
+    monkeypatch.setattr(AssistantConfig, "learning_config", lambda self: dataclasses.replace(options(self), retention_bound=float("inf")))
 
     model_dir = build_tiny_model(tmp_path / "deep", num_hidden_layers=4)
     with Assistant(user="kai", model=str(model_dir), config=AssistantConfig(**FAST, lora_layers=-1)) as a:

@@ -3,10 +3,11 @@
 import asls_mlx  # noqa: F401
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
-from asls_mlx.adaptation import evaluate, train_data
+from asls_mlx.adaptation import train_data, validation
 from asls_mlx.adaptation.batching import encode_pairs
 from asls_mlx.adaptation.logprobs import reference_logps
-from asls_mlx.adaptation.update import UpdateOptions, update_adapter
+from asls_mlx.adaptation.config import LearningConfig
+from asls_mlx.adaptation.update import UpdateTarget, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.store import open_store
 
@@ -22,13 +23,13 @@ def _counting(monkeypatch) -> list[int]:
         return reference_logps(model, pairs, cache, *a, **kw)
 
     monkeypatch.setattr(train_data, "reference_logps", counted)
-    monkeypatch.setattr(evaluate, "reference_logps", counted)
+    monkeypatch.setattr(validation, "reference_logps", counted)
     return computed
 
 
 def _update(store, uid, model, tok, repo):
-    return update_adapter(store, uid, model, tok, repo, MODEL_ID,
-                          UpdateOptions(max_steps=2, time_budget_s=1e9, drift_adaptation=False, replay_pool=64))
+    return update_adapter(UpdateTarget(store, uid, model, tok, repo, MODEL_ID),
+                          LearningConfig(max_steps=2, time_budget_s=1e9, drift_adaptation=False, replay_pool=64))
 
 
 def test_reference_logps_are_stored_reused_and_forgotten(tiny_model_dir, tmp_path, monkeypatch):
@@ -67,7 +68,7 @@ def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     store = open_store(tmp_path / "asls.db")
     uid = store.get_or_create_user("epochs").id
     store.add_pairs(uid, short_pairs(TOPICS[:3]))  # one batch holds all three
-    options = UpdateOptions(max_steps=10, time_budget_s=1e9, drift_adaptation=False, max_epochs=2.0)
-    report = update_adapter(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID, options)
+    options = LearningConfig(max_steps=10, time_budget_s=1e9, drift_adaptation=False, max_epochs=2.0)
+    report = update_adapter(UpdateTarget(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID), options)
     assert report.steps == 2, report
     store.close()

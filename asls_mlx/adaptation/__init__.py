@@ -1,6 +1,7 @@
 """Neural adaptation layer: per-user LoRA adapters trained on preference pairs, gated, versioned."""
 
-from asls_mlx.adaptation.evaluate import GateDecision, gate, preference_metrics, retention_perplexity
+from asls_mlx.adaptation.config import LearningConfig, TrainingArgs, adapt_schedule
+from asls_mlx.adaptation.gate import GateChecks, GateDecision, gate
 from asls_mlx.adaptation.lora import (
     LoraConfig,
     adapter_disabled,
@@ -12,12 +13,19 @@ from asls_mlx.adaptation.lora import (
     save_adapter,
     set_lora_weights,
 )
-from asls_mlx.adaptation.trainer import TrainingArgs, TrainResult, adapt_schedule, train
+from asls_mlx.adaptation.trainer import TrainResult, train
+from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, update_adapter
+from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
 from asls_mlx.adaptation.versions import AdapterRepo, VersionInfo
 
 __all__ = [
     "AdapterRepo",
+    "GateChecks",
     "GateDecision",
+    "LearningConfig",
+    "UpdateReport",
+    "UpdateTarget",
+    "update_adapter",
     "LoraConfig",
     "TrainResult",
     "TrainingArgs",

@@ -10,8 +10,9 @@ term on the chosen answers, a KL term to the base model on general text, and a g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.errors import ASLSError
 
 LOSS_NAMES = ("dpo", "simpo", "orpo", "sft")  # the keys of ``losses.LOSSES``
@@ -82,6 +83,10 @@ class LearningConfig:
     min_score_gain: float = -0.02
     # General-text perplexity may rise at most 10% (adapted / base).
     retention_bound: float = 1.10
+    # The adapter's layout for a user's first adapter (a later one keeps the layout of the one it continues).
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    # Train only on pairs from these sources (ablations); None: all.
+    pair_sources: frozenset | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,0 +1,133 @@
+"""The commit gate: a new adapter replaces the active one only if nothing got worse.
+
+Over-optimising a small model on a handful of pairs gives repetition loops and refusals before it
+gives anything else, and preference accuracy on log-probs does not see them. So the gate checks, in
+order of cost: divergence and non-finite numbers, forgetting (general-text perplexity within a bound of
+the base model's), held-out preference (not lower than before), and then — generating — the answers the
+old and the new adapter give to the user's own prompts: no new quality failures (loops, refusals, empty,
+off-topic) and a fit to the user's profile not worse than before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
+ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
+QualityFn = Callable[[str, str], list]  # (prompt, answer) -> what is wrong with the answer (empty: nothing)
+
+
+@dataclass
+class GateChecks:
+    """What the gate may generate and judge beyond log-probs; each part is optional.
+
+    ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the caller
+    already has them (decoded alongside the self-labelled samples); the rest are generated.
+    """
+
+    general_texts: list[str] = field(default_factory=list)
+    answer_fn: AnswerFn | None = None
+    profile_score: ScoreFn | None = None
+    quality_issues: QualityFn | None = None
+    answers_before: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    commit: bool
+    reason: str
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def gate(
+    before: dict,
+    after: dict,
+    retention_ratio: float,
+    bound: float = 1.10,
+    diverged: bool = False,
+    quality_failures: int = 0,
+    max_quality_failures: int = 0,
+    require_validation: bool = True,
+    tolerance: float = 1e-6,
+) -> GateDecision:
+    """Commit the new adapter only if nothing got worse. ``before``/``after``: ``preference_metrics``.
+
+    Rejects (first reason wins): divergence; non-finite numbers; retention ratio above ``bound``;
+    more quality failures than allowed; no held-out pairs (unless ``require_validation=False``);
+    held-out accuracy or margin lower than before.
+    """
+    if diverged:
+        return GateDecision(False, "training diverged (NaN/inf or exploding loss)")
+    if not _finite(retention_ratio):
+        return GateDecision(False, f"retention perplexity ratio is not finite ({retention_ratio})")
+    if retention_ratio > bound:
+        return GateDecision(False, f"general-text perplexity rose {retention_ratio:.3f}x (bound {bound:.2f}x): forgetting")
+    if quality_failures > max_quality_failures:
+        return GateDecision(False, f"{quality_failures} sampled answers failed the quality guard (max {max_quality_failures})")
+    n = min(before.get("n", 0), after.get("n", 0))
+    if n == 0:
+        if require_validation:
+            return GateDecision(False, "no held-out pairs to validate on")
+        return GateDecision(True, f"no held-out pairs; retention ratio {retention_ratio:.3f}")
+    b_acc, b_m, a_acc, a_m = before["accuracy"], before["margin"], after["accuracy"], after["margin"]
+    if not _finite(b_acc, b_m, a_acc, a_m):
+        return GateDecision(False, "held-out preference metrics are not finite")
+    if a_acc < b_acc - tolerance:
+        return GateDecision(False, f"held-out accuracy fell {b_acc:.3f} -> {a_acc:.3f}")
+    if a_m < b_m - tolerance:
+        return GateDecision(False, f"held-out reward margin fell {b_m:.4f} -> {a_m:.4f}")
+    return GateDecision(True, f"accuracy {b_acc:.3f} -> {a_acc:.3f}, margin {b_m:.4f} -> {a_m:.4f}, retention {retention_ratio:.3f}x")
+
+
+def first_prompts(pairs, n: int) -> list[str]:
+    """The first ``n`` distinct prompts of ``pairs``, in order."""
+    return list(dict.fromkeys(p.prompt for p in pairs))[:n]
+
+
+def gate_prompts(store, user_id: int, config) -> list[str]:
+    """The user's prompts the commit gate answers with the old and the new adapter: held-out first,
+    then those of the pairs not trained on yet (``config``: a ``LearningConfig``)."""
+    pairs = wanted(store.pairs(user_id, split="val"), config) + wanted(store.pairs(user_id, split="train", unused_only=True), config)
+    return first_prompts(pairs, config.quality_prompts)
+
+
+def wanted(pairs, config) -> list:
+    """The pairs of the sources ``config.pair_sources`` trains on (None: all)."""
+    return [p for p in pairs if config.pair_sources is None or p.source in config.pair_sources]
+
+
+def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]]
+                 ) -> tuple[int, float | None, float | None]:
+    """Answer the user's own prompts greedily with the new adapter, then with the old one.
+
+    ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
+    back. Returns (answers that fail the quality guard now but did not before, mean profile fit before,
+    after).
+    """
+    if not prompts or checks.answer_fn is None:
+        return 0, None, None
+    after = checks.answer_fn(prompts)
+    known = dict(checks.answers_before or {})
+    missing = [q for q in prompts if q not in known]
+    if missing:
+        restore = swap_to_old()
+        try:
+            known.update(zip(missing, checks.answer_fn(missing)))
+        finally:
+            restore()
+    before = [known[q] for q in prompts]
+    issues = checks.quality_issues or (lambda q, a: [])
+    failures = sum(1 for q, b, a in zip(prompts, before, after) if issues(q, a) and not issues(q, b))
+    if checks.profile_score is None:
+        return failures, None, None
+    fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
+    return failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit)
+
+
+__all__ = ["AnswerFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+           "gate_prompts", "wanted"]

@@ -1,0 +1,71 @@
+"""What the commit gate measures with log-probs: held-out preference and general-text perplexity (retention)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
+from asls_mlx.adaptation.batching import encode_pairs, text_batch
+from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
+from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
+
+
+def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256,
+                       batch_size: int = 8, tie: float = 1e-4, prefix: PrefixCache | None = None) -> dict:
+    """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
+
+    margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
+    (a tie — e.g. the base model itself, up to float noise ``tie`` — is not a success). Returns
+    {accuracy, margin, n};
+    ``ref_cache`` is filled with any reference log-probs it had to compute. ``prefix`` (shared with
+    the trainer) lets the reference and both policy passes start after the frozen blocks.
+    """
+    pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length) if p.rejected is not None]
+    if not pairs:
+        return {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
+    ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {}, prefix=prefix)
+    if adapter_is_identity(model):  # the policy is the reference: every margin is exactly 0
+        return {"accuracy": 0.0, "margin": 0.0, "n": len(pairs)}
+    margins = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        logps = pairs_logps(model, [(p.prompt, p.chosen, p.rejected) for p in chunk], prefix).tolist()
+        k = len(chunk)
+        for j, p in enumerate(chunk):
+            rc, rr = ref[p.key]
+            margins.append(beta * ((logps[j] - rc) - (logps[k + j] - rr)))
+    return {
+        "accuracy": sum(m > tie for m in margins) / len(margins),
+        "margin": sum(margins) / len(margins),
+        "n": len(margins),
+    }
+
+
+def _perplexity(model, inputs, tokens, mask) -> float:
+    picked = next_token_logps(model, inputs, tokens[:, 1:])
+    nll = -(picked * mask).sum() / mx.maximum(mask.sum(), 1.0)
+    return float(mx.exp(nll).item())
+
+
+def retention_perplexity(model, tokenizer, texts, max_length: int = 128, base_cache: BaseCache | None = None) -> dict:
+    """Perplexity of general text with the adapter on and off: {ppl, base_ppl, ratio} (ratio 1 = no change).
+
+    The base model's perplexity never changes, so it is computed once per model and text batch (and
+    kept in ``base_cache``, if given, for later processes).
+    """
+    tokens, mask = text_batch(tokenizer, texts, max_length)
+    if tokens.shape[0] == 0:
+        return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
+    inputs = PrefixCache(model).text_inputs(tokens)
+    memo = model.__dict__.setdefault("_asls_base_ppl", {})
+    key = array_key(tokens, mask, base_fingerprint(model))  # in this process and, via base_cache, later ones
+    if key not in memo:
+        def compute() -> dict:
+            with adapter_disabled(model):
+                return {"ppl": np.array(_perplexity(model, inputs, tokens, mask))}
+
+        memo[key] = float(cached(base_cache, "base-perplexity", key, ("ppl",), compute)["ppl"])
+    base = memo[key]
+    ppl = base if adapter_is_identity(model) else _perplexity(model, inputs, tokens, mask)
+    return {"ppl": ppl, "base_ppl": base, "ratio": ppl / base, "n": int(tokens.shape[0])}
