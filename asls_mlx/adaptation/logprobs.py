@@ -54,8 +54,7 @@ def _head(model: nn.Module):
     return None
 
 
-def _mlx_logsumexp(x: mx.array, axis: int = -1, keepdims: bool = False) -> mx.array:
-    return mx.logsumexp(x, axis=axis, keepdims=keepdims)
+_mlx_logsumexp = functools.partial(mx.logsumexp, axis=-1)  # Backend.logsumexp's form of MLX's own
 
 
 def _token_logps(logits: mx.array, targets: mx.array, logsumexp=_mlx_logsumexp) -> mx.array:

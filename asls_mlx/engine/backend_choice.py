@@ -41,8 +41,10 @@ def select_backend(device: mx.Device | None = None) -> Backend:
 def use_backend(model: nn.Module, backend: Backend | None = None) -> Backend:
     """Give ``model`` ``backend`` (``select_backend()``'s unless given), undoing what its previous one changed."""
     backend = backend or select_backend()
-    backend_of(model).release(model)
-    if id(model) not in _chosen and _weakly_held(model):
+    previous = _chosen.get(id(model))
+    if previous is not None:
+        previous.release(model)
+    elif _weakly_held(model):
         weakref.finalize(model, _chosen.pop, id(model), None)  # forget it with the model
     backend.prepare(model)
     _chosen[id(model)] = backend
