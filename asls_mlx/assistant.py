@@ -16,7 +16,6 @@ feedback and hot-swaps adapters.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,6 +34,7 @@ from asls_mlx.session_update import (
     Learner, activate_active_adapter, learn_from_sessions, process_ended_sessions, training_lock, user_dir,
 )
 from asls_mlx.store import open_store
+from asls_mlx.user_data import describe_version, forget, rollback_version
 
 
 @dataclass
@@ -135,24 +135,10 @@ class Assistant:
         changed = self._loaded_version not in (-1, -2, wanted)
         self._loaded_version = wanted
         if changed and notice is None:
-            notice = self._describe(wanted)
+            notice = describe_version(self.store, self.user, wanted)
         if notice:
             self.notices.append(notice)
         return notice
-
-    def _describe(self, version: int | None) -> str:
-        """ "adapter v3 — trained on 12 new pairs, held-out preference 0.71 → 0.83" """
-        if not version:
-            return "now using the base model (no adapter)"
-        run = next((r for r in reversed(self.store.training_runs(self.user.id)) if r.adapter_version == version), None)
-        text = f"adapter v{version}"
-        m = run.metrics if run else {}
-        if m.get("new_pairs"):
-            text += f" — trained on {m['new_pairs']} new pairs"
-        before, after = m.get("val_before") or {}, m.get("val_after") or {}
-        if before.get("n") and after.get("n"):
-            text += f", held-out preference {before['accuracy']:.2f} → {after['accuracy']:.2f}"
-        return text
 
     def pairs_waiting(self) -> int:
         """Training pairs mined but not used by any adapter yet."""
@@ -331,16 +317,9 @@ class Assistant:
 
     def rollback(self, version: int | None = None) -> int | None:
         """Go back to ``version`` (default: the one before the active one; 0 = base model)."""
-        active = self.store.active_adapter(self.user.id)
-        usable = [v.version for v in self.adapters() if v.status in ("active", "archived")]
-        if version is None:
-            older = [v for v in usable if active is None or v < active.version]
-            version = older[-1] if older else 0
-        if version and version not in usable:
-            raise ASLSError(f"no usable adapter version {version} (see `asls adapters`)")
-        self.store.set_active_adapter(self.user.id, version or None)
+        version = rollback_version(self.store, self.user, version)
         self.sync_adapter()
-        return version or None
+        return version
 
     def export(self, path: str | Path) -> Path:
         """Write everything about this user (messages, feedback, profile, pairs, adapter list) as JSONL."""
@@ -358,15 +337,7 @@ class Assistant:
         """Forget a session, a time range or everything — and the adapters trained on it."""
         if session_id is not None and session_id == self.session_id:
             self.session_id, self._last_assistant = None, None
-        summary = self.store.forget(self.user.name, session_id=session_id, since=since, until=until, everything=everything)
-        for path in summary.tainted_paths:
-            shutil.rmtree(path, ignore_errors=True)  # the weights that saw the data go too
-        # What those versions learned from data that remains is learned again, from the last clean version.
-        self.store.requeue_pairs(self.user.id, summary.tainted_versions)
-        active = self.store.active_adapter(self.user.id)
-        if active is None or active.version in summary.tainted_versions:
-            clean = self.store.last_clean_adapter(self.user.id)
-            self.store.set_active_adapter(self.user.id, clean.version if clean else None)
+        summary = forget(self.store, self.user, session_id, since, until, everything)
         self.sync_adapter()
         return summary
 
