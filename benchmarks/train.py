@@ -4,7 +4,7 @@
     python benchmarks/train.py --model DIR     # any mlx-lm model directory
     python benchmarks/train.py --synthetic     # random weights with SmolLM2-135M's shape
 
-Setup as in DESIGN.md's peer comparison: batch 4 x 128 tokens, LoRA rank 8 on all 7 linear kinds of the last 16 blocks,
+Setup of the peer comparison (benchmarks/peers.py): batch 4 x 128 tokens, LoRA rank 8 on all 7 linear kinds of the last 16 blocks,
 float32. The SFT step computes the loss on all 127 target positions per row (a full-sequence LM
 step, comparable with PyTorch + PEFT); the DPO step is 4 pairs of (64-token prompt, 64-token answer)
 with cached reference log-probs and frozen-block outputs (answer-only logits). Timings are medians over steps after warm-up.

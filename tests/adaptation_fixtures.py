@@ -20,7 +20,7 @@ def fresh_model(model_dir, config: LoraConfig | None = LoraConfig()):
 
 
 def short_pairs(topics=TOPICS, split="train", weight=1.0):
-    """The user prefers a short answer to a long one (the DESIGN.md 'concise' persona)."""
+    """The user prefers a short answer to a long one (the evaluation's 'concise' persona)."""
     return [
         PreferencePair(f"Tell me about {t}.", f"{t.title()}: fine.", f"About {t}: {LONG}.", "self", weight, split=split)
         for t in topics
