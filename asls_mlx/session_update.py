@@ -31,7 +31,7 @@ from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
-from asls_mlx.profiling import Profile, load_profile, mine_pairs, process_session, quality_issues
+from asls_mlx.profiling import Profile, load_profile, mine_self_labelled_pairs, process_session, quality_issues
 from asls_mlx.profiling import score as score_answer
 from asls_mlx.store import Store, User
 
@@ -162,8 +162,8 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
                            also=[(single_turn(system, q), GATE_OPTIONS) for q in gate])
     added = 0
     for sid in session_ids:
-        added += len(mine_pairs(learner.store, learner.user, sid, generate=sampler, k=c.self_labelled_k, seed=c.seed,
-                                profile=profile, max_prompts=c.self_labelled_prompts))
+        added += len(mine_self_labelled_pairs(learner.store, learner.user, sid, sampler, k=c.self_labelled_k,
+                                              seed=c.seed, profile=profile, max_prompts=c.self_labelled_prompts))
     answers = dict(zip(gate, sampler.also_answers)) if sampler.also_answers is not None else None
     return added, answers
 

@@ -223,3 +223,30 @@ def test_held_out_prompt_is_never_one_an_adapter_trained_on():
     s.mark_pairs_used([stored[0].id, stored[1].id], 2)
     _ensure_val(s, u, [])
     assert [p.prompt for p in s.pairs(u.id, split="val")] == ["prompt 2"]  # the only unused one
+
+
+def test_self_labelled_mining_after_the_session_stores_only_self_pairs_and_what_one_pass_would(tmp_path):
+    """process_session (behavioural pairs) then mine_self_labelled_pairs stores exactly what mining both
+    in one pass stores, and never offers a behavioural pair to the store a second time."""
+    from asls_mlx.profiling import mine_self_labelled_pairs
+
+    stored = []
+    for two_steps in (False, True):
+        s = open_store(tmp_path / f"{two_steps}.db")
+        u = s.get_or_create_user("flo")
+        ids = _script(s, u.id)
+        s.end_session(ids["sid"])
+        infer_session_signals(s, ids["sid"])
+        gen = _fake_generate([])
+        if two_steps:
+            mine_pairs(s, u, ids["sid"])  # what end_session stores
+            offered = []
+            real_add = s.add_pairs
+            s.add_pairs = lambda uid, pairs, **kw: offered.extend(pairs) or real_add(uid, pairs, **kw)
+            new = mine_self_labelled_pairs(s, u, ids["sid"], gen, k=4, seed=3, profile=_profile_concise())
+            assert offered and {p.source for p in offered} == {"self"} and new
+        else:
+            mine_pairs(s, u, ids["sid"], generate=gen, k=4, seed=3, profile=_profile_concise())
+        stored.append(sorted((_key(p), p.split) for p in s.pairs(u.id, split=None)))
+        s.close()
+    assert stored[0] == stored[1] and any(k[0][0] == "self" for k in stored[0])

@@ -4,7 +4,7 @@ No model lives here: self-labelled mining samples answers through the ``generate
 """
 
 from asls_mlx.profiling.features import AnswerFeatures, answer_features
-from asls_mlx.profiling.mining import mine_pairs, split_of
+from asls_mlx.profiling.mining import mine_pairs, mine_self_labelled_pairs, split_of
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.profile_update import load_profile, rebuild_profile, update_profile
 from asls_mlx.profiling.quality import is_acceptable, quality_issues
@@ -24,6 +24,6 @@ from asls_mlx.store.records import PreferencePair
 __all__ = [
     "AnswerFeatures", "Correction", "Feature", "PreferencePair", "Profile", "SessionResult", "Statement",
     "answer_features", "classify_followup", "corrections", "detect_statements", "infer_session_signals",
-    "is_acceptable", "load_profile", "mine_pairs", "process_session", "quality_issues", "rebuild_profile",
+    "is_acceptable", "load_profile", "mine_pairs", "mine_self_labelled_pairs", "process_session", "quality_issues", "rebuild_profile",
     "record_feedback", "score", "split_of", "update_profile",
 ]

@@ -216,7 +216,25 @@ def mine_pairs(store: Store, user: str | User, session: int, generate: Generate 
     has a ``prefetch(requests)`` method it first gets every ``(prompt, k, seed)`` at once, so a model
     can decode them all in one batch. ``max_prompts`` caps the prompts re-answered.
     """
-    u = _user(store, user)
+    return _mine(store, _user(store, user), session, generate, k, seed, rewrite, profile, min_margin, max_prompts)
+
+
+def mine_self_labelled_pairs(store: Store, user: str | User, session: int, generate: Generate, k: int = 4,
+                             seed: int = 0, profile: Profile | None = None, min_margin: float = MIN_MARGIN,
+                             max_prompts: int | None = None) -> list[PreferencePair]:
+    """The self-labelled pairs of a session whose behavioural pairs are already stored (``process_session``).
+
+    The behavioural pairs are derived again, without a model, only so that they count as they did the
+    first time: toward the per-prompt cap and the held-out split. Only the self-labelled pairs are stored.
+    """
+    return _mine(store, _user(store, user), session, generate, k, seed, None, profile, min_margin, max_prompts,
+                 sources={"self"})
+
+
+def _mine(store: Store, u: User, session: int, generate: Generate | None, k: int, seed: int,
+          rewrite: Callable[[str], str] | None, profile: Profile | None, min_margin: float,
+          max_prompts: int | None, sources: set[str] | None = None) -> list[PreferencePair]:
+    """Behavioural pairs, then self-labelled ones; clean, split, store those of ``sources`` (None: all)."""
     prof = profile if profile is not None else load_profile(store, u)
     mined = _session_pairs(store, session, rewrite)
     if generate is not None:
@@ -233,7 +251,8 @@ def mine_pairs(store: Store, user: str | User, session: int, generate: Generate 
     held_out = {normalize_text(p.prompt) for p in store.pairs(u.id, split="val")}
     for p in pairs:
         p.split = "val" if normalize_text(p.prompt) in held_out else split_of(u.name, p.prompt)
+    kept = [p for p in pairs if sources is None or p.source in sources]
     with store.transaction():
         _ensure_val(store, u, pairs)
-        store.add_pairs(u.id, pairs, seed=seed)
-    return [p for p in pairs if p.id is not None]
+        store.add_pairs(u.id, kept, seed=seed)
+    return [p for p in kept if p.id is not None]
