@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("chat", c.chat, "chat in the terminal (the default command)")
+    p = add("chat", _chat, "chat in the terminal (the default command)")
     p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; quick: base,profile_prompt,asls)")
     p.add_argument("--personas", default=None, help="comma-separated personas")
     return parser
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from asls_mlx.cli.chat import run_chat  # the chat imports the commands it offers as /slash commands
+
+    return run_chat(args)
 
 
 def main(argv: list[str] | None = None) -> int:

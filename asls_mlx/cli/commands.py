@@ -42,12 +42,6 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
-def chat(args: argparse.Namespace) -> int:
-    from asls_mlx.cli.chat import run_chat
-
-    return run_chat(args)
-
-
 def train(args: argparse.Namespace) -> int:
     ui = ChatUI()
     a = _assistant(args, exclusive=True, train_budget_s=args.budget)
