@@ -156,3 +156,21 @@ def test_chat_commands_through_the_public_api(tiny_model_dir, monkeypatch):
         assert "Last session changed: " + "; ".join(changes) in text
     finally:
         a.close()
+
+
+def test_eval_passes_seed_and_training_budget_to_the_benchmark(monkeypatch, tmp_path):
+    """`asls eval --seed N --train-budget S` reaches run_eval: the seed picks the simulated users' draws, and a
+    large budget makes the number of training steps depend on the data only."""
+    from asls_mlx import evaluation
+
+    seen = {}
+
+    class Result:
+        def markdown(self):
+            return "ok"
+
+    monkeypatch.setattr(evaluation, "main_eval", lambda **kw: seen.update(kw) or Result())
+    assert main(["eval", "--quick", "--seed", "3", "--train-budget", "1e6", "--out", str(tmp_path)]) == 0
+    assert seen["seed"] == 3 and seen["train_budget_s"] == 1e6 and seen["quick"]
+    main(["eval", "--out", str(tmp_path)])
+    assert seen["seed"] == 0 and seen["train_budget_s"] is None  # the run's own defaults

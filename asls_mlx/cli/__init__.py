@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval-results", help="output directory for results.json, results.md and plots")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; quick: base,profile_prompt,asls)")
     p.add_argument("--personas", default=None, help="comma-separated personas")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated users and of sampling (default 0)")
+    p.add_argument("--train-budget", type=float, default=None, metavar="S",
+                   help="wall-clock seconds per training update (default: 15 quick, 30 full); a large value makes "
+                        "the number of steps depend on the data only, not on how busy the machine is")
     return parser
 
 

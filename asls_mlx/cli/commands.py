@@ -202,7 +202,8 @@ def evaluate(args: argparse.Namespace) -> int:
     personas = args.personas.split(",") if args.personas else None
     with ui.progress("evaluating", total=None) as bar:
         result = evaluation.main_eval(quick=args.quick, out=Path(args.out), arms=arms, personas=personas,
-                                      model=args.model, progress=lambda msg: bar.update(info=str(msg)[:80]))
+                                      model=args.model, seed=args.seed, train_budget_s=args.train_budget,
+                                      progress=lambda msg: bar.update(info=str(msg)[:80]))
     ui.markdown(result.markdown())
     ui.status(f"results in {args.out}/")
     return 0
