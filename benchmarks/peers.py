@@ -186,9 +186,8 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
 
     from asls_mlx import blas
     from asls_mlx.adaptation.batching import EncodedPair, TrainBatch, collate, pair_key, pair_rows
-    from asls_mlx.adaptation.logprobs import (
-        PrefixCache, _head, _head_matrix, answer_logps, head_token_logps, pair_batch, reference_logps,
-    )
+    from asls_mlx.adaptation.logprobs import _head, _head_matrix, answer_logps, head_token_logps, pair_batch, reference_logps
+    from asls_mlx.adaptation.prefix_cache import PrefixCache
     from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention, train_on_pairs
 
     out: dict = {"model": mid, "blas": blas.status().name, "load_s": time.perf_counter() - t_load}

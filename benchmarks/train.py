@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 from common import peak_rss_mb, report  # noqa: E402
 
 from asls_mlx.adaptation.batching import EncodedPair, TrainBatch, collate, pair_key  # noqa: E402
-from asls_mlx.adaptation.logprobs import PrefixCache, reference_logps  # noqa: E402
+from asls_mlx.adaptation.logprobs import reference_logps  # noqa: E402
+from asls_mlx.adaptation.prefix_cache import PrefixCache  # noqa: E402
 from asls_mlx.adaptation.lora import LoraConfig, attach_lora, lora_parameters, set_lora_weights  # noqa: E402
 from asls_mlx.adaptation.trainer import TrainingArgs, make_loss, make_step, no_retention  # noqa: E402
 

@@ -9,6 +9,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
+from asls_mlx.adaptation import prefix_cache
 from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
 from asls_mlx.adaptation.gate import gate
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
@@ -307,7 +308,8 @@ def deep_tiny_dir(tmp_path_factory):
 
 
 def test_prefix_cache_gives_the_same_logps_grads_and_reference(deep_tiny_dir):
-    from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, frozen_depth
+    from asls_mlx.adaptation.logprobs import answer_logps, frozen_depth
+    from asls_mlx.adaptation.prefix_cache import PrefixCache
 
     model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
     perturb(model)
@@ -342,8 +344,9 @@ def test_training_from_the_prefix_cache_equals_training_from_tokens(deep_tiny_di
     for use_prefix in (True, False):
         if not use_prefix:
             monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
+            monkeypatch.setattr(prefix_cache, "prefix_split_depth", lambda model: 0)
         model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
-        assert logprobs.PrefixCache(model).depth == (2 if use_prefix else 0)
+        assert prefix_cache.PrefixCache(model).depth == (2 if use_prefix else 0)
         r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=3), general_texts=GENERAL)
         assert r.steps == 3 and "retention_kl" in r.metrics
         results.append((r.losses, lora_parameters(model)))
@@ -360,16 +363,16 @@ def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tin
     model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
     assert adapter_is_identity(model)
     val = short_pairs(HELD_OUT, "val")
-    base = preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model))
+    base = preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model))
     assert base == {"accuracy": 0.0, "margin": 0.0, "n": len(val)}  # the base model is its own reference
     ret0 = retention_perplexity(model, tok, GENERAL)
     assert ret0["ratio"] == 1.0 and ret0["ppl"] == ret0["base_ppl"]
     perturb(model)
     assert not adapter_is_identity(model)
-    split = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
+    split = (preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
     model.__dict__.pop("_asls_base_ppl")  # recompute the base perplexity from tokens as well
-    plain = (preference_metrics(model, tok, val, {}, prefix=logprobs.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
+    plain = (preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     assert split[0]["margin"] == pytest.approx(plain[0]["margin"], abs=1e-4) and split[0]["margin"] != 0.0
     assert split[0]["accuracy"] == plain[0]["accuracy"]
     for k in ("ppl", "base_ppl", "ratio"):
@@ -412,7 +415,8 @@ def test_shared_prompt_batch_layout(tiny_model_dir):
 def test_shared_prompt_logps_and_grads_equal_separate_rows(deep_tiny_dir, use_prefix):
     """Chosen and rejected answers after one run of their prompt: the numbers of two separate rows."""
     from asls_mlx.adaptation.batching import answer_rows, collate_pairs
-    from asls_mlx.adaptation.logprobs import PrefixCache, answer_logps, shares_prompt
+    from asls_mlx.adaptation.logprobs import answer_logps, shares_prompt
+    from asls_mlx.adaptation.prefix_cache import PrefixCache
 
     model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))
     perturb(model)
@@ -522,7 +526,7 @@ def test_fast_path_checks_are_kept_between_processes(deep_tiny_dir, tmp_path, mo
         model, _ = fresh_model(deep_tiny_dir, LoraConfig(num_layers=layers))
         before = len(calls)
         logprobs.decide_fast_paths(model, cache)
-        paths = (logprobs.uses_answer_only(model), logprobs.shares_prompt(model), logprobs.PrefixCache(model).depth)
+        paths = (logprobs.uses_answer_only(model), logprobs.shares_prompt(model), prefix_cache.PrefixCache(model).depth)
         return paths, len(calls) - before
 
     assert decide(2) == ((True, True, 2), 2)  # checked: the naive logps and the split forward

@@ -23,7 +23,8 @@ CLI_ALLOWED = {"asls_mlx", "asls_mlx.errors", "asls_mlx.config", "asls_mlx.assis
                "asls_mlx.evaluation", "asls_mlx.models", "asls_mlx.engine"}
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
-LONG_FUNCTION_MARK = "Long on purpose:"  # a function over the limit says why in its docstring
+# a function over the limit says why in its docstring, with one of these phrases
+LONG_FUNCTION_REASONS = ("Long on purpose", "hence its length")
 
 
 def module_name(path: Path) -> str:
@@ -122,7 +123,8 @@ def test_files_are_small_and_long_functions_say_why():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
-                if n > MAX_FUNCTION_LINES and LONG_FUNCTION_MARK not in (ast.get_docstring(node) or ""):
+                doc = ast.get_docstring(node) or ""
+                if n > MAX_FUNCTION_LINES and not any(r in doc for r in LONG_FUNCTION_REASONS):
                     long.append(f"{p.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}: {n} lines")
     assert not big, "\n".join(big)
     assert not long, "\n".join(long)

@@ -15,8 +15,7 @@ states (R, L, D) as ``inputs``.
 
 A preference pair's chosen and rejected answers follow the same prompt, so a paired batch runs each
 prompt once and both answers attend to its keys/values (``PairedBatch``; ``inputs`` is then a
-(prompts, prompt_valid, answers) triple): with 64-token prompts and answers, 4 x 64 + 8 x 64
-positions instead of 8 x 128, a DPO step 2.54 -> 2.14 s on the embedded model.
+(prompts, prompt_valid, answers) triple; docs/performance.md has the figures).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -34,8 +34,12 @@ from mlx_lm.tuner.lora import LoRALinear
 
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import Batch, EncodedPair, PairedBatch, answer_rows, collate, collate_pairs
+from asls_mlx.adaptation.lm_head import _head_matrix, _mlx_logsumexp, _token_logps, _vocab_block, head_token_logps  # noqa: F401
 from asls_mlx.adaptation.lora import adapter_disabled
 from asls_mlx.engine.backend_choice import backend_of
+
+if TYPE_CHECKING:
+    from asls_mlx.adaptation.prefix_cache import PrefixCache
 
 _PATH_ATTR = "_asls_answer_only"
 _SPLIT_ATTR = "_asls_prefix_split"
@@ -52,59 +56,6 @@ def _head(model: nn.Module):
     if getattr(getattr(model, "args", None), "tie_word_embeddings", False):
         return body.embed_tokens.as_linear
     return None
-
-
-_mlx_logsumexp = functools.partial(mx.logsumexp, axis=-1)  # Backend.logsumexp's form of MLX's own
-
-
-def _token_logps(logits: mx.array, targets: mx.array, logsumexp=_mlx_logsumexp) -> mx.array:
-    """log softmax(logits)[target] = logit[target] - logsumexp(logits), never materialising the rest.
-    ``logsumexp``: the model's backend's (``Backend.logsumexp``)."""
-    logits = logits.astype(mx.float32)
-    picked = mx.take_along_axis(logits, targets[:, None], axis=-1).squeeze(-1)
-    return picked - logsumexp(logits)
-
-
-def _head_matrix(model: nn.Module) -> tuple[mx.array, mx.array | None] | None:
-    """(weight (V, D), bias) of a plain floating-point LM head, tied or not; None for anything else."""
-    if hasattr(model, "lm_head"):
-        head = model.lm_head
-        if not isinstance(head, nn.Linear) or type(head).__name__.startswith("Quantized"):
-            return None
-        weight, bias = head.weight, head["bias"] if "bias" in head else None
-    else:
-        weight, bias = model.model.embed_tokens.weight, None
-    return (weight, bias) if mx.issubdtype(weight.dtype, mx.floating) else None
-
-
-def _vocab_block(rows: int, vocab: int) -> int:
-    # ~8 MB of float32 logits per block. Whole (512, 49k) logits are 100 MB arrays, which glibc
-    # maps fresh for every allocation (above its 32 MB mmap threshold) and the kernel zeroes page
-    # by page: ~0.2 s per array in our VMs. Blocks this size reuse freed heap memory instead.
-    return min(vocab, 1 << max(10, (2**21 // max(rows, 1)).bit_length() - 1))
-
-
-def head_token_logps(hidden: mx.array, weight: mx.array, bias: mx.array | None, targets: mx.array,
-                     logsumexp=_mlx_logsumexp) -> mx.array:
-    """``_token_logps(hidden @ weight.T + bias, targets)`` with the vocabulary in column blocks.
-
-    The full (positions, vocab) logits are never built: the picked logit is a row dot product and
-    the log-sum-exp combines per-block log-sum-exps. Same values to float32 rounding.
-    ``logsumexp``: the model's backend's (``Backend.logsumexp``).
-    """
-    picked = (hidden.astype(mx.float32) * weight[targets].astype(mx.float32)).sum(-1)
-    if bias is not None:
-        picked = picked + bias[targets].astype(mx.float32)
-    vocab = weight.shape[0]
-    width = _vocab_block(hidden.shape[0], vocab)
-    parts = []
-    for start in range(0, vocab, width):
-        z = hidden @ weight[start : start + width].T
-        if bias is not None:
-            z = z + bias[start : start + width]
-        parts.append(logsumexp(z.astype(mx.float32)))
-    lse = parts[0] if len(parts) == 1 else logsumexp(mx.stack(parts, axis=-1))
-    return picked - lse
 
 
 def naive_answer_logps(model, inputs, positions, targets, select) -> mx.array:
@@ -316,64 +267,6 @@ def _code_version() -> bytes:
         except OSError:  # not a plain file (a zipped install): the versions alone
             pass
     return digest.digest()
-
-
-class PrefixCache:
-    """Hidden states entering the first adapted block, per (prompt, answer) row — or per prompt and
-    per answer segment for paired batches — computed once.
-
-    Over a session's steps each pair is seen several times, and the reference pass needs the same
-    rows: the frozen blocks (14 of 30 with mlx-lm's default of adapting the last 16) run once per row.
-    """
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-        self.depth = prefix_split_depth(model)
-        self.rows: dict[tuple, mx.array] = {}  # (prompt, answer) -> the whole row's positions
-        self.prompts: dict[tuple, mx.array] = {}  # prompt -> its prompt segment (``PairedBatch``)
-        self.answers: dict[tuple, mx.array] = {}  # (prompt, answer) -> its answer segment
-
-    def inputs(self, rows: list[tuple], batch: Batch) -> mx.array:
-        """The model inputs for ``batch`` (collated from ``rows``): cached hidden states, or token ids."""
-        if not self.depth:
-            return batch.inputs
-        missing = list(dict.fromkeys(r for r in rows if r not in self.rows))
-        if missing:
-            b = collate(missing)
-            hidden = prefix_hidden(self.model, b.inputs, self.depth)
-            mx.eval(hidden)
-            for i, (prompt, answer) in enumerate(missing):
-                self.rows[(prompt, answer)] = hidden[i, : len(prompt) + len(answer) - 1]
-        width = batch.inputs.shape[1]
-        # rows are right-padded; causal attention keeps padding (zeros here) out of real positions
-        return mx.stack([mx.pad(self.rows[r], [(0, width - self.rows[r].shape[0]), (0, 0)]) for r in rows])
-
-    def pair_inputs(self, pairs: list[tuple], batch: PairedBatch) -> tuple[mx.array, mx.array, mx.array]:
-        """``batch.inputs`` (collated from (prompt, chosen, rejected) ``pairs``) with cached hidden states."""
-        if not self.depth:
-            return batch.inputs
-        missing = list(dict.fromkeys(
-            t for t in pairs if t[0] not in self.prompts or (t[0], t[1]) not in self.answers or (t[0], t[2]) not in self.answers
-        ))
-        if missing:
-            b = collate_pairs(missing)
-            embed = self.model.model.embed_tokens
-            p_h, a_h = paired_hidden(embed(b.prompts), b.prompt_valid, embed(b.answers), self.model.model.layers[: self.depth])
-            mx.eval(p_h, a_h)
-            k, lp = len(missing), b.prompts.shape[1]
-            for i, (prompt, chosen, rejected) in enumerate(missing):
-                self.prompts[prompt] = p_h[i, lp - len(prompt) + 1 :]
-                self.answers[(prompt, chosen)] = a_h[i, : len(chosen)]
-                self.answers[(prompt, rejected)] = a_h[k + i, : len(rejected)]
-        lp, la = batch.prompts.shape[1], batch.answers.shape[1]
-        prompts = mx.stack([mx.pad(self.prompts[p], [(lp - self.prompts[p].shape[0], 0), (0, 0)]) for p, _, _ in pairs])
-        answers = mx.stack([mx.pad(self.answers[r], [(0, la - self.answers[r].shape[0]), (0, 0)]) for r in answer_rows(pairs)])
-        return prompts, batch.prompt_valid, answers
-
-    def text_inputs(self, tokens: mx.array) -> mx.array:
-        """The model inputs predicting ``tokens[:, 1:]`` (general text): hidden states or token ids, not cached."""
-        inputs = tokens[:, :-1]
-        return prefix_hidden(self.model, inputs, self.depth) if self.depth else inputs
 
 
 def answer_logps(model, inputs, positions, targets, select) -> mx.array:

@@ -54,7 +54,7 @@ class LoraConfig:
     # Module paths inside each transformer block to adapt: all seven linear kinds of a llama block.
     keys: tuple[str, ...] = field(default=ALL_LINEAR)
     # How many blocks, counted from the last, get adapters; -1 = all of them. mlx-lm's default of 16:
-    # the blocks below never change, so training caches their output per row (logprobs.PrefixCache)
+    # the blocks below never change, so training caches their output per row (prefix_cache.PrefixCache)
     # and a step runs 16 of SmolLM2's 30 blocks forward and backward (docs/performance.md).
     num_layers: int = 16
 

@@ -21,7 +21,8 @@ from asls_mlx.adaptation.batching import (
     EncodedPair, TrainBatch, batch_schedule, collate, encode_pairs, no_retention, text_batch, with_replay,
 )
 from asls_mlx.adaptation.config import TrainingArgs
-from asls_mlx.adaptation.logprobs import PrefixCache, base_topk, pair_batch, reference_logps
+from asls_mlx.adaptation.logprobs import base_topk, pair_batch, reference_logps
+from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.losses import PAIRED_LOSSES, REFERENCE_LOSSES
 
 

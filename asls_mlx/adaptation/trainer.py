@@ -24,7 +24,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import TrainBatch, no_retention
 from asls_mlx.adaptation.config import LOSS_NAMES, LearningConfig, TrainingArgs, adapt_schedule
-from asls_mlx.adaptation.logprobs import PrefixCache, shares_prompt
+from asls_mlx.adaptation.logprobs import shares_prompt
+from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.lora import has_lora, lora_parameters, set_lora_weights
 from asls_mlx.adaptation.losses import LOSSES, LossFn
 from asls_mlx.adaptation.train_data import prepare, training_examples

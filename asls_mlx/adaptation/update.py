@@ -18,7 +18,8 @@ from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.config import LearningConfig, TrainingArgs
 from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, wanted
-from asls_mlx.adaptation.logprobs import PrefixCache, decide_fast_paths
+from asls_mlx.adaptation.logprobs import decide_fast_paths
+from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.lora import attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights
 from asls_mlx.adaptation.trainer import Progress, TrainResult, train_on_pairs
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity

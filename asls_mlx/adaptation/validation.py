@@ -7,7 +7,8 @@ import numpy as np
 
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import encode_pairs, text_batch
-from asls_mlx.adaptation.logprobs import PrefixCache, next_token_logps, pairs_logps, reference_logps
+from asls_mlx.adaptation.logprobs import next_token_logps, pairs_logps, reference_logps
+from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.lora import adapter_disabled, adapter_is_identity
 
 

@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
 
     p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
+    _eval_arguments(p)
+    return parser
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small run (≤ 15 min on a 2-core CPU)")
     p.add_argument("--out", default="eval-results", help="output directory for results.json, results.md and plots")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; quick: base,profile_prompt,asls)")
@@ -86,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-budget", type=float, default=None, metavar="S",
                    help="wall-clock seconds per training update (default: 15 quick, 30 full); a large value makes "
                         "the number of steps depend on the data only, not on how busy the machine is")
-    return parser
 
 
 def _chat(args: argparse.Namespace) -> int:
