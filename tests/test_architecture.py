@@ -137,3 +137,18 @@ def test_no_reference_to_documents_outside_the_repository():
              if p.is_file() and p.resolve() != Path(__file__).resolve()]
     cited = [str(p.relative_to(root)) for p in texts if "DESIGN.md" in p.read_text()]
     assert not cited, cited
+
+
+def test_the_notebooks_use_only_the_public_api():
+    import json
+    import re
+
+    root = PACKAGE.parent
+    wrong = []
+    for nb in sorted((root / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(nb.read_text())["cells"]:
+            for line in "".join(cell["source"]).splitlines():
+                m = re.match(r"\s*(?:from|import)\s+(asls_mlx[\w.]*)", line)
+                if m and m.group(1) not in CLI_ALLOWED:
+                    wrong.append(f"{nb.name}: {line.strip()}")
+    assert not wrong, "\n".join(wrong)
