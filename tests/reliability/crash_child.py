@@ -72,7 +72,7 @@ def worker(job: dict) -> None:
         return real_process(*a, **k)
 
     session_update_mod.process_session = process_session
-    real_train = update_mod.train
+    real_train = update_mod.train_on_pairs
 
     def train(*a, **k):
         note("phase train")
@@ -87,7 +87,7 @@ def worker(job: dict) -> None:
             k["callback"] = callback
         return real_train(*a, **k)
 
-    update_mod.train = train
+    update_mod.train_on_pairs = train
     real_commit = versions_mod.AdapterRepo.commit
 
     def commit(self, *a, **k):
