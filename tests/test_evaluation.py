@@ -11,7 +11,8 @@ from asls_mlx.evaluation.metrics import levenshtein, score_heldout, sessions_to_
 from asls_mlx.evaluation.personas import CONCISE_WORDS
 from asls_mlx.adaptation.update import UpdateReport
 from asls_mlx.data_files import general_texts
-from asls_mlx.evaluation.runner import load_prompts, persona_prompts
+from asls_mlx.evaluation.correctness import CATEGORIES, load_correctness_set
+from asls_mlx.evaluation.runner import correctness_subset, load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
 
 EXPLAIN = "Explain the water cycle."
@@ -331,3 +332,113 @@ def test_quick_defaults_and_unknown_arm(tmp_path):
         run_eval(arms=["nope"], assistant_factory=lambda u, a, k: None)
     with pytest.raises(ASLSError, match="unknown persona"):
         run_eval(personas=["nope"], assistant_factory=lambda u, a, k: None)
+
+
+# -- helpfulness: only helpful answers satisfy; correctness kept; template share; profile leaks ---------
+
+HOLLOW = "The answer is: Please."
+LEAK = "The user prefers short answers (about 13 words). Interested in: given, write, output."
+
+
+class StyleOnlyPersona:
+    """Scores style alone (every answer fits), without any quality guard of its own: the metric's guard
+    is what must make a hollow answer fail."""
+
+    name = "style_only"
+
+    def applies(self, prompt, session=None):
+        return True
+
+    def satisfies(self, prompt, answer, session=None):
+        return 1.0
+
+    def edit(self, prompt, answer, session=None):
+        return answer
+
+
+def test_stylish_but_hollow_answers_score_zero():
+    concise = get_persona("concise")
+    assert concise.rule_scores(EXPLAIN, HOLLOW) == {"concise": 1.0}  # short: the style fits
+    for persona in (StyleOnlyPersona(), concise):
+        s = score_heldout(persona, [EXPLAIN] * 3, [HOLLOW, LEAK, "The answer is:"])
+        assert (s.satisfaction, s.success_rate, s.quality_pass, s.edit_cost) == (0.0, 0.0, 0.0, 1.0)
+        assert s.leak_rate == pytest.approx(1 / 3) and s.issues["hollow"] == 2 and s.issues["profile_leak"] == 1
+        assert s.template_share == pytest.approx(2 / 3)  # "the answer is" opens two of three
+    ok = score_heldout(StyleOnlyPersona(), [EXPLAIN, EXPLAIN], [SHORT, HOLLOW])
+    assert (ok.satisfaction, ok.quality_pass, ok.leak_rate, ok.template_share) == (0.5, 0.5, 0.0, 0.5)
+
+
+class HelpfulnessFake(FakeAssistant):
+    """Answers correctness questions with their accepted answer; once an adapting arm has trained, its
+    held-out answers are short and stylish but hollow or leak the profile, and it gets arithmetic wrong."""
+
+    ACCEPTED = {it.question: it.accepted[0] for it in load_correctness_set()}
+    CATEGORY = {it.question: it.category for it in load_correctness_set()}
+
+    def _text(self, prompt, extra=0):
+        degraded = self.kwargs["adapt"] and self.sessions >= 1
+        if prompt in self.ACCEPTED:
+            wrong = degraded and self.CATEGORY[prompt] == "arithmetic"
+            return "Zyxw." if wrong else self.ACCEPTED[prompt] + "."
+        if degraded:
+            return HOLLOW if sum(map(ord, prompt)) % 2 else LEAK
+        return f"{prompt.rstrip('?.')}: {SHORT}"
+
+    def answer_many(self, prompts):
+        self.events.append(("answer_many", len(prompts)))
+        return [self._text(p) for p in prompts]
+
+
+def test_correctness_subset_is_fixed_and_stratified():
+    from collections import Counter
+
+    sub = correctness_subset(30)
+    assert sub == correctness_subset(30) and len(sub) == 30
+    assert Counter(it.category for it in sub) == {c: 6 for c in CATEGORIES}
+    everything = load_correctness_set()
+    assert correctness_subset(None) == everything and len(everything) >= 120 and correctness_subset(0) == []
+    assert [it.id for it in sub] == [it.id for it in everything if it in sub]  # file order
+
+
+def test_runner_counts_only_helpful_answers_and_reports_correctness(tmp_path):
+    fakes = []
+
+    def factory(user, arm, kwargs):
+        fakes.append(HelpfulnessFake(user, arm, kwargs))
+        return fakes[-1]
+
+    result = run_eval(arms=["profile_prompt", "asls"], personas=["concise"], sessions=2, turns=2, heldout=6,
+                      out_dir=tmp_path, assistant_factory=factory, correctness=30)
+    asls, base = result.run("concise", "asls"), result.run("concise", "base")
+    # stylish (short) but hollow or leaking: satisfaction 0 after training, whatever the style
+    assert result.curve("concise", "asls")[1:] == [0.0, 0.0] and result.curve("concise", "base")[-1] == 1.0
+    answers = asls["sessions"][-1]["answers"]
+    assert set(answers) == {HOLLOW, LEAK}
+    last = asls["sessions"][-1]["heldout"]
+    assert last["leak_rate"] == pytest.approx(answers.count(LEAK) / 6)
+    assert last["template_share"] == pytest.approx(max(answers.count(HOLLOW), answers.count(LEAK)) / 6)
+    # correctness: the base arm answers before session 1, the others after the last, through answer_many
+    items = correctness_subset(30)
+    assert [e for e in fakes[0].events if e[0] == "answer_many"][0] == ("answer_many", 30)
+    assert base["correctness"]["accuracy"] == 1.0 and base["correctness"]["kept_vs_base"] == 1.0
+    assert asls["correctness"]["accuracy"] == pytest.approx(24 / 30)  # the 6 arithmetic items are wrong
+    assert asls["correctness"]["kept_vs_base"] == pytest.approx(0.8)
+    assert asls["correctness"]["ids"] == [it.id for it in items]
+    assert result.run("concise", "profile_prompt")["correctness"]["kept_vs_base"] == 1.0
+    row = {r["arm"]: r for r in result.rows()}["asls"]
+    base_share = base["sessions"][-1]["heldout"]["template_share"]
+    assert row["template_delta"] == pytest.approx(last["template_share"] - base_share)
+    assert (row["correctness"], row["correctness_kept"], row["leak_rate"]) == (
+        pytest.approx(0.8), pytest.approx(0.8), last["leak_rate"])
+    # results.json and results.md carry them
+    data = json.loads((tmp_path / "results.json").read_text())
+    run = next(r for r in data["runs"] if r["arm"] == "asls")
+    assert run["correctness"]["kept_vs_base"] == pytest.approx(0.8) and len(run["correctness"]["answers"]) == 30
+    assert run["sessions"][-1]["heldout"]["leak_rate"] == last["leak_rate"]
+    summary = {s["arm"]: s for s in data["summary"]}
+    assert summary["asls"]["correctness_kept"] == pytest.approx(0.8)
+    assert summary["base"]["template_delta"] == 0.0 and data["config"]["correctness"] == 30
+    md = (tmp_path / "results.md").read_text()
+    assert "| Correctness | Kept vs base | Template share (Δ base) | Leak |" in md
+    cells = f"| 0.80 | 0.80 | {last['template_share']:.2f} ({row['template_delta']:+.2f}) | {last['leak_rate']:.2f} |"
+    assert cells in md

@@ -3,12 +3,14 @@
 import json
 
 from asls_mlx.evaluation import run_eval
+from asls_mlx.evaluation.metrics import answers_template_share
 
 
 def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
     out = tmp_path / "eval"
     result = run_eval(arms=["base", "asls"], personas=["concise"], sessions=1, turns=2, heldout=2, seed=0,
-                      model=str(tiny_model_dir), out_dir=out, max_tokens=12, train_budget_s=5.0)
+                      model=str(tiny_model_dir), out_dir=out, max_tokens=12, train_budget_s=5.0,
+                      correctness=5)
     data = json.loads((out / "results.json").read_text())
     assert [(r["persona"], r["arm"]) for r in data["runs"]] == [("concise", "base"), ("concise", "asls")]
     asls = result.run("concise", "asls")
@@ -26,6 +28,20 @@ def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
     training = asls["sessions"][1]["training"]  # the real update report: its decision and why
     assert training["committed"] in (True, False) and isinstance(training["reason"], str)
     assert isinstance(training["steps"], int) and "before" in training and "profile_fit" in training
+    # correctness kept: the real Assistant's answer_many on 5 fixed questions, per arm
+    base = result.run("concise", "base")
+    for run in (base, asls):
+        c = run["correctness"]
+        assert c["n"] == 5 and len(c["answers"]) == 5 and all(isinstance(a, str) for a in c["answers"])
+        assert 0.0 <= c["accuracy"] <= 1.0
+    if base["correctness"]["accuracy"] > 0:
+        assert asls["correctness"]["kept_vs_base"] == asls["correctness"]["accuracy"] / base["correctness"]["accuracy"]
+    else:  # nothing right to keep: no ratio
+        assert asls["correctness"]["kept_vs_base"] != asls["correctness"]["kept_vs_base"]
+    last = data["runs"][1]["sessions"][-1]["heldout"]
+    assert last["template_share"] == answers_template_share(asls["sessions"][-1]["answers"])
+    assert 0.0 <= last["template_share"] <= 1.0 and 0.0 <= last["leak_rate"] <= 1.0
     md = (out / "results.md").read_text()
+    assert "Kept vs base" in md
     assert "| base |" in md and "| asls |" in md
     assert (out / "home" / "asls.db").exists() or any((out / "home").iterdir())

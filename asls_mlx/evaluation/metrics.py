@@ -1,16 +1,27 @@
-"""Evaluation metrics: edit cost, satisfaction, quality pass rate, retention, sessions to recover.
+"""Evaluation metrics: edit cost, satisfaction, quality pass rate, template share, profile leaks,
+retention, sessions to recover.
 
-Every metric applies the quality guard (``profiling.quality``): a degenerate answer scores 0
-satisfaction and costs a full rewrite (edit cost 1.0); it never counts as a success.
+Satisfaction counts only helpful answers: every metric applies the quality guard
+(``profiling.quality.quality_issues``: empty, looping, refusing, off-topic, hollow, evasive, profile leak)
+itself, whatever the persona checks, so an answer in the user's style that stops doing the task ("The
+answer is:" and nothing else, the profile text echoed) scores 0 satisfaction and costs a full rewrite
+(edit cost 1.0); it never counts as a success.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asls_mlx.profiling.features import word_count
-from asls_mlx.profiling.quality import is_acceptable
+from asls_mlx.profiling.quality import quality_issues
+
+try:  # the set-level template check is newer than the per-answer guard
+    from asls_mlx.profiling.quality import template_share
+except ImportError:  # pragma: no cover - only while profiling.quality lacks it
+    template_share = None
+
+LEAK_ISSUE = "profile_leak"
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -45,9 +56,25 @@ def edit_cost(answer: str, edited: str) -> float:
     return levenshtein(a, b) / max(len(a), len(b))
 
 
+def is_helpful(prompt: str, answer: str) -> bool:
+    """No quality issue: the only answers that may count as satisfying."""
+    return not quality_issues(prompt, answer)
+
+
+def helpful_satisfaction(persona, prompt: str, answer: str, session: int | None = None) -> float:
+    """The persona's score, 0 when the answer has any quality issue (the persona's own guard may be
+    older than the quality checks, so the metric does not rely on it)."""
+    return persona.satisfies(prompt, answer, session) if is_helpful(prompt, answer) else 0.0
+
+
+def answers_template_share(answers: list[str]) -> float:
+    """Share of answers opening with the most common first three words (nan without the check)."""
+    return template_share(answers) if template_share is not None else float("nan")
+
+
 def turn_edit_cost(persona, prompt: str, answer: str, session: int | None = None) -> float:
     """What this answer costs the persona to fix: 0 if satisfied, 1 if degenerate, else edit distance."""
-    if not is_acceptable(prompt, answer):
+    if not is_helpful(prompt, answer):
         return 1.0
     return edit_cost(answer, persona.edit(prompt, answer, session))
 
@@ -61,12 +88,15 @@ def mean(xs) -> float:
 class HeldoutScore:
     """Greedy answers to held-out prompts scored for one persona.
 
-    satisfaction: mean persona score over the prompts its rules apply to (0 for degenerate answers).
+    satisfaction: mean persona score over the prompts its rules apply to (0 for any quality issue).
     success_rate: share of those answers that fully satisfy (score 1 and quality guard passed).
     quality_pass: share of all answers that pass the quality guard.
     edit_cost: mean ``turn_edit_cost``.
     words: mean answer length in words.
     n: number of scored prompts.
+    template_share: share of all answers opening with the most common first three words.
+    leak_rate: share of all answers with the ``profile_leak`` issue (talk about the user or the profile).
+    issues: how many answers have each quality issue.
     """
 
     satisfaction: float
@@ -75,6 +105,9 @@ class HeldoutScore:
     edit_cost: float
     words: float
     n: int
+    template_share: float = float("nan")
+    leak_rate: float = 0.0
+    issues: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -83,15 +116,22 @@ class HeldoutScore:
 def score_heldout(persona, prompts: list[str], answers: list[str], session: int | None = None) -> HeldoutScore:
     """Score answers (one per prompt) for ``persona`` under the preferences active in ``session``."""
     rows = list(zip(prompts, answers))
+    found = [quality_issues(p, a) for p, a in rows]
+    issues: dict[str, int] = {}
+    for name in (i for f in found for i in f):
+        issues[name] = issues.get(name, 0) + 1
     applicable = [(p, a) for p, a in rows if persona.applies(p, session)] or rows
-    sats = [persona.satisfies(p, a, session) for p, a in applicable]
+    sats = [helpful_satisfaction(persona, p, a, session) for p, a in applicable]
     return HeldoutScore(
         satisfaction=mean(sats),
         success_rate=mean([1.0 if s >= 1.0 else 0.0 for s in sats]),
-        quality_pass=mean([1.0 if is_acceptable(p, a) else 0.0 for p, a in rows]),
+        quality_pass=mean([0.0 if f else 1.0 for f in found]),
         edit_cost=mean([turn_edit_cost(persona, p, a, session) for p, a in applicable]),
         words=mean([word_count(a) for _, a in rows]),
         n=len(applicable),
+        template_share=answers_template_share(list(answers)),
+        leak_rate=mean([1.0 if LEAK_ISSUE in f else 0.0 for f in found]),
+        issues=issues,
     )
 
 

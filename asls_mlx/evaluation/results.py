@@ -12,6 +12,7 @@ from asls_mlx.evaluation.metrics import mean
 from asls_mlx.evaluation.personas import PERSONAS
 
 Progress = Callable[[str], None]
+HELPFUL_KEYS = ("correctness", "correctness_kept", "template_share", "template_delta", "leak_rate")
 
 
 def to_jsonable(x):
@@ -49,8 +50,22 @@ class EvalResult:
         r = self.run(persona, arm)
         return [s["heldout"][key] for s in r["sessions"]] if r else []
 
+    def helpfulness(self, r: dict) -> dict:
+        """The run's helpfulness after the last session: correctness (accuracy, kept vs the base arm),
+        template share of its held-out answers and its difference to the base arm's, profile leak rate."""
+        last = r["sessions"][-1]["heldout"]
+        base = self.run(r["persona"], "base")
+        base_share = base["sessions"][-1]["heldout"].get("template_share") if base else None
+        share = last.get("template_share")
+        c = r.get("correctness") or {}
+        return {"correctness": c.get("accuracy"), "correctness_kept": c.get("kept_vs_base"),
+                "template_share": share,
+                "template_delta": share - base_share if share is not None and base_share is not None else None,
+                "leak_rate": last.get("leak_rate")}
+
     def rows(self) -> list[dict]:
-        """One table row per run: before/final satisfaction, delta vs base, quality, edit cost, retention."""
+        """One table row per run: before/final satisfaction, delta vs base, quality, edit cost, retention,
+        and ``helpfulness``."""
         out = []
         for r in self.runs:
             sat = self.curve(r["persona"], r["arm"])
@@ -66,7 +81,7 @@ class EvalResult:
                 "edit_cost_chat": (chat_costs[0], chat_costs[-1]) if chat_costs else None,
                 "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
                 "retention": r["retention"]["ratio"], "recover": r.get("recover"),
-            })
+            } | self.helpfulness(r))
         return out
 
     def arm_summary(self) -> list[dict]:
@@ -82,7 +97,7 @@ class EvalResult:
                 "edit_cost_first": mean(r["edit_cost_heldout"][0] for r in rs),
                 "edit_cost_last": mean(r["edit_cost_heldout"][1] for r in rs),
                 "retention": mean(r["retention"] for r in rs),
-            })
+            } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS})
         return out
 
     def markdown(self) -> str:
@@ -93,26 +108,32 @@ class EvalResult:
             f"## ASLS evaluation ({'quick' if c.get('quick') else 'full'}): {c['sessions']} sessions x "
             f"{c['turns']} turns, {c['heldout']} held-out prompts, seed {c['seed']}, model {c.get('model') or 'default'}",
             "",
-            "Held-out satisfaction (mean persona score; a degenerate answer scores 0), after the last session.",
+            "Held-out satisfaction (mean persona score; an answer with any quality issue: empty, looping, "
+            "refusing, off-topic, hollow, evasive, leaking the profile, scores 0), after the last session. "
+            f"Correctness: accuracy on {c.get('correctness') or 'all'} questions of the correctness set and "
+            "its share of the base arm's; template share: held-out answers opening with the most common "
+            "three words (Δ: minus the base arm's); leak: answers that talk about the user or the profile.",
             "",
-            "| Arm | Final satisfaction | Δ vs base | Success | Quality pass | Edit cost S0→S_last | Retention ppl ratio |",
-            "|---|---|---|---|---|---|---|",
+            "| Arm | Final satisfaction | Δ vs base | Success | Quality pass | Edit cost S0→S_last | "
+            "Retention ppl ratio | Correctness | Kept vs base | Template share (Δ base) | Leak |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in self.arm_summary():
             lines.append(f"| {s['arm']} | {f(s['final'])} | {sign(s['delta_vs_base'])} | {f(s['success'])} | "
                          f"{f(s['quality_pass'])} | {f(s['edit_cost_first'])} → {f(s['edit_cost_last'])} | "
-                         f"{s['retention']:.3f} |")
+                         f"{s['retention']:.3f} | {_helpful_cells(s)}")
         lines += ["", "Per persona:", "",
                   "| Arm | Persona | Satisfaction S0→S_last | Δ vs base | Quality pass | Edit cost held-out | "
-                  "Edit cost chat S1→S_last | Words | Retention |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "Edit cost chat S1→S_last | Words | Retention | Correctness | Kept vs base | "
+                  "Template share (Δ base) | Leak |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows():
             chat = r["edit_cost_chat"]
             lines.append(
                 f"| {r['arm']} | {r['persona']} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
                 f"{f(r['quality_pass'])} | {f(r['edit_cost_heldout'][0])} → {f(r['edit_cost_heldout'][1])} | "
                 f"{(f(chat[0]) + ' → ' + f(chat[1])) if chat else 'not simulated'} | "
-                f"{r['words'][0]:.0f} → {r['words'][1]:.0f} | {r['retention']:.3f} |")
+                f"{r['words'][0]:.0f} → {r['words'][1]:.0f} | {r['retention']:.3f} | {_helpful_cells(r)}")
         drift = [r for r in self.rows() if PERSONAS.get(r["persona"]) and PERSONAS[r["persona"]].drift_at]
         if drift:
             lines += ["", "Drift (preference switches at session "
@@ -139,6 +160,17 @@ class EvalResult:
         paths[1].write_text(self.markdown(), encoding="utf-8")
         png = plot_curves(self, out_dir / "learning_curves.png", progress)
         return paths + ([png] if png else [])
+
+
+def _num(x, fmt: str) -> str:
+    return "–" if x is None or x != x else format(x, fmt)
+
+
+def _helpful_cells(row: dict) -> str:
+    """The helpfulness columns of a table row (see ``EvalResult.helpfulness``)."""
+    return (f"{_num(row['correctness'], '.2f')} | {_num(row['correctness_kept'], '.2f')} | "
+            f"{_num(row['template_share'], '.2f')} ({_num(row['template_delta'], '+.2f')}) | "
+            f"{_num(row['leak_rate'], '.2f')} |")
 
 
 def plot_curves(result: EvalResult, path: Path, progress: Progress | None = None) -> Path | None:

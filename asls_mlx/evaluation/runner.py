@@ -4,8 +4,10 @@ Protocol: for each persona x arm, a fresh user chats S sessions of T held-in pro
 feedback by rule (``simulate``); each session ends with the assistant's profile update, pair mining and
 training (blocking). Held-out prompts are answered greedily (not logged) before session 1 and after every
 session, and scored for the persona (``metrics.score_heldout``). At the end, retention: perplexity of
-general text with the adapter vs without. The drift persona switches preference at session 3; we report
-the sessions it takes to recover.
+general text with the adapter vs without, and correctness kept: each arm's assistant (its profile and
+adapter) answers a fixed subset of the bundled correctness set (``correctness.py``) after the last session,
+the base arm before session 1, and the arm's accuracy is reported against the base arm's. The drift
+persona switches preference at session 3; we report the sessions it takes to recover.
 
 Two time savers, both exact for greedy decoding: an arm that neither adapts nor puts the profile in the
 prompt ("base") gives the same answers every session, so it is scored once and needs no chats (in quick
@@ -27,6 +29,8 @@ from typing import Callable
 
 from asls_mlx.data_files import general_texts, load_prompts
 from asls_mlx.errors import ASLSError
+from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
+                                             base_accuracy_kept, correctness_rate, load_correctness_set)
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
 from asls_mlx.evaluation.personas import Persona, get_persona
 from asls_mlx.evaluation.results import EvalResult, Progress, to_jsonable
@@ -44,9 +48,11 @@ ARMS: dict[str, dict] = {
 }
 FULL_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
 QUICK = dict(personas=("concise", "bullets"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
-             heldout=6, max_tokens=96, train_budget_s=15.0)  # sized for <= 15 min on 2 cores
+             heldout=6, max_tokens=96, train_budget_s=15.0, correctness=30)  # sized for <= 15 min on 2 cores
 FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=8, max_tokens=160,
-            train_budget_s=30.0)
+            train_budget_s=30.0, correctness=None)  # None: the whole correctness set
+# The correctness subset is the same in every run and seed, so arms and runs compare on the same questions.
+CORRECTNESS_SEED = "asls-correctness"
 
 AssistantFactory = Callable[[str, str, dict], object]  # (user, arm, config kwargs) -> assistant
 
@@ -57,6 +63,43 @@ def persona_prompts(persona: Persona, prompts: list[dict], seed: int) -> tuple[l
     heldin = [r["prompt"] for r in ok if r["split"] == "heldin"]
     random.Random(f"{seed}:{persona.name}:heldin").shuffle(heldin)
     return heldin, [r["prompt"] for r in ok if r["split"] == "heldout"]
+
+
+def correctness_subset(n: int | None) -> list[CorrectnessItem]:
+    """``n`` items of the correctness set, a fixed seeded choice stratified by category (as even as ``n``
+    allows), in file order; None or ``n`` >= the set: all of it; 0: none."""
+    items = load_correctness_set()
+    if n is None or n >= len(items):
+        return items
+    by_cat = {c: [it for it in items if it.category == c] for c in CATEGORIES}
+    cats = [c for c in CATEGORIES if by_cat[c]]
+    chosen: set[str] = set()
+    for i, cat in enumerate(cats):
+        k = min(len(by_cat[cat]), n // len(cats) + (i < n % len(cats)))
+        chosen.update(it.id for it in random.Random(f"{CORRECTNESS_SEED}:{cat}").sample(by_cat[cat], k))
+    return [it for it in items if it.id in chosen]
+
+
+def _correctness(assistant, items: list[CorrectnessItem], base_cache: dict, static: bool) -> dict | None:
+    """The arm's answers to the correctness questions, its accuracy and its accuracy kept vs the base arm
+    (whose answers ``base_cache`` holds once the base arm has run; nan before)."""
+    if not items:
+        return None
+    questions = [it.question for it in items]
+    answers = _answers(assistant, questions, base_cache if static else None)
+    base = [base_cache.get(q) for q in questions]
+    kept = base_accuracy_kept(base, answers, items) if all(b is not None for b in base) else float("nan")
+    return {"n": len(items), "ids": [it.id for it in items], "accuracy": correctness_rate(items, answers),
+            "by_category": accuracy_by_category(items, answers), "kept_vs_base": kept, "answers": answers}
+
+
+def _retention(assistant, texts: list[str], adapt: bool) -> dict:
+    """General-text perplexity with the adapter vs without (no adapter: the base model itself, ratio 1)."""
+    if not adapt:
+        return {"ppl": None, "base_ppl": None, "ratio": 1.0}
+    ppl = assistant.perplexity(texts, adapter=True)
+    base_ppl = assistant.perplexity(texts, adapter=False)
+    return {"ppl": ppl, "base_ppl": base_ppl, "ratio": retention_ratio(ppl, base_ppl)}
 
 
 def real_assistant_factory(model=None, progress: Progress | None = None, **common) -> AssistantFactory:
@@ -154,6 +197,7 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
     sessions: list[dict] = []
     try:
         # Session 0: before any chat, every arm is the base model (see module doc).
+        correctness = _correctness(assistant, cfg["correctness_items"], base_cache, True) if static else None
         cache = base_cache if (static or cfg["share_baseline"]) else None
         n_cached = sum(p in base_cache for p in heldout) if cache is not None else 0
         answers = _answers(assistant, heldout, cache)
@@ -177,22 +221,30 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
             progress(f"  {persona.name} x {arm}: session {s}/{cfg['sessions']}: held-out satisfaction "
                      f"{score.satisfaction:.2f}, quality {score.quality_pass:.2f}, {score.words:.0f} words "
                      f"({time.perf_counter() - ts:.0f} s)")
-        if kwargs["adapt"]:
-            ppl = assistant.perplexity(texts, adapter=True)
-            base_ppl = assistant.perplexity(texts, adapter=False)
-            retention = {"ppl": ppl, "base_ppl": base_ppl, "ratio": retention_ratio(ppl, base_ppl)}
-        else:
-            retention = {"ppl": None, "base_ppl": None, "ratio": 1.0}  # no adapter: the base model itself
+        if not static:  # after the last session, with the arm's profile and adapter
+            correctness = _correctness(assistant, cfg["correctness_items"], base_cache, False)
+        retention = _retention(assistant, texts, kwargs["adapt"])
     finally:
         close = getattr(assistant, "close", None)
         if close:
             close()
     record = {"persona": persona.name, "arm": arm, "user": user, "heldout_prompts": heldout,
-              "sessions": sessions, "retention": retention, "generations": gens,
+              "sessions": sessions, "retention": retention, "correctness": correctness, "generations": gens,
               "seconds": time.perf_counter() - t0, "recover": None}
     if persona.drift_at and persona.drift_at <= cfg["sessions"]:
         record["recover"] = sessions_to_recover([x["heldout"]["satisfaction"] for x in sessions], persona.drift_at)
     return record
+
+
+def _fresh_home(out_dir: Path | None) -> Path | None:
+    """``out_dir/home``, emptied: the simulated users' ASLS_HOME (None: no out_dir, keep the current one)."""
+    if out_dir is None:
+        return None
+    home = Path(out_dir) / "home"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    return home
 
 
 def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int | None = None,
@@ -200,11 +252,13 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
              out_dir: Path | None = None, progress: Progress | None = None, max_tokens: int | None = None,
              train_budget_s: float | None = None, policy: FeedbackPolicy = FeedbackPolicy(),
              share_baseline: bool | None = None, assistant_factory: AssistantFactory | None = None,
-             temperature: float = 0.0) -> EvalResult:
+             temperature: float = 0.0, correctness: int | None | str = "default") -> EvalResult:
     """Run the benchmark; None arguments take the quick or full defaults (``QUICK`` / ``FULL``).
 
     assistant_factory: (user, arm, AssistantConfig kwargs) -> assistant; default: the real Assistant on
         ``model`` (None: the embedded default). Tests pass a fake.
+    correctness: how many correctness-set questions each arm answers ("default": 30 quick, all full;
+        None: all; 0: skip).
     out_dir: where results.json / results.md / learning_curves.png go; simulated users live in
         ``out_dir/home`` (ASLS_HOME, wiped at start). None: write nothing, use the current ASLS_HOME.
     """
@@ -224,16 +278,15 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
         "train_budget_s": train_budget_s if train_budget_s is not None else defaults["train_budget_s"],
         "share_baseline": quick if share_baseline is None else share_baseline, "temperature": temperature,
         "policy": policy,
+        "correctness": defaults["correctness"] if correctness == "default" else correctness,
     }
+    cfg["correctness_items"] = correctness_subset(cfg["correctness"])
     progress = progress or (lambda msg: None)
-    home = Path(out_dir) / "home" if out_dir is not None else None
-    if home is not None:
-        if home.exists():
-            shutil.rmtree(home)
-        home.mkdir(parents=True)
+    home = _fresh_home(out_dir)
     t0 = time.perf_counter()
     prompts, texts = load_prompts(), general_texts()
-    result = EvalResult(config={k: v for k, v in cfg.items() if k != "policy"} | {"policy": policy.__dict__})
+    recorded = {k: v for k, v in cfg.items() if k not in ("policy", "correctness_items")}
+    result = EvalResult(config=recorded | {"policy": policy.__dict__})
     with _asls_home(home):
         make = assistant_factory or real_assistant_factory(
             model, progress, max_tokens=cfg["max_tokens"], temperature=temperature, seed=seed,
