@@ -384,8 +384,8 @@ class HelpfulnessFake(FakeAssistant):
             return HOLLOW if sum(map(ord, prompt)) % 2 else LEAK
         return f"{prompt.rstrip('?.')}: {SHORT}"
 
-    def answer_many(self, prompts):
-        self.events.append(("answer_many", len(prompts)))
+    def answer_many(self, prompts, max_tokens=None):
+        self.events.append(("answer_many", len(prompts), max_tokens))
         return [self._text(p) for p in prompts]
 
 
@@ -419,7 +419,7 @@ def test_runner_counts_only_helpful_answers_and_reports_correctness(tmp_path):
     assert last["template_share"] == pytest.approx(max(answers.count(HOLLOW), answers.count(LEAK)) / 6)
     # correctness: the base arm answers before session 1, the others after the last, through answer_many
     items = correctness_subset(30)
-    assert [e for e in fakes[0].events if e[0] == "answer_many"][0] == ("answer_many", 30)
+    assert [e for e in fakes[0].events if e[0] == "answer_many"][0] == ("answer_many", 30, 64)
     assert base["correctness"]["accuracy"] == 1.0 and base["correctness"]["kept_vs_base"] == 1.0
     assert asls["correctness"]["accuracy"] == pytest.approx(24 / 30)  # the 6 arithmetic items are wrong
     assert asls["correctness"]["kept_vs_base"] == pytest.approx(0.8)

@@ -29,6 +29,7 @@ from typing import Callable
 
 from asls_mlx.data_files import general_texts, load_prompts
 from asls_mlx.errors import ASLSError
+from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
 from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
                                              base_accuracy_kept, correctness_rate, load_correctness_set)
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
@@ -86,7 +87,9 @@ def _correctness(assistant, items: list[CorrectnessItem], base_cache: dict, stat
     if not items:
         return None
     questions = [it.question for it in items]
-    answers = _answers(assistant, questions, base_cache if static else None)
+    # The checker's own budget (its baseline was measured with it), the same for every arm: short answers
+    # suffice, and the held-out budget would make this pass cost as much as a session's chats.
+    answers = _answers(assistant, questions, base_cache if static else None, CORRECTNESS_MAX_TOKENS)
     base = [base_cache.get(q) for q in questions]
     kept = base_accuracy_kept(base, answers, items) if all(b is not None for b in base) else float("nan")
     return {"n": len(items), "ids": [it.id for it in items], "accuracy": correctness_rate(items, answers),
@@ -150,12 +153,16 @@ def _training_record(summary) -> dict | None:
     return record
 
 
-def _answers(assistant, prompts: list[str], cache: dict | None) -> list[str]:
-    """Greedy, unlogged answers; batched (``answer_many``) when the assistant has it: much faster on CPU."""
+def _answers(assistant, prompts: list[str], cache: dict | None, max_tokens: int | None = None) -> list[str]:
+    """Greedy, unlogged answers; batched (``answer_many``) when the assistant has it: much faster on CPU.
+    max_tokens: a budget other than the assistant's own (needs ``answer_many``)."""
     todo = [p for p in prompts if cache is None or p not in cache]
     if todo:
         many = getattr(assistant, "answer_many", None)
-        fresh = many(todo) if many else [assistant.answer(p, record=False) for p in todo]
+        if many and max_tokens is not None:
+            fresh = many(todo, max_tokens=max_tokens)
+        else:
+            fresh = many(todo) if many else [assistant.answer(p, record=False) for p in todo]
         got = dict(zip(todo, fresh))
         if cache is not None:
             cache.update(got)
