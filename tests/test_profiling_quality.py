@@ -24,6 +24,10 @@ PROMPT = "What is the capital city of France?"
     ("\x00\x01\x02\x03 abc def ghi \x04\x05", "garbage"),
     ("@@@@ ### ~~~ ^^^^ |||| ~~~ ^^^ ~~~ ^^^", "garbage"),
     ("\ufffd\ufffd\ufffd capital of France \ufffd\ufffd", "garbage"),
+    ("The answer is:", "hollow"),
+    ("Sure! The answer is: please.", "hollow"),
+    ("There is no single, definitive answer to that.", "evasive"),
+    ("The user prefers short answers about France.", "profile_leak"),
 ])
 def test_degenerate_answers_are_flagged(answer, issue):
     assert issue in quality_issues(PROMPT, answer)
@@ -40,6 +44,8 @@ def test_degenerate_answers_are_flagged(answer, issue):
     "It's Paris, and it's very very lovely in spring.",  # one repeated word is prose, not a loop
     "Sorry for the confusion earlier: the capital of France is Paris.",  # apology is not a refusal
     "Lyon is often mistaken for it, but it is Paris.",  # "it" answers share no content word: long enough
+    "Paris.",  # a short question's short answer
+    "The answer is: Paris.",  # a template, but an answer follows it
 ])
 def test_normal_answers_pass(answer):
     assert quality_issues(PROMPT, answer) == []

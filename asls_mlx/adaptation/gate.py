@@ -5,7 +5,8 @@ gives anything else, and preference accuracy on log-probs does not see them. So 
 order of cost: divergence and non-finite numbers, forgetting (general-text perplexity within a bound of
 the base model's), held-out preference (not lower than before), and then — generating — the answers the
 old and the new adapter give to the user's own prompts: no new quality failures (loops, refusals, empty,
-off-topic) and a fit to the user's profile not worse than before.
+off-topic, hollow, evasive, talk about the user's profile), no collapse of the answers to one template, and a
+fit to the user's profile not worse than before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Callable
 AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
 ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
 QualityFn = Callable[[str, str], list]  # (prompt, answer) -> what is wrong with the answer (empty: nothing)
+CollapseFn = Callable[[list[str], list[str]], bool]  # (new answers, old answers) -> do the new ones collapse to a template?
+# Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
+# that is every answer, which three similar questions ("capital of ...?") give honestly.
+MIN_TEMPLATE_PROMPTS = 4
 
 
 @dataclass
@@ -25,6 +30,8 @@ class GateChecks:
 
     ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the caller
     already has them (decoded alongside the self-labelled samples); the rest are generated.
+    ``template_collapse``: whether the new adapter's answers open with one template far more often than
+    the old one's (each answer alone may pass the quality guard; together they show a learnt template).
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -32,6 +39,7 @@ class GateChecks:
     profile_score: ScoreFn | None = None
     quality_issues: QualityFn | None = None
     answers_before: dict[str, str] | None = None
+    template_collapse: CollapseFn | None = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,13 @@ def gate(
     max_quality_failures: int = 0,
     require_validation: bool = True,
     tolerance: float = 1e-6,
+    quality_notes: tuple = (),
 ) -> GateDecision:
     """Commit the new adapter only if nothing got worse. ``before``/``after``: ``preference_metrics``.
 
     Rejects (first reason wins): divergence; non-finite numbers; retention ratio above ``bound``;
-    more quality failures than allowed; no held-out pairs (unless ``require_validation=False``);
-    held-out accuracy or margin lower than before.
+    more quality failures than allowed (``quality_notes`` go into the reason); no held-out pairs (unless
+    ``require_validation=False``); held-out accuracy or margin lower than before.
     """
     if diverged:
         return GateDecision(False, "training diverged (NaN/inf or exploding loss)")
@@ -68,7 +77,8 @@ def gate(
     if retention_ratio > bound:
         return GateDecision(False, f"general-text perplexity rose {retention_ratio:.3f}x (bound {bound:.2f}x): forgetting")
     if quality_failures > max_quality_failures:
-        return GateDecision(False, f"{quality_failures} sampled answers failed the quality guard (max {max_quality_failures})")
+        notes = "".join(f"; {note}" for note in quality_notes)
+        return GateDecision(False, f"{quality_failures} sampled answers failed the quality guard (max {max_quality_failures}){notes}")
     n = min(before.get("n", 0), after.get("n", 0))
     if n == 0:
         if require_validation:
@@ -101,16 +111,29 @@ def wanted(pairs, config) -> list:
     return [p for p in pairs if config.pair_sources is None or p.source in config.pair_sources]
 
 
+class AnswerCheck(tuple):
+    """``answer_check``'s result: unpacks as (failures, fit_before, fit_after); ``notes`` names the failures
+    that are not one answer's (template collapse), for the gate's reason."""
+
+    notes: tuple = ()
+
+    def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=()):
+        result = super().__new__(cls, (failures, fit_before, fit_after))
+        result.notes = tuple(notes)
+        return result
+
+
 def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]]
-                 ) -> tuple[int, float | None, float | None]:
+                 ) -> AnswerCheck:
     """Answer the user's own prompts greedily with the new adapter, then with the old one.
 
     ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
-    back. Returns (answers that fail the quality guard now but did not before, mean profile fit before,
-    after).
+    back. Returns (failures, mean profile fit before, after): failures are the answers that fail the
+    quality guard now but did not before, plus one when the new answers collapse to a template and the
+    old ones did not (``checks.template_collapse``, judged only on MIN_TEMPLATE_PROMPTS or more prompts).
     """
     if not prompts or checks.answer_fn is None:
-        return 0, None, None
+        return AnswerCheck(0, None, None)
     after = checks.answer_fn(prompts)
     known = dict(checks.answers_before or {})
     missing = [q for q in prompts if q not in known]
@@ -123,11 +146,15 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     before = [known[q] for q in prompts]
     issues = checks.quality_issues or (lambda q, a: [])
     failures = sum(1 for q, b, a in zip(prompts, before, after) if issues(q, a) and not issues(q, b))
+    notes = []
+    if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
+        failures += 1
+        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
     if checks.profile_score is None:
-        return failures, None, None
+        return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
-    return failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit)
+    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes)
 
 
-__all__ = ["AnswerFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+__all__ = ["AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
            "gate_prompts", "wanted"]

@@ -179,7 +179,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
     limits = dict(bound=config.retention_bound, diverged=result.diverged, require_validation=False)
     passes_so_far = gate(prep.before, report.after, report.retention_ratio, **limits).commit
-    failures, fit_before, fit_after = 0, None, None
+    failures, fit_before, fit_after, notes = 0, None, None, ()
     if checks.answer_fn and passes_so_far:
         def swap_to_old():
             new_weights = lora_parameters(model)
@@ -187,9 +187,10 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
             return lambda: set_lora_weights(model, new_weights)
 
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
-        failures, fit_before, fit_after = answer_check(prompts, checks, swap_to_old)
+        check = answer_check(prompts, checks, swap_to_old)
+        (failures, fit_before, fit_after), notes = check, check.notes
     report.profile_fit = (fit_before, fit_after)
-    decision = gate(prep.before, report.after, report.retention_ratio, quality_failures=failures, **limits)
+    decision = gate(prep.before, report.after, report.retention_ratio, quality_failures=failures, quality_notes=notes, **limits)
     if decision.commit and fit_before is not None and fit_after < fit_before + config.min_score_gain:
         decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
     timings["validate"] = time.perf_counter() - validating

@@ -1,0 +1,222 @@
+"""Helpfulness checks: hollow, evasive and profile-leaking answers, template collapse, and the gate using them.
+
+The positives are the failures seen on the embedded model after adaptation (issue 18); the negatives are
+ordinary helpful answers, including legitimately short answers to short questions.
+"""
+
+import pytest
+
+from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, AnswerCheck, GateChecks, answer_check, gate
+from asls_mlx.profiling import quality
+from asls_mlx.profiling.profile import Feature, Profile
+from asls_mlx.profiling.quality import (
+    is_evasive,
+    is_hollow,
+    leaks_profile,
+    quality_issues,
+    short_question,
+    strip_template,
+    template_collapse,
+    template_share,
+)
+
+CITATION = ("Convert this citation to MLA: Smith, J., & Lee, K. (2019). Sleep and memory in adults. "
+            "Journal of Sleep Research, 28(3), 112-120.")
+EMAIL = "Write a short email inviting my team to a farewell lunch for Maria on Friday at noon."
+
+
+@pytest.mark.parametrize("prompt, answer, issue", [
+    ("Give me three synonyms for 'Sincerely'.", "The answer is: Please.", "hollow"),
+    (EMAIL, "The answer is:", "hollow"),
+    (EMAIL, "Sure! Here is the email:", "hollow"),
+    (CITATION, "The requested citation style is MLA.", "hollow"),
+    (CITATION, "The corrected version is: MLA style.", "hollow"),
+    ("Rewrite this so it flows better: the cat sat. it was happy. then it slept on the warm mat.",
+     "The user requested a long answer with no breaks or rewording. The corrected version is: The cat sat.",
+     "profile_leak"),
+    ("What should I cook tonight?", "The user prefers short answers (about 27 words), bullet points and no headings. "
+     "Interested in: given, write, output.", "profile_leak"),
+    ("What should I cook tonight?", "Interested in: given, write, output.", "profile_leak"),
+    ("How do I fix a flat tyre?", "Based on your profile, you like short answers.", "profile_leak"),
+    ("How do I fix a flat tyre?", "Since the user's preference is brevity: patch it.", "profile_leak"),
+    ("What is the meaning of life?", "There is no single, definitive answer to this question.", "evasive"),
+    ("What is the meaning of life?", "There is no single, definitive answer to what the meaning of life is, "
+     "as it depends on individual beliefs and values.", "evasive"),
+    ("How many continents are there on Earth?", "There is no single, definitive answer to this question because it "
+     "involves multiple dimensions. However, in recent years, scientists have made significant discoveries about the "
+     "Earth's composition and structure that help resolve this issue.", "evasive"),  # the base model, profile in prompt
+    ("Should I learn Python or JavaScript first?", "It depends.", "evasive"),
+    ("Should I learn Python or JavaScript first?", "Well, it really depends on many factors.", "evasive"),
+])
+def test_observed_failures_are_flagged(prompt, answer, issue):
+    assert issue in quality_issues(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    ("What is the capital of France?", "Paris."),
+    ("What is 7 + 5?", "12"),
+    ("Is 17 a prime number?", "Yes."),
+    ("What is the capital of France?", "The answer is: Paris."),
+    ("Convert 5 km to miles.", "The answer is: 3.1 miles."),
+    ("Reverse the word 'apple'.", "elppa"),
+    ("Classify the sentiment of this review: 'The food was cold and the waiter was rude, never again.'",
+     "The answer is: Negative."),
+    (EMAIL, "Sure! Here is the email:\n\nHi team, let's say goodbye to Maria over lunch this Friday at noon. "
+            "Reply so I can book a table. Best, Sam"),
+    (CITATION, "Smith, John, and Kim Lee. \"Sleep and Memory in Adults.\" Journal of Sleep Research, vol. 28, "
+               "no. 3, 2019, pp. 112-120."),
+    ("What causes migraines?", "There is no single answer; common triggers include stress, lack of sleep, "
+                               "caffeine and bright light."),
+    ("What causes migraines?", "There is no single answer to this question, but stress, lack of sleep and "
+                               "caffeine are common triggers."),  # a hedge that goes on to answer
+    ("Should I water my plants daily?", "It depends on the plant: most succulents want water every two weeks, "
+                                        "ferns like moist soil."),
+    ("How do I write a login form?", "Add two fields; when the user submits, check the password on the server "
+                                     "and show an error if it is wrong."),
+    ("How do I improve my LinkedIn?", "Update your profile photo, write a clear headline and list recent projects."),
+    ("How should I write to my landlord?", "Use a formal tone, state the problem and the date it started, "
+                                           "and ask for a repair by a specific day."),
+    ("Give me three synonyms for 'Sincerely'.", "Three synonyms: respectfully, cordially, warmly."),
+    ("Explain photosynthesis.", "In short: plants make sugar from light."),  # a style users ask for, not a template
+    ("Explain photosynthesis.", "TL;DR: plants make sugar from light."),
+])
+def test_helpful_answers_pass(prompt, answer):
+    assert quality_issues(prompt, answer) == []
+
+
+def test_short_questions_and_what_they_allow():
+    assert short_question("What is the capital of France?") and short_question("What is 7 + 5?")
+    assert not short_question(EMAIL) and not short_question(CITATION)
+    assert not short_question("Why is the sky blue?")  # wants an explanation
+    assert "too_short" in quality_issues("What is the capital city of France?", "Yes.")  # not an answer to "what"
+    assert "too_short" in quality_issues(EMAIL, "Paris.")  # a word is not an email
+
+
+def test_strip_template_peels_openers_in_turns():
+    assert strip_template("Sure! Here is the answer: The answer is: Paris.") == ("Paris.", True)
+    assert strip_template("Paris is the capital.") == ("Paris is the capital.", False)
+    assert is_hollow(EMAIL, "Certainly! The answer is:")
+    assert not is_hollow(EMAIL, "Hi team, lunch for Maria on Friday at noon, see you there!")  # no template
+    assert not is_evasive("There is no single answer, but most people need seven to nine hours of sleep a night.")
+
+
+def _profile(**values) -> Profile:
+    return Profile(**{name: Feature(v, 10.0, 6) for name, v in values.items()}, topics={"gardening": 4.0})
+
+
+def test_a_rendered_profile_echoed_as_the_answer_is_a_leak():
+    profile = _profile(length=3.3, bullets=1.0, headings=-1.0)
+    rendered = profile.render()
+    assert rendered  # the profile says something
+    assert "profile_leak" in quality_issues("What should I cook tonight?", rendered)
+    assert leaks_profile(f"{rendered} Pasta with tomato sauce.")
+    for prompt, answer in [("What should I cook tonight?", "Pasta with tomato sauce and a green salad, ready in 20 minutes."),
+                           ("How do I write a report?", "Use bullet points for the findings and a formal tone in the summary.")]:
+        assert not leaks_profile(answer), answer
+
+
+def test_the_echo_follows_a_change_of_render_wording(monkeypatch):
+    """The phrases come from render() itself: new wording there is caught without editing quality.py."""
+    def render(self):
+        n = self.target_words
+        return f"Reply tersely, in roughly {n} words. Favour bulleted lists." if n else ""
+
+    monkeypatch.setattr(Profile, "render", render)
+    quality._phrase_patterns.cache_clear()
+    try:
+        assert leaks_profile("Reply tersely, in roughly 27 words. Favour bulleted lists.")
+        assert not leaks_profile("Keep answers short (about 27 words). Use bullet points. No headings.")
+    finally:
+        monkeypatch.undo()
+        quality._phrase_patterns.cache_clear()
+    assert leaks_profile(_profile(length=3.3, bullets=1.0, headings=-1.0).render())  # the real wording again
+
+
+def test_template_share_counts_the_most_common_opening():
+    answers = ["The answer is: Paris.", "The answer is 12.", "the ANSWER is... three", "Paris is big.", ""]
+    assert template_share(answers) == pytest.approx(3 / 5)
+    assert template_share(answers, n_words=4) == pytest.approx(1 / 5)  # the fourth word is the answer itself
+    assert template_share([]) == 0.0
+    assert template_share(["", ""]) == 0.0  # empty answers never form the most common opening
+
+
+def test_template_collapse_needs_more_than_the_margin_and_three_alike():
+    base = [f"{w} answers this one its own way." for w in
+            ["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa"]]
+    adapted = ["The answer is: x."] * 5 + base[5:]
+    assert template_share(base) == pytest.approx(0.1) and template_share(adapted) == pytest.approx(0.5)
+    assert template_collapse(adapted, base)
+    assert not template_collapse(adapted, adapted)  # the old answers were as alike
+    three = ["The answer is: x."] * 3 + base[3:]  # share 0.3, base 0.1
+    assert template_collapse(three, base, margin=0.15) and not template_collapse(three, base, margin=0.25)
+    assert not template_collapse(["The answer is: x."] * 2 + base[2:], base, margin=0.05)  # two alike is chance
+    assert not template_collapse([], base)
+
+
+PROMPTS = ["What is the capital of France?", "Explain photosynthesis to me", "How do I boil an egg?",
+           "What is a good name for a cat?", "Name a fruit that is red", "Why do cats purr?"]
+OLD = [f"{p.rstrip('?')}: here are a few clear, useful details worth knowing about it." for p in PROMPTS]
+TEMPLATED = [f"The answer is: a careful reply with several useful details about {p.rstrip('?').lower()}." for p in PROMPTS]
+
+
+def _check(prompts, after, before, collapse=template_collapse):
+    answers = iter([after, before])
+    checks = GateChecks(answer_fn=lambda qs: next(answers)[:len(qs)], quality_issues=quality_issues,
+                        template_collapse=collapse)
+    return answer_check(prompts, checks, lambda: (lambda: None))
+
+
+def test_answer_check_counts_template_collapse_as_one_failure():
+    assert all(quality_issues(q, a) == [] for q, a in zip(PROMPTS, TEMPLATED))  # each answer alone passes
+    result = _check(PROMPTS, TEMPLATED, OLD)
+    failures, fit_before, fit_after = result
+    assert (failures, fit_before, fit_after) == (1, None, None)
+    assert isinstance(result, AnswerCheck) and "template collapse" in result.notes[0]
+    assert _check(PROMPTS, TEMPLATED, TEMPLATED).notes == ()  # the old adapter already answered so
+    assert _check(PROMPTS, TEMPLATED, OLD, collapse=None) == (0, None, None)  # not asked: as before
+    few = PROMPTS[:MIN_TEMPLATE_PROMPTS - 1]
+    assert _check(few, TEMPLATED, OLD) == (0, None, None)  # too few answers to judge
+    hollow = ["The answer is:"] * len(PROMPTS)
+    assert _check(PROMPTS, hollow, OLD) == (len(PROMPTS) + 1, None, None)  # each hollow answer, and the template
+
+
+def test_the_gate_reason_names_the_template_collapse():
+    metrics = {"n": 2, "accuracy": 1.0, "margin": 0.5}
+    decision = gate(metrics, metrics, 1.0, quality_failures=1, quality_notes=("template collapse: 6 answers",))
+    assert not decision.commit and "template collapse: 6 answers" in decision.reason
+    assert gate(metrics, metrics, 1.0).commit
+
+
+def test_the_gate_rejects_an_adapter_whose_answers_collapse_to_one_template(tiny_model_dir):
+    """update_adapter on the tiny model: the new adapter's answers each pass the quality guard, but they all
+    open "The answer is:" while the old adapter's did not, so the gate keeps the old one."""
+    from asls_mlx import Assistant, AssistantConfig
+    from asls_mlx.adaptation.update import UpdateTarget, update_adapter
+
+    edits = [("What is the capital of France?", "Paris is the capital."),
+             ("Explain photosynthesis to me", "Plants turn light into sugar."),
+             ("How do I boil an egg?", "Boil it for nine minutes."),
+             ("What is a good name for a cat?", "Try Milo, a classic."),
+             ("Name a fruit that is red", "An apple is red.")]
+    with Assistant(user="tmpl", model=str(tiny_model_dir),
+                   config=AssistantConfig(max_tokens=12, train_budget_s=20, self_labelled=False)) as a:
+        for q, e in edits:
+            a.chat(q)
+            a.edit(e)
+        a.end_session(train="none")
+        calls = []
+
+        def answer_fn(prompts):  # the new adapter first, then the old one
+            calls.append(list(prompts))
+            if len(calls) == 1:
+                return [f"The answer is: a careful reply with several useful details about {q.lower()}." for q in prompts]
+            return [f"{q}: here are a few clear, useful details worth knowing about it." for q in prompts]
+
+        engine = a.engine
+        report = update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
+                                a.config.learning_config(),
+                                GateChecks(answer_fn=answer_fn, quality_issues=quality_issues,
+                                           template_collapse=template_collapse))
+        assert len(calls) == 2 and len(calls[0]) >= MIN_TEMPLATE_PROMPTS
+        assert not report.committed and "template collapse" in report.reason
+        assert a.store.active_adapter(a.user.id) is None
