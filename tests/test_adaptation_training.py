@@ -371,6 +371,7 @@ def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tin
     assert not adapter_is_identity(model)
     split = (preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     monkeypatch.setattr(logprobs, "prefix_split_depth", lambda model: 0)
+    monkeypatch.setattr(prefix_cache, "prefix_split_depth", lambda model: 0)
     model.__dict__.pop("_asls_base_ppl")  # recompute the base perplexity from tokens as well
     plain = (preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model)), retention_perplexity(model, tok, GENERAL))
     assert split[0]["margin"] == pytest.approx(plain[0]["margin"], abs=1e-4) and split[0]["margin"] != 0.0
