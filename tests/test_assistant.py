@@ -125,7 +125,8 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
 
     config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
     with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
-        _session_with_edits(a)  # edits to short answers: the profile learns "short"
+        _session_with_edits(a)  # the tiny model's answers are noise: these edits replace them, no style evidence
+        a.chat("Keep answers under 5 words.")  # the profile learns its length from what the user says
         sid = a.session_id
         a.end_session(train="none")
         calls = []

@@ -1,5 +1,7 @@
 """The profile moves the right way, follows drift, renders, diffs, and scores answers sensibly."""
 
+import re
+
 import pytest
 
 from asls_mlx.profiling import (
@@ -41,7 +43,7 @@ def test_user_who_keeps_asking_shorter_gets_a_short_length_preference():
     assert targets[-1] is not None and targets[-1] <= 0.5 * long_words  # ... it wants half or less
     prof = load_profile(s, "ann")
     assert prof.length.confidence > 0.6 and prof.version == 4
-    assert "short answers" in prof.render()
+    assert prof.render().startswith("Keep answers short (about ")  # an instruction for the model
     assert prof.topics and "rome" in prof.topics
 
 
@@ -61,7 +63,7 @@ def test_profile_follows_drift_within_a_few_sessions():
         values.append(res.profile.bullets.value)
     assert values[-1] < 0  # the preference flipped within three sessions
     assert drifts[0] > 0.5  # the first contradicting session raised the drift score
-    assert "prose rather than bullet points" in load_profile(s, "bob").render()
+    assert "Write in prose, not bullet points." in load_profile(s, "bob").render()
 
 
 def test_statements_edits_and_render():
@@ -78,7 +80,7 @@ def test_statements_edits_and_render():
     assert prof.facts["name"] == "Sam"
     assert prof.formality.value > 0.5 and prof.formality.confidence > 0.5
     text = prof.render()
-    assert text.startswith("Call the user Sam.") and "formal tone" in text
+    assert text == "You are talking with Sam. Use a formal tone."  # nothing about "the user"
     assert any(line.startswith("formality: unknown -> formal") for line in res.changes)
     assert any(line.startswith("name: unknown -> Sam") for line in res.changes)
 
@@ -143,3 +145,205 @@ def test_length_fit(words, target, lo, hi):
     from asls_mlx.profiling.scorer import length_fit
 
     assert lo <= length_fit(words, target) <= hi
+
+
+# -- evidence: a feature enters the profile only when the user expressed it ----------------------------
+
+from asls_mlx.evaluation.personas import bulletize, formalize, prepend_tldr, truncate_words  # noqa: E402
+from asls_mlx.profiling import record_feedback  # noqa: E402
+from asls_mlx.profiling.profile import PHRASES  # noqa: E402
+from asls_mlx.profiling.profile_update import (  # noqa: E402
+    INSTRUCTION_WORDS, SHORTER_FRACTION, SessionEvidence, apply_session,
+)
+
+CASUAL_HEADED = ("Overview:\nHey! So it's pretty easy, you'll see. You just grab the stuff you need and "
+                 "you're good to go, it's super quick!\n\nDetails:\nThat's basically it, cool stuff. "
+                 "Don't overthink it, ok? It's fine.")
+CASUAL_HEADED_SHORT = "Overview:\nHey! It's easy, you'll see. That's it, cool!"
+
+
+def _words(n, start=0):
+    """A plain answer of ``n`` distinct-enough words (no headings, no bullets, neutral tone)."""
+    pool = ("the river city market bridge tower garden museum harbour street station square castle "
+            "church library school theatre palace forest valley").split()
+    return " ".join(pool[(start + i) % len(pool)] for i in range(n)) + "."
+
+
+def _turn(s, sid, prompt, answer, parent=None):
+    q = s.add_message(sid, "user", prompt, parent_id=parent)
+    return s.add_message(sid, "assistant", answer, parent_id=q)
+
+
+def test_answers_only_accepted_or_liked_create_no_feature():
+    """Headings, a casual tone, bullets or a length in answers the user merely took are not preferences."""
+    s = open_store()
+    u = s.get_or_create_user("taker")
+    for i in range(4):
+        sid = s.start_session(u.id)
+        a = _turn(s, sid, f"Tell me about harbour number {i}", CASUAL_HEADED)
+        record_feedback(s, a, "thumbs_up")
+        b = _turn(s, sid, "And the markets?", "Markets:\n- fish, it's fresh\n- bread, it's cheap", parent=a)
+        _turn(s, sid, "Any castles?", CASUAL_HEADED_SHORT, parent=b)
+        res = process_session(s, "taker", sid)
+    assert res.profile.claims() == {} and res.profile.render() == ""
+    assert res.profile.length.weight == 0 and res.profile.headings.weight == 0
+
+
+def test_a_user_who_only_asked_for_shorter_gets_only_a_length(tmp_path):
+    """The observed profile: 'short answers, headings and a casual, friendly tone. Interested in: given,
+    write, output.' from a user who only said "Shorter please." and liked some answers."""
+    s = open_store()
+    u = s.get_or_create_user("brief")
+    prompts = ["Given the following list, write the output as a table: apples, pears, plums",
+               "Given this sentence, write the output in French: the cat sleeps",
+               "Write an answer that explains the output of print(2 + 2)"]
+    for prompt in prompts:
+        sid = s.start_session(u.id)
+        a = _turn(s, sid, prompt, CASUAL_HEADED + " " + _words(60))
+        b = _turn(s, sid, "Shorter please.", CASUAL_HEADED + " " + _words(50, 3), parent=a)  # still long
+        c = _turn(s, sid, "Tell me about tides", CASUAL_HEADED_SHORT, parent=b)
+        record_feedback(s, c, "thumbs_up")
+        prof = process_session(s, "brief", sid).profile
+    assert prof.claims() == {"length": "short"}
+    text = prof.render()
+    assert text.startswith("Keep answers short (about ") and text.count(".") == 1
+    assert not {"given", "write", "output", "answer", "explain", "tell", "please", "shorter"} & set(prof.topics)
+
+
+@pytest.mark.parametrize("followup_words", [8, 300])
+def test_shorter_targets_a_fraction_of_the_corrected_answer_not_the_answer_after_it(followup_words):
+    s = open_store()
+    u = s.get_or_create_user("ann")
+    sid = s.start_session(u.id)
+    a = _turn(s, sid, "Tell me about Rome", _words(120))
+    b = _turn(s, sid, "Shorter please.", _words(followup_words, 5), parent=a)
+    _turn(s, sid, "What about Paris?", _words(70, 2), parent=b)  # moved on from the answer after it
+    prof = process_session(s, "ann", sid).profile
+    assert prof.target_words == round(SHORTER_FRACTION * 121)  # 121 words: the corrected answer
+    assert prof.target_words < 121
+
+
+def _edited_profile(original, edited, user="ed"):
+    s = open_store()
+    u = s.get_or_create_user(user)
+    sid = s.start_session(u.id)
+    a = _turn(s, sid, "How do I plan a garden?", original)
+    record_feedback(s, a, "edit", text=edited)
+    return process_session(s, user, sid).profile
+
+
+HEADED_LONG = "Overview:\n" + " ".join(
+    f"Step {i}: water the {w} bed, then check the soil." for i, w in enumerate(
+        "tomato bean pea herb rose tulip onion leek kale chard".split()))
+
+
+@pytest.mark.parametrize("edit, claims", [
+    (lambda t: truncate_words(t, 20), {"length": "short"}),  # the cut drops the heading: a side effect
+    (bulletize, {"bullets": True}),  # "Overview:" becomes a bullet: a side effect of the reformat
+    (prepend_tldr, {"tldr": True}),  # its extra words are the TL;DR, not a wish for longer answers
+    (lambda t: t.replace("Overview:\n", ""), {"headings": False}),  # removing only the heading is the point
+])
+def test_an_edit_says_what_it_changed_on_purpose(edit, claims):
+    assert _edited_profile(HEADED_LONG, edit(HEADED_LONG)).claims() == claims
+
+
+def test_a_formal_rewording_says_formal_and_a_replacement_only_the_structure_typed():
+    casual = "Hey! It's easy, you'll see: dig, plant and water. Don't skip the watering, it's key!"
+    assert _edited_profile(casual, formalize(casual)).claims() == {"formality": "formal"}
+    fact = _edited_profile(HEADED_LONG, "Canberra, a compromise between Sydney and Melbourne.", user="fixer")
+    assert fact.claims() == {}  # new content (fixing a wrong answer): not its length, not the heading lost
+    listed = _edited_profile(HEADED_LONG, "- Canberra.\n- A compromise site.", user="lister")
+    assert listed.claims() == {"bullets": True}  # but bullets the user typed are a wish
+
+
+def _ev(**expressed):
+    obs = {name: [] for name in ("length", "bullets", "headings", "code_first", "tldr", "formality")}
+    obs.update(expressed)
+    return SessionEvidence(obs)
+
+
+def test_support_strengthens_an_expressed_feature_but_never_creates_or_moves_one():
+    from asls_mlx.profiling.features import answer_features
+
+    listy, prose = answer_features("- one thing\n- another thing"), answer_features("One thing, then another.")
+    first = apply_session(Profile(), _ev(bullets=[(1.0, 2.0)]))  # "I like bullet points"
+    kept = SessionEvidence(_ev().expressed, support=[(listy, 0.18, True, True)] * 3)
+    liked_prose = SessionEvidence(_ev().expressed, support=[(prose, 0.6, True, True)])
+    decayed = apply_session(first, _ev()).bullets.weight
+    assert apply_session(first, kept).bullets.weight == pytest.approx(decayed + 0.54)
+    assert apply_session(first, kept).bullets.value == 1.0
+    assert apply_session(first, liked_prose).bullets.weight == pytest.approx(decayed - 0.6)
+    assert apply_session(Profile(), kept).claims() == {}  # support alone: nothing
+
+
+def test_a_disliked_answer_supports_only_the_one_claim_it_goes_against():
+    import math
+
+    from asls_mlx.profiling.features import answer_features
+
+    prev = apply_session(Profile(), _ev(bullets=[(1.0, 1.0)], length=[(math.log(30), 1.0)]))
+    long_prose = answer_features(_words(120))  # against "short" and against "bullets": which one?
+    long_list = answer_features("\n".join(f"- {_words(15, i)}" for i in range(8)))  # only against "short"
+    base = apply_session(prev, _ev())
+    both = apply_session(prev, SessionEvidence(_ev().expressed, support=[(long_prose, -0.3, True, False)]))
+    one = apply_session(prev, SessionEvidence(_ev().expressed, support=[(long_list, -0.3, True, False)]))
+    assert (both.length.weight, both.bullets.weight) == (base.length.weight, base.bullets.weight)
+    assert one.length.weight == pytest.approx(base.length.weight + 0.3)
+    assert one.bullets.weight == base.bullets.weight
+
+
+def test_render_instructs_the_model_and_states_exactly_the_claims():
+    p = _prof(length=3.4, bullets=1.0, headings=-1.0, formality=1.0)
+    p.topics = {"astronomy": 9.0, "python": 8.0}
+    p.facts = {"name": "Sam", "language": "fr"}
+    text = p.render()
+    assert text == ("You are talking with Sam. Keep answers short (about 30 words). Use bullet points. "
+                    "No headings. Use a formal tone. Answer in French.")
+    assert "user" not in text.lower() and "astronomy" not in text  # topics never go into the prompt
+    patterns = [re.compile(re.sub(r"\\\{\w+\\\}", ".+?", re.escape(v))) for v in PHRASES.values()]
+    sentences = re.findall(r"[^.]+\.", text)
+    assert len(sentences) == 6 and all(any(p.fullmatch(x.strip()) for p in patterns) for x in sentences)
+    weak = _prof(bullets=0.1)  # no clear preference: not claimed, not rendered
+    assert weak.claims() == {} and weak.render() == ""
+
+
+def test_topics_are_subjects_seen_in_two_sessions_never_instruction_words():
+    s = open_store()
+    u = s.get_or_create_user("topic")
+    asks = [["Given the following text, write the output: volcanoes erupt", "Explain volcanoes please"],
+            ["Tell me why volcanoes form", "Write a summary of glaciers"]]
+    for prompts in asks:
+        sid = s.start_session(u.id)
+        prev = None
+        for q in prompts:
+            prev = _turn(s, sid, q, _words(20), parent=prev)
+        prof = process_session(s, "topic", sid).profile
+    assert prof.top_topics() == ["volcanoes"]  # two sessions; "glaciers" only one
+    assert not set(prof.topics) & INSTRUCTION_WORDS
+
+
+def test_a_snapshot_from_before_evidence_is_not_strengthened_by_acceptance():
+    from asls_mlx.profiling.features import answer_features
+
+    old = Profile.from_dict({"headings": {"value": 1.0, "weight": 2.0, "evidence": 5}})  # no "expressed"
+    assert old.headings.expressed == 0 and old.claims() == {"headings": True}
+    headed = answer_features("Overview:\nIt rains.\n\nDetails:\nOften.")
+    later = apply_session(old, SessionEvidence(_ev().expressed, support=[(headed, 0.6, True, True)]))
+    assert later.headings.weight == pytest.approx(2.0 * 0.6)  # decays, nothing added: it fades
+
+
+def test_a_stated_number_of_words_is_the_target():
+    s = open_store()
+    u = s.get_or_create_user("num")
+    sid = s.start_session(u.id)
+    _turn(s, sid, "Keep answers under about 30 words. What is a comet?", _words(25))
+    prof = process_session(s, "num", sid).profile
+    assert prof.target_words == 30 and prof.render() == "Keep answers short (about 30 words)."
+
+
+def test_headings_are_not_code_comments_nor_a_tldr_line():
+    from asls_mlx.profiling.features import has_headings
+
+    assert has_headings("Overview:\nIt rains.") and has_headings("# Title\nText.")
+    assert not has_headings("```python\n# a comment\nx = 1\n```\nDone.")
+    assert not has_headings("TL;DR: Here are the key points:\n- one\n- two")

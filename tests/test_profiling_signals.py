@@ -34,6 +34,11 @@ from asls_mlx.store import open_store
     ("more detail", "longer"),
     ("too short, elaborate", "longer"),
     ("Can you explain more?", "longer"),
+    ("no bullet points, write prose please", "prose"),
+    ("not as a list", "prose"),
+    ("in plain prose please", "prose"),
+    ("no headings please", "no_headings"),
+    ("use headings", "headings"),
 ])
 def test_followups_classified(text, kind):
     c = classify_followup(text)
@@ -47,6 +52,8 @@ def test_followups_classified(text, kind):
     "thanks!",
     "What's the formal definition of a group?",
     "Tell me about Paris",
+    "What is the difference between poetry and prose?",
+    "Write paragraphs about my dog",
     "",
 ])
 def test_ordinary_messages_are_not_corrections(text):
@@ -101,3 +108,17 @@ def test_infer_session_signals_and_record_feedback():
         record_feedback(s, 9999, "thumbs_down")
     with pytest.raises(ASLSError):
         record_feedback(s, new, "edit")
+
+
+def test_a_negated_request_is_never_the_thing_it_negates():
+    assert {c.kind for c in corrections("no bullet points, shorter please")} == {"prose", "shorter"}
+    assert {c.kind for c in corrections("without the headings")} == {"no_headings"}
+
+
+def test_length_statements_with_a_number_of_words():
+    found = {(s.feature, s.value) for s in detect_statements("Keep answers under about 30 words.")}
+    assert found == {("length", 30)}
+    assert {(s.feature, s.value) for s in detect_statements("Keep your replies to 80 words, please")} == {
+        ("length", 80)}
+    assert detect_statements("Summarize this article in 50 words") == []  # one request, not a standing wish
+    assert {(s.feature, s.value) for s in detect_statements("I don't want headings")} == {("headings", False)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
@@ -39,6 +39,8 @@ class Rule:
     edit: (prompt, answer) -> answer moved toward the rule (a no-op when it already holds).
     correction: what the user types to ask for it.
     applies: (prompt) -> whether the rule has anything to say about answers to this prompt.
+    profile: the hidden preference in profile terms, (feature, value) as ``Profile.claims()`` states it
+    (``evaluation.profile_truth``); None for a preference the profile has no feature for.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Rule:
     edit: Callable[[str, str], str]
     correction: str
     applies: Callable[[str], bool] = lambda prompt: True
+    profile: tuple[str, Any] | None = None
 
 
 # -- concise -----------------------------------------------------------------------------------------
@@ -198,12 +201,16 @@ def prepend_tldr(answer: str) -> str:
 
 
 RULES = {
-    "concise": Rule("concise", _score_concise, lambda p, a: truncate_words(a), "shorter please"),
-    "bullets": Rule("bullets", _score_bullets, lambda p, a: bulletize(a), "use bullet points please"),
-    "formal": Rule("formal", _score_formal, lambda p, a: formalize(a), "please be more formal"),
+    "concise": Rule("concise", _score_concise, lambda p, a: truncate_words(a), "shorter please",
+                    profile=("length", "short")),
+    "bullets": Rule("bullets", _score_bullets, lambda p, a: bulletize(a), "use bullet points please",
+                    profile=("bullets", True)),
+    "formal": Rule("formal", _score_formal, lambda p, a: formalize(a), "please be more formal",
+                   profile=("formality", "formal")),
     "code_first": Rule("code_first", _score_code_first, lambda p, a: move_code_first(a), "code first please",
-                       applies=is_coding_prompt),
-    "tldr": Rule("tldr", _score_tldr, lambda p, a: prepend_tldr(a), "start with a TL;DR please"),
+                       applies=is_coding_prompt, profile=("code_first", True)),
+    "tldr": Rule("tldr", _score_tldr, lambda p, a: prepend_tldr(a), "start with a TL;DR please",
+                 profile=("tldr", True)),
 }
 
 

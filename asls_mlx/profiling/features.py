@@ -55,8 +55,14 @@ def has_bullets(text: str) -> bool:
     return len(BULLET_LINE.findall(text or "")) >= 2
 
 
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+
+
 def has_headings(text: str) -> bool:
-    return bool(HEADING_LINE.search(text or ""))
+    """A markdown heading or a short "Title:" line outside code (a "# comment" in code is no heading, a
+    "TL;DR: ..." line is a summary)."""
+    lines = _FENCED.sub("", text or "")
+    return any(not TLDR_START.match(m.group(0)) for m in HEADING_LINE.finditer(lines))
 
 
 def has_code(text: str) -> bool:

@@ -5,6 +5,11 @@ multiplied by ``DECAY`` and the session's observations are added, so a change of
 the old one within a few sessions. A feature's confidence grows with its (decayed) evidence weight.
 Values: ``length`` is log(target words); ``bullets``, ``headings``, ``code_first``, ``tldr`` are in
 [-1, 1] (dislikes .. likes); ``formality`` is in [-1, 1] (casual .. formal).
+
+A feature *claims* something (``claims()``; ``render()`` states exactly the claims) only when it is
+confident and clear. ``profile_update`` lets a feature gain weight from answers the user merely accepted
+only after the user expressed it (``Feature.expressed``), so every claim rests on something the user said
+or did to an answer.
 """
 
 from __future__ import annotations
@@ -15,36 +20,72 @@ from typing import Any
 
 DECAY = 0.6  # per session: evidence three sessions old counts ~20%, so drift is followed in ~3 sessions
 CONF_SCALE = 1.5  # evidence weight at which confidence reaches 1 - 1/e (about two clear corrections)
+MAX_WEIGHT = 3.0  # confidence 0.86; more would only make an old preference outlive a change (drift) longer
 SHOW_CONFIDENCE = 0.3  # below this a feature is not rendered or scored as a preference
 SHOW_VALUE = 0.25  # |value| below this is "no clear preference"
+SHORT_MAX, LONG_MIN = 80, 200  # target words: "short" up to 80, "detailed" from 200, "medium" between
 TOPIC_KEEP = 20  # topics remembered per user
+TOPIC_SHOW = 1.5  # decayed count a topic needs: two sessions in a row (1 + 0.6) or one explicit statement
 BINARY = ("bullets", "headings", "code_first", "tldr", "formality")
 FEATURES = ("length", *BINARY)
+LANGUAGE_NAMES = {"fr": "French", "es": "Spanish", "de": "German", "it": "Italian", "pt": "Portuguese",
+                  "nl": "Dutch", "en": "English"}
+# Every sentence render() can write, addressed to the model (an instruction, never a description of "the
+# user": on the embedded model a description was echoed as the answer). quality.py detects an echoed
+# profile from these, so this table is the one place the phrases come from.
+PHRASES: dict[tuple[str, Any], str] = {
+    ("length", "short"): "Keep answers short (about {n} words).",
+    ("length", "medium"): "Keep answers to about {n} words.",
+    ("length", "long"): "Give detailed answers (about {n} words).",
+    ("bullets", True): "Use bullet points.",
+    ("bullets", False): "Write in prose, not bullet points.",
+    ("headings", True): "Use headings.",
+    ("headings", False): "No headings.",
+    ("code_first", True): "When answering with code, show the code first.",
+    ("code_first", False): "When answering with code, explain before the code.",
+    ("tldr", True): "Start with a one-line TL;DR.",
+    ("tldr", False): "No TL;DR line.",
+    ("formality", "formal"): "Use a formal tone.",
+    ("formality", "casual"): "Use a casual, friendly tone.",
+    ("language", None): "Answer in {language}.",
+    ("name", None): "You are talking with {name}.",
+}
 
 
 @dataclass
 class Feature:
-    """A decayed weighted mean of observations, with its weight and how many observations it saw."""
+    """A decayed weighted mean of observations, with its weight and how many observations it saw.
+
+    ``expressed``: how many of those observations the user expressed (a statement, a correction, an edit
+    that changed this feature); acceptance only strengthens a feature that has some.
+    """
 
     value: float = 0.0
     weight: float = 0.0
     evidence: int = 0
+    expressed: int = 0
 
     @property
     def confidence(self) -> float:
         return 1.0 - math.exp(-self.weight / CONF_SCALE)
 
-    def updated(self, observations: list[tuple[float, float]], decay: float = DECAY) -> Feature:
+    def updated(self, observations: list[tuple[float, float]], decay: float = DECAY,
+                expressed: bool = True) -> Feature:
         """This feature after one session: old weight decayed, the session's (value, weight) added."""
         w_old = self.weight * decay
         w_new = sum(w for _, w in observations)
+        counted = self.expressed + (len(observations) if expressed else 0)
         if w_old + w_new <= 0:
-            return Feature(self.value, 0.0, self.evidence)
+            return Feature(self.value, 0.0, self.evidence, counted)
         value = (self.value * w_old + sum(v * w for v, w in observations)) / (w_old + w_new)
-        return Feature(value, w_old + w_new, self.evidence + len(observations))
+        return Feature(value, min(w_old + w_new, MAX_WEIGHT), self.evidence + len(observations), counted)
 
     def shown(self) -> bool:
         return self.confidence >= SHOW_CONFIDENCE and abs(self.value) >= SHOW_VALUE
+
+
+def length_kind(words: int) -> str:
+    return "short" if words <= SHORT_MAX else "long" if words >= LONG_MIN else "medium"
 
 
 @dataclass
@@ -83,52 +124,60 @@ class Profile:
 
     def top_topics(self, n: int = 3) -> list[str]:
         ranked = sorted(self.topics.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [t for t, c in ranked[:n] if c >= 1.5]
+        return [t for t, c in ranked[:n] if c >= TOPIC_SHOW]
+
+    def claims(self) -> dict[str, Any]:
+        """What this profile asserts about the user's style, in profile terms; render() states exactly this.
+
+        length: "short" | "medium" | "long"; bullets, headings, code_first, tldr: True (wanted) or False
+        (not wanted); formality: "formal" | "casual"; language: a code other than English.
+        """
+        out: dict[str, Any] = {}
+        if self.target_words is not None:
+            out["length"] = length_kind(self.target_words)
+        for name in BINARY:
+            feat: Feature = getattr(self, name)
+            if feat.shown():
+                if name == "formality":
+                    out[name] = "formal" if feat.value > 0 else "casual"
+                else:
+                    out[name] = feat.value > 0
+        lang = self.language
+        if lang and lang != "en":
+            out["language"] = lang
+        return out
 
     # -- text ------------------------------------------------------------------------------------
 
     def render(self) -> str:
-        """A short natural-language summary; "" while nothing is known."""
-        parts: list[str] = []
-        if self.target_words is not None:
-            n = self.target_words
-            kind = "short" if n <= 80 else "detailed" if n >= 200 else "medium-length"
-            parts.append(f"{kind} answers (about {n} words)")
-        for name, yes, no in (
-            ("bullets", "bullet points", "prose rather than bullet points"),
-            ("headings", "headings", "no headings"),
-            ("code_first", "the code first", "explanation before code"),
-            ("tldr", "a TL;DR first", "no TL;DR line"),
-            ("formality", "a formal tone", "a casual, friendly tone"),
-        ):
-            feat = getattr(self, name)
-            if feat.shown():
-                parts.append(yes if feat.value > 0 else no)
-        sentences = []
+        """Instructions for the model from the claims only; "" while nothing is known.
+
+        Topics stay out: they do not change what a right answer is, and the embedded model echoed the
+        "Interested in: ..." line into answers. The name goes in only because the user stated it.
+        """
+        sentences: list[str] = []
         if "name" in self.facts:
-            sentences.append(f"Call the user {self.facts['name']}.")
-        if parts:
-            body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-            sentences.append(f"The user prefers {body}.")
-        lang = self.language
-        if lang and lang != "en":
-            sentences.append(f"Answer in language '{lang}'.")
-        topics = self.top_topics()
-        if topics:
-            sentences.append(f"Interested in: {', '.join(topics)}.")
+            sentences.append(PHRASES[("name", None)].format(name=self.facts["name"]))
+        for name, value in self.claims().items():
+            if name == "language":
+                sentences.append(PHRASES[("language", None)].format(
+                    language=LANGUAGE_NAMES.get(value, value)))
+            else:
+                sentences.append(PHRASES[(name, value)].format(n=self.target_words))
         return " ".join(sentences)
 
     def describe(self, name: str) -> str:
+        claim = self.claims().get(name)
+        if name == "length":
+            return "unknown" if claim is None else f"about {self.target_words} words"
         feat: Feature = getattr(self, name)
         if feat.confidence < SHOW_CONFIDENCE:
             return "unknown"
-        if name == "length":
-            return f"about {self.target_words} words"
-        if abs(feat.value) < SHOW_VALUE:
+        if claim is None:
             return "no clear preference"
         if name == "formality":
-            return "formal" if feat.value > 0 else "casual"
-        return "wanted" if feat.value > 0 else "not wanted"
+            return claim
+        return "wanted" if claim else "not wanted"
 
     def diff(self, older: Profile | None) -> list[str]:
         """Human-readable changes from ``older`` to this profile."""
@@ -154,6 +203,9 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
+        """A profile from its snapshot. Snapshots from before ``expressed`` load with 0: their features may
+        come from acceptance alone, so acceptance no longer strengthens them and they fade within about
+        three sessions unless the user expresses them."""
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in FEATURES:

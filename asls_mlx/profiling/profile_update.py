@@ -1,8 +1,25 @@
-"""From a session's messages and feedback events to profile observations, and the per-session update.
+"""From a session's messages and feedback events to profile evidence, and the per-session update.
 
-Observation weights say how strongly each signal speaks about a preference:
-explicit statement 2.0 > edit 1.0 > correction (its confidence, ~0.9) > thumbs up 0.6 >
-acceptance 0.3 x confidence > thumbs down 0.3 > discarded by regenerate 0.2.
+Evidence rules (what may put a claim into the profile and the system prompt):
+- *Expressed* evidence creates and moves a feature: an explicit statement (weight 2.0), an edit that
+  changed that feature (1.0), a correction (its confidence, ~0.9). A correction "shorter" targets a fraction
+  of the corrected answer's length (what the user asked for), never the length of the answer that followed.
+- An edit says what it changed on purpose. Features it
+  *added* (bullets, a TL;DR, code moved first), the length when it cut more than 15% of the words (or grew by
+  half with nothing added), and the tone when it reworded without cutting. A feature it *removed* counts only when it added nothing and cut little: the headings a
+  truncation or a reformat into bullets drops are a side effect, not a wish. A *replacement* (under
+  ``EDIT_KEPT`` of its content words come from the answer: a wrong answer rewritten as the right fact, or a
+  text made from another answer) differs in everything, wanted or not: only the structure the user typed
+  (bullets, a TL;DR, code first) counts, not its length or tone.
+- *Support* only strengthens: an answer accepted (moved on, 0.3 x confidence) or liked (thumbs up, 0.6)
+  that agrees with a feature the profile already claims from expressed evidence, or one disliked (thumbs down
+  0.3, discarded by regenerate 0.2) that goes against it, adds weight at the feature's value. It never
+  creates a feature nor moves its value. What the user made, liked or accepted and that goes against a claim
+  takes weight off it (an edit's result, 1.0; a thumbs-up, 0.6; moving on from the first answer to a new
+  prompt, 0.3 x confidence): a user whose own edits stay long no longer wants short answers, whatever they
+  said sessions ago. Moving on after a correction or a regenerate takes nothing: the user gave up on it.
+- Topics: content words of the user's prompts (never instruction or function words), once per session; a
+  topic shows after two sessions in a row or one explicit "I'm interested in X".
 """
 
 from __future__ import annotations
@@ -10,105 +27,227 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.features import AnswerFeatures, answer_features, words
-from asls_mlx.profiling.profile import BINARY, DECAY, FEATURES, TOPIC_KEEP, Feature, Profile
+from asls_mlx.profiling.profile import (
+    BINARY, DECAY, FEATURES, MAX_WEIGHT, SHOW_CONFIDENCE, TOPIC_KEEP, Feature, Profile, length_kind,
+)
 from asls_mlx.profiling.quality import STOPWORDS
 from asls_mlx.profiling.signals import corrections
 
 if TYPE_CHECKING:
     from asls_mlx.store import Store, User
+    from asls_mlx.store.records import Message
 
 Obs = dict[str, list[tuple[float, float]]]
+Support = tuple[AnswerFeatures, float, bool, bool]
 W_STATEMENT, W_EDIT, W_UP, W_ACCEPT, W_DOWN, W_DISCARD = 2.0, 1.0, 0.6, 0.3, 0.3, 0.2
 SHORT_WORDS, LONG_WORDS = 40, 250  # what "short answers" / "detailed answers" mean in words
+SHORTER_FRACTION = 0.5  # "shorter": about half the corrected answer (repeated corrections compound)
+CUT_RATIO, GROW_RATIO = 0.85, 1.5  # an edit keeping < 85% of the words is a cut (reformatting keeps ~100%)
+EDIT_KEPT = 0.8  # simulated edits keep >= 87% of their words; a text made from another answer 19-70%
+LENGTH_NEAR, LENGTH_FAR = 1.4, 2.0  # an answer within 1.4x of the target fits it; beyond 2x goes against it
 _LANG_WORDS = {
     "en": {"the", "and", "is", "are", "what", "how", "you", "of", "to", "in"},
     "fr": {"le", "la", "les", "et", "est", "que", "comment", "pourquoi", "vous", "une", "des"},
     "es": {"el", "los", "las", "y", "es", "que", "cómo", "por", "qué", "una", "para"},
     "de": {"der", "die", "das", "und", "ist", "wie", "ich", "nicht", "ein", "eine", "warum"},
 }
-_CORRECTION_EFFECT = {"bullets": ("bullets", 1.0), "formal": ("formality", 1.0),
+_CORRECTION_EFFECT = {"bullets": ("bullets", 1.0), "prose": ("bullets", -1.0), "formal": ("formality", 1.0),
                       "casual": ("formality", -1.0), "code_first": ("code_first", 1.0),
-                      "tldr": ("tldr", 1.0)}
+                      "tldr": ("tldr", 1.0), "headings": ("headings", 1.0), "no_headings": ("headings", -1.0)}
+# Words that say what to do with an answer, not what it is about ("Given the text, write the output").
+INSTRUCTION_WORDS = frozenset("""
+answer answers ask asked asking explain explains explained describe tell write writes written rewrite
+rephrase reword summarize summarise summary list convert translate provide create generate produce make
+give show help need needs want wants know think find compute calculate classify compare define suggest
+recommend check correct fix improve edit draft format formatted output input respond reply keep please
+thanks thank hello shorter longer short long brief concise detailed simple simply quick quickly clear
+clearly given following follows below above using based each every only without within would could should
+might must shall what which where when whose there their them they these those this that than then also
+just really very much many more most less least something anything everything nothing thing things someone
+anyone everyone way ways good best better great different difference differences between other another
+same first second third next last main important common basic example examples text texts sentence
+sentences paragraph paragraphs word words phrase phrases question questions response responses version
+style tone point points bullet bullets line lines step steps tips idea ideas reason reasons does done doing
+work works used uses take takes like look looks says said mean means meaning called call name sure okay
+even still into onto from with your yours have having been being will here over under after before again
+while because since until though although however instead rather actually maybe perhaps probably kind sort
+type types part parts item items option options task request verbose wordy professional
+formal casual friendly tldr code first please prefer interested learning studying
+""".split())
+_TOPIC_WORD = re.compile(r"[a-z]{4,}")
+
+
+@dataclass
+class SessionEvidence:
+    """One session's evidence: expressed observations, support, the user's prompts, stated facts/topics.
+
+    support: (answer features, signed weight, adds, takes): + the user liked, accepted or made the answer,
+    - disliked it; ``adds``: agreeing with a claim strengthens it; ``takes``: going against a claim weakens it.
+    """
+
+    expressed: Obs
+    support: list[Support] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    topics: list[str] = field(default_factory=list)
 
 
 def _log_words(n: float) -> float:
     return math.log(max(n, 1.0))
 
 
-def _present(f: AnswerFeatures, sign: float, weight: float, obs: Obs, with_length: bool) -> None:
-    """An answer liked (sign +1) or disliked (-1): its visible features are evidence."""
-    if with_length:
-        obs["length"].append((_log_words(f.words), weight))
-    for name, present in (("bullets", f.bullets), ("headings", f.headings),
-                          ("code_first", f.code_first), ("tldr", f.tldr_first)):
-        if present:
-            obs[name].append((sign, weight))
-    if abs(f.formality) >= 0.3:
-        obs["formality"].append((sign * (1.0 if f.formality > 0 else -1.0), weight))
+def _kept(original: str, edited: str) -> float:
+    """The share of the edited text's distinct content words that occur in the original. Distinct: a TL;DR
+    repeats the answer's first sentence. Content words: rewording "it's" as "it is" keeps the text."""
+    before = set(words(original))
+    after = {w for w in words(edited) if w not in STOPWORDS}
+    return len(after & before) / len(after) if after else 1.0
 
 
-def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs) -> None:
-    obs["length"].append((_log_words(new.words), W_EDIT))
-    for name, a, b in (("bullets", orig.bullets, new.bullets), ("headings", orig.headings, new.headings),
-                       ("code_first", orig.code_first, new.code_first),
-                       ("tldr", orig.tldr_first, new.tldr_first)):
-        if a != b:
-            obs[name].append((1.0 if b else -1.0, W_EDIT))
-    if abs(new.formality - orig.formality) >= 0.2:  # e.g. contractions expanded -> more formal
+def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs, replaced: bool = False) -> None:
+    """What an edit changed on purpose (see the module doc); of a replacement, only the structure it added."""
+    ratio = (new.words + 1) / (orig.words + 1)
+    cut = ratio < CUT_RATIO
+    pairs = (("bullets", orig.bullets, new.bullets), ("headings", orig.headings, new.headings),
+             ("code_first", orig.code_first, new.code_first), ("tldr", orig.tldr_first, new.tldr_first))
+    added = [name for name, a, b in pairs if b and not a]
+    for name in added:
+        obs[name].append((1.0, W_EDIT))
+    if replaced:
+        return
+    if not added and not cut:
+        for name, a, b in pairs:
+            if a and not b:
+                obs[name].append((-1.0, W_EDIT))
+    if cut or (ratio > GROW_RATIO and not added):
+        obs["length"].append((_log_words(new.words), W_EDIT))
+    if not cut and abs(new.formality - orig.formality) >= 0.2:  # e.g. contractions expanded -> more formal
         obs["formality"].append((1.0 if new.formality > orig.formality else -1.0, W_EDIT))
 
 
-def session_observations(store: Store, session_id: int) -> tuple[Obs, list[str], dict[str, str], list[str]]:
-    """(feature observations, user message texts, stated facts, stated topics) of one session."""
-    obs: Obs = {name: [] for name in FEATURES}
-    facts: dict[str, str] = {}
-    topics: list[str] = []
+def _correction(kinds: list[str], feats: AnswerFeatures, conf: float, obs: Obs) -> None:
+    for kind in kinds:
+        if kind == "shorter":
+            obs["length"].append((_log_words(SHORTER_FRACTION * feats.words), conf))
+        elif kind == "longer":
+            obs["length"].append((_log_words(max(1.6 * feats.words, feats.words + 40)), conf))
+        elif kind in _CORRECTION_EFFECT:
+            name, value = _CORRECTION_EFFECT[kind]
+            obs[name].append((value, conf))
+
+
+def _statements(statements: list[dict], ev: SessionEvidence) -> None:
+    for st in statements:
+        feature, value = st.get("feature"), st.get("value")
+        if feature == "length":
+            words_ = value if isinstance(value, int) else SHORT_WORDS if value == "short" else LONG_WORDS
+            ev.expressed["length"].append((_log_words(words_), W_STATEMENT))
+        elif feature == "formality":
+            ev.expressed["formality"].append((1.0 if value == "formal" else -1.0, W_STATEMENT))
+        elif feature in BINARY:
+            ev.expressed[feature].append((1.0 if value else -1.0, W_STATEMENT))
+        elif feature in ("name", "language"):
+            ev.facts[feature] = str(value)
+        elif feature == "topic":
+            ev.topics.append(str(value))
+
+
+_SUPPORT = {"thumbs_up": W_UP, "acceptance": W_ACCEPT, "thumbs_down": -W_DOWN, "regenerate": -W_DISCARD}
+
+
+def _first_answer(msg: Message, msgs: dict[int, Message]) -> bool:
+    """The first answer to a new prompt: neither a regeneration nor the answer to a correction (after
+    which moving on says the user gave up on that prompt, not that its answer suits them)."""
+    if any(m.superseded_by == msg.id for m in msgs.values()):
+        return False
+    parent = msgs.get(msg.parent_id)
+    return parent is None or not corrections(parent.content)
+
+
+def session_evidence(store: Store, session_id: int) -> SessionEvidence:
+    """The evidence of one session (see the module doc for what counts as what)."""
+    ev = SessionEvidence({name: [] for name in FEATURES})
     msgs = {m.id: m for m in store.messages(session_id)}
     for fb in store.feedback(session_id=session_id):
         msg = msgs.get(fb.message_id)
         if msg is None:
             continue
-        feats = answer_features(msg.content)
         if fb.kind == "correction":
             kinds = fb.payload.get("kinds") or [fb.payload.get("kind")]
-            for kind in kinds:
-                if kind == "shorter":
-                    obs["length"].append((_log_words(0.5 * feats.words), fb.confidence))
-                elif kind == "longer":
-                    obs["length"].append((_log_words(max(1.6 * feats.words, feats.words + 40)),
-                                          fb.confidence))
-                elif kind in _CORRECTION_EFFECT:
-                    name, value = _CORRECTION_EFFECT[kind]
-                    obs[name].append((value, fb.confidence))
+            _correction(kinds, answer_features(msg.content), fb.confidence, ev.expressed)
         elif fb.kind == "edit" and msg.edited_content is not None:
-            _edit(feats, answer_features(msg.edited_content), obs)
-        elif fb.kind == "thumbs_up":
-            _present(feats, 1.0, W_UP * fb.confidence, obs, with_length=True)
-        elif fb.kind == "acceptance":
-            _present(feats, 1.0, W_ACCEPT * fb.confidence, obs, with_length=True)
-        elif fb.kind == "thumbs_down":
-            _present(feats, -1.0, W_DOWN * fb.confidence, obs, with_length=False)
-        elif fb.kind == "regenerate":
-            _present(feats, -1.0, W_DISCARD * fb.confidence, obs, with_length=False)
+            edited = answer_features(msg.edited_content)
+            replaced = _kept(msg.content, msg.edited_content) < EDIT_KEPT
+            _edit(answer_features(msg.content), edited, ev.expressed, replaced)
+            ev.support.append((edited, W_EDIT, False, True))  # what it expressed is counted above
         elif fb.kind == "statement":
-            for st in fb.payload.get("statements", []):
-                feature, value = st.get("feature"), st.get("value")
-                if feature == "length":
-                    obs["length"].append((_log_words(SHORT_WORDS if value == "short" else LONG_WORDS),
-                                          W_STATEMENT))
-                elif feature == "formality":
-                    obs["formality"].append((1.0 if value == "formal" else -1.0, W_STATEMENT))
-                elif feature in BINARY:
-                    obs[feature].append((1.0 if value else -1.0, W_STATEMENT))
-                elif feature in ("name", "language"):
-                    facts[feature] = str(value)
-                elif feature == "topic":
-                    topics.append(str(value))
-    user_texts = [m.content for m in msgs.values() if m.role == "user"]
-    return obs, user_texts, facts, topics
+            _statements(fb.payload.get("statements", []), ev)
+        elif fb.kind in _SUPPORT:
+            text = msg.content if fb.kind == "regenerate" else msg.text
+            takes = fb.kind == "thumbs_up" or (fb.kind == "acceptance" and _first_answer(msg, msgs))
+            ev.support.append((answer_features(text), _SUPPORT[fb.kind] * fb.confidence, True, takes))
+    ev.prompts = [m.content for m in msgs.values() if m.role == "user"]
+    return ev
+
+
+def _agrees(name: str, feat: Feature, f: AnswerFeatures) -> bool | None:
+    """Whether an answer fits the claim of ``feat`` (None: the answer says nothing about it)."""
+    if name == "length":  # a claim of short answers is not against shorter ones, nor one of long against longer
+        ratio = f.words / max(math.exp(feat.value), 1.0)
+        kind = length_kind(round(math.exp(feat.value)))
+        low, high = (0.0 if kind == "short" else 1 / LENGTH_NEAR), (math.inf if kind == "long" else LENGTH_NEAR)
+        if low <= ratio <= high:
+            return True
+        return False if ratio > LENGTH_FAR or ratio < 1 / LENGTH_FAR else None
+    if name == "formality":  # "formal" is mostly "not casual": a plain answer fits it, and says nothing of casual
+        if feat.value > 0:
+            return True if f.formality >= 0 else False if f.formality <= -0.3 else None
+        return True if f.formality <= -0.3 else False if f.formality >= 0.3 else None
+    if name == "code_first" and not f.code:
+        return None
+    present = {"bullets": f.bullets, "headings": f.headings, "code_first": f.code_first,
+               "tldr": f.tldr_first}[name]
+    return present == (feat.value > 0)
+
+
+def _claimed(name: str, feat: Feature) -> bool:
+    return feat.confidence >= SHOW_CONFIDENCE if name == "length" else feat.shown()
+
+
+def _supported(prev: Profile, updated: dict[str, Feature], support: list[Support]) -> dict[str, Feature]:
+    """The features strengthened by the answers that agree with their claims; none created, none moved.
+
+    A claim counts when it has expressed evidence and was served this session (``prev``, in its system
+    prompt) or expressed in it. A disliked answer supports a claim only when that is the one claim it goes
+    against: a long prose answer thumbed down by a user with "short" and "bullets" claims says which
+    answer was wrong, not which of the two made it wrong.
+    """
+    served = [name for name, feat in updated.items()
+              if feat.expressed > 0 and (_claimed(name, getattr(prev, name)) or _claimed(name, feat))]
+    add = dict.fromkeys(served, 0.0)
+    take = dict.fromkeys(served, 0.0)
+    count = dict.fromkeys(served, 0)
+    for f, w, adds, takes in support:
+        verdicts = {name: _agrees(name, updated[name], f) for name in served}
+        against = [name for name, v in verdicts.items() if v is False]
+        for name, agrees in verdicts.items():
+            if agrees is None:
+                continue
+            if adds and (agrees if w > 0 else against == [name]):
+                add[name] += abs(w)
+                count[name] += 1
+            elif takes and w > 0 and not agrees:  # made, liked or kept an answer against the claim
+                take[name] += w
+    out = dict(updated)
+    for name in served:
+        feat = updated[name]
+        out[name] = Feature(feat.value, min(max(0.0, feat.weight + add[name] - take[name]), MAX_WEIGHT),
+                            feat.evidence + count[name], feat.expressed)
+    return out
 
 
 def _language(texts: list[str]) -> str | None:
@@ -122,27 +261,39 @@ def _language(texts: list[str]) -> str | None:
     return max(sorted(counts), key=lambda k: counts[k])
 
 
-def _keywords(texts: list[str]) -> Counter:
-    c: Counter = Counter()
-    for t in texts:
-        if corrections(t):  # "shorter please" says nothing about interests
+def topic_words(prompts: list[str]) -> set[str]:
+    """The subject words of a session's prompts: no corrections, instruction or function words, adverbs."""
+    found: set[str] = set()
+    for text in prompts:
+        if corrections(text):  # "shorter please" says nothing about interests
             continue
-        for w in set(words(t)):
-            if len(w) >= 4 and w not in STOPWORDS and not re.fullmatch(r"\d+", w):
-                c[w] += 1
-    return c
+        for w in words(text):
+            if (_TOPIC_WORD.fullmatch(w) and w not in STOPWORDS and w not in INSTRUCTION_WORDS
+                    and not w.endswith("ly")):
+                found.add(w)
+    return found
 
 
-def apply_session(prev: Profile, obs: Obs, user_texts: list[str], facts: dict[str, str],
-                  topics: list[str]) -> Profile:
-    """The profile after one session's observations (pure; no database)."""
-    new = Profile(**{k: getattr(prev, k) for k in ("languages", "topics", "facts")})
-    new.facts = {**prev.facts, **facts}
+def _topics(prev: dict[str, float], ev: SessionEvidence) -> dict[str, float]:
+    counts = {k: v * DECAY for k, v in prev.items()}
+    for w in topic_words(ev.prompts):
+        counts[w] = counts.get(w, 0.0) + 1.0
+    for t in ev.topics:
+        counts[t] = counts.get(t, 0.0) + 2.0
+    kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOPIC_KEEP]
+    return {k: round(v, 4) for k, v in kept if v >= 0.05}
+
+
+def apply_session(prev: Profile, ev: SessionEvidence) -> Profile:
+    """The profile after one session's evidence (pure; no database)."""
+    new = Profile(facts={**prev.facts, **ev.facts})
     drift_parts = []
+    updated = {name: getattr(prev, name).updated(ev.expressed[name]) for name in FEATURES}
+    for name, feat in _supported(prev, updated, ev.support).items():
+        setattr(new, name, feat)
     for name in FEATURES:
         old: Feature = getattr(prev, name)
-        session = obs[name]
-        setattr(new, name, old.updated(session))
+        session = ev.expressed[name]
         w = sum(x for _, x in session)
         if session and old.confidence > 0.2:
             recent = sum(v * x for v, x in session) / w
@@ -150,17 +301,11 @@ def apply_session(prev: Profile, obs: Obs, user_texts: list[str], facts: dict[st
             gap = min(1.0, abs(recent - old.value) / scale)
             drift_parts.append(gap * min(1.0, w) * old.confidence)
     new.drift = round(max(drift_parts, default=0.0), 4)
-    lang = _language(user_texts)
+    lang = _language(ev.prompts)
     new.languages = {k: v * DECAY for k, v in prev.languages.items()}
     if lang:
         new.languages[lang] = new.languages.get(lang, 0.0) + 1.0
-    counts = {k: v * DECAY for k, v in prev.topics.items()}
-    for w, c in _keywords(user_texts).items():
-        counts[w] = counts.get(w, 0.0) + c
-    for t in topics:
-        counts[t] = counts.get(t, 0.0) + 2.0
-    kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOPIC_KEEP]
-    new.topics = {k: round(v, 4) for k, v in kept if v >= 0.05}
+    new.topics = _topics(prev.topics, ev)
     new.sessions = prev.sessions + 1
     return new
 
@@ -189,7 +334,7 @@ def update_profile(store: Store, user: str | User, session: int) -> Profile:
     if snap is not None and snap.session_id == session:
         return load_profile(store, u)
     prev = load_profile(store, u)
-    new = apply_session(prev, *session_observations(store, session))
+    new = apply_session(prev, session_evidence(store, session))
     new.version = store.save_profile(u.id, _without_version(new), session_id=session)
     return new
 

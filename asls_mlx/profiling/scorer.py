@@ -1,9 +1,9 @@
 """The profile scorer: how well does an answer fit what this user prefers? A number in [0, 1].
 
-score = confidence-weighted mean of per-feature fits (length vs target, bullets, headings, tone,
-code first on coding prompts, TL;DR first). A degenerate answer (see ``quality``) scores 0, whatever
-its length: a refusal is short but is never what a "be concise" user wants. With no confident
-preference the score is a neutral 0.5 for any acceptable answer.
+score = confidence-weighted mean of per-feature fits over the features the profile claims (length vs
+target, bullets, headings, tone, code first on coding prompts, TL;DR first). A degenerate answer (see
+``quality``) scores 0, whatever its length: a refusal is short but is never what a "be concise" user
+wants. With no claim the score is a neutral 0.5 for any acceptable answer.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from asls_mlx.profiling.features import answer_features, is_coding_prompt
-from asls_mlx.profiling.profile import SHOW_CONFIDENCE, Profile
+from asls_mlx.profiling.profile import Profile
 from asls_mlx.profiling.quality import is_acceptable
 
 NEUTRAL = 0.5
@@ -25,23 +25,24 @@ def length_fit(words: int, target: float) -> float:
 
 
 def score(profile: Profile, prompt: str, answer: str) -> float:
-    """How well ``answer`` to ``prompt`` fits ``profile``: 0 (degenerate or opposite) .. 1 (perfect)."""
+    """How well ``answer`` to ``prompt`` fits ``profile``: 0 (degenerate or opposite) .. 1 (perfect).
+
+    Only what the profile claims (``Profile.claims()``, what render() tells the model) is scored.
+    """
     if not is_acceptable(prompt, answer):
         return 0.0
     f = answer_features(answer)
+    claims = profile.claims()
     parts: list[tuple[float, float]] = []  # (fit, weight)
-    if profile.length.confidence >= SHOW_CONFIDENCE:
+    if "length" in claims:
         parts.append((length_fit(f.words, math.exp(profile.length.value)), profile.length.confidence))
-    for name, present in (("bullets", f.bullets), ("headings", f.headings), ("tldr", f.tldr_first)):
+    for name, present in (("bullets", f.bullets), ("headings", f.headings), ("tldr", f.tldr_first),
+                          ("code_first", f.code_first)):
         feat = getattr(profile, name)
-        if feat.confidence >= SHOW_CONFIDENCE and abs(feat.value) >= 0.25:
-            parts.append((1.0 if present == (feat.value > 0) else 0.0, feat.confidence * abs(feat.value)))
-    feat = profile.code_first
-    if (feat.confidence >= SHOW_CONFIDENCE and abs(feat.value) >= 0.25
-            and (is_coding_prompt(prompt) or f.code)):
-        parts.append((1.0 if f.code_first == (feat.value > 0) else 0.0, feat.confidence * abs(feat.value)))
+        if name in claims and (name != "code_first" or is_coding_prompt(prompt) or f.code):
+            parts.append((1.0 if present == claims[name] else 0.0, feat.confidence * abs(feat.value)))
     feat = profile.formality
-    if feat.confidence >= SHOW_CONFIDENCE and abs(feat.value) >= 0.25:
+    if "formality" in claims:
         parts.append((1.0 - abs(f.formality - feat.value) / 2.0, feat.confidence * abs(feat.value)))
     total = sum(w for _, w in parts)
     if total <= 0:

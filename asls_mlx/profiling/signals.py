@@ -4,7 +4,8 @@
 previous answer. Rules fire only on request-like phrasing ("make it shorter", "too long", "shorter
 please") so a content question that merely contains a trigger word ("why are days longer in summer?")
 is not a correction; and the longer the message, the less sure we are (it may be a new question).
-Correction kinds: shorter, longer, bullets, formal, casual, code_first, tldr, rephrase.
+Correction kinds: shorter, longer, bullets, prose, headings, no_headings, formal, casual, code_first, tldr,
+rephrase. A negated request ("no bullet points, write prose") is never the thing it negates.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from asls_mlx.profiling.features import word_count
 if TYPE_CHECKING:
     from asls_mlx.store import Store
 
-CORRECTION_KINDS = ("shorter", "longer", "bullets", "formal", "casual", "code_first", "tldr", "rephrase")
+CORRECTION_KINDS = ("shorter", "longer", "bullets", "prose", "headings", "no_headings", "formal", "casual",
+                    "code_first", "tldr", "rephrase")
 # How sure a rule is on a short message; scaled down for long messages (see _length_factor).
 _RULES: list[tuple[str, float, str]] = [
     ("tldr", 0.9, r"\b(?:tl;?\s?dr|summary|conclusion|bottom line|the answer) (?:first|up front|at the top)\b"
@@ -37,6 +39,10 @@ _RULES: list[tuple[str, float, str]] = [
                      r"|\bexplain (?:more|in more detail|further)\b|\bin more (?:detail|depth)\b"),
     ("bullets", 0.9, r"\bbullet (?:points?|list|form)\b|\bbullet(?:s|ed)\b|\b(?:use|as|in|make it) (?:a )?(?:numbered )?list\b"
                      r"|\blist form\b|\bpoint form\b"),
+    ("prose", 0.9, r"\b(?:no|without|fewer|stop using|don't use|do not use) (?:the )?(?:bullet|bullets|lists?)\b"
+                   r"|\b(?:in|as) (?:plain )?(?:prose|paragraphs)\b|\bnot (?:as |in )?(?:a )?list\b"),
+    ("headings", 0.85, r"\b(?:use|add|with|include) (?:some )?(?:headings|headers|section titles)\b"),
+    ("no_headings", 0.85, r"\b(?:no|without|drop the|remove the|stop using|don't use) (?:the )?(?:headings|headers)\b"),
     ("formal", 0.85, r"\bmore (?:formal|professional|polite)\b|\btoo (?:casual|informal|chatty|familiar)\b"
                      r"|\bless (?:casual|informal|chatty)\b|\b(?:be|sound) (?:formal|professional)\b"),
     ("casual", 0.85, r"\btoo (?:formal|stiff|stuffy|robotic)\b|\bless (?:formal|stiff|robotic)\b"
@@ -62,7 +68,8 @@ class Correction:
 class Statement:
     """An explicit statement about the user or their preferences ("call me Sam")."""
 
-    feature: str  # length | bullets | formality | code_first | tldr | headings | language | name | topic
+    feature: str  # length (short | long | a number of words) | bullets | formality | code_first | tldr | headings
+    #                | language | name | topic
     value: Any
     confidence: float
     text: str
@@ -86,6 +93,10 @@ def corrections(text: str) -> list[Correction]:
     found = [Correction(kind, round(conf * factor, 3), text)
              for kind, conf, rx in _COMPILED if rx.search(norm)]
     found = [c for c in found if c.confidence >= MIN_CONFIDENCE]
+    kinds = {c.kind for c in found}
+    for negated, positive in (("prose", "bullets"), ("no_headings", "headings")):
+        if negated in kinds:  # "no bullet points" also matches the bullets rule
+            found = [c for c in found if c.kind != positive]
     return sorted(found, key=lambda c: -c.confidence)
 
 
@@ -104,6 +115,8 @@ _STATEMENTS: list[tuple[str, Any, str]] = [
                        r"(?:answers|replies|responses|explanations)\b"),
     ("bullets", True, r"\bi (?:prefer|like|love|want) (?:bullet points|bullets|lists|bulleted)"),
     ("bullets", False, r"\bi (?:don't|do not) (?:like|want) (?:bullet points|bullets|lists)\b|\bno bullet"),
+    ("headings", True, r"\bi (?:prefer|like|want) (?:answers with )?(?:headings|headers|section titles)\b"),
+    ("headings", False, r"\bi (?:don't|do not) (?:like|want) (?:headings|headers)\b"),
     ("formality", "formal", r"\bi (?:prefer|like|want) (?:a )?(?:formal|professional) (?:tone|style|answers)?"),
     ("formality", "casual", r"\bi (?:prefer|like|want) (?:a )?(?:casual|relaxed|informal|friendly) "
                             r"(?:tone|style|answers)?"),
@@ -116,6 +129,9 @@ _STATEMENTS_RX = [(f, v, re.compile(rx, re.IGNORECASE)) for f, v, rx in _STATEME
 _NAME = re.compile(r"\b(?:call me|my name is|i'm called|i am called)\s+([A-Z][\w'-]{0,30})", re.IGNORECASE)
 _LANG = re.compile(r"\b(?:answer|reply|respond|write|speak) (?:to me )?in (" + "|".join(_LANGS) + r")\b",
                    re.IGNORECASE)
+_LENGTH_WORDS = re.compile(r"\b(?:keep|make|limit) (?:your |the |all |my )?(?:answers|replies|responses) "
+                           r"(?:to |under |below |within |at most |shorter than |no longer than )?(?:about |around )?"
+                           r"(\d{1,4}) words\b", re.IGNORECASE)
 _TOPIC = re.compile(r"\bi(?:'m| am) (?:really )?(?:interested in|into|learning|studying)\s+([a-z][\w+#-]{2,30})",
                     re.IGNORECASE)
 
@@ -126,6 +142,9 @@ def detect_statements(text: str) -> list[Statement]:
         return []
     norm = text.replace("’", "'")
     out = [Statement(f, v, 0.95, text) for f, v, rx in _STATEMENTS_RX if rx.search(norm)]
+    if m := _LENGTH_WORDS.search(norm):  # "keep answers under 30 words": a number beats "short"
+        out = [s for s in out if s.feature != "length"]
+        out.append(Statement("length", int(m.group(1)), 0.95, text))
     if m := _NAME.search(norm):
         out.append(Statement("name", m.group(1).strip(".,!"), 0.95, text))
     if m := _LANG.search(norm):
