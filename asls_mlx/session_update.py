@@ -33,7 +33,6 @@ from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
 from asls_mlx.profiling import Profile, load_profile, mine_self_labelled_pairs, process_session, quality_issues
 from asls_mlx.profiling import score as score_answer
-from asls_mlx.profiling.quality import template_collapse
 from asls_mlx.store import Store, User
 
 # the commit gate's answers: greedy, short (loops and refusals show early), the chat's repetition penalty
@@ -183,7 +182,9 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                               engine.model_id, base_model_cache(engine.model_id))
         checks = GateChecks(
             general_texts=general_texts(), answers_before=answers_before, quality_issues=quality_issues,
-            template_collapse=template_collapse,
+            # Not yet: on six gate prompts, answers that share an opening by chance (a small or noisy model)
+            # read as a learned template. The check needs a rule that tells the two apart first.
+            template_collapse=None,
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
         )
