@@ -70,7 +70,12 @@ def test_committed_personalization_shows_plots():
 def test_quickstart_runs(default_model_dir):
     nb = _execute(QUICKSTART)
     text = _text(nb)
-    assert "session" in text and "The user prefers" in text  # the profile render is shown
+    from asls_mlx.profiling.profile import PHRASES
+
+    shown = [p.split("{")[0].strip() for p in PHRASES.values() if p.split("{")[0].strip()]
+    # the profile cell ran: its render, or the note that this session expressed no preference (a profile claims
+    # only what the user expressed; the notebook's edit replaces an answer rather than shortening it)
+    assert "session" in text and (any(s in text for s in shown) or "(nothing learnt yet)" in text)
 
 
 @pytest.mark.e2e
