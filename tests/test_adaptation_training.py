@@ -455,7 +455,7 @@ def test_training_with_shared_prompts_equals_separate_rows(tiny_model_dir, monke
     (l1, w1, ref1, m1), (l2, w2, ref2, m2) = results
     assert l1 == pytest.approx(l2, abs=1e-4)
     for k in w1:
-        assert mx.allclose(w1[k], w2[k], atol=1e-5), k
+        assert mx.allclose(w1[k], w2[k], atol=1e-4, rtol=1e-3), k
     assert ref1.keys() == ref2.keys() and all(ref1[k] == pytest.approx(ref2[k], abs=1e-3) for k in ref1)
     assert m1["margin"] == pytest.approx(m2["margin"], abs=1e-4) and m1["margin"] != 0.0
 
