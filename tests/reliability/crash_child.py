@@ -28,6 +28,7 @@ import mlx_lm  # noqa: F401
 from asls_mlx import session_update as session_update_mod
 from asls_mlx.adaptation import update as update_mod
 from asls_mlx.adaptation import versions as versions_mod
+from asls_mlx.adaptation.config import LearningConfig
 from asls_mlx.assistant import Assistant, AssistantConfig
 from asls_mlx.store.db import Store
 
@@ -133,7 +134,11 @@ def worker(job: dict) -> None:
 
         Store._insert_feedback = staticmethod(_insert_feedback)
 
-    config = AssistantConfig(max_tokens=8, train_budget_s=5, self_labelled=False, max_steps=2)
+    # The answer-level gate is off (quality_prompts=0): after a few commits a random tiny model trained on the
+    # same short edits answers every prompt alike, the gate rightly rejects every later update, and a trial
+    # that never commits cannot reach the commit's kill points. Crash safety is what this worker tests.
+    config = AssistantConfig(max_tokens=8, train_budget_s=5, self_labelled=False, max_steps=2,
+                             learning=LearningConfig(quality_prompts=0))
     a = Assistant(user=job["user"], model=job["model"], config=config)
     note("ready")
     i = job["seed"]
