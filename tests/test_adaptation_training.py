@@ -11,7 +11,7 @@ from mlx.utils import tree_flatten
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
 from asls_mlx.adaptation import prefix_cache
 from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
-from asls_mlx.adaptation.gate import gate
+from asls_mlx.adaptation.gate import heldout_harm, sign_test_p, gate
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
 from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
 from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, lora_parameters, set_lora_weights
@@ -21,6 +21,7 @@ from asls_mlx.errors import ASLSError
 
 GENERAL = ["The river runs to the sea and the sea is wide.", "Bread is made of flour, water and salt."]
 TRAIN, HELD_OUT = TOPICS[:8], TOPICS[8:]
+EXTRA_HELD_OUT = ["lamps", "rivers", "kites", "songs"]
 
 
 def args(**kw):
@@ -177,15 +178,16 @@ def test_other_losses_train(tiny_model_dir, loss):
 
 
 def test_absurd_lr_is_rejected_and_old_version_stays_active(tiny_model_dir, tmp_path):
+    """Eight held-out pairs: enough for the gate's sign test to call a collapse harm (1-4 pairs never can)."""
     model, tok = fresh_model(tiny_model_dir)
     repo = AdapterRepo(tmp_path / "adapters")
     train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2))
     good = repo.commit(model, LoraConfig(), {"note": "good"})
     good_weights = lora_parameters(model)
     ref = {}
-    before = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    before = preference_metrics(model, tok, short_pairs(HELD_OUT + EXTRA_HELD_OUT, "val"), ref)
     r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5, lr=1e3, grad_clip=1e9), general_texts=GENERAL)
-    after = preference_metrics(model, tok, short_pairs(HELD_OUT, "val"), ref)
+    after = preference_metrics(model, tok, short_pairs(HELD_OUT + EXTRA_HELD_OUT, "val"), ref)
     ratio = retention_perplexity(model, tok, GENERAL)["ratio"]
     decision = gate(before, after, ratio, diverged=r.diverged)
     assert not decision.commit, decision
@@ -285,10 +287,12 @@ def test_adapt_schedule_is_monotone_and_conservative():
 
 
 def test_gate_rules():
-    ok = {"accuracy": 0.5, "margin": 0.1, "n": 4}
-    better = {"accuracy": 0.75, "margin": 0.3, "n": 4}
+    ok = {"accuracy": 0.5, "margin": 0.1, "n": 8}
+    better = {"accuracy": 0.75, "margin": 0.3, "n": 8}
     assert gate(ok, better, 1.02).commit
-    assert not gate(better, ok, 1.0).commit
+    assert not gate(better, ok, 1.0).commit  # means over >= 8 pairs (no per-pair margins): they decide
+    few_ok, few_better = dict(ok, n=4), dict(better, n=4)
+    assert gate(few_better, few_ok, 1.0).commit  # 4 pairs without per-pair margins: too few to judge
     assert not gate(ok, better, 1.2).commit
     assert not gate(ok, better, float("nan")).commit
     assert not gate(ok, dict(better, margin=float("inf")), 1.0).commit
@@ -298,6 +302,31 @@ def test_gate_rules():
     empty = {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
     assert not gate(empty, empty, 1.0).commit
     assert gate(empty, empty, 1.0, require_validation=False).commit
+
+
+def _metrics(margins):
+    return {"accuracy": sum(m > 1e-6 for m in margins) / len(margins), "margin": sum(margins) / len(margins),
+            "n": len(margins), "margins": margins}
+
+
+def test_gate_tells_noise_from_harm():
+    """A paired sign test on the held-out pairs: 1-4 pairs never reject alone; a clear fall does."""
+    assert sign_test_p(3, 0) == pytest.approx(1 / 8) and sign_test_p(5, 0) == pytest.approx(1 / 32)
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(6, 1) == pytest.approx(8 / 128)
+    # The issue's case: 3 held-out pairs, 1.000 -> 0.667 (one pair flipped) and even 0.667 -> 0.000.
+    assert gate(_metrics([0.2, 0.3, 0.1]), _metrics([0.2, 0.3, -0.1]), 1.0).commit
+    decision = gate(_metrics([0.2, 0.3, -0.1]), _metrics([-0.2, -0.3, -0.4]), 1.0)
+    assert decision.commit and "3 held-out pairs" in decision.reason
+    # Ten pairs, seven turned wrong and none right: harm (p = 1/128).
+    before = _metrics([0.1] * 10)
+    decision = gate(before, _metrics([-0.1] * 7 + [0.1] * 3), 1.0)
+    assert not decision.commit and "7 turned wrong" in decision.reason and "p=0.008" in decision.reason
+    # Verdicts unchanged but every margin fell: harm through the margins' sign test.
+    decision = gate(before, _metrics([0.05] * 10), 1.0)
+    assert not decision.commit and "margin fell" in decision.reason
+    # Mixed moves are noise: 6 fell, 4 rose.
+    assert gate(before, _metrics([0.05] * 6 + [0.2] * 4), 1.0).commit
+    assert heldout_harm(before, _metrics([0.05] * 6 + [0.2] * 4)) is None
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +393,7 @@ def test_heldout_and_retention_checks_agree_with_and_without_the_prefix(deep_tin
     assert adapter_is_identity(model)
     val = short_pairs(HELD_OUT, "val")
     base = preference_metrics(model, tok, val, {}, prefix=prefix_cache.PrefixCache(model))
-    assert base == {"accuracy": 0.0, "margin": 0.0, "n": len(val)}  # the base model is its own reference
+    assert base == {"accuracy": 0.0, "margin": 0.0, "n": len(val), "margins": [0.0] * len(val)}  # the base model is its own reference
     ret0 = retention_perplexity(model, tok, GENERAL)
     assert ret0["ratio"] == 1.0 and ret0["ppl"] == ret0["base_ppl"]
     perturb(model)

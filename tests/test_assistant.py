@@ -231,7 +231,11 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
         assert len(calls) == 2 and calls[0] > 0
         assert not report.committed and reason in report.reason
         assert a.store.active_adapter(a.user.id) is None
-        assert a.store.training_runs(a.user.id)[-1].status == "rejected"
+        run = a.store.training_runs(a.user.id)[-1]
+        assert run.status == "rejected" and reason in run.reason
+        # The numbers it decided on are stored with the rejected run, as with a committed one.
+        assert report.answer_failures is not None and run.metrics["answer_failures"] == report.answer_failures
+        assert run.metrics["val_before"]["n"] == report.before["n"] and "retention_ratio" in run.metrics
 
 
 def test_gate_skips_the_answers_when_the_cheaper_checks_already_reject(tiny_model_dir):

@@ -3,7 +3,8 @@
 Over-optimising a small model on a handful of pairs gives repetition loops and refusals before it
 gives anything else, and preference accuracy on log-probs does not see them. So the gate checks, in
 order of cost: divergence and non-finite numbers, forgetting (general-text perplexity within a bound of
-the base model's), held-out preference (not lower than before), and then — generating — the answers the
+the base model's), held-out preference (not significantly worse than before: a handful of held-out pairs is
+noise, not evidence, so a sign test decides), and then — generating — the answers the
 old and the new adapter give to the user's own prompts: no new quality failures (loops, refusals, empty,
 off-topic, hollow, evasive, talk about the user's profile), no collapse of the answers to one template, and a
 fit to the user's profile not worse than before.
@@ -22,6 +23,10 @@ CollapseFn = Callable[[list[str], list[str]], bool]  # (new answers, old answers
 # Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
 # that is every answer, which three similar questions ("capital of ...?") give honestly.
 MIN_TEMPLATE_PROMPTS = 4
+# Held-out preference rejects an update only when a one-sided sign test on its pairs says p < 5%.
+HARM_ALPHA = 0.05
+# Without per-pair margins, held-out means decide only on this many pairs or more.
+MIN_HELDOUT_PAIRS = 8
 
 
 @dataclass
@@ -52,6 +57,45 @@ def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
 
 
+def sign_test_p(worse: int, better: int) -> float:
+    """One-sided sign test: the chance of ``worse`` or more of ``worse + better`` changed pairs going the
+    wrong way if the update changed nothing (each way 1/2)."""
+    n = worse + better
+    return sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n if n else 1.0
+
+
+def heldout_harm(before: dict, after: dict, alpha: float = HARM_ALPHA, tie: float = 1e-6) -> str | None:
+    """Why the held-out preference pairs say the new adapter is worse, or None when they do not.
+
+    With the per-pair ``margins`` of both: a paired sign test, first on the pairs whose verdict flipped
+    (right -> wrong vs wrong -> right), then on the pairs whose margin moved; harm only when p < ``alpha``.
+    So 1-4 pairs can never reject on their own (4 of 4 going wrong happens 1 time in 16 by chance): a session's
+    3 held-out pairs falling 1.000 -> 0.667 is noise, not evidence. Without per-pair margins (older records):
+    the means, and only on ``MIN_HELDOUT_PAIRS`` pairs or more.
+    """
+    b, a = before.get("margins"), after.get("margins")
+    if b is not None and a is not None and len(a) == len(b):
+        flips_bad = sum(x > tie >= y for x, y in zip(b, a))
+        flips_good = sum(y > tie >= x for x, y in zip(b, a))
+        p = sign_test_p(flips_bad, flips_good)
+        if p < alpha:
+            return (f"held-out accuracy fell {before['accuracy']:.3f} -> {after['accuracy']:.3f} on {len(a)} pairs "
+                    f"({flips_bad} turned wrong, {flips_good} right; sign test p={p:.3f})")
+        fell, rose = sum(y < x - tie for x, y in zip(b, a)), sum(y > x + tie for x, y in zip(b, a))
+        p = sign_test_p(fell, rose)
+        if p < alpha:
+            return (f"held-out reward margin fell {before['margin']:.4f} -> {after['margin']:.4f} on {len(a)} pairs "
+                    f"({fell} fell, {rose} rose; sign test p={p:.3f})")
+        return None
+    if min(before.get("n", 0), after.get("n", 0)) < MIN_HELDOUT_PAIRS:
+        return None
+    if after["accuracy"] < before["accuracy"] - tie:
+        return f"held-out accuracy fell {before['accuracy']:.3f} -> {after['accuracy']:.3f}"
+    if after["margin"] < before["margin"] - tie:
+        return f"held-out reward margin fell {before['margin']:.4f} -> {after['margin']:.4f}"
+    return None
+
+
 def gate(
     before: dict,
     after: dict,
@@ -68,7 +112,7 @@ def gate(
 
     Rejects (first reason wins): divergence; non-finite numbers; retention ratio above ``bound``;
     more quality failures than allowed (``quality_notes`` go into the reason); no held-out pairs (unless
-    ``require_validation=False``); held-out accuracy or margin lower than before.
+    ``require_validation=False``); held-out preference significantly worse (``heldout_harm``).
     """
     if diverged:
         return GateDecision(False, "training diverged (NaN/inf or exploding loss)")
@@ -87,11 +131,11 @@ def gate(
     b_acc, b_m, a_acc, a_m = before["accuracy"], before["margin"], after["accuracy"], after["margin"]
     if not _finite(b_acc, b_m, a_acc, a_m):
         return GateDecision(False, "held-out preference metrics are not finite")
-    if a_acc < b_acc - tolerance:
-        return GateDecision(False, f"held-out accuracy fell {b_acc:.3f} -> {a_acc:.3f}")
-    if a_m < b_m - tolerance:
-        return GateDecision(False, f"held-out reward margin fell {b_m:.4f} -> {a_m:.4f}")
-    return GateDecision(True, f"accuracy {b_acc:.3f} -> {a_acc:.3f}, margin {b_m:.4f} -> {a_m:.4f}, retention {retention_ratio:.3f}x")
+    harm = heldout_harm(before, after, tie=tolerance)
+    if harm:
+        return GateDecision(False, harm)
+    return GateDecision(True, f"accuracy {b_acc:.3f} -> {a_acc:.3f}, margin {b_m:.4f} -> {a_m:.4f} on {n} held-out pairs, "
+                              f"retention {retention_ratio:.3f}x")
 
 
 def first_prompts(pairs, n: int) -> list[str]:
@@ -156,5 +200,5 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes)
 
 
-__all__ = ["AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
-           "gate_prompts", "wanted"]
+__all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+           "gate_prompts", "heldout_harm", "sign_test_p", "wanted"]

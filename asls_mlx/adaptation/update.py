@@ -58,6 +58,8 @@ class UpdateReport:
     retention_ratio: float | None = None
     run_id: int | None = None
     profile_fit: tuple = (None, None)  # mean profile score of greedy answers, old adapter -> new
+    answer_failures: int | None = None  # gate prompts whose new answer fails a check the old one passed
+    answer_notes: tuple = ()  # failures that are not one answer's (template collapse)
     # seconds per phase: prepare (pairs, held-out metrics before), reference (+ frozen-block cache),
     # steps, validate (held-out metrics, retention, answers old vs new), commit
     timings: dict = field(default_factory=dict)
@@ -137,7 +139,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         return _reject(target, prep, report, f"no training step ran ({result.stopped_reason})", status="failed")
     decision = _validate(target, config, checks, prep, result, report)
     if not decision.commit:
-        return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected")
+        return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected",
+                       metrics=_run_metrics(config, prep, result, report, drift))
     return _commit(target, config, prep, result, report, decision, drift, session_ids)
 
 
@@ -190,6 +193,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         check = answer_check(prompts, checks, swap_to_old)
         (failures, fit_before, fit_after), notes = check, check.notes
     report.profile_fit = (fit_before, fit_after)
+    report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())
     decision = gate(prep.before, report.after, report.retention_ratio, quality_failures=failures, quality_notes=notes, **limits)
     if decision.commit and fit_before is not None and fit_after < fit_before + config.min_score_gain:
         decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
@@ -201,12 +205,7 @@ def _commit(target: UpdateTarget, config: LearningConfig, prep: _Prepared, resul
             decision: GateDecision, drift: float, session_ids) -> UpdateReport:
     """Write the version folder, then the store rows that make it active (last: until then the old one is)."""
     store, model, repo = target.store, target.model, target.repo
-    metrics = {
-        "loss": config.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
-        "new_pairs": len(prep.new), "val_before": prep.before, "val_after": report.after,
-        "retention_ratio": report.retention_ratio, "lr": prep.lr, "drift": drift, "stopped": result.stopped_reason,
-        "profile_fit_before": report.profile_fit[0], "profile_fit_after": report.profile_fit[1],
-    }
+    metrics = _run_metrics(config, prep, result, report, drift)
     layout = lora_config(model)  # the attached one: an older adapter may use another layout
     committing = time.perf_counter()
     try:
@@ -231,6 +230,17 @@ def _commit(target: UpdateTarget, config: LearningConfig, prep: _Prepared, resul
     return report
 
 
+def _run_metrics(config: LearningConfig, prep: _Prepared, result: TrainResult, report: UpdateReport, drift: float) -> dict:
+    """The numbers the gate decided on, stored with the training run whatever it decided (and with the version)."""
+    return {
+        "loss": config.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
+        "new_pairs": len(prep.new), "val_before": prep.before, "val_after": report.after,
+        "retention_ratio": report.retention_ratio, "lr": prep.lr, "drift": drift, "stopped": result.stopped_reason,
+        "profile_fit_before": report.profile_fit[0], "profile_fit_after": report.profile_fit[1],
+        "answer_failures": report.answer_failures, "answer_notes": list(report.answer_notes),
+    }
+
+
 def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args: TrainingArgs) -> None:
     """Persist the reference log-probs computed in this update beside their pairs."""
     rows = []
@@ -242,9 +252,11 @@ def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args
         target.store.add_reference_logps(target.base_model_id, rows)
 
 
-def _reject(target: UpdateTarget, prep: _Prepared, report: UpdateReport, reason: str, status: str) -> UpdateReport:
+def _reject(target: UpdateTarget, prep: _Prepared, report: UpdateReport, reason: str, status: str,
+            metrics: dict | None = None) -> UpdateReport:
     set_lora_weights(target.model, prep.old_weights)  # the live model goes back to the old adapter exactly
-    target.store.finish_training_run(report.run_id, status, reason, _finite({"losses": report.losses, "steps": report.steps}))
+    metrics = metrics or {"losses": report.losses, "steps": report.steps}
+    target.store.finish_training_run(report.run_id, status, reason, _finite(metrics))
     report.reason = reason
     return report
 

@@ -18,7 +18,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
 
     margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
     (a tie — e.g. the base model itself, up to float noise ``tie`` — is not a success). Returns
-    {accuracy, margin, n};
+    {accuracy, margin, n, margins (per pair, in order)};
     ``ref_cache`` is filled with any reference log-probs it had to compute. ``prefix`` (shared with
     the trainer) lets the reference and both policy passes start after the frozen blocks.
     """
@@ -27,7 +27,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
         return {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
     ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {}, prefix=prefix)
     if adapter_is_identity(model):  # the policy is the reference: every margin is exactly 0
-        return {"accuracy": 0.0, "margin": 0.0, "n": len(pairs)}
+        return {"accuracy": 0.0, "margin": 0.0, "n": len(pairs), "margins": [0.0] * len(pairs)}
     margins = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
@@ -40,6 +40,7 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
         "accuracy": sum(m > tie for m in margins) / len(margins),
         "margin": sum(margins) / len(margins),
         "n": len(margins),
+        "margins": [float(m) for m in margins],  # per pair, in order: the gate's sign test pairs them up
     }
 
 
