@@ -267,6 +267,26 @@ def test_simulated_session_events_are_deterministic_per_seed():
     assert fake.events[1] == ("chat", "shorter please") and turns[0].generations == 2
 
 
+def test_an_edit_after_a_regeneration_edits_the_answer_on_screen():
+    """The chat edits its last answer: after a regeneration that is no better, the user edits the regenerated
+    answer (what they see), so the stored edit belongs to the message it is stored on."""
+
+    class WorseRegeneration(FakeAssistant):
+        def regenerate(self):
+            self.events.append(("regenerate",))
+            return SimpleNamespace(text="Well. " + self._text(self.last_prompt) + " " + LONG, message_id=len(self.events))
+
+    concise = get_persona("concise")
+    regen_then_edit = FeedbackPolicy(p_regenerate=1.0, p_correction=0, p_edit=0, p_edit_after=1.0)
+    fake = WorseRegeneration("u", "asls", ARMS["asls"])
+    turn = simulate_session(fake, concise, [EXPLAIN], session=1, policy=regen_then_edit)[0]
+    kinds = [e[0] for e in fake.events]
+    assert kinds == ["chat", "regenerate", "bad", "edit"], kinds
+    regenerated = "Well. " + fake._text(EXPLAIN) + " " + LONG
+    assert fake.events[-1][1] == concise.edit(EXPLAIN, regenerated) == turn.final_answer
+    assert fake.events[-1][1] != concise.edit(EXPLAIN, turn.answer)
+
+
 # -- the runner on a fake assistant ------------------------------------------------------------------
 
 def test_runner_on_fake_assistant_writes_table_and_json(tmp_path):

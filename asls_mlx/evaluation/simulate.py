@@ -80,12 +80,13 @@ def simulate_turn(assistant, persona: Persona, prompt: str, session: int, turn: 
     cost = turn_edit_cost(persona, prompt, answer, session)
     action = decide(persona, prompt, answer, rng, policy, session)
     final, final_sat, gens, edited = answer, sat, 1, False
+    shown = answer  # the answer on screen: an edit changes this one (the chat edits its last answer)
     if action == "thumbs_up":
         assistant.good()
     elif action == "thumbs_down":
         assistant.bad()
     elif action == "regenerate":
-        again = assistant.regenerate().text
+        again = shown = assistant.regenerate().text
         gens += 1
         again_sat = persona.satisfies(prompt, again, session)
         if again_sat > sat:
@@ -96,14 +97,14 @@ def simulate_turn(assistant, persona: Persona, prompt: str, session: int, turn: 
             assistant.bad()  # the regeneration is no better: say so; the user keeps the first in mind
     elif action == "correction":
         followup = persona.correction(prompt, answer, session)
-        again = assistant.chat(followup).text
+        again = shown = assistant.chat(followup).text
         gens += 1
         # The answer to a correction is scored against the original prompt: it must still answer it.
         final, final_sat = again, persona.satisfies(prompt, again, session)
     if action == "edit" or (action in ("regenerate", "correction") and final_sat < 1.0
                             and rng.random() < policy.p_edit_after):
-        edited_text = persona.edit(prompt, final, session)
-        if edited_text != final:
+        edited_text = persona.edit(prompt, shown, session)
+        if edited_text != shown:
             assistant.edit(edited_text)
             final, final_sat, edited = edited_text, persona.satisfies(prompt, edited_text, session), True
     return TurnLog(session, turn, prompt, answer, sat, cost, action, final, final_sat, gens, edited)
