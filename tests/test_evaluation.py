@@ -462,3 +462,71 @@ def test_runner_counts_only_helpful_answers_and_reports_correctness(tmp_path):
     assert "| Correctness | Kept vs base | Template share (Δ base) | Leak |" in md
     cells = f"| 0.80 | 0.80 | {last['template_share']:.2f} ({row['template_delta']:+.2f}) | {last['leak_rate']:.2f} |"
     assert cells in md
+
+
+# -- helpfulness in the eval's figures: relevance, templates, seeds, intervals ------------------------
+
+def test_bootstrap_intervals_cover_the_mean_and_pairing_tightens_the_difference():
+    from asls_mlx.evaluation.stats import bootstrap_ci, excludes_zero, paired_delta_ci
+
+    values = [0.0, 1.0] * 50
+    m, lo, hi = bootstrap_ci(values)
+    assert m == 0.5 and 0.38 < lo < 0.5 < hi < 0.62
+    assert bootstrap_ci([0.7] * 10) == pytest.approx((0.7, 0.7, 0.7))
+    assert all(x != x for x in bootstrap_ci([]))
+    # Two arms whose per-prompt scores vary a lot but differ by +0.1 on every prompt: the paired interval is exact.
+    a = [x / 40 for x in range(40)]
+    b = [x - 0.1 for x in a]
+    d = paired_delta_ci(a, b)
+    assert d[0] == pytest.approx(0.1) and d[1] == pytest.approx(0.1) and excludes_zero(d)
+    assert not excludes_zero(paired_delta_ci([1, 0, 1, 0], [0, 1, 0, 1]))
+
+
+def test_irrelevant_and_templated_answers_score_zero():
+    concise = get_persona("concise")
+    prompts = ["Why is the sky blue?", "What is DNA?", "How do magnets work?", "What is rain?", "Why do we sleep?"]
+    answers = ["Sunlight scatters off air molecules, blue the most."] * 1 + [
+        "The answer is: DNA is a molecule that carries genetic code.", "The answer is: magnets align electron spins.",
+        "The answer is: rain is water falling from clouds.", "The answer is: we sleep so the brain can rest and repair."]
+    plain = score_heldout(concise, prompts, answers, 1)
+    assert plain.satisfaction == 1.0 and plain.per_prompt == [1.0] * 5 and plain.irrelevant_rate != plain.irrelevant_rate
+    # The relevance check flags the second answer: it alone scores 0, with the issue counted.
+    flagged = score_heldout(concise, prompts, answers, 1, irrelevant=[False, True, False, False, False])
+    assert flagged.per_prompt == [1.0, 0.0, 1.0, 1.0, 1.0] and flagged.issues["irrelevant"] == 1
+    assert flagged.irrelevant_rate == pytest.approx(0.2) and flagged.edit_cost == pytest.approx(0.2)
+    # Four of five open alike; the base model's answers shared no opening: a learnt template, each one fails.
+    templated = score_heldout(concise, prompts, answers, 1, base_template_share=0.2)
+    assert templated.per_prompt == [1.0, 0.0, 0.0, 0.0, 0.0] and templated.issues["template"] == 4
+    # The same share is no template when the base model's answers already opened alike that often.
+    assert score_heldout(concise, prompts, answers, 1, base_template_share=0.8).satisfaction == 1.0
+
+
+def test_runner_with_seeds_reports_intervals_relevance_and_commits(tmp_path):
+    judged = []
+
+    def factory(user, arm, kwargs):
+        return FakeAssistant(user, arm, kwargs)
+
+    def relevance(prompts, answers):  # flags every answer that opens with a bullet: "not about the prompt"
+        judged.append(len(prompts))
+        return [a.startswith("- ") for a in answers]
+
+    factory.relevance = relevance
+    result = run_eval(arms=["profile_prompt", "asls"], personas=["concise"], sessions=2, turns=2, heldout=4,
+                      seeds=[0, 1], out_dir=tmp_path / "out", assistant_factory=factory)
+    assert [(r["arm"], r["seed"]) for r in result.runs] == [
+        ("base", 0), ("profile_prompt", 0), ("asls", 0), ("base", 1), ("profile_prompt", 1), ("asls", 1)]
+    assert len({r["user"] for r in result.runs}) == 6 and judged
+    # The fake adapter writes bullets from session 2: every last answer is flagged, so it scores 0.
+    last = result.run("concise", "asls", seed=1)["sessions"][-1]["heldout"]
+    assert last["irrelevant_rate"] == 1.0 and last["satisfaction"] == 0.0 and last["per_prompt"] == [0.0] * 4
+    summary = {s["arm"]: s for s in result.arm_summary()}
+    assert summary["asls"]["satisfaction_ci"] == (0.0, 0.0, 0.0)
+    delta = summary["asls"]["delta_vs_profile_prompt"]
+    assert delta[0] == pytest.approx(-summary["profile_prompt"]["satisfaction_ci"][0]) and delta[2] < 0
+    assert summary["asls"]["commit_rate"] == 1.0 and summary["profile_prompt"]["commit_rate"] != summary["profile_prompt"]["commit_rate"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "2 seed(s)" in md and "- **asls**: satisfaction 0.00 [0.00, 0.00]" in md and "updates committed 100%" in md
+    assert "concise (seed 1)" in md
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["config"]["seeds"] == [0, 1]

@@ -11,17 +11,18 @@ answer is:" and nothing else, the profile text echoed) scores 0 satisfaction and
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from asls_mlx.profiling.features import word_count
 from asls_mlx.profiling.quality import quality_issues
 
-try:  # the set-level template check is newer than the per-answer guard
-    from asls_mlx.profiling.quality import template_share
-except ImportError:  # pragma: no cover - only while profiling.quality lacks it
-    template_share = None
+from asls_mlx.profiling.quality import TEMPLATE_MIN_COUNT, opening, template_share
 
 LEAK_ISSUE = "profile_leak"
+IRRELEVANT_ISSUE = "irrelevant"  # the base model's PMI says the answer is not about its prompt
+TEMPLATE_ISSUE = "template"  # opens with the template the arm's answers collapsed to
+TEMPLATE_MARGIN = 0.10  # the issue's rule: the most common opening's share may exceed the base model's by 10 points
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -68,8 +69,21 @@ def helpful_satisfaction(persona, prompt: str, answer: str, session: int | None 
 
 
 def answers_template_share(answers: list[str]) -> float:
-    """Share of answers opening with the most common first three words (nan without the check)."""
-    return template_share(answers) if template_share is not None else float("nan")
+    """Share of answers opening with the most common first three words."""
+    return template_share(answers)
+
+
+def template_opening(answers: list[str], base_share: float | None, margin: float = TEMPLATE_MARGIN) -> str | None:
+    """The opening these answers collapsed to: the most common one, when its share exceeds ``base_share`` (the
+    base model's on the same prompts) by more than ``margin`` and at least TEMPLATE_MIN_COUNT answers share it;
+    else None. Every answer with it then counts as a failure (a learnt template, not an answer)."""
+    if base_share is None or base_share != base_share:
+        return None
+    counts = Counter(o for o in (opening(a) for a in answers) if o)
+    if not counts:
+        return None
+    top, n = counts.most_common(1)[0]
+    return top if n >= TEMPLATE_MIN_COUNT and n / len(answers) - base_share > margin + 1e-9 else None
 
 
 def turn_edit_cost(persona, prompt: str, answer: str, session: int | None = None) -> float:
@@ -96,7 +110,9 @@ class HeldoutScore:
     n: number of scored prompts.
     template_share: share of all answers opening with the most common first three words.
     leak_rate: share of all answers with the ``profile_leak`` issue (talk about the user or the profile).
-    issues: how many answers have each quality issue.
+    issues: how many answers have each quality issue (``irrelevant`` and ``template`` included when judged).
+    irrelevant_rate: share of all answers the relevance check flagged (nan when not judged).
+    per_prompt: each scored prompt's satisfaction, in order (the unit of the confidence intervals).
     """
 
     satisfaction: float
@@ -108,30 +124,49 @@ class HeldoutScore:
     template_share: float = float("nan")
     leak_rate: float = 0.0
     issues: dict = field(default_factory=dict)
+    irrelevant_rate: float = float("nan")
+    per_prompt: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def score_heldout(persona, prompts: list[str], answers: list[str], session: int | None = None) -> HeldoutScore:
-    """Score answers (one per prompt) for ``persona`` under the preferences active in ``session``."""
+def score_heldout(persona, prompts: list[str], answers: list[str], session: int | None = None,
+                  irrelevant: list[bool] | None = None, base_template_share: float | None = None) -> HeldoutScore:
+    """Score answers (one per prompt) for ``persona`` under the preferences active in ``session``.
+
+    irrelevant: per answer, whether the relevance check (the base model's PMI) flagged it; a flagged answer
+    has the ``irrelevant`` issue. base_template_share: the base model's template share on these prompts; when
+    the answers collapse to a template (``template_opening``), each answer with it has the ``template`` issue.
+    An answer with any issue scores 0 satisfaction and edit cost 1.
+    """
     rows = list(zip(prompts, answers))
+    template = template_opening(list(answers), base_template_share)
     found = [quality_issues(p, a) for p, a in rows]
+    for i, (_, a) in enumerate(rows):
+        if irrelevant is not None and irrelevant[i]:
+            found[i] = found[i] + [IRRELEVANT_ISSUE]
+        if template is not None and opening(a) == template:
+            found[i] = found[i] + [TEMPLATE_ISSUE]
     issues: dict[str, int] = {}
     for name in (i for f in found for i in f):
         issues[name] = issues.get(name, 0) + 1
-    applicable = [(p, a) for p, a in rows if persona.applies(p, session)] or rows
-    sats = [helpful_satisfaction(persona, p, a, session) for p, a in applicable]
+    scored = [(p, a, f) for (p, a), f in zip(rows, found) if persona.applies(p, session)] or [
+        (p, a, f) for (p, a), f in zip(rows, found)]
+    sats = [0.0 if f else persona.satisfies(p, a, session) for p, a, f in scored]
+    costs = [1.0 if f else edit_cost(a, persona.edit(p, a, session)) for p, a, f in scored]
     return HeldoutScore(
         satisfaction=mean(sats),
         success_rate=mean([1.0 if s >= 1.0 else 0.0 for s in sats]),
         quality_pass=mean([0.0 if f else 1.0 for f in found]),
-        edit_cost=mean([turn_edit_cost(persona, p, a, session) for p, a in applicable]),
+        edit_cost=mean(costs),
         words=mean([word_count(a) for _, a in rows]),
-        n=len(applicable),
+        n=len(scored),
         template_share=answers_template_share(list(answers)),
         leak_rate=mean([1.0 if LEAK_ISSUE in f else 0.0 for f in found]),
         issues=issues,
+        irrelevant_rate=mean([1.0 if x else 0.0 for x in irrelevant]) if irrelevant is not None else float("nan"),
+        per_prompt=sats,
     )
 
 

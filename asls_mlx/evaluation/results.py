@@ -10,6 +10,7 @@ from typing import Callable
 
 from asls_mlx.evaluation.metrics import mean
 from asls_mlx.evaluation.personas import PERSONAS
+from asls_mlx.evaluation.stats import bootstrap_ci, paired_delta_ci
 
 Progress = Callable[[str], None]
 HELPFUL_KEYS = ("correctness", "correctness_kept", "template_share", "template_delta", "leak_rate")
@@ -43,18 +44,20 @@ class EvalResult:
     runs: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
-    def run(self, persona: str, arm: str) -> dict | None:
-        return next((r for r in self.runs if r["persona"] == persona and r["arm"] == arm), None)
+    def run(self, persona: str, arm: str, seed: int | None = None) -> dict | None:
+        """The run of ``persona`` x ``arm`` (with ``seed``; None: the first seed's)."""
+        return next((r for r in self.runs if r["persona"] == persona and r["arm"] == arm
+                     and (seed is None or r.get("seed", seed) == seed)), None)
 
-    def curve(self, persona: str, arm: str, key: str = "satisfaction") -> list[float]:
-        r = self.run(persona, arm)
+    def curve(self, persona: str, arm: str, key: str = "satisfaction", seed: int | None = None) -> list[float]:
+        r = self.run(persona, arm, seed)
         return [s["heldout"][key] for s in r["sessions"]] if r else []
 
     def helpfulness(self, r: dict) -> dict:
         """The run's helpfulness after the last session: correctness (accuracy, kept vs the base arm),
         template share of its held-out answers and its difference to the base arm's, profile leak rate."""
         last = r["sessions"][-1]["heldout"]
-        base = self.run(r["persona"], "base")
+        base = self.run(r["persona"], "base", r.get("seed"))
         base_share = base["sessions"][-1]["heldout"].get("template_share") if base else None
         share = last.get("template_share")
         c = r.get("correctness") or {}
@@ -68,12 +71,15 @@ class EvalResult:
         and ``helpfulness``."""
         out = []
         for r in self.runs:
-            sat = self.curve(r["persona"], r["arm"])
-            base = self.curve(r["persona"], "base")
+            seed = r.get("seed")
+            sat = self.curve(r["persona"], r["arm"], seed=seed)
+            base = self.curve(r["persona"], "base", seed=seed)
             chat_costs = [s["chat"]["edit_cost"] for s in r["sessions"] if s.get("chat")]
-            heldout_costs = self.curve(r["persona"], r["arm"], "edit_cost")
+            heldout_costs = self.curve(r["persona"], r["arm"], "edit_cost", seed=seed)
+            last = r["sessions"][-1]["heldout"]
             out.append({
-                "arm": r["arm"], "persona": r["persona"], "before": sat[0], "final": sat[-1],
+                "arm": r["arm"], "persona": r["persona"], "seed": seed, "group": persona_group(r["persona"]),
+                "before": sat[0], "final": sat[-1],
                 "delta_vs_base": sat[-1] - base[-1] if base else None,
                 "success": r["sessions"][-1]["heldout"]["success_rate"],
                 "quality_pass": r["sessions"][-1]["heldout"]["quality_pass"],
@@ -81,11 +87,13 @@ class EvalResult:
                 "edit_cost_chat": (chat_costs[0], chat_costs[-1]) if chat_costs else None,
                 "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
                 "retention": r["retention"]["ratio"], "recover": r.get("recover"),
+                "irrelevant_rate": last.get("irrelevant_rate"), "commit_rate": commit_rate(r),
             } | self.helpfulness(r))
         return out
 
     def arm_summary(self) -> list[dict]:
-        """Mean over personas per arm (the paper's main table)."""
+        """Mean over personas (and seeds) per arm (the paper's main table), with 95% bootstrap intervals over
+        the held-out answers of the last session, and the paired difference to the profile-in-prompt arm."""
         rows = self.rows()
         out = []
         for arm in dict.fromkeys(r["arm"] for r in rows):
@@ -97,7 +105,31 @@ class EvalResult:
                 "edit_cost_first": mean(r["edit_cost_heldout"][0] for r in rs),
                 "edit_cost_last": mean(r["edit_cost_heldout"][1] for r in rs),
                 "retention": mean(r["retention"] for r in rs),
-            } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS})
+                "irrelevant_rate": mean(r["irrelevant_rate"] for r in rs),
+                "commit_rate": mean(r["commit_rate"] for r in rs),
+            } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS} | self.intervals(arm))
+        return out
+
+    def _last_scores(self, arm: str, group: str | None = None) -> dict[tuple, list[float]]:
+        """(persona, seed) -> the last session's per-prompt satisfaction of ``arm`` (a persona group only)."""
+        return {(r["persona"], r.get("seed")): r["sessions"][-1]["heldout"].get("per_prompt") or []
+                for r in self.runs if r["arm"] == arm and (group is None or persona_group(r["persona"]) == group)}
+
+    def intervals(self, arm: str) -> dict:
+        """``arm``'s final satisfaction with its 95% interval, overall and per persona group, and its paired
+        difference to profile_prompt (same persona, seed and prompt) with the interval of the difference."""
+        out = {}
+        for group in (None, "style", "open"):
+            mine = self._last_scores(arm, group)
+            if not any(mine.values()):
+                continue
+            tag = "" if group is None else f"_{group}"
+            out["satisfaction_ci" + tag] = bootstrap_ci([x for v in mine.values() for x in v])
+            other = self._last_scores("profile_prompt", group)
+            if arm != "profile_prompt" and any(other.values()):
+                a = [x for k in mine for x in mine[k][: len(other.get(k, []))]]
+                b = [x for k in mine for x in other.get(k, [])[: len(mine[k])]]
+                out["delta_vs_profile_prompt" + tag] = paired_delta_ci(a, b)
         return out
 
     def markdown(self) -> str:
@@ -122,6 +154,9 @@ class EvalResult:
             lines.append(f"| {s['arm']} | {f(s['final'])} | {sign(s['delta_vs_base'])} | {f(s['success'])} | "
                          f"{f(s['quality_pass'])} | {f(s['edit_cost_first'])} → {f(s['edit_cost_last'])} | "
                          f"{s['retention']:.3f} | {_helpful_cells(s)}")
+        lines += ["", f"With 95% bootstrap intervals over the last session's held-out answers ({len(c.get('seeds') or [c['seed']])} "
+                  "seed(s)); Δ vs profile_prompt is paired by persona, seed and prompt:", ""]
+        lines += [_interval_line(s) for s in self.arm_summary()]
         lines += ["", "Per persona:", "",
                   "| Arm | Persona | Satisfaction S0→S_last | Δ vs base | Quality pass | Edit cost held-out | "
                   "Edit cost chat S1→S_last | Words | Retention | Correctness | Kept vs base | "
@@ -129,8 +164,9 @@ class EvalResult:
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows():
             chat = r["edit_cost_chat"]
+            who = r["persona"] if len(c.get("seeds") or [0]) == 1 else f"{r['persona']} (seed {r['seed']})"
             lines.append(
-                f"| {r['arm']} | {r['persona']} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
+                f"| {r['arm']} | {who} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
                 f"{f(r['quality_pass'])} | {f(r['edit_cost_heldout'][0])} → {f(r['edit_cost_heldout'][1])} | "
                 f"{(f(chat[0]) + ' → ' + f(chat[1])) if chat else 'not simulated'} | "
                 f"{r['words'][0]:.0f} → {r['words'][1]:.0f} | {r['retention']:.3f} | {_helpful_cells(r)}")
@@ -141,8 +177,8 @@ class EvalResult:
             lines += [f"- {r['arm']}: {r['recover'] if r['recover'] is not None else 'not recovered'}" for r in drift]
         lines += ["", "Curves (held-out satisfaction per session, S0 = before session 1):", ""]
         for r in self.runs:
-            lines.append(f"- {r['arm']} / {r['persona']}: "
-                         + " ".join(f(x) for x in self.curve(r["persona"], r["arm"])))
+            lines.append(f"- {r['arm']} / {r['persona']} / seed {r.get('seed')}: "
+                         + " ".join(f(x) for x in self.curve(r["persona"], r["arm"], seed=r.get("seed"))))
         lines += ["", f"Wall time: {self.seconds:.0f} s; model generations: "
                   f"{sum(r['generations'] for r in self.runs)}."]
         return "\n".join(lines) + "\n"
@@ -160,6 +196,43 @@ class EvalResult:
         paths[1].write_text(self.markdown(), encoding="utf-8")
         png = plot_curves(self, out_dir / "learning_curves.png", progress)
         return paths + ([png] if png else [])
+
+
+def persona_group(name: str) -> str:
+    """"open" for a persona whose preferences the profile has no feature for (learned only from edits and
+    corrections), else "style"."""
+    persona = PERSONAS.get(name)
+    if persona is None:
+        return "style"
+    rules = persona.active_rules() + persona.active_rules(persona.drift_at)
+    return "open" if all(r.profile is None for r in rules) else "style"
+
+
+def commit_rate(run: dict) -> float | None:
+    """Share of the run's session updates that committed an adapter (None: the arm does not train)."""
+    decisions = [s["training"]["committed"] for s in run["sessions"] if s.get("training")]
+    return sum(bool(d) for d in decisions) / len(decisions) if decisions else None
+
+
+def _ci(ci) -> str:
+    return "–" if not ci or ci[0] != ci[0] else f"{ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}]"
+
+
+def _interval_line(summary: dict) -> str:
+    """One arm's satisfaction (overall, style and open personas) and its paired Δ vs profile_prompt, with CIs."""
+    parts = [f"satisfaction {_ci(summary.get('satisfaction_ci'))}"]
+    for group in ("style", "open"):
+        if summary.get(f"satisfaction_ci_{group}"):
+            parts.append(f"{group} personas {_ci(summary[f'satisfaction_ci_{group}'])}")
+    if summary.get("delta_vs_profile_prompt"):
+        parts.append(f"Δ vs profile_prompt {_ci(summary['delta_vs_profile_prompt'])}")
+    rate = summary.get("commit_rate")
+    if rate is not None and rate == rate:
+        parts.append(f"updates committed {rate:.0%}")
+    irrelevant = summary.get("irrelevant_rate")
+    if irrelevant is not None and irrelevant == irrelevant:
+        parts.append(f"irrelevant {irrelevant:.0%}")
+    return f"- **{summary['arm']}**: " + "; ".join(parts)
 
 
 def _num(x, fmt: str) -> str:

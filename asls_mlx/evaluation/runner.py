@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from asls_mlx.adaptation.relevance import relevance_flags
 from asls_mlx.data_files import general_texts, load_prompts
 from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
@@ -36,6 +37,7 @@ from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, se
 from asls_mlx.evaluation.personas import Persona, get_persona
 from asls_mlx.evaluation.results import EvalResult, Progress, to_jsonable
 from asls_mlx.evaluation.simulate import FeedbackPolicy, simulate_session
+from asls_mlx.profiling.quality import template_share
 
 EXPLICIT_SOURCES = frozenset({"edit", "regenerate", "thumbs", "correction"})
 # The paper's ablations (AssistantConfig fields per arm).
@@ -49,9 +51,9 @@ ARMS: dict[str, dict] = {
 }
 FULL_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
 QUICK = dict(personas=("concise", "bullets"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
-             heldout=6, max_tokens=96, train_budget_s=15.0, correctness=30)  # sized for <= 15 min on 2 cores
+             heldout=6, max_tokens=96, train_budget_s=15.0, correctness=30, seeds=(0,))  # sized for <= 15 min on 2 cores
 FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=8, max_tokens=160,
-            train_budget_s=30.0, correctness=None)  # None: the whole correctness set
+            train_budget_s=30.0, correctness=None, seeds=(0, 1, 2))  # None: the whole correctness set
 # The correctness subset is the same in every run and seed, so arms and runs compare on the same questions.
 CORRECTNESS_SEED = "asls-correctness"
 
@@ -122,6 +124,12 @@ def real_assistant_factory(model=None, progress: Progress | None = None, **commo
         config = AssistantConfig(**{**common, **arm_kwargs})
         return Assistant(user=user, model=str(model) if model else None, config=config, engine=shared["engine"])
 
+    def relevance(prompts: list[str], answers: list[str]) -> list[bool]:
+        """The base model's PMI check (adapter off) on the shared model; called after ``make``."""
+        engine = shared["engine"]
+        return relevance_flags(engine.model, engine.tokenizer, prompts, answers, AssistantConfig().system_prompt)
+
+    make.relevance = relevance
     return make
 
 
@@ -199,7 +207,7 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
     user = f"eval-{persona.name}-{arm}-s{cfg['seed']}"
     heldin, heldout = persona_prompts(persona, prompts, cfg["seed"])
     heldout = heldout[: cfg["heldout"]]
-    assistant = make(user, arm, kwargs)
+    assistant = make(user, arm, dict(kwargs, seed=cfg["seed"]))
     gens = 0
     sessions: list[dict] = []
     try:
@@ -209,7 +217,7 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
         n_cached = sum(p in base_cache for p in heldout) if cache is not None else 0
         answers = _answers(assistant, heldout, cache)
         gens += len(heldout) - n_cached
-        sessions.append({"session": 0, "heldout": score_heldout(persona, heldout, answers, 0).as_dict(),
+        sessions.append({"session": 0, "heldout": _score(persona, heldout, answers, 0, cfg, base_cache),
                          "answers": answers, "chat": None, "training": None})
         for s in range(1, cfg["sessions"] + 1):
             ts = time.perf_counter()
@@ -222,12 +230,12 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
             else:
                 answers = _answers(assistant, heldout, None)
                 gens += len(heldout)
-            score = score_heldout(persona, heldout, answers, s)
-            sessions.append({"session": s, "heldout": score.as_dict(), "answers": answers, "chat": chat,
+            score = _score(persona, heldout, answers, s, cfg, base_cache)
+            sessions.append({"session": s, "heldout": score, "answers": answers, "chat": chat,
                              "training": training, "seconds": time.perf_counter() - ts})
-            progress(f"  {persona.name} x {arm}: session {s}/{cfg['sessions']}: held-out satisfaction "
-                     f"{score.satisfaction:.2f}, quality {score.quality_pass:.2f}, {score.words:.0f} words "
-                     f"({time.perf_counter() - ts:.0f} s)")
+            progress(f"  {persona.name} x {arm} (seed {cfg['seed']}): session {s}/{cfg['sessions']}: held-out "
+                     f"satisfaction {score['satisfaction']:.2f}, quality {score['quality_pass']:.2f}, "
+                     f"{score['words']:.0f} words ({time.perf_counter() - ts:.0f} s)")
         if not static:  # after the last session, with the arm's profile and adapter
             correctness = _correctness(assistant, cfg["correctness_items"], base_cache, False)
         retention = _retention(assistant, texts, kwargs["adapt"])
@@ -235,12 +243,22 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
         close = getattr(assistant, "close", None)
         if close:
             close()
-    record = {"persona": persona.name, "arm": arm, "user": user, "heldout_prompts": heldout,
+    record = {"persona": persona.name, "arm": arm, "seed": cfg["seed"], "user": user, "heldout_prompts": heldout,
               "sessions": sessions, "retention": retention, "correctness": correctness, "generations": gens,
               "seconds": time.perf_counter() - t0, "recover": None}
     if persona.drift_at and persona.drift_at <= cfg["sessions"]:
         record["recover"] = sessions_to_recover([x["heldout"]["satisfaction"] for x in sessions], persona.drift_at)
     return record
+
+
+def _score(persona: Persona, prompts: list[str], answers: list[str], session: int, cfg: dict, base_cache: dict) -> dict:
+    """``score_heldout`` with the relevance check (when the factory has one) and the template rule against the
+    base model's answers to the same prompts (when known)."""
+    judge = cfg.get("relevance")
+    flags = judge(prompts, answers) if judge else None
+    base = [base_cache.get(p) for p in prompts]
+    base_share = template_share(base) if all(b is not None for b in base) else None
+    return score_heldout(persona, prompts, answers, session, irrelevant=flags, base_template_share=base_share).as_dict()
 
 
 def _fresh_home(out_dir: Path | None) -> Path | None:
@@ -255,39 +273,28 @@ def _fresh_home(out_dir: Path | None) -> Path | None:
 
 
 def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int | None = None,
-             heldout: int | None = None, quick: bool = False, model=None, seed: int = 0,
+             heldout: int | None = None, quick: bool = False, model=None, seed: int | None = None,
              out_dir: Path | None = None, progress: Progress | None = None, max_tokens: int | None = None,
              train_budget_s: float | None = None, policy: FeedbackPolicy = FeedbackPolicy(),
              share_baseline: bool | None = None, assistant_factory: AssistantFactory | None = None,
-             temperature: float = 0.0, correctness: int | None | str = "default") -> EvalResult:
+             temperature: float = 0.0, correctness: int | None | str = "default",
+             seeds: list[int] | None = None) -> EvalResult:
     """Run the benchmark; None arguments take the quick or full defaults (``QUICK`` / ``FULL``).
 
     assistant_factory: (user, arm, AssistantConfig kwargs) -> assistant; default: the real Assistant on
-        ``model`` (None: the embedded default). Tests pass a fake.
+        ``model`` (None: the embedded default). Tests pass a fake; a factory with a ``relevance(prompts,
+        answers) -> flags`` attribute judges relevance too.
+    seeds: every persona x arm runs once per seed (other held-in order, feedback draws and sampling);
+        default: ``seed`` alone if given, else the quick/full default (1 / 3 seeds).
     correctness: how many correctness-set questions each arm answers ("default": 30 quick, all full;
         None: all; 0: skip).
     out_dir: where results.json / results.md / learning_curves.png go; simulated users live in
         ``out_dir/home`` (ASLS_HOME, wiped at start). None: write nothing, use the current ASLS_HOME.
     """
     defaults = QUICK if quick else FULL
-    arms = list(arms or defaults["arms"])
-    personas = list(personas or defaults["personas"])
-    bad = [a for a in arms if a not in ARMS]
-    if bad:
-        raise ASLSError(f"unknown arm(s) {', '.join(bad)}; choose from: {', '.join(ARMS)}")
-    persona_objs = [get_persona(p) for p in personas]
-    if "base" not in arms:
-        arms.insert(0, "base")  # every delta is against base; it is cheap (one greedy pass)
-    cfg = {
-        "quick": quick, "arms": arms, "personas": personas, "seed": seed, "model": str(model) if model else None,
-        "sessions": sessions or defaults["sessions"], "turns": turns or defaults["turns"],
-        "heldout": heldout or defaults["heldout"], "max_tokens": max_tokens or defaults["max_tokens"],
-        "train_budget_s": train_budget_s if train_budget_s is not None else defaults["train_budget_s"],
-        "share_baseline": quick if share_baseline is None else share_baseline, "temperature": temperature,
-        "policy": policy,
-        "correctness": defaults["correctness"] if correctness == "default" else correctness,
-    }
-    cfg["correctness_items"] = correctness_subset(cfg["correctness"])
+    seeds = list(seeds or ([seed] if seed is not None else defaults["seeds"]))
+    cfg = _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, model, seeds, max_tokens,
+                       train_budget_s, share_baseline, temperature, policy, correctness)
     progress = progress or (lambda msg: None)
     home = _fresh_home(out_dir)
     t0 = time.perf_counter()
@@ -296,13 +303,13 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
     result = EvalResult(config=recorded | {"policy": policy.__dict__})
     with _asls_home(home):
         make = assistant_factory or real_assistant_factory(
-            model, progress, max_tokens=cfg["max_tokens"], temperature=temperature, seed=seed,
-            train_budget_s=cfg["train_budget_s"])
-        base_cache: dict[str, str] = {}
-        jobs = [(p, a) for p in persona_objs for a in arms]
-        for i, (persona, arm) in enumerate(jobs, 1):
-            progress(f"[{i}/{len(jobs)}] {persona.name} x {arm}")
-            result.runs.append(_run_one(make, persona, arm, cfg, prompts, texts, base_cache, progress))
+            model, progress, max_tokens=cfg["max_tokens"], temperature=temperature, train_budget_s=cfg["train_budget_s"])
+        cfg["relevance"] = getattr(make, "relevance", None)
+        base_cache: dict[str, str] = {}  # greedy base answers depend on the prompt only: shared by seeds
+        jobs = [(s, get_persona(p), a) for s in seeds for p in cfg["personas"] for a in cfg["arms"]]
+        for i, (s, persona, arm) in enumerate(jobs, 1):
+            progress(f"[{i}/{len(jobs)}] {persona.name} x {arm}, seed {s}")
+            result.runs.append(_run_one(make, persona, arm, dict(cfg, seed=s), prompts, texts, base_cache, progress))
             result.seconds = time.perf_counter() - t0
             if out_dir is not None:
                 result.save(out_dir)  # partial results survive an interrupted run
@@ -311,6 +318,31 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
         for path in result.save(out_dir, progress):
             progress(f"wrote {path}")
     return result
+
+
+def _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, model, seeds, max_tokens, train_budget_s,
+                 share_baseline, temperature, policy, correctness) -> dict:
+    """``run_eval``'s arguments with the quick/full defaults filled in, checked."""
+    arms = list(arms or defaults["arms"])
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise ASLSError(f"unknown arm(s) {', '.join(bad)}; choose from: {', '.join(ARMS)}")
+    personas = list(personas or defaults["personas"])
+    for name in personas:
+        get_persona(name)  # an unknown name fails here, before any model is loaded
+    if "base" not in arms:
+        arms.insert(0, "base")  # every delta is against base; it is cheap (one greedy pass)
+    cfg = {
+        "quick": quick, "arms": arms, "personas": personas, "seeds": seeds, "seed": seeds[0],
+        "model": str(model) if model else None,
+        "sessions": sessions or defaults["sessions"], "turns": turns or defaults["turns"],
+        "heldout": heldout or defaults["heldout"], "max_tokens": max_tokens or defaults["max_tokens"],
+        "train_budget_s": train_budget_s if train_budget_s is not None else defaults["train_budget_s"],
+        "share_baseline": quick if share_baseline is None else share_baseline, "temperature": temperature,
+        "policy": policy, "correctness": defaults["correctness"] if correctness == "default" else correctness,
+    }
+    cfg["correctness_items"] = correctness_subset(cfg["correctness"])
+    return cfg
 
 
 def main_eval(quick: bool = False, out: Path | None = None, arms=None, personas=None, model=None,

@@ -1,0 +1,83 @@
+"""Is an answer about its prompt, whatever its length? The base model's pointwise mutual information.
+
+    pmi(prompt, answer) = log p(answer | prompt) - log mean_j p(answer | reference prompt j)
+
+under the base model (every LoRA scale 0), per answer token. An answer that answers its question is far more
+likely after that question than after unrelated ones (PMI well above 0); an answer written for another
+question is less likely after this one (PMI below 0); a content-free answer ("The answer is:", "Sure, I can
+help with that.") is about as likely after any prompt (PMI near 0). The text checks of
+``profiling.quality`` judge only what an answer looks like; this one judges whether it belongs to its
+prompt, so it also catches a fluent, long, well-formed answer to something else.
+
+The threshold is calibrated on data (``benchmarks/relevance_calibration.py``; figures in
+docs/learning.md, "Helpfulness"): on the embedded model's greedy answers to the built-in prompts and the
+correctness questions, it flags at most 5% of the model's own answers and at least 95% of answers swapped
+between prompts, and every content-free answer of the calibration set.
+"""
+
+from __future__ import annotations
+
+import math
+
+from asls_mlx.adaptation.batching import answer_ids, prompt_ids, truncate
+from asls_mlx.adaptation.logprobs import rows_logps
+from asls_mlx.adaptation.lora import adapter_disabled
+
+# Unrelated everyday requests an answer is compared against: varied in task and subject, so that an answer
+# likely after all of them (a template, an apology) gains nothing from its own prompt.
+REFERENCE_PROMPTS = (
+    "What is the boiling point of water at sea level?",
+    "Write a short poem about autumn leaves.",
+    "How do I reverse a list in Python?",
+    "Give me three tips for a job interview.",
+    "Why do cats purr?",
+)
+# Mean PMI per answer token at or below which an answer is not about its prompt (calibrated, see above).
+PMI_THRESHOLD = 0.05
+MAX_LENGTH = 256  # tokens of prompt + answer
+MAX_ANSWER_TOKENS = 64  # the answer's head shows whether it answers; the tail only costs time
+
+
+def answer_pmi(model, tokenizer, prompts: list[str], answers: list[str], system: str | None = None,
+               references: tuple[str, ...] = REFERENCE_PROMPTS, batch_size: int = 16) -> list[float]:
+    """Mean PMI per answer token of each (prompt, answer) under the base model (adapter off).
+
+    A reference prompt equal to the answer's own prompt is skipped. Empty answers get -inf (nothing there
+    belongs to the prompt).
+    """
+    rows, spans = [], []
+    for prompt, answer in zip(prompts, answers):
+        refs = [r for r in references if r != prompt]
+        ans = answer_ids(tokenizer, answer or "")[:MAX_ANSWER_TOKENS]
+        start = len(rows)
+        for context in (prompt, *refs):
+            rows.append(truncate(prompt_ids(tokenizer, context, system), ans, MAX_LENGTH))
+        spans.append((start, len(rows), len(ans)))
+    logps: list[float] = []
+    with adapter_disabled(model):
+        for i in range(0, len(rows), batch_size):
+            logps += rows_logps(model, rows[i : i + batch_size]).tolist()
+    out = []
+    for (start, end, n_tokens), answer in zip(spans, answers):
+        if not (answer or "").strip():
+            out.append(-math.inf)
+            continue
+        own, refs = logps[start], logps[start + 1 : end]
+        top = max(refs)
+        ref_mean = top + math.log(sum(math.exp(x - top) for x in refs) / len(refs))
+        out.append((own - ref_mean) / max(n_tokens, 1))
+    return out
+
+
+def irrelevant(pmi: float, threshold: float = PMI_THRESHOLD) -> bool:
+    """Whether an answer with this PMI per token is not about its prompt."""
+    return not pmi > threshold
+
+
+def relevance_flags(model, tokenizer, prompts: list[str], answers: list[str], system: str | None = None,
+                    threshold: float = PMI_THRESHOLD) -> list[bool]:
+    """For each (prompt, answer): True when the answer is not about its prompt (``irrelevant``)."""
+    return [irrelevant(x, threshold) for x in answer_pmi(model, tokenizer, prompts, answers, system)]
+
+
+__all__ = ["PMI_THRESHOLD", "REFERENCE_PROMPTS", "answer_pmi", "irrelevant", "relevance_flags"]
