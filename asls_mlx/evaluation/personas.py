@@ -12,6 +12,14 @@ Rules (the hidden preferences):
 - ``formal``: no contractions, no slang, no "!" (1.0); -0.25 per casual marker.
 - ``code_first``: coding prompts only: the answer opens with a code block (1.0); has code further down 0.5.
 - ``tldr``: the first line starts with "TL;DR" (or "Summary", "In short": ``features.tldr_first``).
+
+Open preferences (``open_rules``; the profile has no feature for them, so only edits and corrections teach
+them; ``Rule.profile`` is None):
+- ``follow_up``: the answer ends with a one-line follow-up question to the user.
+- ``british``: British spelling in the prose (colour, organise, centre); -0.25 per American spelling.
+- ``in_short``: the first line is "In short:" and a one-sentence summary ("TL;DR:" does not count).
+
+``STYLE_PERSONAS`` are the personas whose preference the profile can state; ``OPEN_PERSONAS`` those it cannot.
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from asls_mlx.evaluation.open_rules import (
+    append_follow_up, has_spelling_variant, prepend_in_short, score_british, score_follow_up, score_in_short,
+    to_british,
+)
 from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
@@ -34,13 +46,16 @@ TLDR_WORDS = 20  # a TL;DR line longer than this is not a summary
 class Rule:
     """One checkable preference.
 
-    name: rule id (concise, bullets, formal, code_first, tldr).
+    name: rule id (concise, bullets, formal, code_first, tldr, follow_up, british, in_short).
     score: (prompt, answer) -> [0, 1], without the quality guard (the persona applies it).
     edit: (prompt, answer) -> answer moved toward the rule (a no-op when it already holds).
     correction: what the user types to ask for it.
     applies: (prompt) -> whether the rule has anything to say about answers to this prompt.
     profile: the hidden preference in profile terms, (feature, value) as ``Profile.claims()`` states it
     (``evaluation.profile_truth``); None for a preference the profile has no feature for.
+    informative: (prompt, answer) -> whether this answer can show the rule met or broken; None: every answer
+    can. An answer without a word that British and American English spell differently satisfies ``british``
+    trivially (most of the base model's answers do), so a metric may count only the informative ones.
     """
 
     name: str
@@ -49,6 +64,7 @@ class Rule:
     correction: str
     applies: Callable[[str], bool] = lambda prompt: True
     profile: tuple[str, Any] | None = None
+    informative: Callable[[str, str], bool] | None = None
 
 
 # -- concise -----------------------------------------------------------------------------------------
@@ -211,6 +227,12 @@ RULES = {
                        applies=is_coding_prompt, profile=("code_first", True)),
     "tldr": Rule("tldr", _score_tldr, lambda p, a: prepend_tldr(a), "start with a TL;DR please",
                  profile=("tldr", True)),
+    # Open preferences: profile None (no profile feature states them)
+    "follow_up": Rule("follow_up", score_follow_up, append_follow_up, "end with a follow-up question please"),
+    "british": Rule("british", score_british, lambda p, a: to_british(a), "please use British spelling",
+                    informative=lambda p, a: has_spelling_variant(a)),
+    "in_short": Rule("in_short", score_in_short, lambda p, a: prepend_in_short(a),
+                     'start with "In short:" and a one-sentence summary please'),
 }
 
 
@@ -249,6 +271,12 @@ class Persona:
         scores = self.rule_scores(prompt, answer, session)
         return sum(scores.values()) / len(scores) if scores else 1.0
 
+    def informative(self, prompt: str, answer: str, session: int | None = None) -> bool:
+        """Whether ``answer`` can show this persona's preference met or broken: some applying rule can tell
+        from it (``Rule.informative``). A metric may leave out the answers that cannot."""
+        rules = [r for r in self.active_rules(session) if r.applies(prompt)]
+        return not rules or any(r.informative is None or r.informative(prompt, answer) for r in rules)
+
     def satisfied(self, prompt: str, answer: str, session: int | None = None) -> bool:
         return self.satisfies(prompt, answer, session) >= 1.0
 
@@ -281,7 +309,14 @@ PERSONAS: dict[str, Persona] = {p.name: p for p in (
     Persona("concise_bullets", ("bullets", "concise"), description="short bullet lists (both rules)"),
     Persona("drift", ("concise",), drift_at=3, drift_rules=("bullets",),
             description="concise in sessions 1-2, then bullet lists from session 3 on"),
+    Persona("follow_up", ("follow_up",), description="answers that end with a one-line follow-up question"),
+    Persona("british", ("british",), description="British spelling (colour, organise, centre, travelled)"),
+    Persona("in_short", ("in_short",), description='answers whose first line is "In short:" and one sentence'),
 )}
+# Preferences the profile has a feature for (length, bullets, tone, code first, TL;DR) ...
+STYLE_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
+# ... and preferences it has none for: learnt only from the user's edits and corrections.
+OPEN_PERSONAS = ("follow_up", "british", "in_short")
 
 
 def get_persona(name: str) -> Persona:
