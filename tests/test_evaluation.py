@@ -340,9 +340,17 @@ def test_runner_on_fake_assistant_writes_table_and_json(tmp_path):
 def test_quick_defaults_and_unknown_arm(tmp_path):
     result = run_eval(quick=True, assistant_factory=lambda u, a, k: FakeAssistant(u, a, k))
     assert result.config["arms"] == ["base", "profile_prompt", "asls"]
-    assert result.config["personas"] == ["concise", "bullets"]
-    assert (result.config["sessions"], result.config["turns"], result.config["heldout"]) == (3, 4, 6)
-    assert all(len(r["heldout_prompts"]) == 6 for r in result.runs)
+    assert result.config["personas"] == ["concise", "follow_up"] and result.config["seeds"] == [0]
+    assert (result.config["sessions"], result.config["turns"], result.config["heldout"]) == (3, 4, 12)
+    assert all(len(r["heldout_prompts"]) == 12 for r in result.runs)
+    # held-out prompts come round-robin over the categories: the first 12 span every category there is
+    from asls_mlx.evaluation import load_prompts
+
+    category = {r["prompt"]: r["category"] for r in load_prompts()}
+    first = result.run("concise", "asls")["heldout_prompts"]
+    assert len({category[p] for p in first}) == len(set(category.values())) == 12
+    full = run_eval.__globals__["FULL"]
+    assert full["heldout"] >= 30 and len(full["seeds"]) >= 3 and full["sessions"] == 5
     # base in quick mode is scored once, no chats; shared baseline: S0 identical across arms
     assert all(s["chat"] is None for s in result.run("concise", "base")["sessions"])
     assert result.run("concise", "asls")["sessions"][0]["answers"] == result.run("concise", "base")["sessions"][0]["answers"]
@@ -431,7 +439,7 @@ def test_runner_counts_only_helpful_answers_and_reports_correctness(tmp_path):
                       out_dir=tmp_path, assistant_factory=factory, correctness=30)
     asls, base = result.run("concise", "asls"), result.run("concise", "base")
     # stylish (short) but hollow or leaking: satisfaction 0 after training, whatever the style
-    assert result.curve("concise", "asls")[1:] == [0.0, 0.0] and result.curve("concise", "base")[-1] == 1.0
+    assert result.curve("concise", "asls")[1:] == [0.0, 0.0] and result.curve("concise", "base")[-1] > 0.8
     answers = asls["sessions"][-1]["answers"]
     assert set(answers) == {HOLLOW, LEAK}
     last = asls["sessions"][-1]["heldout"]

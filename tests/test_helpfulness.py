@@ -140,6 +140,17 @@ def test_template_share_counts_the_most_common_opening():
     assert template_share(["", ""]) == 0.0  # empty answers never form the most common opening
 
 
+def test_a_requested_summary_label_is_not_a_template():
+    """Answers the user asked to open with "TL;DR:" / "In short:" share the label, not a template."""
+    from asls_mlx.profiling.quality import opening
+
+    assert opening("TL;DR: Paris is the capital.") == ("paris", "is", "the")
+    assert opening("**In short:** water boils at 100 C.") == ("water", "boils", "at")
+    labelled = ["In short: Paris.", "In short: it is 36.", "In short: boil it nine minutes.", "In short: use a key."]
+    assert template_share(labelled) == 0.25
+    assert opening("The answer is: Paris.") == ("the", "answer", "is")  # a real template stays one
+
+
 def test_template_collapse_needs_more_than_the_margin_and_three_alike():
     base = [f"{w} answers this one its own way." for w in
             ["Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa"]]

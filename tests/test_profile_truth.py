@@ -57,8 +57,6 @@ def test_scripted_sessions_give_profiles_that_say_what_the_personas_want():
     """
     precisions, recalls = {}, {}
     for name, persona in PERSONAS.items():
-        if name == "in_short":
-            continue  # see test_an_in_short_user_gets_no_tldr_claim
         scores = [precision_recall(scripted_profile(persona, sessions=5, turns=6, seed=seed), persona, 5)
                   for seed in range(3)]
         precisions[name] = sum(p for p, _ in scores) / len(scores)
@@ -73,9 +71,6 @@ def test_scripted_sessions_give_profiles_that_say_what_the_personas_want():
     assert not home().joinpath("asls.db").exists()  # scripted in a temporary store, never the user's own
 
 
-@pytest.mark.xfail(strict=True, reason="features.tldr_first counts an 'In short:' opening as a TL;DR, so the "
-                   "in_short persona's edits make the profile claim tldr (3 of 3 seeds) and render 'Start with a "
-                   "one-line TL;DR.', which that user's rule scores 0")
 def test_an_in_short_user_gets_no_tldr_claim():
     """An open preference: the profile has no feature for "In short:" and must claim none."""
     persona = get_persona("in_short")

@@ -122,3 +122,17 @@ def test_length_statements_with_a_number_of_words():
         ("length", 80)}
     assert detect_statements("Summarize this article in 50 words") == []  # one request, not a standing wish
     assert {(s.feature, s.value) for s in detect_statements("I don't want headings")} == {("headings", False)}
+
+
+@pytest.mark.parametrize("text", ["please use British spelling", "end with a follow-up question please",
+                                  'start with "In short:" and a one-sentence summary please',
+                                  "Can you finish your answers with a question?"])
+def test_form_requests_no_profile_feature_states_are_corrections(text):
+    """They correct the previous answer (its answer-after-correction pair is mined) but set no profile feature."""
+    c = classify_followup(text)
+    assert c is not None and c.kind == "style"
+
+
+def test_questions_about_spelling_are_not_corrections():
+    assert classify_followup("What is the British spelling of color?") is None
+    assert classify_followup("Write a question for a quiz about rivers.") is None

@@ -34,7 +34,7 @@ from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
 from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
                                              base_accuracy_kept, correctness_rate, load_correctness_set)
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
-from asls_mlx.evaluation.personas import Persona, get_persona
+from asls_mlx.evaluation.personas import OPEN_PERSONAS, STYLE_PERSONAS, Persona, get_persona
 from asls_mlx.evaluation.results import EvalResult, Progress, to_jsonable
 from asls_mlx.evaluation.simulate import FeedbackPolicy, simulate_session
 from asls_mlx.profiling.quality import template_share
@@ -49,11 +49,13 @@ ARMS: dict[str, dict] = {
     "asls": dict(profile_in_prompt=True, adapt=True, self_labelled=True, drift_adaptation=True, loss="dpo"),
     "sft": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False, loss="sft"),
 }
-FULL_PERSONAS = ("concise", "bullets", "formal", "code_first", "tldr", "concise_bullets", "drift")
-QUICK = dict(personas=("concise", "bullets"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
-             heldout=6, max_tokens=96, train_budget_s=15.0, correctness=30, seeds=(0,))  # sized for <= 15 min on 2 cores
-FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=8, max_tokens=160,
-            train_budget_s=30.0, correctness=None, seeds=(0, 1, 2))  # None: the whole correctness set
+FULL_PERSONAS = STYLE_PERSONAS + OPEN_PERSONAS
+# --quick: one style and one open persona, one seed; a smoke test of the whole loop, not a result.
+QUICK = dict(personas=("concise", "follow_up"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
+             heldout=12, max_tokens=96, train_budget_s=15.0, correctness=30, seeds=(0,))
+# The standard run: >= 30 held-out prompts per persona, 5 sessions, 3 seeds; None: the whole correctness set.
+FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=30, max_tokens=160,
+            train_budget_s=30.0, correctness=None, seeds=(0, 1, 2))
 # The correctness subset is the same in every run and seed, so arms and runs compare on the same questions.
 CORRECTNESS_SEED = "asls-correctness"
 
@@ -61,11 +63,19 @@ AssistantFactory = Callable[[str, str, dict], object]  # (user, arm, config kwar
 
 
 def persona_prompts(persona: Persona, prompts: list[dict], seed: int) -> tuple[list[str], list[str]]:
-    """(held-in in a seeded order, held-out in file order) restricted to the persona's categories."""
+    """(held-in in a seeded order, held-out) restricted to the persona's categories. Held-out prompts come
+    round-robin over the categories (file order within each), so the first N of them are as varied as the set
+    (rewrite, email, classify, citation, code, ...), not the first category's."""
     ok = [r for r in prompts if persona.categories is None or r["category"] in persona.categories]
     heldin = [r["prompt"] for r in ok if r["split"] == "heldin"]
     random.Random(f"{seed}:{persona.name}:heldin").shuffle(heldin)
-    return heldin, [r["prompt"] for r in ok if r["split"] == "heldout"]
+    by_category: dict[str, list[str]] = {}
+    for r in ok:
+        if r["split"] == "heldout":
+            by_category.setdefault(r["category"], []).append(r["prompt"])
+    queues = list(by_category.values())
+    heldout = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+    return heldin, heldout
 
 
 def correctness_subset(n: int | None) -> list[CorrectnessItem]:

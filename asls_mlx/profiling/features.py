@@ -14,8 +14,11 @@ WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 BULLET_LINE = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+\S", re.MULTILINE)
 HEADING_LINE = re.compile(r"^\s*(?:#{1,6}\s+\S|[A-Z][^\n.!?]{0,60}:\s*$)", re.MULTILINE)
 CODE_FENCE = re.compile(r"```")
-TLDR_START = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|summary|in short|bottom line|short answer)\b",
+TLDR_START = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|summary|bottom line|short answer)\b",
                         re.IGNORECASE)
+# A first line that is a label ("In short: ...", "TL;DR: ...", "Note: ..."): an edit that adds one moves the rest
+# of the answer down without meaning anything against what was first before.
+LABEL_START = re.compile(r"^\s*(?:\*\*)?[A-Za-z][\w;' ]{0,20}:(?!//)")
 CONTRACTION = re.compile(
     r"\b(?:\w+n['’]t|i['’]m|you['’]re|we['’]re|they['’]re|it['’]s|that['’]s|there['’]s|what['’]s|"
     r"\w+['’]ll|\w+['’]ve|\w+['’]d|let['’]s|gonna|wanna|gotta|ain['’]t)\b",
@@ -107,11 +110,18 @@ class AnswerFeatures:
     code_first: bool
     tldr_first: bool
     formality: float
+    label: str = ""  # the first line's label ("in short", "tl;dr"), lower case; "" without one
 
 
 def answer_features(text: str) -> AnswerFeatures:
     return AnswerFeatures(
         words=word_count(text), bullets=has_bullets(text), headings=has_headings(text),
         code=has_code(text), code_first=code_first(text), tldr_first=tldr_first(text),
-        formality=formality(text),
+        formality=formality(text), label=first_label(text),
     )
+
+
+def first_label(text: str) -> str:
+    """The label the answer's first line opens with ("In short:" -> "in short"), or ""."""
+    m = LABEL_START.match(text or "")
+    return m.group(0).strip(" *:").lower() if m else ""

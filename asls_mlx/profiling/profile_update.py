@@ -119,13 +119,16 @@ def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs, replaced: bool = 
         obs[name].append((1.0, W_EDIT))
     if replaced:
         return
-    if not added and not cut:
+    # A new label line on top ("In short: ...") moves the rest down and may relabel a TL;DR: nothing against
+    # what was first before, and its own sentence says nothing about tone.
+    relabelled = bool(new.label) and new.label != orig.label
+    if not added and not cut and not relabelled:
         for name, a, b in pairs:
             if a and not b:
                 obs[name].append((-1.0, W_EDIT))
     if cut or (ratio > GROW_RATIO and not added):
         obs["length"].append((_log_words(new.words), W_EDIT))
-    if not cut and abs(new.formality - orig.formality) >= 0.2:  # e.g. contractions expanded -> more formal
+    if not cut and not relabelled and abs(new.formality - orig.formality) >= 0.2:  # e.g. contractions expanded -> more formal
         obs["formality"].append((1.0 if new.formality > orig.formality else -1.0, W_EDIT))
 
 

@@ -270,9 +270,13 @@ def leaks_profile(answer: str) -> bool:
     return n_hits >= ECHO_MIN_PHRASES or (longest >= 3 and longest >= ECHO_MOST * n_tokens)
 
 
+# A summary label the user asked for ("TL;DR:", "In short:") is not a template: the opening starts after it.
+SUMMARY_LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|in short|summary|bottom line)\s*(?:\*\*)?\s*[:\-–—]\s*", re.I)
+
+
 def opening(answer: str, n_words: int = TEMPLATE_WORDS) -> tuple:
-    """The first ``n_words`` words of ``answer``, lower-cased, without punctuation or markup."""
-    return tuple(words((answer or "").translate(_APOS))[:n_words])
+    """The first ``n_words`` words of ``answer`` after a summary label, lower-cased, without punctuation or markup."""
+    return tuple(words(SUMMARY_LABEL.sub("", (answer or "").translate(_APOS), count=1))[:n_words])
 
 
 def template_share(answers: list[str], n_words: int = TEMPLATE_WORDS) -> float:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from asls_mlx.store import Store
 
 CORRECTION_KINDS = ("shorter", "longer", "bullets", "prose", "headings", "no_headings", "formal", "casual",
-                    "code_first", "tldr", "rephrase")
+                    "code_first", "tldr", "rephrase", "style")
 # How sure a rule is on a short message; scaled down for long messages (see _length_factor).
 _RULES: list[tuple[str, float, str]] = [
     ("tldr", 0.9, r"\b(?:tl;?\s?dr|summary|conclusion|bottom line|the answer) (?:first|up front|at the top)\b"
@@ -47,6 +47,11 @@ _RULES: list[tuple[str, float, str]] = [
                      r"|\bless (?:casual|informal|chatty)\b|\b(?:be|sound) (?:formal|professional)\b"),
     ("casual", 0.85, r"\btoo (?:formal|stiff|stuffy|robotic)\b|\bless (?:formal|stiff|robotic)\b"
                      r"|\bmore (?:casual|relaxed|friendly|conversational|informal)\b|\bfriendlier\b"),
+    # A request about the answer's form that no profile feature states (spelling, a closing question, an opening
+    # label): still a correction of the previous answer, so its answer-after-correction pair is mined.
+    ("style", 0.8, r"\b(?:use|in|with|write in) (?:british|american|uk|us) (?:english|spelling)\b"
+                   r"|\b(?:end|finish|close) (?:it |each answer |your answers? )?with (?:a |one )?(?:short )?(?:follow[- ]?up )?question\b"
+                   r"|\b(?:start|begin|open) (?:it |each answer |your answers? )?with ['\"]?in short\b"),
     ("rephrase", 0.8, r"^\W*(?:no|nope|wrong)\b[\W]*(?:i meant|that'?s not|not what|you misunderstood)"
                       r"|^\W*(?:no,? )?i meant\b|\bthat'?s not what i (?:meant|asked|wanted)\b"
                       r"|\bnot what i (?:meant|asked|wanted)\b|\byou misunderstood\b|^\W*(?:try again|rephrase)\b"),
