@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.trainer import Progress
 from asls_mlx.adaptation.gate import GateChecks, gate_prompts
+from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
@@ -185,6 +186,8 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
             # Not yet: on six gate prompts, answers that share an opening by chance (a small or noisy model)
             # read as a learned template. The check needs a rule that tells the two apart first.
             template_collapse=None,
+            relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
+                                                          learner.config.system_prompt),
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
         )

@@ -191,6 +191,29 @@ def test_answer_check_counts_template_collapse_as_one_failure():
     assert _check(PROMPTS, hollow, OLD) == (len(PROMPTS) + 1, None, None)  # each hollow answer, and the template
 
 
+def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
+    """Relevance (PMI per token, judged by the base model): a new answer below the threshold whose old answer
+    was clearly above it is a failure; a flag that flips near the threshold (noise) or an unchanged answer is not."""
+    from asls_mlx.adaptation.gate import RELEVANCE_MARGIN
+    from asls_mlx.adaptation.relevance import PMI_THRESHOLD
+
+    prompts = ["What is rain?", "Why is the sky blue?", "What is DNA?"]
+    old = ["Water falling from clouds.", "Sunlight scatters in air.", "A molecule of genes."]
+    new = ["Water falling from clouds.", "Here is a poem about leaves.", "Genetic code, a molecule."]
+    pmi = {old[1]: 0.9, new[1]: -0.2, old[2]: PMI_THRESHOLD + RELEVANCE_MARGIN / 2, new[2]: PMI_THRESHOLD - 0.01}
+    judged = []
+
+    def relevance(qs, answers):
+        judged.extend(answers)
+        return [pmi[a] for a in answers]
+
+    answers = iter([new, old])
+    checks = GateChecks(answer_fn=lambda qs: next(answers), relevance=relevance)
+    result = answer_check(prompts, checks, lambda: (lambda: None))
+    assert result == (1, None, None) and "1 new answer(s) not about their prompt" in result.notes[0]
+    assert old[0] not in judged  # unchanged: not judged at all
+
+
 def test_the_gate_reason_names_the_template_collapse():
     metrics = {"n": 2, "accuracy": 1.0, "margin": 0.5}
     decision = gate(metrics, metrics, 1.0, quality_failures=1, quality_notes=("template collapse: 6 answers",))

@@ -16,13 +16,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from asls_mlx.adaptation.relevance import irrelevant
+
 AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
 ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
 QualityFn = Callable[[str, str], list]  # (prompt, answer) -> what is wrong with the answer (empty: nothing)
+RelevanceFn = Callable[[list[str], list[str]], list[float]]  # (prompts, answers) -> each answer's PMI per token
 CollapseFn = Callable[[list[str], list[str]], bool]  # (new answers, old answers) -> do the new ones collapse to a template?
 # Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
 # that is every answer, which three similar questions ("capital of ...?") give honestly.
 MIN_TEMPLATE_PROMPTS = 4
+# An answer counts as newly irrelevant only when the old answer's PMI per token cleared the threshold by this much.
+RELEVANCE_MARGIN = 0.1
 # Held-out preference rejects an update only when a one-sided sign test on its pairs says p < 5%.
 HARM_ALPHA = 0.05
 # Without per-pair margins, held-out means decide only on this many pairs or more.
@@ -37,6 +42,8 @@ class GateChecks:
     already has them (decoded alongside the self-labelled samples); the rest are generated.
     ``template_collapse``: whether the new adapter's answers open with one template far more often than
     the old one's (each answer alone may pass the quality guard; together they show a learnt template).
+    ``relevance``: the base model's PMI of each answer with its prompt (``adaptation.relevance.answer_pmi``):
+    whether an answer is about its prompt, whatever its length or form.
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -45,6 +52,7 @@ class GateChecks:
     quality_issues: QualityFn | None = None
     answers_before: dict[str, str] | None = None
     template_collapse: CollapseFn | None = None
+    relevance: RelevanceFn | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,8 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     issues = checks.quality_issues or (lambda q, a: [])
     failures = sum(1 for q, b, a in zip(prompts, before, after) if issues(q, a) and not issues(q, b))
     notes = []
+    if checks.relevance:
+        failures += _newly_irrelevant(prompts, before, after, checks.relevance, notes)
     if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
@@ -200,5 +210,22 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes)
 
 
-__all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+def _newly_irrelevant(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
+                      notes: list) -> int:
+    """How many new answers are not about their prompt while the old answer clearly was (its PMI above the
+    threshold by ``RELEVANCE_MARGIN``: near the threshold a flag flips by chance, as on a small or noisy model).
+    Only answers that changed are judged."""
+    changed = [i for i, (b, a) in enumerate(zip(before, after)) if a != b]
+    if not changed:
+        return 0
+    qs = [prompts[i] for i in changed]
+    pmi_after = relevance(qs, [after[i] for i in changed])
+    pmi_before = relevance(qs, [before[i] for i in changed])
+    worse = sum(1 for a, b in zip(pmi_after, pmi_before) if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN))
+    if worse:
+        notes.append(f"{worse} new answer(s) not about their prompt (the base model's PMI)")
+    return worse
+
+
+__all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
            "gate_prompts", "heldout_harm", "sign_test_p", "wanted"]
