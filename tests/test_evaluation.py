@@ -517,7 +517,7 @@ def test_runner_with_seeds_reports_intervals_relevance_and_commits(tmp_path):
 
     def relevance(prompts, answers):  # flags every answer that opens with a bullet: "not about the prompt"
         judged.append(len(prompts))
-        return [a.startswith("- ") for a in answers]
+        return [-1.0 if a.startswith("- ") else 1.0 for a in answers]
 
     factory.relevance = relevance
     result = run_eval(arms=["profile_prompt", "asls"], personas=["concise"], sessions=2, turns=2, heldout=4,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from asls_mlx.adaptation.relevance import relevance_flags
+from asls_mlx.adaptation.relevance import answer_pmi, irrelevant
 from asls_mlx.data_files import general_texts, load_prompts
 from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
@@ -134,10 +134,10 @@ def real_assistant_factory(model=None, progress: Progress | None = None, **commo
         config = AssistantConfig(**{**common, **arm_kwargs})
         return Assistant(user=user, model=str(model) if model else None, config=config, engine=shared["engine"])
 
-    def relevance(prompts: list[str], answers: list[str]) -> list[bool]:
-        """The base model's PMI check (adapter off) on the shared model; called after ``make``."""
+    def relevance(prompts: list[str], answers: list[str]) -> list[float]:
+        """The base model's PMI per answer token (adapter off) on the shared model; called after ``make``."""
         engine = shared["engine"]
-        return relevance_flags(engine.model, engine.tokenizer, prompts, answers, AssistantConfig().system_prompt)
+        return answer_pmi(engine.model, engine.tokenizer, prompts, answers, AssistantConfig().system_prompt)
 
     make.relevance = relevance
     return make
@@ -265,10 +265,12 @@ def _score(persona: Persona, prompts: list[str], answers: list[str], session: in
     """``score_heldout`` with the relevance check (when the factory has one) and the template rule against the
     base model's answers to the same prompts (when known)."""
     judge = cfg.get("relevance")
-    flags = judge(prompts, answers) if judge else None
+    pmi = judge(prompts, answers) if judge else None
     base = [base_cache.get(p) for p in prompts]
     base_share = template_share(base) if all(b is not None for b in base) else None
-    return score_heldout(persona, prompts, answers, session, irrelevant=flags, base_template_share=base_share).as_dict()
+    flags = [irrelevant(x) for x in pmi] if pmi is not None else None
+    score = score_heldout(persona, prompts, answers, session, irrelevant=flags, base_template_share=base_share)
+    return score.as_dict() | {"pmi": pmi}
 
 
 def _fresh_home(out_dir: Path | None) -> Path | None:
@@ -293,7 +295,7 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
 
     assistant_factory: (user, arm, AssistantConfig kwargs) -> assistant; default: the real Assistant on
         ``model`` (None: the embedded default). Tests pass a fake; a factory with a ``relevance(prompts,
-        answers) -> flags`` attribute judges relevance too.
+        answers) -> PMI per token`` attribute judges relevance too (``adaptation.relevance``).
     seeds: every persona x arm runs once per seed (other held-in order, feedback draws and sampling);
         default: ``seed`` alone if given, else the quick/full default (1 / 3 seeds).
     correctness: how many correctness-set questions each arm answers ("default": 30 quick, all full;
