@@ -254,3 +254,25 @@ def test_the_gate_rejects_an_adapter_whose_answers_collapse_to_one_template(tiny
         assert len(calls) == 2 and len(calls[0]) >= MIN_TEMPLATE_PROMPTS
         assert not report.committed and "template collapse" in report.reason
         assert a.store.active_adapter(a.user.id) is None
+
+
+def test_training_keeps_only_pairs_whose_preferred_answer_is_about_its_prompt():
+    """A model-written chosen answer must answer its prompt (the base model's PMI); the user's own edits stay."""
+    from asls_mlx.adaptation.gate import GateChecks
+    from asls_mlx.adaptation.update import helpful_chosen
+    from asls_mlx.store import PreferencePair
+
+    pairs = [PreferencePair("What is rain?", "Water falling from clouds.", "It rains.", "regenerate", 1.0),
+             PreferencePair("What is DNA?", "The answer is: a poem about leaves.", "A molecule.", "self", 1.0),
+             PreferencePair("Name a cat.", "Milo.", "Here are ten names ...", "edit", 1.0)]
+    pmi = {"Water falling from clouds.": 0.8, "The answer is: a poem about leaves.": -0.3}
+    seen = []
+
+    def relevance(prompts, answers):
+        seen.extend(answers)
+        return [pmi[a] for a in answers]
+
+    kept, dropped = helpful_chosen(pairs, GateChecks(relevance=relevance))
+    assert [p.source for p in kept] == ["regenerate", "edit"] and dropped == 1
+    assert "Milo." not in seen  # an edit is the user's own: not judged
+    assert helpful_chosen(pairs, GateChecks()) == (pairs, 0)  # no judge: as before

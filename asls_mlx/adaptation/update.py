@@ -20,6 +20,7 @@ from asls_mlx.adaptation.config import LearningConfig, TrainingArgs
 from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, wanted
 from asls_mlx.adaptation.logprobs import decide_fast_paths
 from asls_mlx.adaptation.prefix_cache import PrefixCache
+from asls_mlx.adaptation.relevance import irrelevant
 from asls_mlx.adaptation.lora import attach_lora, has_lora, load_adapter, lora_config, lora_parameters, reset_lora, set_lora_weights
 from asls_mlx.adaptation.trainer import Progress, TrainResult, train_on_pairs
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
@@ -113,8 +114,10 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
     new = wanted(store.pairs(user_id, split="train", unused_only=True), config)
     active = store.active_adapter(user_id)
     previous = active.version if active else None
+    new, off_topic = helpful_chosen(new, checks)
     if not new:
-        return UpdateReport(False, "no new pairs since the last update", previous, previous)
+        why = f" ({off_topic} whose preferred answer is not about its prompt)" if off_topic else ""
+        return UpdateReport(False, f"no new pairs since the last update{why}", previous, previous)
     prep = _prepare(target, config, new, previous, drift, session_ids)
     prep.started = time.perf_counter()
     prep.timings["prepare"] = prep.started - t0
@@ -142,6 +145,23 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected",
                        metrics=_run_metrics(config, prep, result, report, drift))
     return _commit(target, config, prep, result, report, decision, drift, session_ids)
+
+
+def helpful_chosen(pairs: list, checks: GateChecks) -> tuple[list, int]:
+    """The pairs whose chosen answer is about its prompt, and how many were dropped.
+
+    A model-written chosen answer (a regeneration, the answer after a correction, a self-labelled sample, a
+    liked answer) must itself be helpful, or the adapter learns what it has in common with the others (a
+    short template) instead of the task. The text checks ran when the pair was mined; here the base model's
+    PMI (``checks.relevance``) also judges whether it answers its prompt. The user's own edits are theirs to
+    make and are kept.
+    """
+    judged = [p for p in pairs if p.source != "edit" and p.label >= 0]
+    if checks.relevance is None or not judged:
+        return pairs, 0
+    pmi = checks.relevance([p.prompt for p in judged], [p.chosen for p in judged])
+    off = {id(p) for p, x in zip(judged, pmi) if irrelevant(x)}
+    return [p for p in pairs if id(p) not in off], len(off)
 
 
 def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: int | None, drift: float,
@@ -281,4 +301,4 @@ def activate_version(model, repo: AdapterRepo, version: int | None) -> None:
     load_adapter(repo.path(version), model)
 
 
-__all__ = ["UpdateReport", "UpdateTarget", "activate_version", "update_adapter"]
+__all__ = ["UpdateReport", "UpdateTarget", "activate_version", "helpful_chosen", "update_adapter"]
