@@ -21,14 +21,14 @@ from asls_mlx.errors import ASLSError  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASLSError", "Assistant", "AssistantConfig", "ImportSummary", "Reply", "RunSummary", "SessionSummary",
+    "ASLSError", "Assistant", "AssistantConfig", "ImportSummary", "PairCounts", "Reply", "RunSummary", "SessionSummary",
     "TrainOutcome", "TrainingStatus", "UserSummary", "__version__", "cancel_training", "default_model_dir",
     "delete_user", "import_history", "import_user", "last_update_overhead_s", "list_models", "list_users",
     "pair_counts", "require_user", "train_now", "training_runs", "training_status", "user_name",
 ]
 _LAZY = {  # public name -> the module that defines it (imported on first use: `asls --help` stays fast)
     **dict.fromkeys(("UserSummary", "delete_user", "list_users", "require_user", "user_name"), "users"),
-    **dict.fromkeys(("RunSummary", "TrainOutcome", "TrainingStatus", "cancel_training", "last_update_overhead_s",
+    **dict.fromkeys(("PairCounts", "RunSummary", "TrainOutcome", "TrainingStatus", "cancel_training", "last_update_overhead_s",
                      "pair_counts", "train_now", "training_runs", "training_status"), "training"),
     **dict.fromkeys(("ImportSummary", "import_history"), "history_import"),
 }

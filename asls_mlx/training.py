@@ -165,6 +165,10 @@ def _worker(folder) -> dict | None:
         return None
     if record.get("state") != "running" or record.get("pid") != holder or not pid_alive(holder):
         return None
+    lock = FileLock(folder / "train.lock")
+    if lock.acquire():  # nobody holds it: the worker has exited (a zombie keeps its pid until reaped)
+        lock.release()
+        return None
     return record
 
 
@@ -181,11 +185,12 @@ def cancel_training(user: str | None = None, wait_s: float = 30.0) -> str:
                             "press Ctrl-C there to stop it")
         return "no training running"
     os.kill(int(worker["pid"]), signal.SIGTERM)  # the worker stops between steps and commits nothing
-    deadline = time.monotonic() + wait_s
-    while pid_alive(worker["pid"]) and time.monotonic() < deadline:
+    deadline, lock = time.monotonic() + wait_s, FileLock(folder / "train.lock")
+    while not lock.acquire():  # an exited worker holds no lock (a zombie still has a pid)
+        if time.monotonic() > deadline:
+            return f"asked the trainer (pid {worker['pid']}) to stop; it stops after its current step"
         time.sleep(0.2)
-    if pid_alive(worker["pid"]):
-        return f"asked the trainer (pid {worker['pid']}) to stop; it stops after its current step"
+    lock.release()
     return "training cancelled; the previous adapter stays active"
 
 
@@ -198,11 +203,18 @@ class TrainOutcome:
     report: Any = None  # adaptation's UpdateReport
 
 
-def pair_counts(store: Store, user: User, session_ids: list[int] | None = None) -> tuple[int, int]:
-    """(training pairs waiting, held-out pairs of ``session_ids`` — all sessions when None)."""
+@dataclass(frozen=True)
+class PairCounts:
+    waiting: int  # training pairs no adapter has used yet (all sessions)
+    mined: int  # pairs of the sessions asked about (both splits)
+    held_out: int  # of those, held out to check adapters (they never train one)
+
+
+def pair_counts(store: Store, user: User, session_ids: list[int] | None = None) -> PairCounts:
+    """The user's pairs waiting for training, and the pairs of ``session_ids`` (all sessions when None)."""
     waiting = len(store.pairs(user.id, split="train", unused_only=True))
-    held = [p for p in store.pairs(user.id, split="val") if session_ids is None or p.session_id in session_ids]
-    return waiting, len(held)
+    mined = [p for p in store.pairs(user.id, split=None) if session_ids is None or p.session_id in session_ids]
+    return PairCounts(waiting, len(mined), sum(p.split == "val" for p in mined))
 
 
 def train_now(assistant, progress: Callable | None = None, on_phase: Callable[[str], None] | None = None) -> TrainOutcome:
@@ -218,7 +230,8 @@ def train_now(assistant, progress: Callable | None = None, on_phase: Callable[[s
     for sid in current:
         infer_session_signals(a.store, sid)
         mine_pairs(a.store, a.user, sid, generate=None, seed=a.config.seed)
-    waiting, held_out = pair_counts(a.store, a.user, ended.session_ids + current)
+    counts = pair_counts(a.store, a.user, ended.session_ids + current)
+    waiting, held_out = counts.waiting, counts.held_out
     if waiting == 0:
         return TrainOutcome(waiting, held_out)
     note("loading model")
@@ -240,5 +253,5 @@ def last_update_overhead_s(user: str | None = None) -> float | None:
     return None
 
 
-__all__ = ["OUTCOMES", "RunSummary", "TrainOutcome", "TrainingStatus", "cancel_training", "close_interrupted_runs",
+__all__ = ["OUTCOMES", "PairCounts", "RunSummary", "TrainOutcome", "TrainingStatus", "cancel_training", "close_interrupted_runs",
            "last_update_overhead_s", "pair_counts", "train_now", "training_runs", "training_status"]
