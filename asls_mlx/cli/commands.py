@@ -177,12 +177,12 @@ def import_(args: argparse.Namespace) -> int:
         return 0
     if args.rename is not None:
         raise ASLSError(f"--rename is for asls bundles; with --from {args.source} use --user NAME")
+    if args.json:  # the document alone on stdout
+        ui.json("import", import_history(path, args.source, user=args.user).to_dict())
+        return 0
     with ui.progress(f"reading {path.name}", total=None) as bar:
         summary = import_history(path, args.source, user=args.user,
                                  progress=lambda done, total: bar.update(done, total, description="profiling and mining"))
-    if args.json:
-        ui.json("import", summary.to_dict())
-        return 0
     ui.banner(summary.line())
     if summary.profile_changes:
         ui.status("profile: " + "; ".join(summary.profile_changes))

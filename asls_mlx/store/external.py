@@ -120,7 +120,7 @@ def _chatgpt_conversation(conv: Any, i: int) -> Conversation:
     title = conv.get("title") if isinstance(conv.get("title"), str) else ""
     node_id, path, seen = conv.get("current_node"), [], set()
     while node_id is not None:  # the branch the user last saw, from its leaf up to the root
-        if node_id in seen or not isinstance(node_id, str) or node_id not in mapping:
+        if not isinstance(node_id, str) or node_id in seen or node_id not in mapping:
             raise ASLSError(f"{where}: node {str(node_id)[:40]!r} is missing or loops; the export is damaged")
         seen.add(node_id)
         path.append(node_id)
