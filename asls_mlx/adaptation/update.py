@@ -128,6 +128,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         set_lora_weights(target.model, prep.old_weights)
         store.finish_training_run(prep.run_id, "failed", f"{type(e).__name__}: {e}"[:300])
         raise
+    if progress is not None and result.steps and result.losses:  # the steps are done (the budget may end them early)
+        progress(Progress(result.steps, result.steps, result.losses[-1], time.perf_counter() - prep.started))
     report = UpdateReport(False, "", previous, previous, len(new), result.steps, time.perf_counter() - prep.started,
                           result.losses, prep.before, run_id=prep.run_id)
     prep.timings.update(reference=result.prepare_s, steps=result.seconds - result.prepare_s)

@@ -10,6 +10,8 @@ from asls_mlx.cli.commands import _assistant, _existing, _time
 from asls_mlx.cli.ui import ChatUI
 
 VALIDATING = "validating: held-out pairs, retention, answers old vs new"
+# the pipeline's phase names, said the way a user reads them
+PHASES = {"training": "preparing: reference log-probs, held-out metrics before training"}
 
 
 def train(args: argparse.Namespace) -> int:
@@ -52,7 +54,7 @@ def train_with_progress(a, ui: ChatUI):
             if p.step >= p.total:
                 bar.update(description=VALIDATING)
 
-        outcome = train_now(a, progress=on_step, on_phase=lambda phase: bar.update(description=phase))
+        outcome = train_now(a, progress=on_step, on_phase=lambda phase: bar.update(description=PHASES.get(phase, phase)))
     if outcome.report is None:
         why = (f"the {outcome.held_out} pairs mined so far are held out to check adapters, not to train them"
                if outcome.held_out else "no new pairs since the last adapter")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -63,11 +64,17 @@ class ChatUI:
 
     def prompt(self, label: str = "you") -> str:
         """Read one message. A line ending in a backslash continues on the next line (multi-line input)."""
-        lines = [self.console.input(f"[bold green]{label}>[/] ")]
+        lines = [self._input(f"[bold green]{label}>[/] ")]
         while lines[-1].endswith("\\"):
             lines[-1] = lines[-1][:-1]
-            lines.append(self.console.input("[green]...[/] "))
+            lines.append(self._input("[green]...[/] "))
         return "\n".join(lines)
+
+    def _input(self, label: str) -> str:
+        line = self.console.input(label)
+        if self.plain and not sys.stdin.isatty():  # piped in: echo it, so the transcript reads as a conversation
+            self._line(line)
+        return line
 
     def start_answer(self) -> None:
         self._answer = ""
