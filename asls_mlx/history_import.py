@@ -41,13 +41,18 @@ class ImportSummary:
         return asdict(self)
 
     def line(self) -> str:
-        text = (f"imported {self.conversations} conversations ({self.messages} messages, {self.regenerated} "
-                f"regenerated answers) into {self.user}; {self.pairs_mined} preference pairs mined")
+        text = (f"imported {_n(self.conversations, 'conversation')} ({_n(self.messages, 'message')}, "
+                f"{_n(self.regenerated, 'regenerated answer')}) into {self.user}; "
+                f"{_n(self.pairs_mined, 'preference pair')} mined")
         if self.held_out:
             text += f" ({self.held_out} held out to check adapters)"
         if self.skipped:
             text += f"; skipped {self.skipped} (already imported or no text)"
         return text
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def import_history(path: str | PathLike, source: str, user: str | None = None,

@@ -81,7 +81,7 @@ def test_llm_logs_legacy_and_new_tables(tmp_path, new_tables):
 def test_cli_import_from_chatgpt_and_llm(tmp_path):
     out = run("import", "--from", "chatgpt", str(chatgpt_export(tmp_path / "c.json")), "--user", "sam")
     assert out.returncode == 0, out.stderr
-    assert "imported 2 conversations (9 messages, 1 regenerated answers) into sam; 2 preference pairs mined" in out.stdout
+    assert "imported 2 conversations (9 messages, 1 regenerated answer) into sam; 2 preference pairs mined" in out.stdout
     assert "`asls train --user sam` learns from them now" in out.stdout
     doc = json.loads(run("import", "--from", "llm", str(llm_logs_db(tmp_path / "logs.db")), "--user", "sam",
                          "--json").stdout)

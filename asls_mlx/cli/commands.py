@@ -180,7 +180,7 @@ def import_(args: argparse.Namespace) -> int:
     if args.json:  # the document alone on stdout
         ui.json("import", import_history(path, args.source, user=args.user).to_dict())
         return 0
-    with ui.progress(f"reading {path.name}", total=None) as bar:
+    with ui.progress(f"reading {path.name}", total=None, unit="conversation") as bar:
         summary = import_history(path, args.source, user=args.user,
                                  progress=lambda done, total: bar.update(done, total, description="profiling and mining"))
     ui.banner(summary.line())

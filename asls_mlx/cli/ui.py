@@ -121,9 +121,9 @@ class ChatUI:
             self.console.print(Markdown(text))
 
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator["ProgressBar | PlainProgress"]:
+    def progress(self, description: str, total: int | None = None, unit: str = "step") -> Iterator["ProgressBar | PlainProgress"]:
         if self.plain:
-            bar = PlainProgress(self._line, description)
+            bar = PlainProgress(self._line, description, unit)
             yield bar
             bar.finish()
             return
@@ -151,8 +151,8 @@ class ProgressBar:
 class PlainProgress:
     """Progress as lines: each new phase, then a step line at every tenth of the steps (and the last)."""
 
-    def __init__(self, write, description: str):
-        self._write, self._t0 = write, time.monotonic()
+    def __init__(self, write, description: str, unit: str = "step"):
+        self._write, self._t0, self._unit = write, time.monotonic(), unit
         self._description, self._shown_tenth, self._total = description, -1, None
         self._write(f"{description} …")
 
@@ -166,7 +166,7 @@ class PlainProgress:
         tenth = int(10 * completed / self._total)
         if tenth > self._shown_tenth:
             self._shown_tenth = tenth
-            self._write(f"  step {int(completed)}/{int(self._total)}{f' · {info}' if info else ''} ({self._elapsed()})")
+            self._write(f"  {self._unit} {int(completed)}/{int(self._total)}{f' · {info}' if info else ''} ({self._elapsed()})")
 
     def finish(self) -> None:
         self._write(f"done ({self._elapsed()})")
