@@ -153,7 +153,7 @@ class PlainProgress:
 
     def __init__(self, write, description: str, unit: str = "step"):
         self._write, self._t0, self._unit = write, time.monotonic(), unit
-        self._description, self._shown_tenth, self._total = description, -1, None
+        self._description, self._shown_tenth, self._shown_step, self._total = description, -1, None, None
         self._write(f"{description} …")
 
     def update(self, completed: float | None = None, total: float | None = None, info: str = "", description: str | None = None) -> None:
@@ -164,8 +164,8 @@ class PlainProgress:
         if completed is None or not self._total:
             return
         tenth = int(10 * completed / self._total)
-        if tenth > self._shown_tenth:
-            self._shown_tenth = tenth
+        if tenth > self._shown_tenth and completed != self._shown_step:  # (the total may shrink to the steps run)
+            self._shown_tenth, self._shown_step = tenth, completed
             self._write(f"  {self._unit} {int(completed)}/{int(self._total)}{f' · {info}' if info else ''} ({self._elapsed()})")
 
     def finish(self) -> None:
