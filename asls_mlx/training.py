@@ -75,7 +75,7 @@ class RunSummary:
         """ "committed v3", "rejected: held-out preference dropped ...", "interrupted" ..."""
         if self.outcome == "committed":
             return f"committed v{self.adapter_version}"
-        return f"{self.outcome}: {self.reason}" if self.reason else self.outcome
+        return f"{self.outcome}: {self.reason}" if self.reason and self.reason != self.outcome else self.outcome
 
     def line(self) -> str:
         parts = [f"run {self.id}", self.result(), f"{self.new_pairs} new pairs"]
