@@ -105,7 +105,7 @@ def test_chat_driven_like_a_person(default_model_dir):
     child.expect("Profile of default")
     child.expect("you>")
     child.sendline("/new")
-    child.expect("preference pairs mined")
+    child.expect("preference pairs? mined")
     child.expect("you>")
     child.sendline("/train")
     child.expect(["adapter v1", "kept adapter", "adapter unchanged", "nothing to train on"])
