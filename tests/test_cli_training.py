@@ -98,7 +98,7 @@ def test_every_json_document_is_documented(tiny_model_dir):
     assert run("train", "--user", "j", "--model", str(tiny_model_dir)).returncode in (0, 1)  # runs and versions
     docs = DOCS.read_text()
     for argv in (["users"], ["profile", "--user", "j"], ["history", "--user", "j"], ["adapters", "--user", "j"],
-                 ["train", "--status", "--user", "j"]):
+                 ["train", "--status", "--user", "j"], ["doctor", "--quick"]):
         doc = json.loads(run(*argv, "--json").stdout)
         assert doc["version"] == 1
         assert f"`{doc['kind']}`" in docs, doc["kind"]
