@@ -86,7 +86,8 @@ class ChatSession:
         c = pair_counts(self.a.store, self.a.user, [session_id])
         text = f"{c.mined} preference pair{'' if c.mined == 1 else 's'} mined from this session"
         if c.held_out:
-            text += (f" ({'it is' if c.mined == 1 else f'{c.held_out} of them are'} held out: they check that an "
+            who = "it is" if c.mined == 1 else "all are" if c.held_out == c.mined else f"{c.held_out} of them are"
+            text += (f" ({who} held out: they check that an "
                      "adapter got better, they do not train it)")
         return text
 
