@@ -21,9 +21,17 @@ from asls_mlx.errors import ASLSError  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASLSError", "Assistant", "AssistantConfig", "Reply", "SessionSummary", "__version__",
-    "default_model_dir", "import_user", "list_models",
+    "ASLSError", "Assistant", "AssistantConfig", "ImportSummary", "PairCounts", "Reply", "RunSummary", "SessionSummary",
+    "TrainOutcome", "TrainingStatus", "UserSummary", "__version__", "cancel_training", "default_model_dir",
+    "delete_user", "import_history", "import_user", "last_update_overhead_s", "list_models", "list_users",
+    "pair_counts", "require_user", "train_now", "training_runs", "training_status", "user_name",
 ]
+_LAZY = {  # public name -> the module that defines it (imported on first use: `asls --help` stays fast)
+    **dict.fromkeys(("UserSummary", "delete_user", "list_users", "require_user", "user_name"), "users"),
+    **dict.fromkeys(("PairCounts", "RunSummary", "TrainOutcome", "TrainingStatus", "cancel_training", "last_update_overhead_s",
+                     "pair_counts", "train_now", "training_runs", "training_status"), "training"),
+    **dict.fromkeys(("ImportSummary", "import_history"), "history_import"),
+}
 
 
 def import_user(path: str | PathLike, rename: str | None = None) -> str:
@@ -51,4 +59,8 @@ def __getattr__(name: str):
         from asls_mlx.engine import models
 
         return getattr(models, name)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"asls_mlx.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'asls_mlx' has no attribute {name!r}")

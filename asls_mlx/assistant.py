@@ -34,6 +34,7 @@ from asls_mlx.session_update import (
     Learner, activate_active_adapter, learn_from_sessions, process_ended_sessions, training_lock, user_dir,
 )
 from asls_mlx.store import open_store
+from asls_mlx.training import close_interrupted_runs
 from asls_mlx.user_data import describe_version, forget, rollback_version
 
 
@@ -80,8 +81,9 @@ class Assistant:
                  engine: ChatEngine | None = None, progress: Callable[[str], None] | None = None, exclusive: bool = True):
         self.config = config or AssistantConfig()
         self.store = open_store()
-        self.user = self.store.get_or_create_user(user or "default")
+        self.user = self.store.get_or_create_user("default" if user is None else user)  # "" is an error
         self.dir = user_dir(self.store, self.user)
+        close_interrupted_runs(self.store, self.user)  # a run a killed process left 'running'
         self._chat_lock = FileLock(self.dir / "chat.lock")
         if exclusive and not self._chat_lock.acquire():
             self.store.close()
@@ -270,22 +272,23 @@ class Assistant:
         return summary
 
     def train(self, wait: bool = True, progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
-              session_ids: list[int] = ()) -> UpdateReport | None:
+              session_ids: list[int] = (), on_phase: Callable[[str], None] | None = None) -> UpdateReport | None:
         """Train the adapter on the pairs not used yet (after self-labelled mining on ``session_ids``).
         ``wait=True`` trains here on the live model and returns the report; ``wait=False`` starts a
         background process (see :meth:`training_status`)."""
         if not wait:
             self._start_worker(session_ids)
             return None
-        return self._learn(session_ids, progress, should_stop).report
+        return self._learn(session_ids, progress, should_stop, on_phase).report
 
-    def _learn(self, session_ids: list[int], progress: Callable | None = None, should_stop: Callable[[], bool] | None = None):
+    def _learn(self, session_ids: list[int], progress: Callable | None = None, should_stop: Callable[[], bool] | None = None,
+               on_phase: Callable[[str], None] | None = None):
         """The learning pipeline on the live model, then the chat resyncs to whatever it committed."""
         with training_lock(self.store, self.user):
             self.sync_adapter()  # the pipeline starts from the active adapter
             try:
                 return learn_from_sessions(Learner(self.store, self.user, self.engine, self.config), list(session_ids),
-                                           progress, should_stop)
+                                           progress, should_stop, on_phase)
             finally:
                 self._loaded_version = -1  # weights changed in place: resync to whatever the store says
                 self.sync_adapter()

@@ -138,9 +138,9 @@ def activate_active_adapter(engine: ChatEngine, store: Store, user: User, repo: 
 
 def recover(store: Store, user: User, repo: AdapterRepo) -> None:
     """Repair what a killed trainer left behind. Call while holding the user's training lock:
-    runs left 'running' are closed as failed, and version directories no store row points to
+    runs left 'running' are marked 'interrupted', and version directories no store row points to
     (killed between writing the files and recording them) are deleted, so forget can reach them."""
-    store.fail_interrupted_runs(user.id)
+    store.close_interrupted_runs(user.id)
     known = {v.version for v in store.adapter_versions(user.id)}
     for info in repo.list():
         if info.version not in known:

@@ -15,7 +15,8 @@ LAYERS = {
     0: ["asls_mlx.errors", "asls_mlx.paths", "asls_mlx.locks", "asls_mlx.blas", "asls_mlx.data_files"],
     1: ["asls_mlx.store", "asls_mlx.engine"],
     2: ["asls_mlx.profiling", "asls_mlx.adaptation"],
-    3: ["asls_mlx.config", "asls_mlx.session_update", "asls_mlx.user_data", "asls_mlx.background", "asls_mlx.assistant"],
+    3: ["asls_mlx.config", "asls_mlx.session_update", "asls_mlx.user_data", "asls_mlx.background", "asls_mlx.assistant",
+        "asls_mlx.users", "asls_mlx.training", "asls_mlx.history_import"],
     4: ["asls_mlx.cli", "asls_mlx.evaluation", "asls_mlx.diagnostics", "asls_mlx.__main__"],
 }
 # What the CLI and the notebooks may import: the package's public names (``asls_mlx.__all__``) and the two

@@ -8,7 +8,7 @@ import pytest
 
 from asls_mlx.cli import build_parser, main
 
-SUBCOMMANDS = ["chat", "train", "profile", "history", "export", "import", "forget", "adapters", "models", "doctor", "eval"]
+SUBCOMMANDS = ["chat", "train", "profile", "history", "users", "export", "import", "forget", "adapters", "models", "doctor", "eval"]
 
 
 def run(*args, **kw):
@@ -22,7 +22,7 @@ def test_every_subcommand_has_help_with_user_and_model(capsys):
         assert exit_.value.code == 0
         out = capsys.readouterr().out
         assert "usage: asls " + name in out
-        if name not in ("models", "doctor", "import", "eval"):
+        if name not in ("models", "doctor", "eval", "users"):
             assert "--user" in out
         if name in ("chat", "train", "eval"):
             assert "--model" in out
@@ -35,10 +35,17 @@ def test_every_subcommand_has_help_with_user_and_model(capsys):
         (["history", "--limit", "x"], "invalid int"),
         (["history", "--limit", "0"], "--limit must be at least 1"),
         (["forget"], "one of the arguments"),
-        (["forget", "--all"], "add --yes"),
+        (["forget", "--all"], "no user 'default'"),
+        (["forget", "--since", "2026-11-02", "--until", "2026-11-01", "--yes"], "is not after --since"),
+        (["export", "/no/such/dir/me.jsonl"], "the folder /no/such/dir does not exist"),
+        (["history", "--user", ""], "non-empty"),
+        (["train", "--budget", "0"], "between 0 and 86400"),
+        (["train", "--status", "--cancel"], "not allowed with"),
+        (["import", "--from", "gemini", "x.json"], "invalid choice"),
+        (["users", "--delete", "ghost", "--yes"], "no user 'ghost'"),
         (["forget", "--since", "yesterday", "--yes"], "cannot read the date"),
         (["import", "/no/such/file.jsonl"], "no such file"),
-        (["adapters", "rollback", "7"], "no usable adapter version 7"),
+        (["adapters", "rollback", "7"], "no user 'default'"),
         (["chat", "--model", "/no/such/dir"], "unknown model"),
         (["chat", "--max-tokens", "0"], "--max-tokens must be at least 1"),
         (["history", "--user", "a/b"], "user name"),
@@ -98,7 +105,7 @@ def test_chat_driven_like_a_person(default_model_dir):
     child.expect("Profile of default")
     child.expect("you>")
     child.sendline("/new")
-    child.expect("preference pairs mined")
+    child.expect("preference pairs? mined")
     child.expect("you>")
     child.sendline("/train")
     child.expect(["adapter v1", "kept adapter", "adapter unchanged", "nothing to train on"])

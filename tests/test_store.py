@@ -53,7 +53,8 @@ def test_blank_database_migrates_to_exact_schema(tmp_path, isolated_home):
     assert rows == _schema(ref)
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
-    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["m001_initial", "m002_reference_logps"]
+    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["m001_initial", "m002_reference_logps",
+                                                                             "m003_interrupted_runs"]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     # Opening again applies nothing new and keeps the schema.
@@ -80,7 +81,7 @@ def test_a_version_1_database_upgrades_in_place_keeping_its_data(isolated_home):
     assert s.reference_logps(uid, "m") == {"key": (-1.5, -9.0)}
     s.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
 
 

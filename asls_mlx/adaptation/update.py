@@ -131,6 +131,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         set_lora_weights(target.model, prep.old_weights)
         store.finish_training_run(prep.run_id, "failed", f"{type(e).__name__}: {e}"[:300])
         raise
+    if progress is not None and result.steps and result.losses:  # the steps are done (the budget may end them early)
+        progress(Progress(result.steps, result.steps, result.losses[-1], time.perf_counter() - prep.started))
     report = UpdateReport(False, "", previous, previous, len(new), result.steps, time.perf_counter() - prep.started,
                           result.losses, prep.before, run_id=prep.run_id)
     prep.timings.update(reference=result.prepare_s, steps=result.seconds - result.prepare_s)
@@ -258,6 +260,7 @@ def _run_metrics(config: LearningConfig, prep: _Prepared, result: TrainResult, r
         "retention_ratio": report.retention_ratio, "lr": prep.lr, "drift": drift, "stopped": result.stopped_reason,
         "profile_fit_before": report.profile_fit[0], "profile_fit_after": report.profile_fit[1],
         "answer_failures": report.answer_failures, "answer_notes": list(report.answer_notes),
+        "timings": {k: round(v, 2) for k, v in prep.timings.items()},  # the update's expected time (`asls train`)
     }
 
 
@@ -275,7 +278,10 @@ def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args
 def _reject(target: UpdateTarget, prep: _Prepared, report: UpdateReport, reason: str, status: str,
             metrics: dict | None = None) -> UpdateReport:
     set_lora_weights(target.model, prep.old_weights)  # the live model goes back to the old adapter exactly
-    metrics = metrics or {"losses": report.losses, "steps": report.steps}
+    # without the gate's numbers (cancelled, no step ran): what there is, so `asls adapters --runs` can show it
+    metrics = metrics or {"losses": report.losses, "steps": report.steps, "new_pairs": report.new_pairs,
+                          "val_before": report.before, "seconds": round(report.seconds, 2),
+                          "timings": {k: round(v, 2) for k, v in prep.timings.items()}}
     target.store.finish_training_run(report.run_id, status, reason, _finite(metrics))
     report.reason = reason
     return report

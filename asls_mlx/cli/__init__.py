@@ -1,11 +1,25 @@
-"""The `asls` command. Each subcommand is a small function over the public Python API."""
+"""The `asls` command. Each subcommand is a small function over the public Python API.
+
+Exit codes (also in `asls --help` and docs/cli.md): 0 done; 1 a problem the message on stderr names (bad
+input, no such user, an update that was not committed, doctor found a problem); 2 the command line itself
+is wrong (unknown command or option, a missing argument); 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from asls_mlx import ASLSError
+from asls_mlx import ASLSError, __version__
+
+EXIT_CODES = """exit codes:
+  0    done
+  1    a problem the message on stderr names (bad input, no such user, an update that was not
+       committed, a problem `asls doctor` found)
+  2    the command line is wrong (unknown command or option, missing or malformed argument)
+  130  interrupted (Ctrl-C)
+
+Output is plain, unwrapped text when piped; --json (profile, history, adapters, users, doctor,
+train --status, import --from) prints one JSON document whose keys docs/cli.md lists."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _user(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--user", default=None, help="user name (default: 'default')")
+    p.add_argument("--user", default=None, help="user name (default: 'default'; `asls users` lists them)")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document (keys: docs/cli.md)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:
@@ -26,11 +44,14 @@ def _model(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from asls_mlx.cli import commands as c
 
-    parser = _Parser(prog="asls", description="A personal assistant that learns you, on your machine.")
+    parser = _Parser(prog="asls", description="A personal assistant that learns you, on your machine.",
+                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"asls {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, func, help: str, user: bool = True, model: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         if user:
             _user(p)
         if model:
@@ -46,18 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when a session ends: train in the background (default), wait for it, on next start, or never")
     p.add_argument("--no-profile", action="store_true", help="do not put the profile in the system prompt")
 
-    p = add("train", c.train, "train the adapter now on the pairs not used yet (with a progress bar)")
-    p.add_argument("--budget", type=float, default=30.0, help="training time budget in seconds")
-
-    add("profile", c.profile, "show the learned profile", model=False)
-    p = add("history", c.history, "show recent messages", model=False)
-    p.add_argument("--limit", type=int, default=20)
+    _learning_commands(add)
+    _reading_commands(add)
 
     p = add("export", c.export, "write all your data (messages, feedback, profile, pairs, adapters list) to a JSONL file", model=False)
     p.add_argument("path", help="output file (.jsonl)")
-    p = add("import", c.import_, "import a bundle written by `asls export` (all or nothing)", user=False, model=False)
-    p.add_argument("path", help="bundle file (.jsonl)")
-    p.add_argument("--rename", default=None, help="import under this user name")
+    p = add("import", c.import_, "import a bundle written by `asls export`, or your history from ChatGPT or llm "
+            "(all or nothing)", model=False)
+    p.add_argument("path", help="an asls bundle (.jsonl), ChatGPT's conversations.json (or its export .zip), llm's logs.db")
+    p.add_argument("--from", dest="source", choices=["asls", "chatgpt", "llm"], default="asls",
+                   help="what the file is (default asls); chatgpt and llm conversations become sessions of --user, "
+                        "profiled and mined like your own")
+    p.add_argument("--rename", default=None, help="store an asls bundle under this user name")
+    _json(p)
 
     p = add("forget", c.forget, "delete a session, a time range or everything — and adapters trained on it", model=False)
     what = p.add_mutually_exclusive_group(required=True)
@@ -67,19 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="end of the time range (with --since)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    p = add("adapters", c.adapters, "list adapter versions, or roll back", model=False)
-    p.add_argument("action", nargs="?", choices=["list", "rollback"], default="list")
-    p.add_argument("version", nargs="?", type=int, default=None, help="version to roll back to (0 = base model)")
-
     p = add("models", c.models, "list the default and converted models", user=False, model=False)
     p.add_argument("--convert-default", action="store_true", help="fetch and convert the embedded default model now")
 
     p = add("doctor", c.doctor, "check the installation: MLX, device, BLAS and its speed, paths", user=False, model=False)
     p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
+    _json(p)
 
     p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
     _eval_arguments(p)
     return parser
+
+
+def _learning_commands(add) -> None:
+    """`asls train` and `asls adapters`."""
+    from asls_mlx.cli import learning as lc
+
+    p = add("train", lc.train, "learn now from what is not learned yet (the latest session included), showing each phase")
+    p.add_argument("--budget", type=_positive, default=30.0, metavar="S",
+                   help="seconds for the optimizer steps (default 30). The whole update takes longer: loading the "
+                        "model, mining, reference log-probs and the gate's validation come on top (shown at the start)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--status", action="store_true", help="show the background training run (phase, step, loss) and the last run")
+    how.add_argument("--cancel", action="store_true", help="stop the background training run; the previous adapter stays")
+    _json(p)
+
+    p = add("adapters", lc.adapters, "list adapter versions and training runs, or roll back", model=False)
+    p.add_argument("--runs", action="store_true", help="list every training run: committed, rejected and why, "
+                   "failed, cancelled, interrupted, with held-out accuracy, retention and steps")
+    _json(p)
+    p.add_argument("action", nargs="?", choices=["list", "rollback"], default="list")
+    p.add_argument("version", nargs="?", type=int, default=None, help="version to roll back to (0 = base model)")
+
+
+def _reading_commands(add) -> None:
+    """`asls profile`, `history` and `users`."""
+    from asls_mlx.cli import commands as c
+
+    p = add("profile", c.profile, "show the learned profile", model=False)
+    _json(p)
+    p = add("history", c.history, "show recent messages", model=False)
+    p.add_argument("--limit", type=int, default=20)
+    _json(p)
+    p = add("users", c.users, "list the users (sessions, messages, pairs, adapters, last use), or delete one",
+            user=False, model=False)
+    p.add_argument("--delete", metavar="NAME", default=None, help="delete this user with all their data and adapters")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _json(p)
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,6 +149,16 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                         "the number of steps depend on the data only, not on how busy the machine is")
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, not {text}")
+    return value
+
+
 def _chat(args: argparse.Namespace) -> int:
     from asls_mlx.cli.chat import run_chat  # the chat imports the commands it offers as /slash commands
 
@@ -102,7 +168,7 @@ def _chat(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["chat", *argv]
     try:
         args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from asls_mlx import ASLSError
-from asls_mlx.cli import commands
+from asls_mlx.cli import commands, learning
 from asls_mlx.cli.ui import ChatUI
 
 HELP = """\
@@ -22,8 +22,8 @@ HELP = """\
 | `/regen` | a new answer to your last message (the old one is remembered as worse) |
 | `/edit [text]` | your corrected version of the last answer (`$EDITOR` or typed here) |
 | `/profile` | what asls has learned about you, and what changed |
-| `/train` | train the adapter now, with a progress bar |
-| `/adapters`, `/rollback [v]` | adapter versions and their metrics; go back to one (0 = base model) |
+| `/train` | learn now from this session so far (and anything not learned yet), with each phase shown |
+| `/adapters`, `/rollback [v]` | adapter versions and the latest training runs (committed, rejected and why); go back to one (0 = base model) |
 | `/history` | recent messages |
 | `/forget` | forget this session (and adapters trained on it) |
 | `/new` | end this session (learn from it) and start another |
@@ -43,7 +43,7 @@ class ChatSession:
             self.a = Assistant(user=args.user, model=args.model, config=config, progress=ui.status)
             self.a.engine  # load now, not at the first question
         if self.mode == "next_start" and self.a.pairs_waiting():
-            commands.train_with_progress(self.a, ui)
+            learning.train_with_progress(self.a, ui)
 
     def status_line(self) -> str:
         a = self.a
@@ -78,6 +78,19 @@ class ChatSession:
                 footer += " · early turns left out to fit the context window"
         ui.end_answer(footer)
 
+    def _mined(self, session_id: int | None) -> str:
+        """ "3 preference pairs mined from this session (1 is held out: ...)" — the session's pairs, also
+        those /train mined before it ended."""
+        from asls_mlx import pair_counts
+
+        c = pair_counts(self.a.store, self.a.user, [session_id])
+        text = f"{c.mined} preference pair{'' if c.mined == 1 else 's'} mined from this session"
+        if c.held_out:
+            who = "it is" if c.mined == 1 else "all are" if c.held_out == c.mined else f"{c.held_out} of them are"
+            text += (f" ({who} held out: they check that an "
+                     "adapter got better, they do not train it)")
+        return text
+
     def _drain_notices(self) -> list[str]:
         notices, self.a.notices[:] = list(self.a.notices), []
         return notices
@@ -89,7 +102,7 @@ class ChatSession:
         summary = a.end_session(train=self.mode)
         if summary.changes:
             ui.status("profile: " + "; ".join(summary.changes))
-        ui.status(f"{summary.pairs_mined} preference pairs mined from this session")
+        ui.status(self._mined(summary.session_id))
         if summary.training is not None:
             (ui.banner if summary.training.committed else ui.notice)(summary.training.summary())
         elif summary.background:
@@ -122,9 +135,9 @@ class ChatSession:
         elif name == "/profile":
             commands.show_profile(a, ui)
         elif name == "/train":
-            commands.train_with_progress(a, ui)
+            learning.train_with_progress(a, ui)
         elif name == "/adapters":
-            commands.show_adapters(a, ui)
+            learning.show_adapters(a, ui, runs=5)
         elif name == "/rollback":
             version = _int(rest) if rest.strip() else None
             v = a.rollback(version)

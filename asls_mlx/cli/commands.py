@@ -1,5 +1,8 @@
 """Subcommand bodies. They call the public API (``asls_mlx.__all__``, ``asls_mlx.evaluation``,
-``asls_mlx.diagnostics``) and draw through `ui`; no rich here."""
+``asls_mlx.diagnostics``) and draw through `ui`; no rich here. Training and adapters: `learning.py`.
+
+Commands that only read (profile, history, export, adapters, forget) check the user exists first
+(``require_user``): asking about a name never used is an error, not a new user."""
 
 from __future__ import annotations
 
@@ -12,12 +15,23 @@ from asls_mlx import ASLSError
 from asls_mlx.cli.ui import ChatUI
 
 
-def _assistant(args: argparse.Namespace, exclusive: bool = False, **config):
+def _assistant(args: argparse.Namespace, exclusive: bool = False, ui: ChatUI | None = None, **config):
     from asls_mlx import Assistant, AssistantConfig
 
-    ui = ChatUI()
     return Assistant(user=args.user, model=getattr(args, "model", None), config=AssistantConfig(**config),
-                     progress=ui.status, exclusive=exclusive)
+                     progress=(ui or ChatUI()).status, exclusive=exclusive)
+
+
+def _existing(args: argparse.Namespace, exclusive: bool = False, ui: ChatUI | None = None, **config):
+    """The assistant of a user that must exist already (read commands)."""
+    from asls_mlx import require_user
+
+    args.user = require_user(args.user)
+    return _assistant(args, exclusive, ui, **config)
+
+
+def _time(ts: float | None) -> str:
+    return "" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -25,6 +39,10 @@ def doctor(args: argparse.Namespace) -> int:
 
     ui = ChatUI()
     report = diagnostics.run(compare_reference=not args.quick)
+    if args.json:
+        ui.json("doctor", {"ok": not report.problems, "problems": list(report.problems),
+                           "checks": [{"check": k, "result": v} for k, v in report.rows]})
+        return 1 if report.problems else 0
     ui.table("asls doctor", ["check", "result"], [list(r) for r in report.rows])
     for problem in report.problems:
         ui.error(problem)
@@ -42,36 +60,49 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
+def users(args: argparse.Namespace) -> int:
+    from asls_mlx import delete_user, list_users, require_user
+
     ui = ChatUI()
-    a = _assistant(args, exclusive=True, train_budget_s=args.budget)
-    try:
-        report = train_with_progress(a, ui)
-    finally:
-        a.close()
-    return 0 if report is None or report.committed or report.steps == 0 else 1
+    if args.delete is not None:
+        name = require_user(args.delete)
+        _confirm(args, f"delete user {name!r} with all their history, profile, pairs and adapters")
+        gone = delete_user(name)
+        ui.status(f"deleted user {gone.name}: {gone.sessions} sessions, {gone.messages} messages, "
+                  f"{gone.pairs} pairs, {gone.adapters} adapters")
+        return 0
+    found = list_users()
+    if args.json:
+        ui.json("users", {"users": [u.to_dict() for u in found]})
+        return 0
+    if not found:
+        ui.status("no users yet: `asls chat` makes the 'default' user, `asls chat --user NAME` another")
+        return 0
+    rows = [[u.name, u.sessions, u.messages, u.pairs, u.adapters, f"v{u.active_adapter}" if u.active_adapter else "base",
+             _time(u.last_used)] for u in found]
+    ui.table("users", ["user", "sessions", "messages", "pairs", "adapters", "active", "last used"], rows)
+    return 0
 
 
-def train_with_progress(a, ui: ChatUI):
-    """Train now (blocking) with a progress bar; print the outcome. Used by `asls train` and `/train`."""
-    waiting = a.pairs_waiting()
-    if waiting == 0:
-        ui.status("nothing to train on: no new pairs since the last adapter (chat, give feedback, end a session)")
-        return None
-    with ui.progress(f"training on {waiting} new pairs", total=None) as bar:
-        def on_step(p):
-            bar.update(completed=p.step, total=p.total, info=f"loss {p.loss:.3f}")
-
-        report = a.train(wait=True, progress=on_step)
-    (ui.banner if report.committed else ui.notice)(report.summary())
-    return report
+def _confirm(args: argparse.Namespace, what: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise ASLSError(f"{what}: add --yes to confirm (no terminal to ask)")
+    if input(f"{what}? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise ASLSError("cancelled; nothing was changed")
 
 
 def profile(args: argparse.Namespace) -> int:
     ui = ChatUI()
-    a = _assistant(args)
+    a = _existing(args)
     try:
-        show_profile(a, ui)
+        if args.json:
+            p = a.profile
+            ui.json("profile", {"user": a.user.name, "profile": p.to_dict(), "rendered": p.render(),
+                                "last_changes": a.profile_changes(), "pairs_waiting": a.pairs_waiting()})
+        else:
+            show_profile(a, ui)
     finally:
         a.close()
     return 0
@@ -91,16 +122,21 @@ def history(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ASLSError("--limit must be at least 1")
     ui = ChatUI()
-    a = _assistant(args)
+    a = _existing(args)
     try:
-        show_history(a, ui, args.limit)
+        if args.json:
+            ui.json("history", {"user": a.user.name, "messages": [
+                {"id": m.id, "session": m.session_id, "role": m.role, "text": m.text, "created_at": m.created_at,
+                 "edited": m.edited_content is not None} for m in a.history(args.limit)]})
+        else:
+            show_history(a, ui, args.limit)
     finally:
         a.close()
     return 0
 
 
 def show_history(a, ui: ChatUI, limit: int = 20) -> None:
-    rows = [[m.session_id, dt.datetime.fromtimestamp(m.created_at).strftime("%Y-%m-%d %H:%M"), m.role, _clip(m.text)] for m in a.history(limit)]
+    rows = [[m.session_id, _time(m.created_at), m.role, m.text if ui.plain else _clip(m.text)] for m in a.history(limit)]
     if not rows:
         ui.status("no history yet")
         return
@@ -113,9 +149,14 @@ def _clip(text: str, n: int = 70) -> str:
 
 
 def export(args: argparse.Namespace) -> int:
-    a = _assistant(args)
+    target = Path(args.path)
+    if not target.parent.is_dir():
+        raise ASLSError(f"cannot export to {target}: the folder {target.parent} does not exist; create it first")
+    if target.is_dir():
+        raise ASLSError(f"cannot export to {target}: it is a folder; give a file name like {target / 'me.jsonl'}")
+    a = _existing(args)
     try:
-        path = a.export(Path(args.path))
+        path = a.export(target)
     finally:
         a.close()
     ChatUI().status(f"exported {a.user.name} to {path}")
@@ -123,28 +164,47 @@ def export(args: argparse.Namespace) -> int:
 
 
 def import_(args: argparse.Namespace) -> int:
-    from asls_mlx import import_user
+    from asls_mlx import import_history, import_user
 
     path = Path(args.path)
     if not path.is_file():
         raise ASLSError(f"no such file: {path}")
-    name = import_user(path, rename=args.rename)
-    ChatUI().status(f"imported user {name}")
+    ui = ChatUI()
+    if args.source == "asls":
+        if args.user is not None:
+            raise ASLSError("an asls bundle names its user; use --rename NAME to store it under another name")
+        ui.status(f"imported user {import_user(path, rename=args.rename)}")
+        return 0
+    if args.rename is not None:
+        raise ASLSError(f"--rename is for asls bundles; with --from {args.source} use --user NAME")
+    if args.json:  # the document alone on stdout
+        ui.json("import", import_history(path, args.source, user=args.user).to_dict())
+        return 0
+    with ui.progress(f"reading {path.name}", total=None, unit="conversation") as bar:
+        summary = import_history(path, args.source, user=args.user,
+                                 progress=lambda done, total: bar.update(done, total, description="profiling and mining"))
+    ui.banner(summary.line())
+    if summary.profile_changes:
+        ui.status("profile: " + "; ".join(summary.profile_changes))
+    if summary.pairs_mined - summary.held_out > 0:
+        ui.status(f"`asls train --user {summary.user}` learns from them now (or the next chat session does)")
     return 0
 
 
 def forget(args: argparse.Namespace) -> int:
     if args.until and not args.since:
         raise ASLSError("--until needs --since")
+    since, until = _when(args.since), _when(args.until)
+    if since is not None and until is not None and until <= since:
+        raise ASLSError(f"--until {args.until} is not after --since {args.since}; swap them")
+    from asls_mlx import require_user
+
+    args.user = require_user(args.user)
     what = f"session {args.session}" if args.session is not None else ("everything" if args.all else f"messages since {args.since}")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ASLSError(f"forget {what}: add --yes to confirm (no terminal to ask)")
-        if input(f"forget {what} of this user, and adapters trained on it? [y/N] ").strip().lower() not in ("y", "yes"):
-            return 1
+    _confirm(args, f"forget {what} of {args.user}, and adapters trained on it")
     a = _assistant(args, exclusive=True)
     try:
-        summary = a.forget(session_id=args.session, since=_when(args.since), until=_when(args.until), everything=args.all)
+        summary = a.forget(session_id=args.session, since=since, until=until, everything=args.all)
     finally:
         a.close()
     ChatUI().status(
@@ -161,37 +221,6 @@ def _when(text: str | None) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         raise ASLSError(f"cannot read the date {text!r}; use ISO format like 2026-11-01 or 2026-11-01T14:30") from None
-
-
-def adapters(args: argparse.Namespace) -> int:
-    ui = ChatUI()
-    a = _assistant(args, exclusive=args.action == "rollback")
-    try:
-        if args.action == "rollback":
-            version = a.rollback(args.version)
-            ui.status(f"active adapter: {'v' + str(version) if version else 'none (base model)'}")
-        show_adapters(a, ui)
-    finally:
-        a.close()
-    return 0
-
-
-def show_adapters(a, ui: ChatUI) -> None:
-    rows = []
-    for v in a.adapters():
-        m = v.metrics or {}
-        before, after = m.get("val_before") or {}, m.get("val_after") or {}
-        pref = f"{before.get('accuracy', 0):.2f} → {after.get('accuracy', 0):.2f}" if before.get("n") else "—"
-        created = dt.datetime.fromtimestamp(v.created_at).strftime("%Y-%m-%d %H:%M")
-        rows.append([f"v{v.version}", v.status, created, m.get("new_pairs", ""), m.get("steps", ""), pref, _fmt(m.get("retention_ratio"))])
-    if not rows:
-        ui.status("no adapters yet: the base model answers (chat, react, end a session)")
-        return
-    ui.table(f"adapters of {a.user.name}", ["version", "status", "created", "pairs", "steps", "held-out pref.", "retention ppl ×"], rows)
-
-
-def _fmt(x) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else ""
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -1,9 +1,17 @@
-"""Everything that draws on the terminal (rich). The chat loop and commands call these verbs only."""
+"""Everything that draws on the terminal (rich). The chat loop and commands call these verbs only.
+
+On a terminal: colours, tables, markdown, live progress bars. Piped or redirected (``plain``): plain lines,
+never wrapped, tables as tab-separated columns, and progress as one line per phase and every tenth of the
+steps, so a log or a script sees what happens as it happens."""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.live import Live
@@ -12,40 +20,66 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
+JSON_VERSION = 1  # the "version" of every --json document (docs/cli.md); bumped only when a key changes meaning
+
 
 class ChatUI:
     """Prompting, streaming answers as markdown, status lines and notices."""
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, plain: bool | None = None):
         self.console = console or Console(highlight=False)
+        self.plain = (not self.console.is_terminal) if plain is None else plain
         self._live: Live | None = None
         self._answer = ""
 
+    def _line(self, text: str) -> None:
+        self.console.file.write(text + "\n")
+        self.console.file.flush()
+
+    def _say(self, text: str, style: str) -> None:
+        if self.plain:
+            self._line(text)
+        else:
+            self.console.print(Text(text, style=style))
+
     def banner(self, text: str) -> None:
-        self.console.print(Text(text, style="bold cyan"))
+        self._say(text, "bold cyan")
 
     def status(self, text: str) -> None:
-        self.console.print(Text(text, style="dim"))
+        self._say(text, "dim")
 
     def notice(self, text: str) -> None:
-        self.console.print(Text(text, style="yellow"))
+        self._say(text, "yellow")
 
     def error(self, text: str) -> None:
-        self.console.print(Text(f"error: {text}", style="bold red"))
+        self._say(f"error: {text}", "bold red")
 
     def info(self, renderable) -> None:
         self.console.print(renderable)
 
+    def json(self, kind: str, data: dict[str, Any]) -> None:
+        """One JSON document: {"version": 1, "kind": ..., **data} (docs/cli.md lists each kind's keys)."""
+        self._line(json.dumps({"version": JSON_VERSION, "kind": kind, **data}, ensure_ascii=False, indent=2,
+                              sort_keys=True, allow_nan=False))
+
     def prompt(self, label: str = "you") -> str:
         """Read one message. A line ending in a backslash continues on the next line (multi-line input)."""
-        lines = [self.console.input(f"[bold green]{label}>[/] ")]
+        lines = [self._input(f"[bold green]{label}>[/] ")]
         while lines[-1].endswith("\\"):
             lines[-1] = lines[-1][:-1]
-            lines.append(self.console.input("[green]...[/] "))
+            lines.append(self._input("[green]...[/] "))
         return "\n".join(lines)
+
+    def _input(self, label: str) -> str:
+        line = self.console.input(label)
+        if self.plain and not sys.stdin.isatty():  # piped in: echo it, so the transcript reads as a conversation
+            self._line(line)
+        return line
 
     def start_answer(self) -> None:
         self._answer = ""
+        if self.plain:
+            return
         self._live = Live(Markdown(""), console=self.console, refresh_per_second=8, vertical_overflow="visible")
         self._live.start()
 
@@ -53,16 +87,26 @@ class ChatUI:
         self._answer += text
         if self._live is not None:
             self._live.update(Markdown(self._answer))
+        elif self.plain:
+            self.console.file.write(text)
+            self.console.file.flush()
 
     def end_answer(self, footer: str | None = None) -> None:
         if self._live is not None:
             self._live.update(Markdown(self._answer))
             self._live.stop()
             self._live = None
+        elif self.plain:
+            self._line("")
         if footer:
             self.status(footer)
 
     def table(self, title: str, columns: list[str], rows: list[list[object]]) -> None:
+        if self.plain:
+            self._line(title)
+            for r in [columns, *rows]:
+                self._line("\t".join(" ".join(str(x).split()) for x in r))
+            return
         table = Table(title=title, title_justify="left")
         for c in columns:
             table.add_column(c)
@@ -71,10 +115,18 @@ class ChatUI:
         self.console.print(table)
 
     def markdown(self, text: str) -> None:
-        self.console.print(Markdown(text))
+        if self.plain:  # markdown's emphasis markers are noise in a log; the rest reads as it is
+            self._line(re.sub(r"(?<!\w)_(\S.*?)_(?!\w)", r"\1", text.replace("**", "")))
+        else:
+            self.console.print(Markdown(text))
 
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator["ProgressBar"]:
+    def progress(self, description: str, total: int | None = None, unit: str = "step") -> Iterator["ProgressBar | PlainProgress"]:
+        if self.plain:
+            bar = PlainProgress(self._line, description, unit)
+            yield bar
+            bar.finish()
+            return
         columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=False) as p:
             task = p.add_task(description, total=total, info="")
@@ -94,3 +146,30 @@ class ProgressBar:
         if description is not None:
             kwargs["description"] = description
         self._p.update(self._task, **kwargs)
+
+
+class PlainProgress:
+    """Progress as lines: each new phase, then a step line at every tenth of the steps (and the last)."""
+
+    def __init__(self, write, description: str, unit: str = "step"):
+        self._write, self._t0, self._unit = write, time.monotonic(), unit
+        self._description, self._shown_tenth, self._shown_step, self._total = description, -1, None, None
+        self._write(f"{description} …")
+
+    def update(self, completed: float | None = None, total: float | None = None, info: str = "", description: str | None = None) -> None:
+        if description is not None and description != self._description:
+            self._description, self._shown_tenth = description, -1
+            self._write(f"{description} … ({self._elapsed()})")
+        self._total = total if total is not None else self._total
+        if completed is None or not self._total:
+            return
+        tenth = int(10 * completed / self._total)
+        if tenth > self._shown_tenth and completed != self._shown_step:  # (the total may shrink to the steps run)
+            self._shown_tenth, self._shown_step = tenth, completed
+            self._write(f"  {self._unit} {int(completed)}/{int(self._total)}{f' · {info}' if info else ''} ({self._elapsed()})")
+
+    def finish(self) -> None:
+        self._write(f"done ({self._elapsed()})")
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self._t0:.0f} s"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from asls_mlx.errors import ASLSError
 from asls_mlx.paths import atomic_write_text
-from asls_mlx.store.schema import SCHEMA_VERSION
+from asls_mlx.store.schema import ADAPTER_STATUSES, FEEDBACK_KINDS, PAIR_SOURCES, RUN_STATUSES, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from asls_mlx.store.db import Store
@@ -40,6 +40,18 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
                      "adapter_version"),
 }
 _JSON_FIELDS = {"payload", "data", "metrics"}  # stored as JSON text; exported as JSON values
+# The values the schema's CHECK constraints allow, so a bad one is named in words, not as SQL
+_ALLOWED: dict[tuple[str, str], tuple] = {
+    ("message", "role"): ("user", "assistant", "system"),
+    ("feedback", "kind"): FEEDBACK_KINDS,
+    ("pair", "source"): PAIR_SOURCES,
+    ("pair", "split"): ("train", "val"),
+    ("pair", "label"): (-1, 0, 1),
+    ("adapter_version", "status"): ADAPTER_STATUSES,
+    ("training_run", "status"): RUN_STATUSES,
+}
+# Columns that must hold text (the rest are numbers, ids or JSON)
+_TEXT = {"content", "prompt", "chosen", "path", "base_model", "hash"}
 
 
 def export_user(store: Store, name: str, path: Path | None = None) -> str:
@@ -106,6 +118,10 @@ def _parse(text: str) -> list[tuple[int, dict[str, Any]]]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ASLSError(f"import: line 1: bundle format version {version!r} is not supported "
                         f"(this asls reads up to {FORMAT_VERSION}); upgrade asls")
+    schema = records[0][1].get("schema")
+    if type(schema) is not int or not 1 <= schema <= SCHEMA_VERSION:
+        raise ASLSError(f"import: line 1: the bundle's database schema {schema!r} is not one this asls reads "
+                        f"(1 to {SCHEMA_VERSION}); a newer asls wrote it: upgrade asls")
     for lineno, rec in records[1:]:
         kind = rec["type"]
         if kind == "user":
@@ -117,9 +133,34 @@ def _parse(text: str) -> list[tuple[int, dict[str, Any]]]:
         missing = [c for c in _COLUMNS[kind] if c not in rec]
         if missing:
             raise ASLSError(f"import: line {lineno}: {kind} record lacks {', '.join(missing)}")
+        _check_values(kind, rec, lineno)
     if sum(1 for _, r in records if r["type"] == "user") != 1:
         raise ASLSError("import: the bundle must hold exactly one user record")
     return records
+
+
+def _check_values(kind: str, rec: dict[str, Any], lineno: int) -> None:
+    """Name a value the database would refuse (a CHECK or NOT NULL constraint) in words."""
+    for (k, col), allowed in _ALLOWED.items():
+        if k == kind and (rec[col] not in allowed or isinstance(rec[col], bool)):
+            raise ASLSError(f"import: line {lineno}: {kind} {col} {rec[col]!r} is not one of "
+                            f"{', '.join(map(str, allowed))}; nothing was imported")
+    for col in _TEXT & set(_COLUMNS[kind]):
+        if not isinstance(rec[col], str):
+            raise ASLSError(f"import: line {lineno}: {kind} {col} must be text, not "
+                            f"{type(rec[col]).__name__}; nothing was imported")
+
+
+def _in_words(e: sqlite3.Error) -> str:
+    """SQLite's constraint messages ("NOT NULL constraint failed: messages.content") as a sentence."""
+    text = str(e)
+    for what, words in (("NOT NULL constraint failed: ", "has no value for"),
+                        ("UNIQUE constraint failed: ", "repeats a record already in the bundle:"),
+                        ("CHECK constraint failed", "holds a value the database does not allow"),
+                        ("FOREIGN KEY constraint failed", "refers to a record that does not exist")):
+        if text.startswith(what):
+            return f"{words} {text[len(what):].strip(': ')}".strip()
+    return text
 
 
 def _is_file(source: str) -> bool:
@@ -148,8 +189,8 @@ def import_user(store: Store, source: Path | str, rename: str | None = None) -> 
     user_rec = next(r for _, r in records if r["type"] == "user")
     name = store.validate_user_name(rename if rename is not None else user_rec["name"])
     if store.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-        raise ASLSError(f"import: a user named {name!r} already exists; pass rename= (--as NAME) "
-                        "to import under another name")
+        raise ASLSError(f"import: a user named {name!r} already exists; pass rename= (`asls import FILE "
+                        "--rename NEW`) to import under another name")
     lineno = 0
     try:
         with store.transaction() as conn:
@@ -166,7 +207,9 @@ def import_user(store: Store, source: Path | str, rename: str | None = None) -> 
     except KeyError as e:
         raise ASLSError(f"import: line {lineno}: refers to id {e.args[0]!r}, which is not in the "
                         "bundle; nothing was imported") from None
-    except (sqlite3.Error, TypeError, ValueError, OverflowError, RecursionError) as e:
+    except sqlite3.Error as e:
+        raise ASLSError(f"import: line {lineno}: the record {_in_words(e)}; nothing was imported") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
         raise ASLSError(f"import: line {lineno}: {e}; nothing was imported") from None
     return name
 
@@ -235,7 +278,8 @@ def _insert(conn: sqlite3.Connection, uid: int, rec: dict[str, Any], ids: dict[s
         new = conn.execute(
             "INSERT INTO training_runs (user_id, started_at, ended_at, status, reason, metrics, "
             "parent_version, adapter_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (uid, rec["started_at"], rec["ended_at"], rec["status"], rec["reason"],
+            (uid, rec["started_at"], rec["ended_at"], "interrupted" if rec["status"] == "running" else rec["status"],
+             rec["reason"] if rec["status"] != "running" else "it was still running when the bundle was exported",
              _dump(rec["metrics"]), rec["parent_version"], rec["adapter_version"]),
         ).lastrowid
         ids["run"][rec["id"]] = new

@@ -261,9 +261,9 @@ class LearningMixin:
     def finish_training_run(self, run_id: int, status: str, reason: str | None = None,
                             metrics: dict[str, Any] | None = None, adapter_version: int | None = None,
                             ended_at: float | None = None) -> None:
-        """Close a run: ok / failed / rejected / cancelled, why, its metrics and the version it made."""
+        """Close a run: ok / failed / rejected / cancelled / interrupted, why, its metrics and the version it made."""
         if status not in schema.RUN_STATUSES or status == "running":
-            raise ASLSError(f"unknown final run status {status!r}; use ok, failed, rejected or cancelled")
+            raise ASLSError(f"unknown final run status {status!r}; use one of {', '.join(schema.RUN_STATUSES[1:])}")
         cur = self.execute(
             "UPDATE training_runs SET status = ?, reason = ?, metrics = ?, adapter_version = ?, "
             "ended_at = ? WHERE id = ?",
@@ -278,10 +278,13 @@ class LearningMixin:
         return int(self.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM adapter_versions WHERE user_id = ?",
                                 (user_id,)).fetchone()[0])
 
-    def fail_interrupted_runs(self, user_id: int, reason: str = "interrupted (the process ended before it finished)") -> int:
-        """Close runs left 'running' by a process that died; call only while holding the user's training lock."""
+    def close_interrupted_runs(self, user_id: int,
+                               reason: str = "the process ended before the run finished (killed or crashed)") -> int:
+        """Mark runs left 'running' by a process that died as 'interrupted'; returns how many.
+
+        Call only while holding the user's training lock (a run in progress holds it)."""
         cur = self.execute(
-            "UPDATE training_runs SET status = 'failed', reason = ?, ended_at = ? "
+            "UPDATE training_runs SET status = 'interrupted', reason = ?, ended_at = COALESCE(ended_at, ?) "
             "WHERE user_id = ? AND status = 'running'", (reason, time.time(), user_id))
         return cur.rowcount
 

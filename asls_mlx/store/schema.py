@@ -19,7 +19,8 @@ FEEDBACK_KINDS = (
 )
 PAIR_SOURCES = ("edit", "regenerate", "thumbs", "correction", "self", "explicit")
 ADAPTER_STATUSES = ("active", "archived", "rejected", "tainted")
-RUN_STATUSES = ("running", "ok", "failed", "rejected", "cancelled")
+RUN_STATUSES = ("running", "ok", "failed", "rejected", "cancelled", "interrupted")
+_RUN_STATUSES_V1 = RUN_STATUSES[:5]  # m001's CHECK; m003 adds 'interrupted'
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -121,7 +122,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
             started_at REAL NOT NULL,
             ended_at REAL,
-            status TEXT NOT NULL CHECK (status IN {_in(RUN_STATUSES)}),
+            status TEXT NOT NULL CHECK (status IN {_in(_RUN_STATUSES_V1)}),
             reason TEXT,
             metrics TEXT NOT NULL DEFAULT '{{}}',
             parent_version INTEGER,
@@ -164,7 +165,53 @@ def m002_reference_logps(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_reference_logps]
+def m003_interrupted_runs(conn: sqlite3.Connection) -> None:
+    """Training runs may be 'interrupted' (a process killed mid-run, found at the next start).
+
+    SQLite cannot change a CHECK constraint in place, so the three run tables are rebuilt under new
+    names and renamed back. The child tables are rebuilt too: dropping the parent while they exist
+    would cascade-delete their rows (foreign keys stay on inside the migration's transaction)."""
+    conn.executescript(
+        f"""
+        CREATE TABLE training_runs_new (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            status TEXT NOT NULL CHECK (status IN {_in(RUN_STATUSES)}),
+            reason TEXT,
+            metrics TEXT NOT NULL DEFAULT '{{}}',
+            parent_version INTEGER,
+            adapter_version INTEGER
+        );
+        INSERT INTO training_runs_new SELECT id, user_id, started_at, ended_at, status, reason, metrics,
+            parent_version, adapter_version FROM training_runs;
+        CREATE TABLE training_run_pairs_new (
+            run_id INTEGER NOT NULL REFERENCES training_runs_new(id) ON DELETE CASCADE,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id) ON DELETE CASCADE,
+            PRIMARY KEY (run_id, pair_id)
+        );
+        INSERT INTO training_run_pairs_new SELECT run_id, pair_id FROM training_run_pairs;
+        CREATE TABLE training_run_sessions_new (
+            run_id INTEGER NOT NULL REFERENCES training_runs_new(id) ON DELETE CASCADE,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            PRIMARY KEY (run_id, session_id)
+        );
+        INSERT INTO training_run_sessions_new SELECT run_id, session_id FROM training_run_sessions;
+        DROP TABLE training_run_pairs;
+        DROP TABLE training_run_sessions;
+        DROP TABLE training_runs;
+        ALTER TABLE training_runs_new RENAME TO training_runs;
+        ALTER TABLE training_run_pairs_new RENAME TO training_run_pairs;
+        ALTER TABLE training_run_sessions_new RENAME TO training_run_sessions;
+        CREATE INDEX training_runs_user ON training_runs(user_id, id);
+        CREATE INDEX training_run_pairs_pair ON training_run_pairs(pair_id);
+        CREATE INDEX training_run_sessions_session ON training_run_sessions(session_id);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_reference_logps, m003_interrupted_runs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
