@@ -180,4 +180,9 @@ def test_eval_passes_seed_and_training_budget_to_the_benchmark(monkeypatch, tmp_
     assert main(["eval", "--quick", "--seed", "3", "--train-budget", "1e6", "--out", str(tmp_path)]) == 0
     assert seen["seed"] == 3 and seen["train_budget_s"] == 1e6 and seen["quick"]
     main(["eval", "--out", str(tmp_path)])
-    assert seen["seed"] == 0 and seen["train_budget_s"] is None  # the run's own defaults
+    assert seen["seed"] is None and seen["seeds"] is None and seen["train_budget_s"] is None  # the run's own defaults
+    main(["eval", "--seeds", "0,1,2", "--out", str(tmp_path)])
+    assert seen["seeds"] == [0, 1, 2]
+    with pytest.raises(SystemExit) as exit_:  # a usage error, one line, not a traceback
+        main(["eval", "--seeds", "a,b", "--out", str(tmp_path)])
+    assert exit_.value.code == 2

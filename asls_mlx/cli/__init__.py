@@ -139,14 +139,27 @@ def _reading_commands(add) -> None:
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="small run (≤ 15 min on a 2-core CPU)")
+    p.add_argument("--quick", action="store_true", help="a smoke test of the whole loop: 2 personas, 1 seed")
     p.add_argument("--out", default="eval-results", help="output directory for results.json, results.md and plots")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all; quick: base,profile_prompt,asls)")
     p.add_argument("--personas", default=None, help="comma-separated personas")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated users and of sampling (default 0)")
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
+                   help="seeds of the simulated users and of sampling; each persona x arm runs once per seed "
+                        "(default: 0,1,2; quick: 0)")
+    p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
     p.add_argument("--train-budget", type=float, default=None, metavar="S",
                    help="wall-clock seconds per training update (default: 15 quick, 30 full); a large value makes "
                         "the number of steps depend on the data only, not on how busy the machine is")
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, not {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return seeds
 
 
 def _positive(text: str) -> float:
