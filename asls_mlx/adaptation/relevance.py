@@ -29,13 +29,12 @@ REFERENCE_PROMPTS = (
     "What is the boiling point of water at sea level?",
     "Write a short poem about autumn leaves.",
     "How do I reverse a list in Python?",
-    "Give me three tips for a job interview.",
-    "Why do cats purr?",
 )
 # Mean PMI per answer token at or below which an answer is not about its prompt (calibrated, see above).
 PMI_THRESHOLD = 0.05
 MAX_LENGTH = 256  # tokens of prompt + answer
-MAX_ANSWER_TOKENS = 64  # the answer's head shows whether it answers; the tail only costs time
+# The answer's head shows whether it answers; the tail only costs time (each answer is read 1 + 3 times).
+MAX_ANSWER_TOKENS = 32
 
 
 def answer_pmi(model, tokenizer, prompts: list[str], answers: list[str], system: str | None = None,
