@@ -512,8 +512,16 @@ def test_irrelevant_and_templated_answers_score_zero():
 def test_runner_with_seeds_reports_intervals_relevance_and_commits(tmp_path):
     judged = []
 
+    import math
+
+    from asls_mlx.profiling.profile import Feature, Profile
+
     def factory(user, arm, kwargs):
-        return FakeAssistant(user, arm, kwargs)
+        fake = FakeAssistant(user, arm, kwargs)
+        fake.profile = Profile()
+        fake.profile.length = Feature(math.log(30), 5.0, 5, 5)  # "short": the concise persona's truth
+        fake.profile.headings = Feature(1.0, 5.0, 5, 5)  # never expressed: a false claim
+        return fake
 
     def relevance(prompts, answers):  # flags every answer that opens with a bullet: "not about the prompt"
         judged.append(len(prompts))
@@ -536,5 +544,9 @@ def test_runner_with_seeds_reports_intervals_relevance_and_commits(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "2 seed(s)" in md and "- **asls**: satisfaction 0.00 [0.00, 0.00]" in md and "updates committed 100%" in md
     assert "concise (seed 1)" in md
+    run = result.run("concise", "asls", seed=0)
+    assert run["profile"]["claims"] == {"length": "short", "headings": True} and run["profile"]["truth"] == {"length": "short"}
+    assert (run["profile"]["precision"], run["profile"]["recall"]) == (0.5, 1.0)
+    assert summary["asls"]["profile_precision"] == 0.5 and "profile precision 0.50, recall 1.00" in md
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["config"]["seeds"] == [0, 1]

@@ -88,6 +88,8 @@ class EvalResult:
                 "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
                 "retention": r["retention"]["ratio"], "recover": r.get("recover"),
                 "irrelevant_rate": last.get("irrelevant_rate"), "commit_rate": commit_rate(r),
+                "profile_precision": (r.get("profile") or {}).get("precision"),
+                "profile_recall": (r.get("profile") or {}).get("recall"),
             } | self.helpfulness(r))
         return out
 
@@ -107,6 +109,8 @@ class EvalResult:
                 "retention": mean(r["retention"] for r in rs),
                 "irrelevant_rate": mean(r["irrelevant_rate"] for r in rs),
                 "commit_rate": mean(r["commit_rate"] for r in rs),
+                "profile_precision": mean(r["profile_precision"] for r in rs),
+                "profile_recall": mean(r["profile_recall"] for r in rs),
             } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS} | self.intervals(arm))
         return out
 
@@ -229,6 +233,9 @@ def _interval_line(summary: dict) -> str:
     rate = summary.get("commit_rate")
     if rate is not None and rate == rate:
         parts.append(f"updates committed {rate:.0%}")
+    precision, recall = summary.get("profile_precision"), summary.get("profile_recall")
+    if precision is not None and precision == precision:
+        parts.append(f"profile precision {precision:.2f}, recall {recall:.2f}")
     irrelevant = summary.get("irrelevant_rate")
     if irrelevant is not None and irrelevant == irrelevant:
         parts.append(f"irrelevant {irrelevant:.0%}")

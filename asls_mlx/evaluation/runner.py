@@ -34,6 +34,7 @@ from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
 from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
                                              base_accuracy_kept, correctness_rate, load_correctness_set)
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
+from asls_mlx.evaluation.profile_truth import precision_recall, profile_truth
 from asls_mlx.evaluation.personas import OPEN_PERSONAS, STYLE_PERSONAS, Persona, get_persona
 from asls_mlx.evaluation.results import EvalResult, Progress, to_jsonable
 from asls_mlx.evaluation.simulate import FeedbackPolicy, simulate_session
@@ -249,12 +250,14 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
         if not static:  # after the last session, with the arm's profile and adapter
             correctness = _correctness(assistant, cfg["correctness_items"], base_cache, False)
         retention = _retention(assistant, texts, kwargs["adapt"])
+        profile = _profile_truth(assistant, persona, cfg["sessions"])
     finally:
         close = getattr(assistant, "close", None)
         if close:
             close()
     record = {"persona": persona.name, "arm": arm, "seed": cfg["seed"], "user": user, "heldout_prompts": heldout,
-              "sessions": sessions, "retention": retention, "correctness": correctness, "generations": gens,
+              "sessions": sessions, "retention": retention, "correctness": correctness, "profile": profile,
+              "generations": gens,
               "seconds": time.perf_counter() - t0, "recover": None}
     if persona.drift_at and persona.drift_at <= cfg["sessions"]:
         record["recover"] = sessions_to_recover([x["heldout"]["satisfaction"] for x in sessions], persona.drift_at)
@@ -271,6 +274,16 @@ def _score(persona: Persona, prompts: list[str], answers: list[str], session: in
     flags = [irrelevant(x) for x in pmi] if pmi is not None else None
     score = score_heldout(persona, prompts, answers, session, irrelevant=flags, base_template_share=base_share)
     return score.as_dict() | {"pmi": pmi}
+
+
+def _profile_truth(assistant, persona: Persona, session: int) -> dict | None:
+    """The profile the arm learnt, against the persona's hidden truth: its claims, precision and recall (None for an
+    assistant without a profile)."""
+    profile = getattr(assistant, "profile", None)
+    if profile is None or not hasattr(profile, "claims"):
+        return None
+    precision, recall = precision_recall(profile, persona, session)
+    return {"claims": profile.claims(), "truth": profile_truth(persona, session), "precision": precision, "recall": recall}
 
 
 def _fresh_home(out_dir: Path | None) -> Path | None:
