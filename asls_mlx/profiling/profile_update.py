@@ -108,6 +108,9 @@ def _kept(original: str, edited: str) -> float:
     return len(after & before) / len(after) if after else 1.0
 
 
+SUMMARY_LABELS = frozenset({"in short", "tl;dr", "tldr", "summary", "bottom line", "short answer"})
+
+
 def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs, replaced: bool = False) -> None:
     """What an edit changed on purpose (see the module doc); of a replacement, only the structure it added."""
     ratio = (new.words + 1) / (orig.words + 1)
@@ -119,14 +122,14 @@ def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs, replaced: bool = 
         obs[name].append((1.0, W_EDIT))
     if replaced:
         return
-    # A new label line on top ("In short: ...") moves the rest down and may relabel a TL;DR: nothing against
-    # what was first before, and its own sentence says nothing about tone.
-    relabelled = bool(new.label) and new.label != orig.label
+    # A new summary line on top ("In short: ...") moves the rest down and may relabel a TL;DR: nothing against
+    # what was first before, and its own sentence says nothing about tone or length.
+    relabelled = new.label in SUMMARY_LABELS and new.label != orig.label
     if not added and not cut and not relabelled:
         for name, a, b in pairs:
             if a and not b:
                 obs[name].append((-1.0, W_EDIT))
-    if cut or (ratio > GROW_RATIO and not added):
+    if cut or (ratio > GROW_RATIO and not added and not relabelled):
         obs["length"].append((_log_words(new.words), W_EDIT))
     if not cut and not relabelled and abs(new.formality - orig.formality) >= 0.2:  # e.g. contractions expanded -> more formal
         obs["formality"].append((1.0 if new.formality > orig.formality else -1.0, W_EDIT))
