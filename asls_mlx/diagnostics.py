@@ -55,7 +55,7 @@ def run(compare_reference: bool = True) -> Report:
     report.add("mlx", f"{mx.__version__} (mlx-lm {mlx_lm.__version__})")
     report.add("device", str(mx.default_device()))
     status = blas.status()
-    report.add("blas", f"{status.name}" + (f" ({status.path})" if status.path else f" — {status.detail}"))
+    report.add("blas", blas.describe(status))
     if platform.system() == "Linux":
         report.add("cblas_sgemm from", blas.resolved_library() or "MLX's bundled reference BLAS")
     error = check_matmul()
@@ -69,10 +69,7 @@ def run(compare_reference: bool = True) -> Report:
         if ref:
             report.add("reference BLAS", f"{ref:.1f} GFLOP/s ({gflops / ref:.0f}x slower than active)")
     if status.name == "reference" and platform.system() == "Linux":
-        report.problems.append(
-            "only the slow reference BLAS is active: pip install cmeel-openblas and apt-get install libgfortran5 "
-            "(or apt-get install libopenblas0-pthread)"
-        )
+        report.problems.append(f"only the slow reference BLAS is active: {blas.FIX_HINT}")
     from asls_mlx.engine.models import list_models, weights_dir
     from asls_mlx.paths import home
 
