@@ -98,7 +98,7 @@ import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
 missing = [name for name in sys.argv[2:] if not hasattr(lib, name)]
 if missing:
-    sys.exit("lacks the names " + " ".join(missing))
+    sys.exit("lacks BLAS names MLX calls: " + " ".join(missing))
 n = 64
 a = (ctypes.c_float * (n * n))(*([1.0] * (n * n)))
 c = (ctypes.c_float * (n * n))()
@@ -132,8 +132,8 @@ def _run_probe(path: Path) -> str | None:
         return None
     if run.returncode == -4:  # SIGILL
         return "its kernels use instructions this CPU lacks (illegal instruction)"
-    tail = run.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {run.returncode}"]
-    return f"a test multiplication failed: {tail[0]}"
+    tail = (run.stderr.decode(errors="replace").strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+    return f"it {tail}" if tail.startswith("lacks BLAS names") else f"a test multiplication failed: {tail}"
 
 
 def probe(path: Path) -> str | None:
