@@ -156,18 +156,19 @@ def test_doctor_reports_openblas_where_the_system_fortran_runtime_and_openblas_c
     scratch.mkdir()
     hidden = ("import ctypes\nfor name in ('libgfortran.so.5', 'libopenblas.so.0', 'libblas.so.3'):\n"
               "    try: ctypes.CDLL(name); print('FOUND', name)\n    except OSError: print('hidden', name)")
-    command = (f"{sys.executable} -c \"{hidden}\"; {sys.executable} -m asls_mlx doctor --quick")
-    env = dict(os.environ, COLUMNS="250", XDG_CACHE_HOME=str(tmp_path / "cache"), ASLS_HOME=str(tmp_path / "home"))
+    command = (f"{sys.executable} -c \"{hidden}\"; {sys.executable} -m asls_mlx doctor --quick --json")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), ASLS_HOME=str(tmp_path / "home"))
     env.pop("ASLS_BLAS", None)
     run = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", _hide_system_blas_script(command, scratch)],
                          capture_output=True, text=True, env=env, timeout=600)
     if "hidden libgfortran.so.5" not in run.stdout and ("mount" in run.stderr or "unshare" in run.stderr):
         pytest.skip(f"no private mount namespace here: {run.stderr.strip()[-200:]}")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "FOUND" not in run.stdout, run.stdout
-    blas_row = next(line for line in run.stdout.splitlines() if "│ blas " in line)
-    assert "scipy-openblas32: OpenBLAS" in blas_row and str(tmp_path / "cache") in blas_row, blas_row
-    sgemm_row = next(line for line in run.stdout.splitlines() if "cblas_sgemm from" in line)
-    assert str(tmp_path / "cache" / "asls_mlx" / "blas") in sgemm_row, sgemm_row
-    gemm_row = next(line for line in run.stdout.splitlines() if "fp32 GEMM" in line)
-    assert "GFLOP/s" in gemm_row and "reference" not in run.stdout
+    hidden_lines, document = run.stdout.split("{", 1)
+    assert "FOUND" not in hidden_lines and hidden_lines.count("hidden") == 3, hidden_lines
+    doctor = json.loads("{" + document)
+    checks = {c["check"]: c["result"] for c in doctor["checks"]}
+    assert doctor["ok"] and not doctor["problems"], doctor
+    assert checks["blas"].startswith("scipy-openblas32: OpenBLAS") and "DYNAMIC_ARCH" in checks["blas"], checks
+    assert checks["cblas_sgemm from"].startswith(str(tmp_path / "cache" / "asls_mlx" / "blas")), checks
+    assert checks["fp32 GEMM"].endswith("GFLOP/s (1024x1024)"), checks
