@@ -40,7 +40,7 @@ def main() -> None:
 
     class RecordedUI(ui.ChatUI):
         def __init__(self, _console: Console | None = None):
-            super().__init__(console)
+            super().__init__(console, plain=False)  # draw as on a terminal, into the recording
 
         def prompt(self, label: str = "you") -> str:
             line = next(lines, None)
