@@ -13,6 +13,7 @@ from asls_mlx.adaptation.batching import answer_ids, prompt_ids
 from asls_mlx.adaptation.logprobs import rows_logps
 from asls_mlx.adaptation.lora import lora_parameters, set_lora_weights
 from asls_mlx.adaptation.relevance import REFERENCE_PROMPTS, answer_pmi, irrelevant, relevance_flags
+from asls_mlx.profiling.quality import quality_issues
 
 
 def _logp(model, tok, prompt, answer):
@@ -57,4 +58,7 @@ def test_embedded_model_tells_answers_from_swapped_and_content_free_ones(default
     system = "You are a helpful assistant."
     assert relevance_flags(model, tok, prompts, own, system) == [False] * 4
     assert relevance_flags(model, tok, prompts, swapped, system) == [True] * 4
-    assert relevance_flags(model, tok, prompts, empty, system) == [True] * 4
+    # Content-free answers fail the relevance check or the text checks (as the eval and the gate count them).
+    flags = relevance_flags(model, tok, prompts, empty, system)
+    assert all(f or quality_issues(q, a) for q, a, f in zip(prompts, empty, flags)), flags
+    assert sum(flags) >= 2

@@ -23,17 +23,20 @@ from asls_mlx.adaptation.batching import answer_ids, prompt_ids, truncate
 from asls_mlx.adaptation.logprobs import rows_logps
 from asls_mlx.adaptation.lora import adapter_disabled
 
-# Unrelated everyday requests an answer is compared against: varied in task and subject, so that an answer
-# likely after all of them (a template, an apology) gains nothing from its own prompt.
+# Everyday requests of the kinds people ask (a fact, a how-to, an explanation, a piece of writing): an answer
+# about as likely after all of them as after its own prompt (a template, an apology, an answer to another
+# question of the same kind) gains nothing from its prompt. Unrelated kinds (a poem, code) made a factual answer to
+# the wrong question look relevant: "12 times 3 is 36." after "What is the capital of France?" scored 0.73.
 REFERENCE_PROMPTS = (
-    "What is the boiling point of water at sea level?",
-    "Write a short poem about autumn leaves.",
-    "How do I reverse a list in Python?",
+    "What is the tallest mountain in Africa?",
+    "How do I clean a cast iron pan?",
+    "Explain how a refrigerator keeps food cold.",
+    "Write a short thank-you note to a colleague.",
 )
 # Mean PMI per answer token at or below which an answer is not about its prompt (calibrated, see above).
-PMI_THRESHOLD = 0.05
+PMI_THRESHOLD = 0.5
 MAX_LENGTH = 256  # tokens of prompt + answer
-# The answer's head shows whether it answers; the tail only costs time (each answer is read 1 + 3 times).
+# The answer's head shows whether it answers; the tail only costs time (each answer is read 1 + 4 times).
 MAX_ANSWER_TOKENS = 32
 
 

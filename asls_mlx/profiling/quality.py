@@ -113,6 +113,7 @@ TEMPLATE_OPENERS = [re.compile(r"^[\s*#>_\"'-]*" + p + r"[\s*_\"'-]*", re.IGNORE
     r"shortened|edited|new) )?(?:answer|response|version|result|output|reply)\b[^:.!?\n]{0,30}? (?:is|would be)\b\s*:?",
     r"the requested\b[^:.!?\n]{0,40}? (?:is|are)\b\s*:?",
     r"(?:answer|response|output|result)\s*:",  # not "TL;DR:" or "In short:": a summary follows those, as users ask
+    r"i(?:'d| would| will|'ll)? (?:can |be (?:happy|glad) to )?help(?: you)?(?: with (?:that|this|it))?\s*[!.,:]+",
 )]
 YES_NO = frozenset("yes no true false correct incorrect yep nope".split())
 YES_NO_QUESTION = re.compile(r"^\W*(?:is|are|am|was|were|do|does|did|can|could|will|would|should|shall|has|have|had)\b",
