@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
     _json(p)
 
+    _serve_arguments(add("serve", _serve, "an OpenAI-compatible local server that learns each user (the request's `user` field)", user=False))
     p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
     _eval_arguments(p)
     return parser
@@ -138,6 +139,15 @@ def _reading_commands(add) -> None:
     _json(p)
 
 
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (0: a free one, printed at start)")
+    p.add_argument("--api-key", default=None, help="clients must send it as 'Authorization: Bearer KEY' (required off loopback)")
+    p.add_argument("--idle-minutes", type=float, default=30.0, help="a user's session ends after this long without a request")
+    p.add_argument("--train-budget", type=float, default=None, metavar="S", help="seconds of training per update")
+    p.add_argument("--quiet", action="store_true", help="do not log each request")
+
+
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a smoke test of the whole loop: 2 personas, 1 seed")
     p.add_argument("--out", default="eval-results", help="output directory for results.json, results.md and plots")
@@ -176,6 +186,12 @@ def _chat(args: argparse.Namespace) -> int:
     from asls_mlx.cli.chat import run_chat  # the chat imports the commands it offers as /slash commands
 
     return run_chat(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from asls_mlx.serve import main as serve_main  # loads http.server and the model only for this command
+
+    return serve_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
