@@ -71,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise RequestError(411, "the request needs a Content-Length header", code="length_required")
         if int(length) > MAX_BODY_BYTES:
+            self._discard(int(length))
             raise RequestError(413, f"the request body is {length} bytes; at most {MAX_BODY_BYTES} are accepted",
                                code="request_too_large")
         raw = self.rfile.read(int(length))
@@ -78,6 +79,15 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise bad(f"the request body is not valid JSON ({e})", code="invalid_json") from e
+
+    def _discard(self, length: int, most: int = 16 * MAX_BODY_BYTES) -> None:
+        """Read a refused body away (up to ``most`` bytes), so the client, still sending, gets the answer."""
+        left = min(length, most)
+        while left > 0:
+            got = self.rfile.read(min(left, 1 << 16))
+            if not got:
+                return
+            left -= len(got)
 
     def _route(self, method: str) -> None:
         try:
