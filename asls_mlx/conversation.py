@@ -63,14 +63,18 @@ def _turns(messages: list[dict]) -> tuple[str, list[tuple[str, str]]]:
     return "\n".join(s for s in system if s.strip()), turns
 
 
-def _same(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> bool:
-    # answers are stored stripped; a client sends back what it received, maybe with the stream's spaces
-    return len(a) == len(b) and all(r1 == r2 and t1.strip() == t2.strip() for (r1, t1), (r2, t2) in zip(a, b))
+def _same(turns: list[tuple[str, str]], stored: list[tuple[str, tuple[str, ...]]]) -> bool:
+    """Client turns equal stored ones. A stored answer matches its original text or the user's edit of it
+    (a client that sent feedback through the API still holds the original); answers are stored stripped,
+    and a client sends back what it received, maybe with the stream's spaces."""
+    return len(turns) == len(stored) and all(
+        role == kind and text.strip() in versions for (role, text), (kind, versions) in zip(turns, stored))
 
 
-def _match(stored: list[tuple[int, str, str]], turns: list[tuple[str, str]]) -> tuple[str, int | None] | None:
-    """How ``turns`` (ending with a user message) relates to one stored session, or None."""
-    pairs = [(role, text) for _, role, text in stored]
+def _match(stored: list[tuple[int, str, tuple[str, ...]]], turns: list[tuple[str, str]]) -> tuple[str, int | None] | None:
+    """How ``turns`` (ending with a user message) relates to one stored session, or None.
+    ``stored``: (message id, role, (text, original text)) of the session's active messages."""
+    pairs = [(role, versions) for _, role, versions in stored]
     if not pairs:
         return None
     if _same(turns[:-1], pairs):
@@ -146,7 +150,8 @@ class ConversationAssistant(Assistant):
         """What ``messages`` mean for this user's history (reads only; ASLSError if they are malformed)."""
         system, turns = _turns(messages)
         for sid in self.open_sessions():
-            stored = [(m.id, m.role, m.text) for m in self.store.conversation(sid) if m.role in ("user", "assistant")]
+            stored = [(m.id, m.role, (m.text.strip(), m.content.strip())) for m in self.store.conversation(sid)
+                      if m.role in ("user", "assistant")]
             found = _match(stored, turns)
             if found:
                 return Turn(found[0], sid, turns[-1][1], system, tuple(turns[:-1]), found[1])

@@ -117,12 +117,18 @@ def test_feedback_goes_to_the_answer_its_completion_id_names(client, server, mon
     assert status == 200
     history, kinds, _ = _stored(server, monkeypatch, "fb")
     assert kinds[r.asls["message_id"]] == ["thumbs_up", "edit"] and history[-1].text == "Blue."
+    # the client still holds the original answer: continuing with it is no second edit (it would undo the first)
+    later, _ = _ask(client, "fb", [{"role": "user", "content": "Name a colour."},
+                                   {"role": "assistant", "content": r.choices[0].message.content}, {"role": "user", "content": "Another?"}])
+    assert later.asls["turn"] == "continue" and later.asls["session_id"] == r.asls["session_id"]
+    history, kinds, _ = _stored(server, monkeypatch, "fb")
     for bad, code in [({"user": "someone_else", "completion_id": r.id, "kind": "good"}, 404),
                       ({"user": "fb", "completion_id": "chatcmpl-nope", "kind": "good"}, 404),
                       ({"user": "fb", "kind": "love"}, 400), ({"user": "fb", "kind": "edit"}, 400)]:
         status, body, _ = server.request("POST", "/asls/feedback", bad)
         assert status == code and set(body["error"]) == {"message", "type", "param", "code"}, body
     assert _stored(server, monkeypatch, "fb")[1] == kinds  # refused feedback wrote nothing
+    assert kinds[r.asls["message_id"]] == ["thumbs_up", "edit"] and history[1].text == "Blue."
 
 
 @pytest.mark.parametrize("body, field", [
