@@ -257,3 +257,23 @@ def test_switching_users_swaps_the_adapter_in_place(tiny_model_dir):
     assert worker._assistants["trained"].adapter_version == 1 and worker._assistants["fresh"].adapter_version is None
     for assistant in worker._assistants.values():
         assistant.close()
+
+
+def test_sigterm_mid_answer_stores_what_was_written_and_exits_cleanly(tiny_model_dir, tmp_path, monkeypatch):
+    import signal
+
+    srv = start_server(tmp_path / "home", str(tiny_model_dir), "--quiet")
+    client = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(model="asls", user="cut", messages=[{"role": "user", "content": "Talk."}],
+                                            max_tokens=4000, stream=True)
+    received = [next(stream), next(stream)]  # the role chunk, then the first text: the answer is being written
+    srv.proc.send_signal(signal.SIGTERM)
+    received += list(stream)  # the stream ends early, properly closed
+    assert srv.proc.wait(60) == 0, srv.log.read_text()
+    assert len(received) < 1000 and received[-1].choices[0].finish_reason == "length"  # cut, far before 4000 tokens
+    assert "stopped" in srv.log.read_text()
+    monkeypatch.setenv("ASLS_HOME", str(tmp_path / "home"))
+    a = Assistant(user="cut", exclusive=True)  # the server released the user's lock
+    history = a.history()
+    a.close()
+    assert [m.role for m in history] == ["user", "assistant"]
