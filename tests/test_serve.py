@@ -277,3 +277,20 @@ def test_sigterm_mid_answer_stores_what_was_written_and_exits_cleanly(tiny_model
     history = a.history()
     a.close()
     assert [m.role for m in history] == ["user", "assistant"]
+
+
+def test_an_idle_session_ends_by_itself(tiny_model_dir, tmp_path):
+    import time
+
+    srv = start_server(tmp_path / "home", str(tiny_model_dir), "--quiet", "--idle-minutes", "0.02")
+    try:
+        client = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0)
+        _ask(client, "idle", [{"role": "user", "content": "Hello"}], max_tokens=4)
+        for _ in range(60):
+            if srv.status("idle")["open_sessions"] == 0:
+                break
+            time.sleep(0.5)
+        assert srv.status("idle")["open_sessions"] == 0
+        assert "idle: session ended" in srv.log.read_text()
+    finally:
+        assert srv.stop() == 0
