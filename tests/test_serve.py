@@ -294,3 +294,22 @@ def test_an_idle_session_ends_by_itself(tiny_model_dir, tmp_path):
         assert "idle: session ended" in srv.log.read_text()
     finally:
         assert srv.stop() == 0
+
+
+def test_a_client_that_leaves_mid_stream_stops_its_answer_and_the_server_goes_on(client, server, monkeypatch):
+    import http.client
+    import json as json_
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    body = {"user": "leaver", "stream": True, "max_tokens": 4000, "messages": [{"role": "user", "content": "Talk."}]}
+    conn.request("POST", "/v1/chat/completions", json_.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data: ")
+    response.close()  # the user closed the tab: the connection goes away mid-answer
+    conn.close()
+    after, _ = _ask(client, "stayer", [{"role": "user", "content": "Still there?"}], max_tokens=4)
+    assert after.choices[0].finish_reason in ("stop", "length")
+    history, _, _ = _stored(server, monkeypatch, "leaver")
+    assert [m.role for m in history] == ["user", "assistant"]

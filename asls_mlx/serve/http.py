@@ -39,6 +39,7 @@ class Handler(BaseHTTPRequestHandler):
     server: ApiServer
     server_version = "asls-serve"
     protocol_version = "HTTP/1.1"
+    timeout = 300  # seconds a client may take to send its request or read a chunk (a stalled one is let go)
 
     # -- plumbing -------------------------------------------------------------------------------
     def log_message(self, fmt: str, *args) -> None:
@@ -107,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             handler()
         except RequestError as e:
             self._send_error(e)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client left or stalled (broken pipe, reset, timeout): nothing to answer
             self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's names)
@@ -176,8 +177,8 @@ class Handler(BaseHTTPRequestHandler):
             raise info
         try:
             (self._stream if request.stream else self._whole)(job, cid, info, request)
-        except (BrokenPipeError, ConnectionResetError):
-            job.cancelled.set()  # the client left: the model thread stops and stores what was written
+        except OSError:
+            job.cancelled.set()  # the client left: the model loop stops and stores what was written
             raise
 
     def _events(self, job: Job):

@@ -196,7 +196,6 @@ class ModelWorker:
 
     def _status(self, job: Job) -> None:
         a = self._assistant(job.user)
-        a.sync_adapter() if self._current == job.user else None
         status = a.training_status()
         active = [v.version for v in a.adapters() if v.status == "active"]
         job.put("result", {"user": job.user, "active_adapter_version": active[0] if active else 0,
