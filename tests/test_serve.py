@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from asls_mlx import ASLSError, Assistant
-from tests.serve_helpers import start_server
+from serve_helpers import start_server
 
 openai = pytest.importorskip("openai")
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from tests.serve_helpers import start_server
+from serve_helpers import start_server
 
 pytestmark = pytest.mark.e2e
 openai = pytest.importorskip("openai")
