@@ -7,7 +7,6 @@ import argparse
 import time
 
 from asls_mlx import ASLSError
-
 from asls_mlx.cli.commands import _assistant, _existing, _time
 from asls_mlx.cli.ui import ChatUI
 
