@@ -21,9 +21,9 @@ from asls_mlx.errors import ASLSError  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASLSError", "Assistant", "AssistantConfig", "ImportSummary", "PairCounts", "Reply", "RunSummary", "SessionSummary",
+    "ASLSError", "Assistant", "AssistantConfig", "ConversationAssistant", "ImportSummary", "PairCounts", "Reply", "RunSummary", "SessionSummary",
     "TrainOutcome", "TrainingStatus", "UserSummary", "__version__", "cancel_training", "default_model_dir",
-    "delete_user", "import_history", "import_user", "last_update_overhead_s", "list_models", "list_users",
+    "delete_user", "export_adapter", "export_hf_model", "fuse_adapter", "import_history", "import_user", "last_update_overhead_s", "list_models", "list_users",
     "pair_counts", "require_user", "train_now", "training_runs", "training_status", "user_name",
 ]
 _LAZY = {  # public name -> the module that defines it (imported on first use: `asls --help` stays fast)
@@ -55,6 +55,14 @@ def __getattr__(name: str):
         from asls_mlx import assistant
 
         return getattr(assistant, name)
+    if name in ("export_adapter", "export_hf_model", "fuse_adapter"):  # adapters for PEFT/vLLM, the fused model
+        from asls_mlx import adapter_export
+
+        return getattr(adapter_export, name)
+    if name == "ConversationAssistant":  # the assistant behind `asls serve`: whole conversations in, per user
+        from asls_mlx.conversation import ConversationAssistant
+
+        return ConversationAssistant
     if name in ("default_model_dir", "list_models"):  # the embedded model (converted on first use) and the others
         from asls_mlx.engine import models
 

@@ -106,3 +106,29 @@ def test_mixed_requests_decode_together_with_their_own_options(tiny_model):
     assert again == mixed  # seeded
     tokens = [len(engine.tokenizer.encode(t, add_special_tokens=False)) for t in mixed]
     assert max(tokens[2:]) <= 7 and max(tokens[:2]) > 7  # each row's own max_tokens
+
+
+def test_the_repetition_penalty_sees_the_cached_prompt_too(tiny_model, monkeypatch):
+    """An answer must not depend on how much of its prompt came from the cache: the penalty looks back
+    over the whole context. Before, it saw only the uncached tokens, so the same request answered again
+    (a regeneration) or continued differed from the request answered fresh (seen on the embedded model)."""
+    import numpy as np
+
+    from asls_mlx.engine import samplers
+
+    seen = []
+    window = samplers.RepetitionPenalty.window
+    monkeypatch.setattr(samplers.RepetitionPenalty, "window", lambda self, tokens: seen.append(window(self, tokens)) or seen[-1])
+    penalised = SamplingOptions(max_tokens=4, temperature=0.0, repetition_penalty=1.3, repetition_context=64)
+    turn = [{"role": "user", "content": "a question long enough to fill the penalty's window of recent tokens"}]
+    engine = ChatEngine(*tiny_model)
+    _run(engine, turn, penalised)
+    first_fresh = seen[0]
+    seen.clear()
+    _, chunks = _run(engine, turn, penalised)  # the same request again: all but one prompt token cached
+    assert chunks[0].cached_tokens > 10 and seen[0] == first_fresh and len(first_fresh) == 64
+    # and the processor with a history penalises as the plain one does over history + tokens
+    rows = np.repeat(np.random.default_rng(0).normal(size=(1, 300)).astype(np.float32), 2, axis=0)
+    samplers.RepetitionPenalty(2.0, 8, history=[1, 2, 3, 4, 5, 6, 7]).host([7, 9, 11], rows[0])
+    samplers.RepetitionPenalty(2.0, 8).host([1, 2, 3, 4, 5, 6, 7, 7, 9, 11], rows[1])
+    assert np.array_equal(rows[0], rows[1])

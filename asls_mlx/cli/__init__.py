@@ -29,6 +29,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _IntermixedParser(_Parser):
+    """Positionals after options too: `asls adapters export --format peft DIR`."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def _user(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", default=None, help="user name (default: 'default'; `asls users` lists them)")
 
@@ -89,13 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="end of the time range (with --since)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    p = add("models", c.models, "list the default and converted models", user=False, model=False)
+    p = add("models", c.models, "list the default and converted models", user=False)
     p.add_argument("--convert-default", action="store_true", help="fetch and convert the embedded default model now")
+    p.add_argument("--export-hf", metavar="DIR", default=None, help="write the model (--model, default: embedded) in Hugging Face's layout")
 
     p = add("doctor", c.doctor, "check the installation: MLX, device, BLAS and its speed, paths", user=False, model=False)
     p.add_argument("--quick", action="store_true", help="skip measuring the reference BLAS")
     _json(p)
 
+    _serve_arguments(add("serve", _serve, "an OpenAI-compatible local server that learns each user (the request's `user` field)", user=False))
     p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
     _eval_arguments(p)
     return parser
@@ -114,12 +131,12 @@ def _learning_commands(add) -> None:
     how.add_argument("--cancel", action="store_true", help="stop the background training run; the previous adapter stays")
     _json(p)
 
-    p = add("adapters", lc.adapters, "list adapter versions and training runs, or roll back", model=False)
+    p = add("adapters", lc.adapters, "list adapter versions and training runs, roll back, export for PEFT/vLLM, "
+            "or fuse into an mlx-lm model")
     p.add_argument("--runs", action="store_true", help="list every training run: committed, rejected and why, "
                    "failed, cancelled, interrupted, with held-out accuracy, retention and steps")
     _json(p)
-    p.add_argument("action", nargs="?", choices=["list", "rollback"], default="list")
-    p.add_argument("version", nargs="?", type=int, default=None, help="version to roll back to (0 = base model)")
+    _adapters_arguments(p)
 
 
 def _reading_commands(add) -> None:
@@ -136,6 +153,25 @@ def _reading_commands(add) -> None:
     p.add_argument("--delete", metavar="NAME", default=None, help="delete this user with all their data and adapters")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _json(p)
+
+
+def _adapters_arguments(p: argparse.ArgumentParser) -> None:
+    p.__class__ = _IntermixedParser
+    p.add_argument("action", nargs="?", choices=["list", "rollback", "export", "fuse"], default="list")
+    p.add_argument("version", nargs="?", default=None, metavar="VERSION|DIR",
+                   help="rollback: the version to go back to (0 = base model); export, fuse: the output folder")
+    p.add_argument("--format", choices=["peft"], default="peft", help="export: Hugging Face PEFT LoRA (vLLM, LoRAX, PEFT)")
+    p.add_argument("--version", type=int, default=None, dest="export_version", metavar="N",
+                   help="export, fuse: this version (default: the active one)")
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (0: a free one, printed at start)")
+    p.add_argument("--api-key", default=None, help="clients must send it as 'Authorization: Bearer KEY' (required off loopback)")
+    p.add_argument("--idle-minutes", type=float, default=30.0, help="a user's session ends after this long without a request")
+    p.add_argument("--train-budget", type=float, default=None, metavar="S", help="seconds of training per update")
+    p.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -176,6 +212,12 @@ def _chat(args: argparse.Namespace) -> int:
     from asls_mlx.cli.chat import run_chat  # the chat imports the commands it offers as /slash commands
 
     return run_chat(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from asls_mlx.serve import main as serve_main  # loads http.server and the model only for this command
+
+    return serve_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,11 @@ def models(args: argparse.Namespace) -> int:
     ui = ChatUI()
     if args.convert_default:
         ui.status(f"default model ready: {default_model_dir(progress=ui.status)}")
+    if args.export_hf:
+        from asls_mlx import export_hf_model
+
+        ui.status(f"Hugging Face model written to {export_hf_model(args.export_hf, model=args.model)}")
+        return 0
     rows = [[m.name, m.kind, m.size_mb or "", m.path] for m in list_models()]
     ui.table("models", ["name", "kind", "MB", "path"], rows)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from asls_mlx import ASLSError
 from asls_mlx.cli.commands import _assistant, _existing, _time
 from asls_mlx.cli.ui import ChatUI
 
@@ -68,10 +69,14 @@ def train_with_progress(a, ui: ChatUI):
 
 def adapters(args: argparse.Namespace) -> int:
     ui = ChatUI()
+    if args.action in ("export", "fuse"):
+        return export_adapter(args, ui)
+    if args.version is not None and not args.version.isdigit():
+        raise ASLSError(f"the version to roll back to is a number (0 = base model), not {args.version!r}")
     a = _existing(args, exclusive=args.action == "rollback", ui=ui)
     try:
         if args.action == "rollback":
-            version = a.rollback(args.version)
+            version = a.rollback(None if args.version is None else int(args.version))
             ui.status(f"active adapter: {'v' + str(version) if version else 'none (base model)'}")
         if args.json:
             from asls_mlx import training_runs
@@ -85,6 +90,21 @@ def adapters(args: argparse.Namespace) -> int:
             show_adapters(a, ui)
     finally:
         a.close()
+    return 0
+
+
+def export_adapter(args: argparse.Namespace, ui: ChatUI) -> int:
+    """`asls adapters export --format peft DIR` and `asls adapters fuse DIR`."""
+    import asls_mlx
+
+    if not args.version:
+        raise ASLSError(f"`asls adapters {args.action}` needs the output folder, e.g. `asls adapters {args.action} my-adapter`")
+    if args.action == "export":
+        out = asls_mlx.export_adapter(args.version, user=args.user, version=args.export_version, format=args.format, model=args.model)
+        ui.status(f"PEFT LoRA adapter written to {out} (its base: `asls models --export-hf DIR` for the embedded model)")
+    else:
+        out = asls_mlx.fuse_adapter(args.version, user=args.user, version=args.export_version, model=args.model)
+        ui.status(f"fused mlx-lm model written to {out} (e.g. `mlx_lm.generate --model {out}`)")
     return 0
 
 

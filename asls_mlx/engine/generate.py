@@ -136,7 +136,8 @@ class ChatEngine:
             mx.random.seed(opts.seed)
         backend = self.backend
         sampler = _sampler(opts, backend)
-        processors = _processors(opts) or None
+        # the penalty looks back over the cached part of the prompt too: the answer is the same as without the cache
+        processors = _processors(opts, ids[:cached]) or None
         generated: list[int] = []
         self._state = _CacheState()  # invalid until we know what the cache holds
         try:
@@ -224,10 +225,10 @@ class ChatEngine:
         return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]
 
 
-def _processors(opts: SamplingOptions) -> list:
+def _processors(opts: SamplingOptions, history: list[int] = ()) -> list:
     from asls_mlx.engine.samplers import RepetitionPenalty
 
-    return [RepetitionPenalty(opts.repetition_penalty, opts.repetition_context)] if opts.repetition_penalty else []
+    return [RepetitionPenalty(opts.repetition_penalty, opts.repetition_context, history)] if opts.repetition_penalty else []
 
 
 def _as_argmax():

@@ -159,16 +159,25 @@ class RepetitionPenalty(HostProcessor):
     penalise one row of NumPy logits in place (``host``): the CPU backend's batch applies it to its
     rows in a fraction of the time one MLX processor call per row takes to build its graph."""
 
-    def __init__(self, penalty: float, context_size: int = 20):
+    def __init__(self, penalty: float, context_size: int = 20, history: list[int] = ()):
+        """``history``: the tokens before the ones a loop passes in (the prompt's cached part), so an
+        answer does not depend on how much of its prompt came from the cache."""
         self.penalty, self.context_size = penalty, context_size
+        self.history = list(history)[-context_size:] if context_size else []
         self._mlx = make_repetition_penalty(penalty, context_size)
 
+    def window(self, tokens) -> list[int]:
+        """The tokens penalised: the last ``context_size`` of the history and ``tokens``."""
+        return (self.history + list(tokens))[-self.context_size:] if self.context_size else []
+
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
-        return self._mlx(tokens, logits)
+        recent = self.window(tokens.reshape(-1).tolist()[-self.context_size:] if self.context_size else [])
+        return self._mlx(mx.array(recent, dtype=mx.int32), logits) if recent else logits
 
     def host(self, tokens: list[int], logits: np.ndarray) -> None:
-        if tokens:
-            recent = np.asarray(tokens[-self.context_size :])
+        recent = self.window(tokens[-self.context_size:] if self.context_size else [])
+        if recent:
+            recent = np.asarray(recent)
             picked = logits[recent]
             logits[recent] = np.where(picked < 0, picked * self.penalty, picked / self.penalty)
 
