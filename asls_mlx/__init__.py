@@ -11,10 +11,20 @@ command uses nothing else.
 
 from os import PathLike
 
+import warnings as _warnings
+
 # Must run before anything imports mlx.core: it decides which BLAS MLX's CPU backend uses.
 from asls_mlx import blas as _blas
 
-_blas.load()
+if _blas.load().name == "unknown" and "openblas" not in (_blas.resolved_library() or "").lower():
+    # mlx came first (a notebook's `import mlx.core` above `import asls_mlx`): its matmuls are bound to the
+    # reference BLAS for the life of the process, and training would silently run many times slower.
+    _warnings.warn("asls_mlx: mlx was imported before asls_mlx, so MLX's CPU matmuls use the slow reference "
+                   "BLAS (about 40x slower training). Import asls_mlx first (restart the kernel or process, "
+                   "then `import asls_mlx` before mlx or mlx_lm).", RuntimeWarning, stacklevel=2)
+# tqdm (pulled in by mlx-lm's dependencies) warns "IProgress not found" in a notebook without ipywidgets;
+# asls draws no tqdm bars, so the warning only alarms.
+_warnings.filterwarnings("ignore", message="IProgress not found")
 
 from asls_mlx.errors import ASLSError  # noqa: E402
 
@@ -22,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASLSError", "Assistant", "AssistantConfig", "ConversationAssistant", "ImportSummary", "PairCounts", "Reply", "RunSummary", "SessionSummary",
-    "TrainOutcome", "TrainingStatus", "UserSummary", "__version__", "cancel_training", "default_model_dir",
+    "TrainOutcome", "TrainingProgress", "TrainingStatus", "UserSummary", "__version__", "cancel_training", "default_model_dir",
     "delete_user", "export_adapter", "export_hf_model", "fuse_adapter", "import_history", "import_user", "last_update_overhead_s", "list_models", "list_users",
     "pair_counts", "require_user", "train_now", "training_runs", "training_status", "user_name",
 ]
@@ -51,7 +61,7 @@ def __getattr__(name: str):
         from asls_mlx.config import AssistantConfig
 
         return AssistantConfig
-    if name in ("Assistant", "Reply", "SessionSummary"):
+    if name in ("Assistant", "Reply", "SessionSummary", "TrainingProgress"):
         from asls_mlx import assistant
 
         return getattr(assistant, name)

@@ -16,7 +16,8 @@ feedback and hot-swaps adapters.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,43 +30,20 @@ from asls_mlx.engine.models import resolve_model
 from asls_mlx.engine.sampling import greedy_answers, single_turn
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
-from asls_mlx.profiling import Profile, load_profile, record_feedback
+from asls_mlx.profiling import Profile, live_profile, load_profile, record_feedback
+from asls_mlx.api_values import (
+    Reply, SessionSummary, TrainingProgress, assistant_markdown, check_max_tokens, check_system, check_temperature, check_text,
+    progress_hooks,
+)
 from asls_mlx.session_update import (
     Learner, activate_active_adapter, learn_from_sessions, process_ended_sessions, training_lock, user_dir,
 )
 from asls_mlx.store import open_store
 from asls_mlx.training import close_interrupted_runs
-from asls_mlx.user_data import describe_version, forget, rollback_version
+from asls_mlx.user_data import LearnedData, describe_version, forget, rollback_version
 
 
-@dataclass
-class Reply:
-    """A finished answer: its text, its message id in the history and the adapter that produced it."""
-
-    text: str
-    message_id: int
-    adapter_version: int | None
-    finish_reason: str | None = None
-    truncated: bool = False
-    generation_tps: float = 0.0
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass
-class SessionSummary:
-    """What ending a session did."""
-
-    session_id: int | None
-    profile: Profile
-    changes: list[str] = field(default_factory=list)
-    pairs_mined: int = 0
-    training: UpdateReport | None = None  # when trained with train="wait"
-    background: bool = False  # training started in a background process
-
-
-class Assistant:
+class Assistant(LearnedData):
     """A chat assistant for one user that learns from how they react to its answers.
 
     Args:
@@ -87,7 +65,10 @@ class Assistant:
         self._chat_lock = FileLock(self.dir / "chat.lock")
         if exclusive and not self._chat_lock.acquire():
             self.store.close()
-            raise ASLSError(f"user {self.user.name!r} is already chatting in another asls process; close it first")
+            holder = self._chat_lock.holder()
+            raise ASLSError(f"user {self.user.name!r} is already chatting in {holder}" + (
+                ": an Assistant for this user is open (made earlier, e.g. by a cell run before); use that one or "
+                "call its close() first" if holder == "this process" else "; close it first"))
         self._engine = engine
         self._model = model
         self._progress = progress or _quiet
@@ -99,6 +80,8 @@ class Assistant:
         self._loaded_version: int | None = -1  # unknown: forces the first sync
         self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
+        # An Assistant dropped without close() (a notebook cell run again) gives its lock back when collected.
+        self._finalizer = weakref.finalize(self, _release, self._chat_lock, self.store)
 
     @property
     def engine(self) -> ChatEngine:
@@ -147,11 +130,13 @@ class Assistant:
         return len(self.store.pairs(self.user.id, split="train", unused_only=True))
 
     # -- chatting --------------------------------------------------------------------------------
-    def _system(self) -> str:
-        return self.config.system_text(self.profile)
+    def _system(self, system: str | None = None) -> str:
+        """The system prompt: ``system`` (default: the config's) plus the profile as it stands now."""
+        config = self.config if system is None else replace(self.config, system_prompt=check_system(system))
+        return config.system_text(self.profile)
 
-    def _conversation(self, upto: int | None = None) -> list[dict]:
-        messages = [{"role": "system", "content": self._system()}]
+    def _conversation(self, upto: int | None = None, system: str | None = None) -> list[dict]:
+        messages = [{"role": "system", "content": self._system(system)}]
         if self.session_id is not None:
             for m in self.store.conversation(self.session_id):
                 if upto is not None and m.id >= upto:
@@ -161,18 +146,25 @@ class Assistant:
         return messages
 
     def _options(self, temperature: float | None = None, max_tokens: int | None = None, seed: int | None = None) -> SamplingOptions:
-        return self.config.sampling(temperature, max_tokens, seed)
+        return self.config.sampling(check_temperature(temperature), check_max_tokens(max_tokens), seed)
 
-    def stream(self, text: str) -> Iterator[GenerationChunk]:
+    def stream(self, text: str, *, temperature: float | None = None, max_tokens: int | None = None,
+               system: str | None = None) -> Iterator[GenerationChunk]:
         """Send ``text`` and stream the answer; it is saved in the history when the stream ends
-        (also when it is interrupted: the partial answer is kept)."""
-        text = _check_text(text)
+        (also when it is interrupted: the partial answer is kept).
+
+        ``temperature`` (0 = greedy), ``max_tokens`` and ``system`` (the system prompt; the profile is still
+        added to it) apply to this answer only; by default the config's.
+        """
+        text = check_text(text)
+        options = self._options(temperature, max_tokens)  # bad options fail before anything is stored
         self.sync_adapter()
         if self.session_id is None:
             self.session_id = self.store.start_session(self.user.id)
         user_id = self.store.add_message(self.session_id, "user", text)
-        messages = self._conversation() + [{"role": "user", "content": text}]
-        yield from self._answer_into(messages, lambda answer: self.store.add_message(self.session_id, "assistant", answer, parent_id=user_id))
+        messages = self._conversation(system=system) + [{"role": "user", "content": text}]
+        yield from self._answer_into(messages, lambda answer: self.store.add_message(self.session_id, "assistant", answer, parent_id=user_id),
+                                     options)
 
     def _answer_into(self, messages: list[dict], save: Callable[[str], int], options: SamplingOptions | None = None) -> Iterator[GenerationChunk]:
         answer, last = "", None
@@ -185,9 +177,10 @@ class Assistant:
             self._last_assistant = save(answer.strip())
             self._last_chunk = last
 
-    def chat(self, text: str) -> Reply:
-        """Send ``text`` and return the whole answer."""
-        for _ in self.stream(text):
+    def chat(self, text: str, *, temperature: float | None = None, max_tokens: int | None = None,
+             system: str | None = None) -> Reply:
+        """Send ``text`` and return the whole answer (options: see :meth:`stream`)."""
+        for _ in self.stream(text, temperature=temperature, max_tokens=max_tokens, system=system):
             pass
         return self._reply()
 
@@ -197,17 +190,20 @@ class Assistant:
         return Reply(msg.content, msg.id, self.adapter_version, last.finish_reason if last else None,
                      bool(last and last.truncated), last.generation_tps if last else 0.0)
 
-    def answer(self, prompt: str, record: bool = False) -> str:
-        """A greedy answer to a single prompt with the current adapter and profile, not saved (unless ``record``)."""
+    def answer(self, prompt: str, record: bool = False, *, temperature: float | None = None,
+               max_tokens: int | None = None, system: str | None = None) -> str:
+        """An answer to a single prompt with the current adapter and profile, not saved (unless ``record``).
+        Greedy unless ``temperature`` says otherwise; options as in :meth:`stream`."""
         if record:
-            return self.chat(prompt).text
+            return self.chat(prompt, temperature=temperature, max_tokens=max_tokens, system=system).text
+        options = self._options(0.0 if temperature is None else temperature, max_tokens)
         self.sync_adapter()
-        return self.engine.complete(single_turn(self._system(), _check_text(prompt)), self._options(temperature=0.0))
+        return self.engine.complete(single_turn(self._system(system), check_text(prompt)), options)
 
     def answer_many(self, prompts: list[str], max_tokens: int | None = None) -> list[str]:
         """Greedy answers to many single prompts at once (batched decoding), not saved."""
         self.sync_adapter()
-        return greedy_answers(self.engine, [_check_text(p) for p in prompts], self._system(),
+        return greedy_answers(self.engine, [check_text(p) for p in prompts], self._system(),
                               options=self._options(temperature=0.0, max_tokens=max_tokens))
 
     # -- feedback --------------------------------------------------------------------------------
@@ -226,7 +222,7 @@ class Assistant:
 
     def edit(self, new_text: str) -> None:
         """Replace the last answer with your corrected version (the strongest signal there is)."""
-        record_feedback(self.store, self._require_answer(), "edit", text=_check_text(new_text))
+        record_feedback(self.store, self._require_answer(), "edit", text=check_text(new_text))
 
     def stream_regenerate(self) -> Iterator[GenerationChunk]:
         """Stream a new answer to the last message; the old one is kept as the discarded alternative."""
@@ -247,23 +243,27 @@ class Assistant:
     # -- learning --------------------------------------------------------------------------------
     @property
     def profile(self) -> Profile:
-        return load_profile(self.store, self.user)
+        """The profile as it stands now: what ended sessions taught plus what this session has so far (the
+        system prompt of the next answer is built from it)."""
+        return live_profile(self.store, self.user, self.session_id)
 
-    def end_session(self, train: str | None = None) -> SessionSummary:
+    def end_session(self, train: str | None = None, progress: Callable[[TrainingProgress], None] | None = None) -> SessionSummary:
         """End the current session: update the profile, mine pairs, then train as ``train`` says
-        ("background", "wait", "next_start" or "none"; default: the config's ``train_after_session``)."""
+        ("background", "wait", "next_start" or "none"; default: the config's ``train_after_session``).
+        With ``train="wait"``, ``progress`` hears each phase and each optimizer step (:class:`TrainingProgress`)."""
         mode = train or self.config.train_after_session
         if mode not in TRAIN_MODES:
             raise ASLSError(f"train must be one of {', '.join(TRAIN_MODES)}, not {mode!r}")
+        hooks = progress_hooks(progress)
         sid, self.session_id, self._last_assistant = self.session_id, None, None
-        before = self.profile
+        before = load_profile(self.store, self.user)
         ended = process_ended_sessions(self.store, self.user, self.config.seed)
         profile = self.profile
         summary = SessionSummary(sid, profile, profile.diff(before), ended.pairs_mined)
         if not self.config.adapt or mode == "none" or not ended.session_ids:
             return summary
         if mode == "wait":
-            update = self._learn(ended.session_ids)
+            update = self._learn(ended.session_ids, *hooks)
             summary.pairs_mined += update.self_labelled_pairs
             summary.training = update.report
         elif mode == "background":
@@ -355,8 +355,11 @@ class Assistant:
     def close(self, end_session: bool = False) -> None:
         if end_session and self.session_id is not None:
             self.end_session()
-        self._chat_lock.release()
-        self.store.close()
+        self._finalizer()  # releases the chat lock and closes the store, once
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: who, which model and adapter, the session, and what the profile tells the model."""
+        return assistant_markdown(self)
 
     def __enter__(self) -> "Assistant":
         return self
@@ -374,26 +377,14 @@ class Assistant:
         answer yet, so a caller can check before it starts streaming a regeneration."""
         return self.store.message(self._require_answer()).text
 
-    def profile_changes(self) -> list[str]:
-        """What the latest session changed in the profile (empty until there are two snapshots)."""
-        snapshots = self.store.profiles(self.user.id)
-        if len(snapshots) < 2:
-            return []
-        return self.profile.diff(Profile.from_dict(snapshots[-2].data))
 
-
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise ASLSError(f"a message must be text, not {type(text).__name__}")
-    if not text.strip():
-        raise ASLSError("the message is empty")
-    if "\x00" in text:
-        raise ASLSError("the message contains a NUL character")
-    return text
+def _release(lock: FileLock, store) -> None:
+    lock.release()
+    store.close()
 
 
 def _quiet(_msg: str) -> None:
     pass
 
 
-__all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary"]
+__all__ = ["Assistant", "AssistantConfig", "Reply", "SessionSummary", "TrainingProgress"]

@@ -11,6 +11,9 @@ except ImportError:  # pragma: no cover - Windows is not a target
     fcntl = None
 
 
+_HELD_HERE: set[str] = set()  # the lock files this process holds (flock alone cannot say who holds one)
+
+
 class FileLock:
     """A non-blocking exclusive lock on ``path`` (released automatically if the process dies)."""
 
@@ -32,12 +35,23 @@ class FileLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        _HELD_HERE.add(str(self.path.resolve()))
         return True
 
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+            _HELD_HERE.discard(str(self.path.resolve()))
+
+    def holder(self) -> str:
+        """Who holds the lock, for a message: "this process" or "process <pid>"."""
+        if not self.held and str(self.path.resolve()) in _HELD_HERE:
+            return "this process"
+        try:
+            return f"process {self.path.read_text().strip() or '?'}"
+        except OSError:
+            return "another process"
 
     @property
     def held(self) -> bool:

@@ -18,7 +18,7 @@ LAYERS = {
     2: ["asls_mlx.profiling", "asls_mlx.adaptation"],
     3: ["asls_mlx.config", "asls_mlx.session_update", "asls_mlx.user_data", "asls_mlx.background", "asls_mlx.assistant",
         "asls_mlx.users", "asls_mlx.training", "asls_mlx.history_import", "asls_mlx.conversation",
-        "asls_mlx.adapter_export"],
+        "asls_mlx.adapter_export", "asls_mlx.api_values"],
     4: ["asls_mlx.cli", "asls_mlx.evaluation", "asls_mlx.diagnostics", "asls_mlx.__main__", "asls_mlx.serve"],
 }
 # What the CLI and the notebooks may import: the package's public names (``asls_mlx.__all__``) and the two

@@ -18,6 +18,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asls_mlx.errors import ASLSError
+
 DECAY = 0.6  # per session: evidence three sessions old counts ~20%, so drift is followed in ~3 sessions
 CONF_SCALE = 1.5  # evidence weight at which confidence reaches 1 - 1/e (about two clear corrections)
 MAX_WEIGHT = 3.0  # confidence 0.86; more would only make an old preference outlive a change (drift) longer
@@ -104,6 +106,9 @@ class Profile:
     sessions: int = 0
     drift: float = 0.0
     version: int = 0
+    # What the user removed ("headings", "name", "topic:rust") and when (unix seconds): evidence from before
+    # that moment no longer counts for it; what they express after it does.
+    removed: dict[str, float] = field(default_factory=dict)
 
     # -- derived views ---------------------------------------------------------------------------
 
@@ -196,6 +201,56 @@ class Profile:
             out.append(f"new interests: {', '.join(new_topics)}")
         return out
 
+    def feature_key(self, name: str) -> str:
+        """The profile's key for what a user calls ``name`` ("code first" -> "code_first", "tone" ->
+        "formality", a remembered topic -> "topic:<word>"); ASLSError when the profile has no such thing."""
+        key = "_".join(str(name).strip().lower().replace("-", " ").split())
+        key = {"tone": "formality", "tl;dr": "tldr", "code": "code_first"}.get(key, key)
+        if key in FEATURES or key in ("name", "language"):
+            return key
+        if key.startswith("topic:"):
+            key = key[len("topic:"):]
+        if key in self.topics:
+            return f"topic:{key}"
+        known = ", ".join([*FEATURES, "name", "language", *self.top_topics(10)])
+        raise ASLSError(f"the profile has no feature {name!r}; it knows: {known}")
+
+    def without(self, key: str, at: float) -> Profile:
+        """A copy with ``key`` (see :meth:`feature_key`) removed at time ``at``: the feature starts over
+        from nothing and evidence from before ``at`` no longer counts for it."""
+        out = Profile.from_dict(self.to_dict())
+        out.version = self.version
+        if key in FEATURES:
+            setattr(out, key, Feature())
+        elif key == "language":
+            out.facts.pop("language", None)
+            out.languages = {}
+        elif key == "name":
+            out.facts.pop("name", None)
+        else:
+            out.topics.pop(key.removeprefix("topic:"), None)
+        out.removed = {**self.removed, key: at}
+        return out
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: a table of what the profile says, how sure it is, and on how much evidence."""
+        rows = ["| feature | says | confidence | evidence |", "|---|---|---|---|"]
+        for name in FEATURES:
+            feat: Feature = getattr(self, name)
+            if feat.weight > 0:
+                rows.append(f"| {name} | {self.describe(name)} | {feat.confidence:.2f} | "
+                            f"{feat.expressed} expressed, {max(feat.evidence - feat.expressed, 0)} supporting |")
+        for key in sorted(self.facts):
+            rows.append(f"| {key} | {self.facts[key]} | stated | your words |")
+        head = f"**Profile** (version {self.version}, {self.sessions} sessions)"
+        if len(rows) == 2 and not self.facts:
+            return head + ": nothing learned yet — chat and react to answers."
+        topics = self.top_topics(5)
+        tail = f"\n\nInterests: {', '.join(topics)}" if topics else ""
+        rendered = self.render()
+        prompt = f"\n\nIn the system prompt: _{rendered}_" if rendered else ""
+        return head + "\n\n" + "\n".join(rows) + tail + prompt
+
     # -- persistence -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +265,6 @@ class Profile:
         for key, value in data.items():
             if key in FEATURES:
                 kwargs[key] = Feature(**value)
-            elif key in ("languages", "topics", "facts", "sessions", "drift", "version"):
+            elif key in ("languages", "topics", "facts", "sessions", "drift", "version", "removed"):
                 kwargs[key] = value
         return cls(**kwargs)

@@ -25,21 +25,22 @@ Evidence rules (what may put a claim into the profile and the system prompt):
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.features import AnswerFeatures, answer_features, words
 from asls_mlx.profiling.profile import (
-    BINARY, DECAY, FEATURES, MAX_WEIGHT, SHOW_CONFIDENCE, TOPIC_KEEP, Feature, Profile, length_kind,
+    BINARY, DECAY, FEATURES, MAX_WEIGHT, SHOW_CONFIDENCE, Feature, Profile, length_kind,
 )
 from asls_mlx.profiling.quality import STOPWORDS
+from asls_mlx.profiling.profile_topics import (  # noqa: F401 (INSTRUCTION_WORDS, topic_words: named here before the split)
+    INSTRUCTION_WORDS, prompt_language, prompts_after, session_topics, topic_words,
+)
 from asls_mlx.profiling.signals import corrections
 
 if TYPE_CHECKING:
     from asls_mlx.store import Store, User
-    from asls_mlx.store.records import Message
+    from asls_mlx.store.records import Feedback, Message
 
 Obs = dict[str, list[tuple[float, float]]]
 Support = tuple[AnswerFeatures, float, bool, bool]
@@ -49,36 +50,27 @@ SHORTER_FRACTION = 0.5  # "shorter": about half the corrected answer (repeated c
 CUT_RATIO, GROW_RATIO = 0.85, 1.5  # an edit keeping < 85% of the words is a cut (reformatting keeps ~100%)
 EDIT_KEPT = 0.8  # simulated edits keep >= 87% of their words; a text made from another answer 19-70%
 LENGTH_NEAR, LENGTH_FAR = 1.4, 2.0  # an answer within 1.4x of the target fits it; beyond 2x goes against it
-_LANG_WORDS = {
-    "en": {"the", "and", "is", "are", "what", "how", "you", "of", "to", "in"},
-    "fr": {"le", "la", "les", "et", "est", "que", "comment", "pourquoi", "vous", "une", "des"},
-    "es": {"el", "los", "las", "y", "es", "que", "cómo", "por", "qué", "una", "para"},
-    "de": {"der", "die", "das", "und", "ist", "wie", "ich", "nicht", "ein", "eine", "warum"},
-}
 _CORRECTION_EFFECT = {"bullets": ("bullets", 1.0), "prose": ("bullets", -1.0), "formal": ("formality", 1.0),
                       "casual": ("formality", -1.0), "code_first": ("code_first", 1.0),
                       "tldr": ("tldr", 1.0), "headings": ("headings", 1.0), "no_headings": ("headings", -1.0)}
-# Words that say what to do with an answer, not what it is about ("Given the text, write the output").
-INSTRUCTION_WORDS = frozenset("""
-answer answers ask asked asking explain explains explained describe tell write writes written rewrite
-rephrase reword summarize summarise summary list convert translate provide create generate produce make
-give show help need needs want wants know think find compute calculate classify compare define suggest
-recommend check correct fix improve edit draft format formatted output input respond reply keep please
-thanks thank hello shorter longer short long brief concise detailed simple simply quick quickly clear
-clearly given following follows below above using based each every only without within would could should
-might must shall what which where when whose there their them they these those this that than then also
-just really very much many more most less least something anything everything nothing thing things someone
-anyone everyone way ways good best better great different difference differences between other another
-same first second third next last main important common basic example examples text texts sentence
-sentences paragraph paragraphs word words phrase phrases question questions response responses version
-style tone point points bullet bullets line lines step steps tips idea ideas reason reasons does done doing
-work works used uses take takes like look looks says said mean means meaning called call name sure okay
-even still into onto from with your yours have having been being will here over under after before again
-while because since until though although however instead rather actually maybe perhaps probably kind sort
-type types part parts item items option options task request verbose wordy professional
-formal casual friendly tldr code first please prefer interested learning studying
-""".split())
-_TOPIC_WORD = re.compile(r"[a-z]{4,}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One expressed observation behind a feature: what the user said or did, when, and what it weighs.
+
+    kind: statement | correction | edit; value: +1/-1 (or log words for length); text: the user's words
+    (the statement, the correction's follow-up) or their edited answer.
+    """
+
+    feature: str
+    kind: str
+    value: float
+    weight: float
+    message_id: int
+    session_id: int
+    text: str
+    at: float
 
 
 @dataclass
@@ -87,6 +79,7 @@ class SessionEvidence:
 
     support: (answer features, signed weight, adds, takes): + the user liked, accepted or made the answer,
     - disliked it; ``adds``: agreeing with a claim strengthens it; ``takes``: going against a claim weakens it.
+    sources: the :class:`Evidence` behind each entry of ``expressed`` (same order).
     """
 
     expressed: Obs
@@ -94,6 +87,8 @@ class SessionEvidence:
     prompts: list[str] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)
+    sources: dict[str, list[Evidence]] = field(default_factory=dict)
+    prompt_times: list[float] = field(default_factory=list)
 
 
 def _log_words(n: float) -> float:
@@ -174,14 +169,33 @@ def _first_answer(msg: Message, msgs: dict[int, Message]) -> bool:
     return parent is None or not corrections(parent.content)
 
 
-def session_evidence(store: Store, session_id: int) -> SessionEvidence:
-    """The evidence of one session (see the module doc for what counts as what)."""
-    ev = SessionEvidence({name: [] for name in FEATURES})
+def _source(fb: Feedback, msg: Message, msgs: dict[int, Message]) -> tuple[str, float]:
+    """The user's words behind an expressed event, and when they wrote them (an inferred event is stored
+    when the session ends, after the words it reads)."""
+    if fb.kind == "correction":
+        follow = msgs.get(fb.payload.get("followup_message_id"))
+        return (follow.content, follow.created_at) if follow else (msg.content, fb.created_at)
+    if fb.kind == "edit":
+        return msg.edited_content or "", fb.created_at
+    return msg.content, msg.created_at
+
+
+def session_evidence(store: Store, session_id: int, feedback: list[Feedback] | None = None,
+                     removed: dict[str, float] | None = None) -> SessionEvidence:
+    """The evidence of one session (see the module doc for what counts as what).
+
+    ``feedback``: the session's events (default: those stored; the live profile adds the ones the session
+    implies so far). ``removed``: {key: time} the user removed (``Profile.removed``): what they said before
+    that time no longer counts for it."""
+    ev = SessionEvidence({name: [] for name in FEATURES}, sources={name: [] for name in FEATURES})
     msgs = {m.id: m for m in store.messages(session_id)}
-    for fb in store.feedback(session_id=session_id):
+    removed = removed or {}
+    for fb in store.feedback(session_id=session_id) if feedback is None else feedback:
         msg = msgs.get(fb.message_id)
         if msg is None:
             continue
+        text, at = _source(fb, msg, msgs)
+        before = {name: len(obs) for name, obs in ev.expressed.items()}
         if fb.kind == "correction":
             kinds = fb.payload.get("kinds") or [fb.payload.get("kind")]
             _correction(kinds, answer_features(msg.content), fb.confidence, ev.expressed)
@@ -191,13 +205,36 @@ def session_evidence(store: Store, session_id: int) -> SessionEvidence:
             _edit(answer_features(msg.content), edited, ev.expressed, replaced)
             ev.support.append((edited, W_EDIT, False, True))  # what it expressed is counted above
         elif fb.kind == "statement":
-            _statements(fb.payload.get("statements", []), ev)
+            stated = [st for st in fb.payload.get("statements", []) if at > removed.get(_statement_key(st), float("-inf"))]
+            _statements(stated, ev)
+            for st in stated:
+                if st.get("feature") in ("name", "language", "topic"):
+                    key = _statement_key(st)
+                    ev.sources.setdefault(key, []).append(Evidence(key, "statement", 0.0, W_STATEMENT, msg.id, session_id, text, at))
         elif fb.kind in _SUPPORT:
             text = msg.content if fb.kind == "regenerate" else msg.text
             takes = fb.kind == "thumbs_up" or (fb.kind == "acceptance" and _first_answer(msg, msgs))
             ev.support.append((answer_features(text), _SUPPORT[fb.kind] * fb.confidence, True, takes))
+        for name, obs in ev.expressed.items():
+            ev.sources[name] += [Evidence(name, fb.kind, v, w, msg.id, session_id, text, at) for v, w in obs[before[name]:]]
     ev.prompts = [m.content for m in msgs.values() if m.role == "user"]
+    ev.prompt_times = [m.created_at for m in msgs.values() if m.role == "user"]
+    _drop_removed(ev, removed)
     return ev
+
+
+def _statement_key(st: dict) -> str:
+    feature = st.get("feature")
+    return f"topic:{st.get('value')}" if feature == "topic" else str(feature)
+
+
+def _drop_removed(ev: SessionEvidence, removed: dict[str, float]) -> None:
+    """Keep only the observations made after the user removed their feature."""
+    for name in FEATURES:
+        if name in removed:
+            kept = [(o, src) for o, src in zip(ev.expressed[name], ev.sources[name]) if src.at > removed[name]]
+            ev.expressed[name] = [o for o, _ in kept]
+            ev.sources[name] = [src for _, src in kept]
 
 
 def _agrees(name: str, feat: Feature, f: AnswerFeatures) -> bool | None:
@@ -256,45 +293,12 @@ def _supported(prev: Profile, updated: dict[str, Feature], support: list[Support
     return out
 
 
-def _language(texts: list[str]) -> str | None:
-    counts = Counter()
-    for t in texts:
-        toks = set(words(t))
-        for lang, marks in _LANG_WORDS.items():
-            counts[lang] += len(toks & marks)
-    if not counts or max(counts.values()) == 0:
-        return None
-    return max(sorted(counts), key=lambda k: counts[k])
-
-
-def topic_words(prompts: list[str]) -> set[str]:
-    """The subject words of a session's prompts: no corrections, instruction or function words, adverbs."""
-    found: set[str] = set()
-    for text in prompts:
-        if corrections(text):  # "shorter please" says nothing about interests
-            continue
-        for w in words(text):
-            if (_TOPIC_WORD.fullmatch(w) and w not in STOPWORDS and w not in INSTRUCTION_WORDS
-                    and not w.endswith("ly")):
-                found.add(w)
-    return found
-
-
-def _topics(prev: dict[str, float], ev: SessionEvidence) -> dict[str, float]:
-    counts = {k: v * DECAY for k, v in prev.items()}
-    for w in topic_words(ev.prompts):
-        counts[w] = counts.get(w, 0.0) + 1.0
-    for t in ev.topics:
-        counts[t] = counts.get(t, 0.0) + 2.0
-    kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOPIC_KEEP]
-    return {k: round(v, 4) for k, v in kept if v >= 0.05}
-
-
-def apply_session(prev: Profile, ev: SessionEvidence) -> Profile:
-    """The profile after one session's evidence (pure; no database)."""
-    new = Profile(facts={**prev.facts, **ev.facts})
+def apply_session(prev: Profile, ev: SessionEvidence, decay: float = DECAY) -> Profile:
+    """The profile after one session's evidence (pure; no database). ``decay=1``: the session has not
+    ended yet (the live profile), so old evidence keeps its weight until it does."""
+    new = Profile(facts={**prev.facts, **ev.facts}, removed=dict(prev.removed))
     drift_parts = []
-    updated = {name: getattr(prev, name).updated(ev.expressed[name]) for name in FEATURES}
+    updated = {name: getattr(prev, name).updated(ev.expressed[name], decay) for name in FEATURES}
     for name, feat in _supported(prev, updated, ev.support).items():
         setattr(new, name, feat)
     for name in FEATURES:
@@ -307,12 +311,12 @@ def apply_session(prev: Profile, ev: SessionEvidence) -> Profile:
             gap = min(1.0, abs(recent - old.value) / scale)
             drift_parts.append(gap * min(1.0, w) * old.confidence)
     new.drift = round(max(drift_parts, default=0.0), 4)
-    lang = _language(ev.prompts)
-    new.languages = {k: v * DECAY for k, v in prev.languages.items()}
+    lang = prompt_language(prompts_after(ev, prev.removed, "language"))
+    new.languages = {k: v * decay for k, v in prev.languages.items()}
     if lang:
         new.languages[lang] = new.languages.get(lang, 0.0) + 1.0
-    new.topics = _topics(prev.topics, ev)
-    new.sessions = prev.sessions + 1
+    new.topics = session_topics(prev.topics, ev, prev.removed, decay)
+    new.sessions = prev.sessions + (1 if decay != 1 else 0)
     return new
 
 
@@ -340,7 +344,7 @@ def update_profile(store: Store, user: str | User, session: int) -> Profile:
     if snap is not None and snap.session_id == session:
         return load_profile(store, u)
     prev = load_profile(store, u)
-    new = apply_session(prev, session_evidence(store, session))
+    new = apply_session(prev, session_evidence(store, session, removed=prev.removed))
     new.version = store.save_profile(u.id, _without_version(new), session_id=session)
     return new
 

@@ -187,49 +187,57 @@ def record_feedback(store: Store, message_id: int, kind: str, payload: dict[str,
 NEGATIVE = ("thumbs_down", "regenerate", "edit", "correction")
 
 
-def infer_session_signals(store: Store, session_id: int) -> int:
-    """Add the correction, statement and acceptance events a session implies; returns how many.
+def implied_events(conversation: list, existing: set[tuple[int, str]]) -> list[tuple[int, str, dict, float]]:
+    """The (message id, kind, payload, confidence) events a conversation implies and ``existing`` lacks.
 
-    Idempotent: an event this function already added (same kind, same message) is not added twice.
+    Pure: :func:`infer_session_signals` stores them when a session ends, and the profile shown during a
+    session (``profiling.profile_evidence.live_profile``) reads them without storing anything.
     - correction: a user message that ``classify_followup`` flags, on the answer just before it;
     - statement: on the user message that states it;
     - acceptance: an answer with no negative feedback, followed by a user message that is not a
       correction (confidence 0.6), or the session's last answer (0.3: silence is weak evidence).
     """
+    seen = set(existing)
+    out: list[tuple[int, str, dict, float]] = []
+
+    def add(mid: int, kind: str, payload: dict, conf: float) -> None:
+        if (mid, kind) not in seen:
+            out.append((mid, kind, payload, conf))
+            seen.add((mid, kind))
+
+    last_answer = None
+    for msg in conversation:
+        if msg.role == "assistant":
+            last_answer = msg
+            continue
+        if msg.role != "user":
+            continue
+        stmts = detect_statements(msg.content)
+        if stmts:
+            add(msg.id, "statement", {"statements": [
+                {"feature": s.feature, "value": s.value, "confidence": s.confidence} for s in stmts
+            ]}, max(s.confidence for s in stmts))
+        if last_answer is not None:
+            found = corrections(msg.content)
+            if found:
+                add(last_answer.id, "correction", {
+                    "kinds": [c.kind for c in found], "kind": found[0].kind,
+                    "followup_message_id": msg.id}, found[0].confidence)
+            elif not any(k in NEGATIVE for (m, k) in seen if m == last_answer.id):
+                add(last_answer.id, "acceptance", {"moved_on": True}, 0.6)
+        last_answer = None
+    if last_answer is not None and not any(k in NEGATIVE for (m, k) in seen if m == last_answer.id):
+        add(last_answer.id, "acceptance", {"moved_on": False}, 0.3)
+    return out
+
+
+def infer_session_signals(store: Store, session_id: int) -> int:
+    """Store the correction, statement and acceptance events a session implies (:func:`implied_events`);
+    returns how many. Idempotent: an event already stored (same kind, same message) is not added twice."""
     conv = store.conversation(session_id)
-    added = 0
     with store.transaction():
         existing = {(f.message_id, f.kind) for f in store.feedback(session_id=session_id)}
-
-        def add(mid: int, kind: str, payload: dict, conf: float) -> None:
-            nonlocal added
-            if (mid, kind) not in existing:
-                store.add_feedback(mid, kind, payload, conf)
-                existing.add((mid, kind))
-                added += 1
-
-        last_answer = None
-        for msg in conv:
-            if msg.role == "assistant":
-                last_answer = msg
-                continue
-            if msg.role != "user":
-                continue
-            stmts = detect_statements(msg.content)
-            if stmts:
-                add(msg.id, "statement", {"statements": [
-                    {"feature": s.feature, "value": s.value, "confidence": s.confidence} for s in stmts
-                ]}, max(s.confidence for s in stmts))
-            if last_answer is not None:
-                found = corrections(msg.content)
-                if found:
-                    add(last_answer.id, "correction", {
-                        "kinds": [c.kind for c in found], "kind": found[0].kind,
-                        "followup_message_id": msg.id}, found[0].confidence)
-                elif not any(k in NEGATIVE for (m, k) in existing if m == last_answer.id):
-                    add(last_answer.id, "acceptance", {"moved_on": True}, 0.6)
-            last_answer = None
-        if last_answer is not None and not any(
-                k in NEGATIVE for (m, k) in existing if m == last_answer.id):
-            add(last_answer.id, "acceptance", {"moved_on": False}, 0.3)
-    return added
+        events = implied_events(conv, existing)
+        for mid, kind, payload, conf in events:
+            store.add_feedback(mid, kind, payload, conf)
+    return len(events)

@@ -156,6 +156,10 @@ class Store(HistoryMixin, LearningMixin):
         return forget_mod.forget(self, user, session_id=session_id, since=since, until=until,
                                  everything=everything)
 
+    def forget_pairs(self, user: str, pair_ids: list[int]) -> ForgetSummary:
+        """Delete preference pairs of ``user``; taint the adapters trained on them."""
+        return forget_mod.forget_pairs(self, user, pair_ids)
+
     def __enter__(self) -> Store:
         return self
 

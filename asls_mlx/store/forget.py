@@ -91,6 +91,27 @@ def forget(store: Store, user: str, session_id: int | None = None,
                          profiles=profiles, tainted_versions=tuple(tainted), tainted_paths=paths)
 
 
+def forget_pairs(store: Store, user: str, pair_ids: list[int]) -> ForgetSummary:
+    """Delete some of ``user``'s preference pairs and taint the adapter versions trained on them (steps 3
+    and 5 above): what the user took back reaches the weights too. Their messages stay."""
+    ids = {int(p) for p in pair_ids}
+    uid = store.get_user(user).id
+    if not ids:
+        return ForgetSummary()
+    with store.transaction() as conn:
+        own = _ids(conn, f"SELECT id FROM pairs WHERE user_id = ? AND id IN ({_marks(ids)})", [uid, *ids])
+        if ids - own:
+            raise ASLSError(f"forget: {user!r} has no preference pair {min(ids - own)} (`/learned` lists them)")
+        versions = _trained_versions(conn, uid, own, set(), False)
+        tainted = store.mark_tainted(uid, versions) if versions else []
+        paths = tuple(_own_adapter_paths(store, uid, conn.execute(
+            f"SELECT version, path FROM adapter_versions WHERE user_id = ? AND version IN ({_marks(tainted)}) "
+            "ORDER BY version", [uid, *tainted]).fetchall())) if tainted else ()
+        conn.execute(f"DELETE FROM pairs WHERE id IN ({_marks(own)})", list(own))
+    store.vacuum()
+    return ForgetSummary(pairs=len(own), tainted_versions=tuple(tainted), tainted_paths=paths)
+
+
 def _span(since_ts: float | None, until_ts: float | None) -> tuple[float, float]:
     return (float("-inf") if since_ts is None else since_ts, float("inf") if until_ts is None else until_ts)
 
