@@ -158,6 +158,7 @@ class Assistant(LearnedData):
         """
         text = check_text(text)
         options = self._options(temperature, max_tokens)  # bad options fail before anything is stored
+        system = None if system is None else check_system(system)
         self.sync_adapter()
         if self.session_id is None:
             self.session_id = self.store.start_session(self.user.id)

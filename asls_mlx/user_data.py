@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from asls_mlx.errors import ASLSError
-from asls_mlx.profiling import LearnedFeature, Profile, direction, learned, load_profile, teaches
+from asls_mlx.profiling import LearnedFeature, Profile, direction, learned, live_profile, load_profile, teaches
 from asls_mlx.profiling.profile import FEATURES
 from asls_mlx.store import ForgetSummary, PreferencePair, Store, User
 
@@ -99,11 +99,11 @@ class FeatureForgotten:
     pairs: ForgetSummary
 
 
-def forget_feature(store: Store, user: User, name: str) -> FeatureForgotten:
+def forget_feature(store: Store, user: User, name: str, session_id: int | None = None) -> FeatureForgotten:
     """Remove one feature ("headings", "name", a topic) from the profile: it starts over from nothing, what
-    the user said before no longer counts for it, and the pairs that teach it leave training (with the
-    adapters trained on them). What the user expresses later counts again."""
-    profile = load_profile(store, user)
+    the user said before no longer counts for it (in the open session ``session_id`` too), and the pairs that
+    teach it leave training (with the adapters trained on them). What the user expresses later counts again."""
+    profile = live_profile(store, user, session_id)
     key = profile.feature_key(name)
     if key in FEATURES:
         said = profile.describe(key)
@@ -115,7 +115,7 @@ def forget_feature(store: Store, user: User, name: str) -> FeatureForgotten:
         said = "interested" if key.startswith("topic:") else profile.facts.get("name") if key == "name" else profile.language
         if said is None:
             raise ASLSError(f"the profile has no {key} to forget (`asls profile --evidence` lists what it has)")
-    store.save_profile(user.id, _snapshot(profile.without(key, time.time())))
+    store.save_profile(user.id, _snapshot(load_profile(store, user).without(key, time.time())))
     teaching = [p.id for p in store.pairs(user.id, split=None) if lean is not None and teaches(p, key, lean)]
     return FeatureForgotten(key, said, forget_pairs(store, user, teaching))
 
@@ -144,7 +144,7 @@ class LearnedData:
     def forget_feature(self, name: str) -> FeatureForgotten:
         """Remove one feature ("headings", "length", "name", a topic) from the profile: it starts over, what
         you said before no longer counts for it, and the pairs that teach it leave training."""
-        result = forget_feature(self.store, self.user, name)
+        result = forget_feature(self.store, self.user, name, self.session_id)
         self.sync_adapter()
         return result
 

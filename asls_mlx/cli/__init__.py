@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--session", type=int, help="session id (see `asls history`)")
     what.add_argument("--since", help="start of a time range, ISO date/time (e.g. 2026-11-01)")
     what.add_argument("--all", action="store_true", help="everything about this user")
+    what.add_argument("--feature", metavar="NAME", help="one profile feature (e.g. headings, length, a topic); it leaves training too")
+    what.add_argument("--pair", type=int, metavar="N", help="one preference pair (see `asls profile --evidence`); it leaves training")
     p.add_argument("--until", help="end of the time range (with --since)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -144,6 +146,7 @@ def _reading_commands(add) -> None:
     from asls_mlx.cli import commands as c
 
     p = add("profile", c.profile, "show the learned profile", model=False)
+    p.add_argument("--evidence", action="store_true", help="each feature with its confidence and what you said or did that put it there")
     _json(p)
     p = add("history", c.history, "show recent messages", model=False)
     p.add_argument("--limit", type=int, default=20)

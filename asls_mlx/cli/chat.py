@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from asls_mlx import ASLSError
-from asls_mlx.cli import commands, learning
+from asls_mlx.cli import commands, learned, learning
 from asls_mlx.cli.ui import ChatUI
 
 HELP = """\
@@ -22,10 +22,12 @@ HELP = """\
 | `/regen` | a new answer to your last message (the old one is remembered as worse) |
 | `/edit [text]` | your corrected version of the last answer (`$EDITOR` or typed here) |
 | `/profile` | what asls has learned about you, and what changed |
+| `/learned` | each thing it learned, how sure it is, and what you said that taught it; the newest pairs |
 | `/train` | learn now from this session so far (and anything not learned yet), with each phase shown |
 | `/adapters`, `/rollback [v]` | adapter versions and the latest training runs (committed, rejected and why); go back to one (0 = base model) |
 | `/history` | recent messages |
 | `/forget` | forget this session (and adapters trained on it) |
+| `/forget feature X`, `/forget pair N` | remove one thing it learned, or one pair; neither is trained on again |
 | `/new` | end this session (learn from it) and start another |
 | `/help`, `/quit` | this help; end the session and leave |
 """
@@ -144,6 +146,10 @@ class ChatSession:
             ui.status(f"active adapter: {'v' + str(v) if v else 'none (base model)'}")
         elif name == "/history":
             commands.show_history(a, ui)
+        elif name == "/learned":
+            learned.show_learned(a, ui)
+        elif name == "/forget" and learned.forget_command(a, ui, rest):
+            pass
         elif name == "/forget":
             if a.session_id is None:
                 ui.status("nothing in this session to forget")

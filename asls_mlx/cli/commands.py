@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from asls_mlx import ASLSError
+from asls_mlx.cli import learned
 from asls_mlx.cli.ui import ChatUI
 
 
@@ -104,8 +106,13 @@ def profile(args: argparse.Namespace) -> int:
     try:
         if args.json:
             p = a.profile
-            ui.json("profile", {"user": a.user.name, "profile": p.to_dict(), "rendered": p.render(),
-                                "last_changes": a.profile_changes(), "pairs_waiting": a.pairs_waiting()})
+            doc = {"user": a.user.name, "profile": p.to_dict(), "rendered": p.render(),
+                   "last_changes": a.profile_changes(), "pairs_waiting": a.pairs_waiting()}
+            if args.evidence:
+                doc["learned"] = [asdict(f) for f in a.learned()]
+            ui.json("profile", doc)
+        elif args.evidence:
+            learned.show_learned(a, ui)
         else:
             show_profile(a, ui)
     finally:
@@ -197,6 +204,13 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def forget(args: argparse.Namespace) -> int:
+    if args.feature is not None or args.pair is not None:  # one feature or pair: small and targeted, no question
+        a = _existing(args, exclusive=True)
+        try:
+            learned.forget_feature(a, ChatUI(), args.feature) if args.feature is not None else learned.forget_pair(a, ChatUI(), args.pair)
+        finally:
+            a.close()
+        return 0
     if args.until and not args.since:
         raise ASLSError("--until needs --since")
     since, until = _when(args.since), _when(args.until)
