@@ -81,7 +81,10 @@ def test_a_removed_feature_stays_out_until_the_user_expresses_it_again():
     assert result.feature == "bullets" and result.said == "wanted"
     assert "bullets" not in live_profile(s, u, sid).claims()  # gone at once, mid-session
     assert live_profile(s, u, sid).claims().get("length") == "short"  # the others stay
-    assert "bullets" not in process_session(s, "dee", sid).profile.claims()  # and after the session's end
+    forget_feature(s, u, "length", session_id=sid)  # from a correction ("shorter please"), not a statement
+    assert live_profile(s, u, sid).claims() == {}
+    ended = process_session(s, "dee", sid).profile  # and after the session's end
+    assert ended.claims() == {} and ended.length.weight == 0
     assert not any(f.name == "bullets" and f.evidence for f in learned(s, u))
     time.sleep(0.01)  # the new statement comes after the removal
     later = s.start_session(u.id)

@@ -39,11 +39,16 @@ def _execute(path: Path):
     return nb
 
 
-def _text(nb) -> str:
+def _text(nb, streams=("stdout",)) -> str:
+    """The notebook's outputs as text: printed streams, and each result's markdown view (else its plain one)."""
     out = []
     for cell in nb.cells:
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            out.append(o.get("text", "") if o.get("output_type") == "stream" else str(o.get("data", {}).get("text/plain", "")))
+            if o.get("output_type") == "stream":
+                out.append(o.get("text", "") if o.get("name", "stdout") in streams else "")
+            else:
+                data = o.get("data", {})
+                out.append(str(data.get("text/markdown", data.get("text/plain", ""))))
     return "\n".join(out)
 
 
@@ -57,6 +62,21 @@ def test_committed_notebook_has_outputs(path):
     assert all(counts), f"{path.name}: cells without outputs/execution count — commit the executed notebook"
     assert counts == sorted(counts), f"{path.name}: cells were not run top to bottom"
     assert not _errors(nb)
+
+
+@pytest.mark.parametrize("path", [QUICKSTART, PERSONALIZATION], ids=lambda p: p.stem)
+def test_committed_notebook_has_no_widget_warning(path):
+    """tqdm's "IProgress not found" (a kernel without ipywidgets) is silenced by importing asls_mlx."""
+    assert "IProgress" not in _text(_read(path), streams=("stdout", "stderr"))
+
+
+def test_committed_quickstart_shows_a_committed_adapter_and_the_answer_it_changed():
+    text = _text(_read(QUICKSTART))
+    assert "committed: True" in text and "answered with adapter 1" in text
+    before = text.split("without the adapter:")[1].split("with adapter v1:")[0].strip()
+    after = text.split("with adapter v1:")[1].split("\n\n")[0].strip()
+    assert before and after and before != after
+    assert "Keep answers short" in text.split("## the profile mid-session")[1]  # before the session ended
 
 
 def test_committed_personalization_shows_plots():
@@ -76,6 +96,7 @@ def test_quickstart_runs(default_model_dir):
     # the profile cell ran: its render, or the note that this session expressed no preference (a profile claims
     # only what the user expressed; the notebook's edit replaces an answer rather than shortening it)
     assert "session" in text and (any(s in text for s in shown) or "(nothing learnt yet)" in text)
+    assert "committed: True" in text and "answered with adapter 1" in text
 
 
 @pytest.mark.e2e
