@@ -76,7 +76,7 @@ def test_committed_quickstart_shows_a_committed_adapter_and_the_answer_it_change
     before = text.split("without the adapter:")[1].split("with adapter v1:")[0].strip()
     after = text.split("with adapter v1:")[1].split("\n\n")[0].strip()
     assert before and after and before != after
-    assert "Keep answers short" in text.split("## the profile mid-session")[1]  # before the session ended
+    assert "the profile mid-session: Keep answers short" in text  # before the session ended
 
 
 def test_committed_personalization_shows_plots():
