@@ -56,8 +56,9 @@ def forget_command(a, ui: ChatUI, rest: str) -> bool:
 def forget_feature(a, ui: ChatUI, name: str) -> None:
     result = a.forget_feature(name)
     removed = ", ".join(f"v{v}" for v in result.pairs.tainted_versions)
-    ui.status(f"removed {result.feature} ({result.said}) from the profile; {result.pairs.pairs} pairs that taught it "
-              f"left training" + (f"; adapters trained on them withdrawn: {removed}" if removed else ""))
+    n = result.pairs.pairs
+    ui.status(f"removed {result.feature} ({result.said}) from the profile; {n} pair{'' if n == 1 else 's'} that taught it "
+              f"left training" + (f"; adapters trained on {'it' if n == 1 else 'them'} withdrawn: {removed}" if removed else ""))
 
 
 def forget_pair(a, ui: ChatUI, text: str) -> None:
