@@ -97,12 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
 
     p = add("forget", c.forget, "delete a session, a time range or everything — and adapters trained on it", model=False)
-    what = p.add_mutually_exclusive_group(required=True)
+    what = _forget_learned(p.add_mutually_exclusive_group(required=True))
     what.add_argument("--session", type=int, help="session id (see `asls history`)")
     what.add_argument("--since", help="start of a time range, ISO date/time (e.g. 2026-11-01)")
     what.add_argument("--all", action="store_true", help="everything about this user")
-    what.add_argument("--feature", metavar="NAME", help="one profile feature (e.g. headings, length, a topic); it leaves training too")
-    what.add_argument("--pair", type=int, metavar="N", help="one preference pair (see `asls profile --evidence`); it leaves training")
     p.add_argument("--until", help="end of the time range (with --since)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -175,6 +173,13 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-minutes", type=float, default=30.0, help="a user's session ends after this long without a request")
     p.add_argument("--train-budget", type=float, default=None, metavar="S", help="seconds of training per update")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
+
+
+def _forget_learned(what):
+    """`asls forget --feature NAME` / `--pair N`: one thing the profile learned, or one preference pair."""
+    what.add_argument("--feature", metavar="NAME", help="one profile feature (e.g. headings, length, a topic); it leaves training too")
+    what.add_argument("--pair", type=int, metavar="N", help="one preference pair (see `asls profile --evidence`); it leaves training")
+    return what
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
