@@ -9,10 +9,10 @@ help with that.") is about as likely after any prompt (PMI near 0). The text che
 ``profiling.quality`` judge only what an answer looks like; this one judges whether it belongs to its
 prompt, so it also catches a fluent, long, well-formed answer to something else.
 
-The threshold is calibrated on data (``benchmarks/relevance_calibration.py``; figures in
-docs/learning.md, "Helpfulness"): on the embedded model's greedy answers to the built-in prompts and the
-correctness questions, it flags at most 5% of the model's own answers and at least 95% of answers swapped
-between prompts, and every content-free answer of the calibration set.
+The threshold (0.5 nats per token) was set on a probe of the embedded model: its own answers to four questions
+scored 0.85-2.7, the same answers swapped between the questions -0.72-0.24, content-free answers -2.75-0.79
+(those above 0.5 are hollow by the text checks). ``benchmarks/relevance_calibration.py`` measures the rates over
+the built-in prompts and the correctness questions (goal: <= 5% of own answers flagged, >= 95% of swapped ones).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ REFERENCE_PROMPTS = (
     "Explain how a refrigerator keeps food cold.",
     "Write a short thank-you note to a colleague.",
 )
-# Mean PMI per answer token at or below which an answer is not about its prompt (calibrated, see above).
+# Mean PMI per answer token at or below which an answer is not about its prompt (see the module doc).
 PMI_THRESHOLD = 0.5
 MAX_LENGTH = 256  # tokens of prompt + answer
 # The answer's head shows whether it answers; the tail only costs time (each answer is read 1 + 4 times).
