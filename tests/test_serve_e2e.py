@@ -32,7 +32,7 @@ def test_two_users_learning_through_the_openai_client(default_model_dir, tmp_pat
     server = start_server(tmp_path / "home", str(default_model_dir), "--quiet", "--train-budget", "600")
     try:
         client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=600)
-        conversation = []
+        conversation, changed = [], 0
         for i, prompt in enumerate(PROMPTS):  # one conversation, alternately streamed and not
             conversation.append({"role": "user", "content": prompt})
             if i % 2:
@@ -45,13 +45,15 @@ def test_two_users_learning_through_the_openai_client(default_model_dir, tmp_pat
                 text, cid, version = reply.choices[0].message.content, reply.id, int(raw.headers["x-asls-adapter-version"])
             assert text and version == 0
             conversation.append({"role": "assistant", "content": text})
+            # Once the live profile says "short", an answer may already be what the edit would make it: no pair.
+            changed += shorten(text).strip() != text.strip()
             status, body, _ = server.request("POST", "/asls/feedback", {"user": "brief", "completion_id": cid, "kind": "edit",
                                                                         "text": shorten(text)})
             assert status == 200, body
         other, _ = _stream_text(client, "other", [{"role": "user", "content": "Tell me about rivers."}], max_tokens=24)
         assert other
         ended = server.request("POST", "/asls/sessions/end", {"user": "brief"})[1]
-        assert ended["ended"] and ended["pairs_mined"] >= len(PROMPTS) and ended["training"] == "background", ended
+        assert ended["ended"] and ended["pairs_mined"] >= changed >= 3 and ended["training"] == "background", ended
         status = server.wait_for_training("brief", timeout=900)
         assert status["training"]["committed"], status
         probe = [{"role": "user", "content": "Tell me about rainbows."}]
