@@ -69,6 +69,19 @@ def _write_dir(out: Path, files: dict[str, bytes | Path], tensors: dict[str, np.
     return out
 
 
+def _adapter_and_base(user, version, model, purpose: str) -> tuple:
+    """(version number, base model id, LoRA config, adapter weights, base model folder, its config) of ``user``'s
+    adapter; ``purpose`` begins the error when the base model is not a local folder."""
+    from asls_mlx.engine.models import resolve_model
+
+    folder, number, base_id = _adapter_dir(user, version)
+    lora, weights, _meta = read_adapter(folder)
+    model_dir = resolve_model(model)
+    if not isinstance(model_dir, Path):
+        raise ASLSError(f"{purpose} the base model as a local folder (pass --model DIR)")
+    return number, base_id, lora, weights, model_dir, _model_config(model_dir)
+
+
 def _model_config(model_dir: Path) -> dict:
     try:
         return json.loads((Path(model_dir) / "config.json").read_text())
@@ -123,16 +136,9 @@ def export_adapter(directory: str | os.PathLike, user: str | None = None, versio
     (``adapter_config.json`` + ``adapter_model.safetensors``), for the base model in Hugging Face's
     layout (:func:`export_hf_model` writes it for the embedded one). ``base_model_name``: what
     ``base_model_name_or_path`` says (default: the model's id)."""
-    from asls_mlx.engine.models import resolve_model
-
     if format != "peft":
         raise ASLSError(f"unknown adapter export format {format!r}; the one supported is 'peft'")
-    folder, number, base_id = _adapter_dir(user, version)
-    lora, weights, _meta = read_adapter(folder)
-    model_dir = resolve_model(model)
-    if not isinstance(model_dir, Path):
-        raise ASLSError("the PEFT export needs the base model as a local folder (pass --model DIR)")
-    config = _model_config(model_dir)
+    number, base_id, lora, weights, model_dir, config = _adapter_and_base(user, version, model, "the PEFT export needs")
     files = {PEFT_CONFIG: json.dumps(peft_config(lora, config, base_model_name or base_id), indent=2).encode(),
              "README.md": _readme(base_id, number).encode()}
     return _write_dir(Path(directory), files, peft_tensors(weights, config), PEFT_WEIGHTS)
@@ -173,14 +179,7 @@ def fuse_adapter(directory: str | os.PathLike, user: str | None = None, version:
                  model: str | None = None) -> Path:
     """Write an mlx-lm model with ``user``'s adapter merged into its weights (as ``mlx_lm.fuse`` does):
     ``W + scale * (lora_a @ lora_b).T``; it loads in any MLX tool without asls."""
-    from asls_mlx.engine.models import resolve_model
-
-    folder, _number, _base = _adapter_dir(user, version)
-    lora, weights, _meta = read_adapter(folder)
-    model_dir = resolve_model(model)
-    if not isinstance(model_dir, Path):
-        raise ASLSError("fusing needs the base model as a local folder (pass --model DIR)")
-    config = _model_config(model_dir)
+    _number, _base, lora, weights, model_dir, config = _adapter_and_base(user, version, model, "fusing needs")
     if config.get("quantization"):
         raise ASLSError("fusing into a quantized model is not supported; use an unquantized base")
     base = {k: np.array(v.astype(mx.float32)) for k, v in mx.load(str(model_dir / "model.safetensors")).items()}

@@ -135,10 +135,18 @@ def real_assistant_factory(model=None, progress: Progress | None = None, **commo
         config = AssistantConfig(**{**common, **arm_kwargs})
         return Assistant(user=user, model=str(model) if model else None, config=config, engine=shared["engine"])
 
+    judged: dict[tuple[str, str], float] = {}  # the base model judges: a (prompt, answer) never changes its PMI
+
     def relevance(prompts: list[str], answers: list[str]) -> list[float]:
-        """The base model's PMI per answer token (adapter off) on the shared model; called after ``make``."""
-        engine = shared["engine"]
-        return answer_pmi(engine.model, engine.tokenizer, prompts, answers, AssistantConfig().system_prompt)
+        """The base model's PMI per answer token (adapter off) on the shared model; called after ``make``.
+        Answers judged before (the base arm's, every session) are not judged again."""
+        todo = list(dict.fromkeys((q, a) for q, a in zip(prompts, answers) if (q, a) not in judged))
+        if todo:
+            engine = shared["engine"]
+            pmi = answer_pmi(engine.model, engine.tokenizer, [q for q, _ in todo], [a for _, a in todo],
+                             AssistantConfig().system_prompt)
+            judged.update(zip(todo, pmi))
+        return [judged[(q, a)] for q, a in zip(prompts, answers)]
 
     make.relevance = relevance
     return make
