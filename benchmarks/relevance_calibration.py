@@ -26,17 +26,25 @@ from asls_mlx.data_files import load_prompts  # noqa: E402
 from asls_mlx.engine import ChatEngine, load_model  # noqa: E402
 from asls_mlx.engine.sampling import greedy_answers  # noqa: E402
 from asls_mlx.evaluation.correctness import load_correctness_set  # noqa: E402
+from asls_mlx.profiling.quality import quality_issues  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 CONTENT_FREE = [
     "The answer is:", "Sure! Here is the answer.", "I can help with that.", "The corrected version is:",
     "Here you go:", "Great question!", "Let me know if you have any other questions.", "The answer is: Please.",
 ]
-GRID = [-0.2, -0.1, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]
+GRID = [-0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 
 
 def flagged_share(values: list[float], threshold: float) -> float:
     return sum(not v > threshold for v in values) / len(values)
+
+
+def either_share(examples: list[dict], threshold: float) -> float:
+    """Content-free answers flagged by the PMI or by the text checks (hollow, too short...): what the eval
+    and the gate count, since both apply both."""
+    cf = [e for e in examples if e["kind"] == "content_free"]
+    return sum(not e["pmi"] > threshold or bool(quality_issues(e["prompt"], e["answer"])) for e in cf) / len(cf)
 
 
 def main() -> None:
@@ -64,12 +72,15 @@ def main() -> None:
             examples += [{"set": name, "kind": kind, "prompt": p, "answer": a, "pmi": v}
                          for p, a, v in zip(prompts, these, values)]
         print(f"{name}: {len(prompts)} prompts ({time.perf_counter() - t0:.0f} s)", flush=True)
-    rows = [{"threshold": t, **{k: flagged_share(v, t) for k, v in kinds.items()}} for t in GRID + [PMI_THRESHOLD]]
+    rows = [{"threshold": t, **{k: flagged_share(v, t) for k, v in kinds.items()},
+             "content_free_either": either_share(examples, t)} for t in sorted(set(GRID + [PMI_THRESHOLD]))]
     own_sorted = sorted(kinds["own"])
     chosen = max(t for t in sorted(set(GRID + [PMI_THRESHOLD])) if flagged_share(kinds["own"], t) <= 0.05)
-    print(f"\n{'threshold':>10} {'own flagged':>12} {'swapped flagged':>16} {'content-free flagged':>21}")
+    print(f"\n{'threshold':>10} {'own flagged':>12} {'swapped flagged':>16} {'content-free flagged':>21} "
+          f"{'(+ text checks)':>16}")
     for r in rows:
-        print(f"{r['threshold']:>10.2f} {r['own']:>12.1%} {r['swapped']:>16.1%} {r['content_free']:>21.1%}")
+        print(f"{r['threshold']:>10.2f} {r['own']:>12.1%} {r['swapped']:>16.1%} {r['content_free']:>21.1%} "
+              f"{r['content_free_either']:>16.1%}")
     print(f"\nown PMI/token: 5th percentile {own_sorted[len(own_sorted) // 20]:.3f}, median "
           f"{own_sorted[len(own_sorted) // 2]:.3f}; highest grid threshold flagging <= 5% of own answers: {chosen}; "
           f"in use: {PMI_THRESHOLD}")

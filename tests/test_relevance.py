@@ -62,3 +62,21 @@ def test_embedded_model_tells_answers_from_swapped_and_content_free_ones(default
     flags = relevance_flags(model, tok, prompts, empty, system)
     assert all(f or quality_issues(q, a) for q, a, f in zip(prompts, empty, flags)), flags
     assert sum(flags) >= 2
+
+
+def test_threshold_in_use_meets_the_recorded_calibration():
+    """The recorded calibration run (benchmarks/relevance_calibration.py on the embedded model) at the threshold
+    in use: <= 5% of the model's own answers flagged, >= 95% of answers swapped between prompts, and every
+    content-free answer flagged by the PMI or the text checks. Changing PMI_THRESHOLD without re-calibrating fails."""
+    import json
+    from pathlib import Path
+
+    from asls_mlx.adaptation.relevance import PMI_THRESHOLD
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "relevance_calibration.json"
+    examples = json.loads(path.read_text())["examples"]
+    by_kind = {k: [e for e in examples if e["kind"] == k] for k in ("own", "swapped", "content_free")}
+    assert all(len(v) >= 100 for v in by_kind.values())
+    share = {k: sum(irrelevant(e["pmi"]) for e in v) / len(v) for k, v in by_kind.items()}
+    assert share["own"] <= 0.05 and share["swapped"] >= 0.95, (PMI_THRESHOLD, share)
+    assert all(irrelevant(e["pmi"]) or quality_issues(e["prompt"], e["answer"]) for e in by_kind["content_free"])
