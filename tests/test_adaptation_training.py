@@ -329,6 +329,21 @@ def test_gate_tells_noise_from_harm():
     assert heldout_harm(before, _metrics([0.05] * 6 + [0.2] * 4)) is None
 
 
+def test_profile_fit_rejects_large_or_significant_falls_not_noise():
+    """The eval's first concise update: held-out pairs 0.00 -> 0.67, profile fit 0.87 -> 0.81 on 6 gate prompts
+    with mixed moves was rejected as 'fit the profile worse'; such a fall is noise. A fall on every prompt, or a
+    large one, is harm."""
+    from asls_mlx.adaptation.gate import profile_fit_harm
+
+    noise = [(0.9, 0.8), (0.9, 0.95), (0.8, 0.7), (0.9, 0.9), (0.85, 0.75), (0.87, 0.76)]  # 0.87 -> 0.81, 4 fell 1 rose
+    assert profile_fit_harm(noise) is None
+    every = [(0.9, 0.8)] * 6  # 6 of 6 fell: p = 1/64
+    assert "6 fell, 0 rose" in profile_fit_harm(every) and "p=0.016" in profile_fit_harm(every)
+    assert "0.90 -> 0.30" in profile_fit_harm([(0.9, 0.3)] * 2)  # large: rejects on any number of prompts
+    assert profile_fit_harm([(0.5, 0.49)] * 6) is None  # within min_score_gain
+    assert profile_fit_harm([(0.5, 0.9)] * 6) is None and profile_fit_harm([]) is None
+
+
 @pytest.fixture(scope="module")
 def deep_tiny_dir(tmp_path_factory):
     from asls_mlx.engine.tiny import build_tiny_model

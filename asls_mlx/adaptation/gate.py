@@ -32,6 +32,9 @@ RELEVANCE_MARGIN = 0.1
 HARM_ALPHA = 0.05
 # Without per-pair margins, held-out means decide only on this many pairs or more.
 MIN_HELDOUT_PAIRS = 8
+# A fall of the mean profile fit this large rejects on any number of gate prompts (0.9 -> 0.3 on 3 prompts);
+# smaller falls must be significant by the sign test, as held-out preference (0.87 -> 0.81 on 6 is noise).
+LARGE_FIT_FALL = 0.15
 
 
 @dataclass
@@ -165,14 +168,34 @@ def wanted(pairs, config) -> list:
 
 class AnswerCheck(tuple):
     """``answer_check``'s result: unpacks as (failures, fit_before, fit_after); ``notes`` names the failures
-    that are not one answer's (template collapse), for the gate's reason."""
+    that are not one answer's (template collapse), for the gate's reason; ``fits``: each prompt's
+    (profile fit before, after)."""
 
     notes: tuple = ()
+    fits: tuple = ()
 
-    def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=()):
+    def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=(), fits=()):
         result = super().__new__(cls, (failures, fit_before, fit_after))
-        result.notes = tuple(notes)
+        result.notes, result.fits = tuple(notes), tuple(fits)
         return result
+
+
+def profile_fit_harm(fits, min_gain: float = -0.02, alpha: float = HARM_ALPHA, tie: float = 1e-6) -> str | None:
+    """Why the new answers fit the user's profile worse, or None when they do not. ``fits``: per prompt
+    (before, after). Harm: the mean falls by more than ``-min_gain`` and either by LARGE_FIT_FALL or more, or
+    significantly (one-sided sign test over the prompts whose fit moved, p < ``alpha``)."""
+    if not fits:
+        return None
+    before = sum(b for b, _ in fits) / len(fits)
+    after = sum(a for _, a in fits) / len(fits)
+    if after >= before + min_gain:
+        return None
+    fell, rose = sum(a < b - tie for b, a in fits), sum(a > b + tie for b, a in fits)
+    p = sign_test_p(fell, rose)
+    if before - after >= LARGE_FIT_FALL or p < alpha:
+        return (f"answers fit the profile worse ({before:.2f} -> {after:.2f} on {len(fits)} prompts; "
+                f"{fell} fell, {rose} rose; sign test p={p:.3f})")
+    return None
 
 
 def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]]
@@ -207,7 +230,7 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     if checks.profile_score is None:
         return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
-    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes)
+    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
 
 
 def _newly_irrelevant(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
@@ -228,4 +251,4 @@ def _newly_irrelevant(prompts: list[str], before: list[str], after: list[str], r
 
 
 __all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
-           "gate_prompts", "heldout_harm", "sign_test_p", "wanted"]
+           "gate_prompts", "heldout_harm", "profile_fit_harm", "sign_test_p", "wanted"]

@@ -17,7 +17,7 @@ from typing import Callable
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.config import LearningConfig, TrainingArgs
-from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, wanted
+from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, profile_fit_harm, wanted
 from asls_mlx.adaptation.logprobs import decide_fast_paths
 from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.relevance import irrelevant
@@ -204,7 +204,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     timings["validate_retention"] = time.perf_counter() - validating - timings["validate_heldout"]
     limits = dict(bound=config.retention_bound, diverged=result.diverged, require_validation=False)
     passes_so_far = gate(prep.before, report.after, report.retention_ratio, **limits).commit
-    failures, fit_before, fit_after, notes = 0, None, None, ()
+    failures, fit_before, fit_after, notes, fits = 0, None, None, (), ()
     if checks.answer_fn and passes_so_far:
         def swap_to_old():
             new_weights = lora_parameters(model)
@@ -213,12 +213,13 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
 
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
         check = answer_check(prompts, checks, swap_to_old)
-        (failures, fit_before, fit_after), notes = check, check.notes
+        (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)
     report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())
     decision = gate(prep.before, report.after, report.retention_ratio, quality_failures=failures, quality_notes=notes, **limits)
-    if decision.commit and fit_before is not None and fit_after < fit_before + config.min_score_gain:
-        decision = GateDecision(False, f"answers fit the profile worse ({fit_before:.2f} -> {fit_after:.2f})")
+    fit_harm = profile_fit_harm(fits, config.min_score_gain) if decision.commit else None
+    if fit_harm:
+        decision = GateDecision(False, fit_harm)
     timings["validate"] = time.perf_counter() - validating
     return decision
 
