@@ -90,7 +90,7 @@ class ChatUI:
         if note != self._note:
             self._note = note
             if self._live is not None:
-                self._live.update(self._answer_view())
+                self._live.update(self._answer_view(), refresh=True)  # at most once a second: show it now
 
     def _answer_view(self):
         if not self._note:
