@@ -84,10 +84,14 @@ class BackgroundTrainer:
     def __init__(self, user_dir: Path):
         self.dir = Path(user_dir)
         self._proc: subprocess.Popen | None = None
+        self.sessions: list[int] = []  # the sessions the running worker learns from
+        self._idle_s: float | None = None  # idle mode: the worker waits for the user to be idle this long
 
     def start(self, user: str, model: str, config: dict, session_ids: list[int]) -> None:
         if self._proc is not None and self._proc.poll() is None:
             raise ASLSError("background training is already running")
+        self.sessions = list(session_ids)
+        self._idle_s = config.get("train_idle_s") if config.get("train_after_session") == "idle" else None
         cmd = [sys.executable, "-m", "asls_mlx.background", "--user", user, "--model", model,
                "--config", json.dumps(config), "--sessions", ",".join(map(str, session_ids))]
         log = os.open(self.dir / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -105,8 +109,17 @@ class BackgroundTrainer:
         except (OSError, ValueError):
             status = {}
         mine = self._proc is not None and self._proc.poll() is None
+        if mine and status.get("pid") != self._proc.pid:  # it has not written yet: the file is an earlier run's
+            status = {"state": "running", "step": 0, "total": 0, "idle_s": self._idle_s,
+                      "message": WAITING_FOR_IDLE if self._idle_s is not None else "starting"}
         status["running"] = mine or (status.get("state") == "running" and pid_alive(status.get("pid")))
         return status
+
+    def waiting_for_idle(self) -> bool:
+        """This process's worker runs in idle mode and has not started its update yet."""
+        status = self.status()
+        return self._idle_s is not None and self._proc is not None and status.get("running") \
+            and status.get("message") == WAITING_FOR_IDLE
 
     def wait(self, timeout: float | None = None) -> None:
         if self._proc is not None:
@@ -127,7 +140,12 @@ class BackgroundTraining:
     Uses the assistant's ``dir``, ``store``, ``user``, ``config``, ``_worker``, ``_model_source`` and ``sync_adapter``."""
 
     def _start_worker(self, session_ids: list[int], mode: str = "background") -> None:
-        """``mode``: "background" starts at once; "idle" once the user has not typed for ``train_idle_s``."""
+        """``mode``: "background" starts at once; "idle" once the user has not typed for ``train_idle_s``. A
+        worker of this process still waiting for the user to be idle is replaced by one that learns its
+        sessions too (it has done nothing yet)."""
+        if mode == "idle" and self._worker.waiting_for_idle():
+            session_ids = self._worker.sessions + [s for s in session_ids if s not in self._worker.sessions]
+            self._worker.cancel()
         config = dict(self.config.to_dict(), train_after_session=mode)
         self._worker.start(self.user.name, self._model_source or "default", config, session_ids)
 
@@ -192,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with training_lock(store, user):
             report = _update(store, user, args.model, config, sessions, record, gate, lambda: stop["requested"])
+        if report is None:
+            record.update(state="cancelled", message="cancelled before it started", paused=None)
+            return 0
         record.update(state="done", committed=report.committed, version=report.version, message=report.summary(),
                       paused=None, paused_s=round(gate.paused_s, 1))
         return 0
@@ -216,6 +237,8 @@ def _update(store, user, model_name: str, config, sessions: list[int], record: P
     if gate.idle_s is not None:
         record.phase(WAITING_FOR_IDLE)
     gate.wait()
+    if should_stop():  # cancelled while it waited (a new session replaced it): it has done nothing
+        return None
     record.phase("loading model")
     model, tokenizer, model_id = load_model(None if model_name == "default" else model_name, progress=lambda m: None)
     engine = ChatEngine(model, tokenizer, model_id)

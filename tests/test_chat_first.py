@@ -251,6 +251,26 @@ def test_idle_mode_starts_once_the_user_stops_typing(tiny_model_dir, isolated_ho
         a.close()
 
 
+def test_a_new_session_replaces_a_worker_still_waiting_for_idle(tiny_model_dir, isolated_home):
+    """Ending a second session while the first one's worker still waits: one worker learns both (one run)."""
+    a = _user_with_pairs(tiny_model_dir, "r", train_after_session="idle", train_idle_s=600)
+    try:
+        first = a.end_session()
+        old = a._worker._proc
+        assert a.learning_status() == "learning starts when you have been idle 600 s"  # before it has written
+        a.chat("Name a blue fruit")
+        a.edit("A blueberry.")
+        second = a.end_session()
+        assert old.poll() is not None and a._worker._proc is not old  # the waiting worker was replaced
+        assert a._worker.sessions == [first.session_id, second.session_id]
+        (a.dir / "activity.json").write_text(json.dumps({"pid": _dead_pid(), "time": time.time()}))  # user left
+        a.wait_for_training(timeout=300)
+        runs = a.store.training_runs(a.user.id)
+        assert [(r.status, r.session_ids) for r in runs] == [("ok", (first.session_id, second.session_id))]
+    finally:
+        a.close()
+
+
 # -- what the user reads -----------------------------------------------------------------------------
 def test_learning_words():
     run = {"running": True, "step": 4, "total": 10, "message": "training", "idle_s": 60}

@@ -114,7 +114,7 @@ class ChatSession:
             (ui.banner if summary.training.committed else ui.notice)(summary.training.summary())
         elif summary.background and self.mode == "idle":
             ui.status(f"the adapter trains in the background once you have not typed for {a.config.train_idle_s:.0f} s "
-                      "(it pauses when you type); the next answer uses it when it is ready")
+                      "or have left the chat (it pauses when you type); the next answer uses it when it is ready")
         elif summary.background:
             ui.status("training the adapter in the background (it pauses while I answer); the next answer will use "
                       "it when it is ready")
