@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
-from asls_mlx import Assistant, AssistantConfig, ASLSError, TrainingStatus
+from asls_mlx import Assistant, AssistantConfig, ASLSError, TrainingStatus, training_status
 from asls_mlx.adaptation import trainer
 from asls_mlx.adaptation.trainer import TrainingArgs, train_on_pairs
 from asls_mlx.background import PROGRESS_FILE, WAITING_FOR_IDLE, learning_words
@@ -223,6 +223,7 @@ def test_the_worker_waits_while_another_process_answers_then_commits(tiny_model_
         assert status["running"] and status["step"] == 0 and a.store.training_runs(a.user.id) == []
         assert _niceness(status["pid"]) >= min(19, os.nice(0) + 10)  # below the chat
         assert a.learning_status() == "learning… starting, paused while answering"
+        assert training_status("w").line() == f"training in the background (pid {status['pid']}): running, paused while answering"
         marker.unlink()  # the answer ended
         a.wait_for_training(timeout=300)
         done = a.training_status()
@@ -258,6 +259,8 @@ def test_a_new_session_replaces_a_worker_still_waiting_for_idle(tiny_model_dir, 
         first = a.end_session()
         old = a._worker._proc
         assert a.learning_status() == "learning starts when you have been idle 600 s"  # before it has written
+        _until(lambda: a.training_status().get("paused") == USER_ACTIVE, "the worker to wait for the user")
+        assert a.training_status()["pid"] == old.pid and a.training_status()["message"] == WAITING_FOR_IDLE
         a.chat("Name a blue fruit")
         a.edit("A blueberry.")
         second = a.end_session()
