@@ -24,7 +24,7 @@ from pathlib import Path
 
 from asls_mlx.errors import ASLSError
 from asls_mlx.paths import atomic_write_text, pid_alive
-from asls_mlx.yielding import ANSWERING, USER_ACTIVE, YieldGate, answering, note_activity
+from asls_mlx.yielding import ANSWERING, USER_ACTIVE, YieldGate, answering, note_activity, set_pause_hook
 
 PROGRESS_FILE = "train_progress.json"
 NICENESS = 10  # the worker's OS priority, lowered by this much: the chat's process wins the cores
@@ -243,8 +243,12 @@ def _update(store, user, model_name: str, config, sessions: list[int], record: P
     model, tokenizer, model_id = load_model(None if model_name == "default" else model_name, progress=lambda m: None)
     engine = ChatEngine(model, tokenizer, model_id)
     activate_active_adapter(engine, store, user, AdapterRepo(user_dir(store, user) / "adapters"))
-    update = learn_from_sessions(Learner(store, user, engine, config), sessions, progress=record.step,
-                                 should_stop=should_stop, on_phase=record.phase, pause=gate.wait)
+    set_pause_hook(gate.wait)  # batched decoding (mining, the gate's answers) gives way between tokens too
+    try:
+        update = learn_from_sessions(Learner(store, user, engine, config), sessions, progress=record.step,
+                                     should_stop=should_stop, on_phase=record.phase, pause=gate.wait)
+    finally:
+        set_pause_hook(None)
     return update.report
 
 

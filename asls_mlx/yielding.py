@@ -134,6 +134,22 @@ def seconds_idle(user_dir: Path) -> float | None:
         return None
 
 
+_pause_hook: Callable[[], float] | None = None  # this process's (the background worker's): its gate's wait
+
+
+def set_pause_hook(hook: Callable[[], float] | None) -> None:
+    """Install (None: remove) the process's pause hook. The background worker installs its gate's ``wait``, so
+    long loops with no step boundary of their own (batched decoding: the self-labelled samples, the gate's
+    answers) give way between tokens through :func:`pause_point`; everywhere else it is a no-op."""
+    global _pause_hook
+    _pause_hook = hook
+
+
+def pause_point() -> float:
+    """Wait here while the process's pause hook says so; the seconds waited (0.0 without a hook)."""
+    return _pause_hook() if _pause_hook is not None else 0.0
+
+
 class YieldGate:
     """When a background update must wait: while any process under ``home`` writes an answer, and (``idle_s``
     given: the ``idle`` mode) until the user has been idle for ``idle_s`` seconds.
@@ -180,4 +196,4 @@ class YieldGate:
 
 
 __all__ = ["ANSWERING", "ANSWERING_DIR", "ACTIVITY_FILE", "AnswerMarker", "STALE_S", "USER_ACTIVE", "YieldGate",
-           "answering", "answering_now", "note_activity", "seconds_idle"]
+           "answering", "answering_now", "note_activity", "pause_point", "seconds_idle", "set_pause_hook"]

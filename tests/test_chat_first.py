@@ -331,5 +331,11 @@ def test_the_worker_gives_way_before_loading_between_phases_and_before_every_ste
         a.close()
     assert report.committed and report.steps >= 2
     steps = ["wait", "training"] * (report.steps - 1) + ["wait", "validating", "validating"]  # + the steps-done call
-    assert events == ["wait", "loading model", "wait", "mining self-labelled pairs", "wait", "training", "wait", *steps,
-                      "wait", "wait", "wait"]  # before the held-out checks, retention, and the answers old vs new
+    phases = ["wait", "loading model", "wait", "mining self-labelled pairs", "wait", "training", "wait", *steps]
+    assert events[:len(phases)] == phases
+    # then before the held-out checks, retention and the answers old vs new, and between the answers' tokens
+    gate_answers = events[len(phases):]
+    assert set(gate_answers) == {"wait"} and len(gate_answers) > 3 + 10
+    from asls_mlx.yielding import pause_point
+    pause_point()
+    assert len(events) == len(phases) + len(gate_answers)  # the hook is gone with the update
