@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_s = config.train_idle_s if config.train_after_session == "idle" else None
     record = ProgressRecord(folder / PROGRESS_FILE, idle_s=idle_s)
     gate = YieldGate(store.path.parent, folder, idle_s, should_stop=lambda: stop["requested"],
-                     on_change=lambda reason: record.update(paused=reason))
+                     on_change=lambda reason: record.update(paused=reason), answers=config.yield_to_chat)
     try:
         with training_lock(store, user):
             report = _update(store, user, args.model, config, sessions, record, gate, lambda: stop["requested"])

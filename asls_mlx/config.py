@@ -28,6 +28,9 @@ class AssistantConfig:
     pair_sources: frozenset | None = _LEARNING.pair_sources  # train only on these pair sources (None: all)
     train_after_session: str = "background"  # background | idle | wait | next_start | none (see TRAIN_MODES)
     train_idle_s: float = 60.0  # idle mode: the update runs once the user has not typed for this long
+    # The background update pauses while any answer is being written (False: it only runs at a lower OS priority;
+    # benchmarks/chat_while_training.py --no-pause measures what each costs the chat and the update)
+    yield_to_chat: bool = True
     train_budget_s: float = _LEARNING.time_budget_s  # wall-clock budget of one session's training
     max_steps: int = _LEARNING.max_steps  # per session; more makes a 135M model loop or refuse
     lora_layers: int = _LEARNING.lora.num_layers  # adapt the last N transformer blocks (-1: all)

@@ -151,8 +151,8 @@ def pause_point() -> float:
 
 
 class YieldGate:
-    """When a background update must wait: while any process under ``home`` writes an answer, and (``idle_s``
-    given: the ``idle`` mode) until the user has been idle for ``idle_s`` seconds.
+    """When a background update must wait: while any process under ``home`` writes an answer (unless ``answers``
+    is False), and (``idle_s`` given: the ``idle`` mode) until the user has been idle for ``idle_s`` seconds.
 
     ``wait()`` is the update's pause hook: called between steps and phases, it blocks while :meth:`reason`
     says so (``should_stop()`` ends the wait) and returns the seconds it waited. ``on_change(reason)`` hears
@@ -161,15 +161,16 @@ class YieldGate:
 
     def __init__(self, home: Path, user_dir: Path, idle_s: float | None = None,
                  should_stop: Callable[[], bool] | None = None, on_change: Callable[[str | None], None] | None = None,
-                 poll_s: float = 0.2):
+                 poll_s: float = 0.2, answers: bool = True):
         self.home, self.user_dir, self.idle_s, self.poll_s = Path(home), Path(user_dir), idle_s, poll_s
+        self.answers = answers
         self._should_stop = should_stop or (lambda: False)
         self._on_change = on_change or (lambda _reason: None)
         self.paused_s = 0.0  # all the time this gate has made the update wait
 
     def reason(self) -> str | None:
         """Why the update must wait now (ANSWERING, USER_ACTIVE), or None."""
-        if answering_now(self.home):
+        if self.answers and answering_now(self.home):
             return ANSWERING
         if self.idle_s is not None:
             idle = seconds_idle(self.user_dir)

@@ -17,7 +17,9 @@ Reported: decode tok/s and turn-2 time to first token (medians) during the updat
 wall-clock duration (model load included) and the seconds it spent paused; whether both updates made the same
 decision with the same numbers (outcome, version, steps, losses, held-out and retention metrics, the gate's
 answers). Goals (2-core CPU): decode >= 0.8x idle, turn-2 TTFT <= 0.3 s, update <= 1.5x idle, same decision.
-Writes results/chat_while_training.json (``--quick``: results/chat_while_training-quick.json).
+``--no-pause`` runs the same with ``yield_to_chat=False`` (the update keeps going at its lower priority):
+pausing gives the chat its whole speed but stretches the update by the time spent answering.
+Writes results/chat_while_training.json (``--no-pause``: chat_while_training-no-pause.json; ``--quick``: -quick).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def _config(quick: bool):
     from asls_mlx import AssistantConfig
 
     if quick:
-        return AssistantConfig(max_tokens=16, self_labelled_prompts=2, self_labelled_k=2, self_labelled_max_tokens=16)
+        return AssistantConfig(max_tokens=16, self_labelled_prompts=2, self_labelled_k=2, self_labelled_max_tokens=16,
+                               max_steps=4)
     return AssistantConfig(max_tokens=96)
 
 
@@ -207,10 +210,12 @@ def rows_of(chat_idle, chat_busy, update_idle, update_busy, differ) -> list[tupl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
-    ap.add_argument("--quick", action="store_true", help="short answers, little self-labelled mining, a message every 2 s")
+    ap.add_argument("--quick", action="store_true", help="a smoke test: short answers, little mining, 4 steps, a message every 2 s, no warm-up")
     ap.add_argument("--interval", type=float, default=None, help="seconds between the chatter's messages (default 10)")
     ap.add_argument("--messages", type=int, default=None, help="messages of the idle chat (default 6)")
     ap.add_argument("--max-tokens", type=int, default=None, help="longest chat answer (default 128)")
+    ap.add_argument("--no-pause", action="store_true", help="the update does not pause for answers during the chat "
+                    "(AssistantConfig(yield_to_chat=False): only its lower OS priority); compare with a run without it")
     ap.add_argument("--chat", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stop-file", default="", help=argparse.SUPPRESS)
@@ -242,7 +247,8 @@ def run(args) -> None:
         homes = {name: Path(tmp) / name for name in ("warm", "idle", "busy")}
         for home in homes.values():
             shutil.copytree(base, home)
-        if not base_model_cache(info["model_id"]).directory.is_dir():  # both measured updates are "later" ones
+        cold = not base_model_cache(info["model_id"]).directory.is_dir()
+        if cold and not args.quick:  # both measured updates are "later" ones (quick: a smoke test, no warm-up)
             print("first update on this machine: warming the base model's cache", file=sys.stderr, flush=True)
             run_update(homes["warm"], info, args.model)
         print("update alone ...", file=sys.stderr, flush=True)
@@ -250,12 +256,14 @@ def run(args) -> None:
         print("chat alone ...", file=sys.stderr, flush=True)
         chat_idle = chat_alone(homes["busy"], args)
         print("chat during the update ...", file=sys.stderr, flush=True)
-        chat_busy, update_busy = chat_during_update(homes["busy"], info, args)
+        busy = dict(info, config=dict(info["config"], yield_to_chat=not args.no_pause))
+        chat_busy, update_busy = chat_during_update(homes["busy"], busy, args)
     differ = same_decision(update_idle["run"], update_busy["run"])
-    name = "chat_while_training" + ("-quick" if args.quick else "")
+    name = "chat_while_training" + ("-no-pause" if args.no_pause else "") + ("-quick" if args.quick else "")
     report(name, rows_of(chat_idle, chat_busy, update_idle, update_busy, differ),
            {"settings": {"interval_s": args.interval, "idle_messages": args.messages, "max_tokens": args.max_tokens,
-                         "model": info["model_id"], "session_pairs": info["pairs"], "quick": args.quick},
+                         "model": info["model_id"], "session_pairs": info["pairs"], "quick": args.quick,
+                         "pause_for_answers": not args.no_pause},
             "chat_idle": chat_idle, "chat_during_update": chat_busy, "update_idle": update_idle,
             "update_during_chat": update_busy})
 

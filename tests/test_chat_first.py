@@ -63,6 +63,7 @@ def test_an_answer_marker_of_a_live_process_pauses_and_a_stale_one_is_ignored(tm
     assert gate.reason() is None and gate.wait() == 0.0
     path = _marker(home, other_process)
     assert gate.reason() == ANSWERING and [r["pid"] for r in answering_now(home)] == [other_process]
+    assert YieldGate(home, user_dir, answers=False).reason() is None  # yield_to_chat=False: priority only
     _marker(home, other_process, age_s=STALE_S + 5)  # alive, but the answer would have refreshed it: left behind
     assert gate.reason() is None
     path.unlink()
