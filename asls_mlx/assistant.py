@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from asls_mlx.adaptation.update import UpdateReport
 from asls_mlx.adaptation.versions import AdapterRepo
-from asls_mlx.background import BackgroundTrainer
+from asls_mlx.background import BackgroundTrainer, BackgroundTraining
 from asls_mlx.config import TRAIN_MODES, AssistantConfig
 from asls_mlx.engine import ChatEngine, GenerationChunk, SamplingOptions, load_model
 from asls_mlx.engine.models import resolve_model
@@ -43,7 +43,7 @@ from asls_mlx.training import close_interrupted_runs
 from asls_mlx.user_data import LearnedData, describe_version, forget, rollback_version
 
 
-class Assistant(LearnedData):
+class Assistant(LearnedData, BackgroundTraining):
     """A chat assistant for one user that learns from how they react to its answers.
 
     Args:
@@ -169,14 +169,16 @@ class Assistant(LearnedData):
 
     def _answer_into(self, messages: list[dict], save: Callable[[str], int], options: SamplingOptions | None = None) -> Iterator[GenerationChunk]:
         answer, last = "", None
-        try:
-            for chunk in self.engine.stream(messages, options or self._options()):
-                answer += chunk.text
-                last = chunk
-                yield chunk
-        finally:
-            self._last_assistant = save(answer.strip())
-            self._last_chunk = last
+        with self._answering() as marker:  # a background update waits until this answer ends
+            try:
+                for chunk in self.engine.stream(messages, options or self._options()):
+                    answer += chunk.text
+                    last = chunk
+                    marker.refresh()
+                    yield chunk
+            finally:
+                self._last_assistant = save(answer.strip())
+                self._last_chunk = last
 
     def chat(self, text: str, *, temperature: float | None = None, max_tokens: int | None = None,
              system: str | None = None) -> Reply:
@@ -199,13 +201,15 @@ class Assistant(LearnedData):
             return self.chat(prompt, temperature=temperature, max_tokens=max_tokens, system=system).text
         options = self._options(0.0 if temperature is None else temperature, max_tokens)
         self.sync_adapter()
-        return self.engine.complete(single_turn(self._system(system), check_text(prompt)), options)
+        with self._answering():
+            return self.engine.complete(single_turn(self._system(system), check_text(prompt)), options)
 
     def answer_many(self, prompts: list[str], max_tokens: int | None = None) -> list[str]:
         """Greedy answers to many single prompts at once (batched decoding), not saved."""
         self.sync_adapter()
-        return greedy_answers(self.engine, [check_text(p) for p in prompts], self._system(),
-                              options=self._options(temperature=0.0, max_tokens=max_tokens))
+        with self._answering():
+            return greedy_answers(self.engine, [check_text(p) for p in prompts], self._system(),
+                                  options=self._options(temperature=0.0, max_tokens=max_tokens))
 
     # -- feedback --------------------------------------------------------------------------------
     def _require_answer(self) -> int:
@@ -250,7 +254,8 @@ class Assistant(LearnedData):
 
     def end_session(self, train: str | None = None, progress: Callable[[TrainingProgress], None] | None = None) -> SessionSummary:
         """End the current session: update the profile, mine pairs, then train as ``train`` says
-        ("background", "wait", "next_start" or "none"; default: the config's ``train_after_session``).
+        ("background", "idle", "wait", "next_start" or "none"; default: the config's ``train_after_session``; "idle"
+        starts the background worker, which waits until the user has not typed for ``train_idle_s``).
         With ``train="wait"``, ``progress`` hears each phase and each optimizer step (:class:`TrainingProgress`)."""
         mode = train or self.config.train_after_session
         if mode not in TRAIN_MODES:
@@ -267,8 +272,8 @@ class Assistant(LearnedData):
             update = self._learn(ended.session_ids, *hooks)
             summary.pairs_mined += update.self_labelled_pairs
             summary.training = update.report
-        elif mode == "background":
-            self.train(wait=False, session_ids=ended.session_ids)
+        elif mode in ("background", "idle"):
+            self._start_worker(ended.session_ids, mode)
             summary.background = True
         return summary
 
@@ -294,23 +299,6 @@ class Assistant(LearnedData):
                 self._loaded_version = -1  # weights changed in place: resync to whatever the store says
                 self.sync_adapter()
                 self.notices.clear()
-
-    # -- background training ---------------------------------------------------------------------
-    def _start_worker(self, session_ids: list[int]) -> None:
-        self._worker.start(self.user.name, self._model_source or "default", self.config.to_dict(), session_ids)
-
-    def training_status(self) -> dict:
-        """Background training progress: {running, state, step, total, loss, message}."""
-        return self._worker.status()
-
-    def wait_for_training(self, timeout: float | None = None) -> str | None:
-        """Block until background training ends, then hot-swap its adapter. Returns the notice."""
-        self._worker.wait(timeout)
-        return self.sync_adapter()
-
-    def cancel_training(self) -> None:
-        """Stop background training (between steps); the previous adapter stays active."""
-        self._worker.cancel()
 
     # -- history, adapters, data -----------------------------------------------------------------
     def history(self, limit: int = 50):

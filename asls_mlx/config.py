@@ -9,7 +9,9 @@ from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.engine import SamplingOptions
 from asls_mlx.errors import ASLSError
 
-TRAIN_MODES = ("background", "wait", "next_start", "none")
+TRAIN_MODES = ("background", "idle", "wait", "next_start", "none")
+# background: a worker process starts when the session ends; idle: the same, but it waits until the user has not
+# typed for ``train_idle_s`` and pauses whenever they are active again (both give way while an answer is written)
 _LEARNING = LearningConfig()  # where the learning defaults live (see there why each is what it is)
 
 
@@ -24,7 +26,11 @@ class AssistantConfig:
     drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score
     loss: str = _LEARNING.loss  # dpo | simpo | orpo | sft
     pair_sources: frozenset | None = _LEARNING.pair_sources  # train only on these pair sources (None: all)
-    train_after_session: str = "background"  # background | wait | next_start | none
+    train_after_session: str = "background"  # background | idle | wait | next_start | none (see TRAIN_MODES)
+    train_idle_s: float = 60.0  # idle mode: the update runs once the user has not typed for this long
+    # The background update pauses while any answer is being written (False: it only runs at a lower OS priority;
+    # benchmarks/chat_while_training.py --no-pause measures what each costs the chat and the update)
+    yield_to_chat: bool = True
     train_budget_s: float = _LEARNING.time_budget_s  # wall-clock budget of one session's training
     max_steps: int = _LEARNING.max_steps  # per session; more makes a 135M model loop or refuse
     lora_layers: int = _LEARNING.lora.num_layers  # adapt the last N transformer blocks (-1: all)
@@ -44,6 +50,8 @@ class AssistantConfig:
     def __post_init__(self) -> None:
         if self.train_after_session not in TRAIN_MODES:
             raise ASLSError(f"train_after_session must be one of {', '.join(TRAIN_MODES)}, not {self.train_after_session!r}")
+        if not 0 < self.train_idle_s < 86400:
+            raise ASLSError(f"train_idle_s must be between 0 and 86400 seconds, not {self.train_idle_s}")
         if self.lora_layers == 0 or self.lora_layers < -1:
             raise ASLSError(f"lora_layers must be -1 (all blocks) or at least 1, not {self.lora_layers}")
         check_loss(self.loss)

@@ -171,10 +171,11 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
 
 def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before: dict[str, str] | None = None,
                    progress: Callable[[Progress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> UpdateReport:
+                   should_stop: Callable[[], bool] | None = None, pause: Callable[[], float] | None = None) -> UpdateReport:
     """One gated adapter update on the learner's model: train on the new pairs, validate, commit or keep the old one.
 
-    The model's weights change in place: on return it holds the active adapter (new or kept).
+    The model's weights change in place: on return it holds the active adapter (new or kept). ``pause``: the
+    hook that gives the CPU to an answer between steps and phases (``adaptation.update.update_adapter``).
     """
     engine, profile = learner.engine, learner.profile
     system = learner.config.system_text(profile)
@@ -192,7 +193,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
         )
         return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
-                              progress, should_stop)
+                              progress, should_stop, pause)
     finally:
         engine.reset_cache()
 
@@ -200,23 +201,29 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
 def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
                         progress: Callable[[Progress], None] | None = None,
                         should_stop: Callable[[], bool] | None = None,
-                        on_phase: Callable[[str], None] | None = None) -> SessionUpdate:
+                        on_phase: Callable[[str], None] | None = None,
+                        pause: Callable[[], float] | None = None) -> SessionUpdate:
     """The whole pipeline for sessions that ended: profile update and behavioural pairs (skipped for
     sessions already processed), self-labelled pairs, training, gate, commit.
 
     Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears "mining self-labelled pairs" and "training".
+    ``pause()`` blocks while the update must give the CPU to an answer (the background worker's
+    ``yielding.YieldGate.wait``); it runs between the phases and between the optimizer steps.
     """
     note = on_phase or (lambda _msg: None)
+    pause = pause or (lambda: 0.0)
     recover(learner.store, learner.user, learner.repo)
     for sid in session_ids:
         if not learner.store.session(sid).processed:
             process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed)
     added, answers_before = 0, None
     if session_ids:
+        pause()
         note("mining self-labelled pairs")
         added, answers_before = mine_self_labelled(learner, list(session_ids))
+    pause()
     note("training")
-    report = train_and_gate(learner, session_ids, answers_before, progress, should_stop)
+    report = train_and_gate(learner, session_ids, answers_before, progress, should_stop, pause)
     return SessionUpdate(added, report)
 
 

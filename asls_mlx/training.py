@@ -27,6 +27,7 @@ from asls_mlx.profiling import infer_session_signals, mine_pairs
 from asls_mlx.session_update import process_ended_sessions, user_dir
 from asls_mlx.store import Store, TrainingRun, User, open_store
 from asls_mlx.users import require_user
+from asls_mlx.yielding import ANSWERING, USER_ACTIVE
 
 OUTCOMES = {"ok": "committed", "rejected": "rejected", "failed": "failed", "cancelled": "cancelled",
             "interrupted": "interrupted", "running": "running"}
@@ -123,6 +124,7 @@ class TrainingStatus:
     total: int | None
     loss: float | None
     last_run: RunSummary | None
+    paused: str | None = None  # why the worker waits now: "answering" (an answer is being written) | "user active"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +136,8 @@ class TrainingStatus:
         where = f"in the background (pid {self.pid})" if self.where == "background" else "in another asls process"
         step = f", step {self.step}/{self.total}" if self.total else ""
         loss = f", loss {self.loss:.3f}" if self.loss is not None and self.total else ""
-        return f"training {where}: {self.phase or 'running'}{step}{loss}"
+        paused = {ANSWERING: ", paused while answering", USER_ACTIVE: ", paused until you are idle"}.get(self.paused, "")
+        return f"training {where}: {self.phase or 'running'}{step}{loss}{paused}"
 
 
 def training_status(user: str | None = None) -> TrainingStatus:
@@ -152,7 +155,7 @@ def training_status(user: str | None = None) -> TrainingStatus:
     lock.release()
     if worker is not None:
         return TrainingStatus(True, "background", worker.get("pid"), worker.get("message"), worker.get("step"),
-                              worker.get("total"), worker.get("loss"), last)
+                              worker.get("total"), worker.get("loss"), last, worker.get("paused"))
     return TrainingStatus(busy, "foreground" if busy else None, None, None, None, None, None, last)
 
 

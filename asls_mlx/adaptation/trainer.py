@@ -140,14 +140,15 @@ def train(
     callback: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     started: float | None = None,
+    pause: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train the attached LoRA adapter in place, one compiled step per batch, until the batches end or
     ``args.max_steps``, the time budget, ``should_stop()`` or divergence stops it.
 
-    ``loss``: ``fn(model, batch) -> (loss, metrics)``, by default ``make_loss(args)``. ``batches`` is
-    best sized (``len`` gives ``Progress.total``, and the trainer stops after the last one without
-    another stop check). ``started``: the ``time.perf_counter()`` the budget and ``Progress.elapsed``
-    count from (default: now), so that preparing the batches can count against the budget.
+    ``loss``: ``fn(model, batch) -> (loss, metrics)``, by default ``make_loss(args)``. ``batches`` is best sized
+    (``len`` gives ``Progress.total``, and the trainer stops after the last one without another stop check).
+    ``started``: the ``time.perf_counter()`` the budget and ``Progress.elapsed`` count from (default: now), so
+    that preparing the batches counts; ``pause()`` (before each step) returns the seconds it waited, not counted.
     On NaN/inf or an exploding loss the adapter is restored to its weights at the call, the returned
     optimizer state is the one at the call, and ``diverged=True``.
     """
@@ -163,6 +164,7 @@ def train(
     losses, metrics, tokens, reason, diverged, last_step_s = [], {}, 0, "max_steps", False, 0.0
     it = iter(batches)
     for i in range(total):
+        started += pause() if pause is not None else 0.0  # waiting for the chat is not training time
         stop = _stop_reason(i, started, last_step_s, args, should_stop)
         if stop:
             reason = stop
@@ -205,6 +207,7 @@ def train_on_pairs(
     reference_cache: dict | None = None,
     prefix: PrefixCache | None = None,
     base_cache: BaseCache | None = None,
+    pause: Callable[[], float] | None = None,
 ) -> TrainResult:
     """One session's training: ``training_examples`` -> ``prepare`` -> ``build_optimizer`` -> ``train``.
 
@@ -212,7 +215,7 @@ def train_on_pairs(
     step, which also fixes the batch order. ``reference_cache`` ({pair key: (chosen, rejected)} base
     log-probs) avoids recomputing the DPO reference; the result holds an updated copy. ``prefix``
     shares the frozen blocks' outputs with the caller's held-out checks; ``base_cache`` keeps the base
-    model's retention targets between processes. The time budget counts from this call.
+    model's retention targets between processes. The time budget counts from this call; ``pause``: see ``train``.
     """
     t0 = time.perf_counter()
     if not has_lora(model):
@@ -225,7 +228,8 @@ def train_on_pairs(
     optimizer = build_optimizer(model, args, optimizer_state)
     prepare_s = time.perf_counter() - t0
     batches = data.batches(global_step(optimizer))
-    result = train(model, optimizer, batches, args, loss=make_loss(args), callback=callback, should_stop=should_stop, started=t0)
+    result = train(model, optimizer, batches, args, loss=make_loss(args), callback=callback, should_stop=should_stop, started=t0,
+                   pause=pause)
     result.reference_cache, result.prepare_s = data.reference, prepare_s
     return result
 

@@ -103,12 +103,15 @@ class _Prepared:
 
 def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig(), checks: GateChecks = GateChecks(),
                    drift: float = 0.0, session_ids: list[int] = (), progress: Callable[[Progress], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> UpdateReport:
+                   should_stop: Callable[[], bool] | None = None, pause: Callable[[], float] | None = None) -> UpdateReport:
     """Train the user's adapter on their new pairs (+ replay), and commit it only if it is not worse.
 
     1) gather the new, replayed and held-out pairs; 2) prepare (schedule, LoRA, reference log-probs,
     held-out metrics before); 3) train; 4) validate and gate; 5) commit, or put the old weights back.
+    ``pause()`` (blocks while the update must give the CPU to an answer) runs before each step and before
+    each heavy phase.
     """
+    pause = pause or _no_pause
     t0 = time.perf_counter()
     store, user_id = target.store, target.user_id
     new = wanted(store.pairs(user_id, split="train", unused_only=True), config)
@@ -118,6 +121,7 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
     if not new:
         why = f" ({off_topic} whose preferred answer is not about its prompt)" if off_topic else ""
         return UpdateReport(False, f"no new pairs since the last update{why}", previous, previous)
+    pause()
     prep = _prepare(target, config, new, previous, drift, session_ids)
     prep.started = time.perf_counter()
     prep.timings["prepare"] = prep.started - t0
@@ -126,6 +130,7 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
             target.model, target.tokenizer, prep.new, prep.args, replay_pairs=prep.replay,
             general_texts=checks.general_texts, optimizer_state=prep.optimizer_state, callback=progress,
             should_stop=should_stop, reference_cache=prep.ref_cache, prefix=prep.prefix, base_cache=target.base_cache,
+            pause=pause,
         )
     except BaseException as e:  # KeyboardInterrupt included: restore, record, re-raise
         set_lora_weights(target.model, prep.old_weights)
@@ -142,7 +147,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         return _reject(target, prep, report, "cancelled", status="cancelled")
     if result.steps == 0:
         return _reject(target, prep, report, f"no training step ran ({result.stopped_reason})", status="failed")
-    decision = _validate(target, config, checks, prep, result, report)
+    pause()
+    decision = _validate(target, config, checks, prep, result, report, pause)
     if not decision.commit:
         return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected",
                        metrics=_run_metrics(config, prep, result, report, drift))
@@ -192,12 +198,14 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
 
 
 def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, prep: _Prepared, result: TrainResult,
-              report: UpdateReport) -> GateDecision:
-    """Held-out preference, retention, then (only if those pass: ~5 s of generation) the answers old vs new."""
+              report: UpdateReport, pause: Callable[[], float] = lambda: 0.0) -> GateDecision:
+    """Held-out preference, retention, then (only if those pass: ~5 s of generation) the answers old vs new;
+    ``pause()`` between them."""
     model, timings = target.model, prep.timings
     validating = time.perf_counter()
     report.after = preference_metrics(model, target.tokenizer, prep.val, prep.ref_cache, prefix=prep.prefix)
     timings["validate_heldout"] = time.perf_counter() - validating
+    pause()
     retention = (retention_perplexity(model, target.tokenizer, list(checks.general_texts), base_cache=target.base_cache)
                  if checks.general_texts else {"ratio": 1.0})
     report.retention_ratio = retention["ratio"]
@@ -206,6 +214,8 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     passes_so_far = gate(prep.before, report.after, report.retention_ratio, **limits).commit
     failures, fit_before, fit_after, notes, fits = 0, None, None, (), ()
     if checks.answer_fn and passes_so_far:
+        pause()
+
         def swap_to_old():
             new_weights = lora_parameters(model)
             set_lora_weights(model, prep.old_weights)
@@ -286,6 +296,10 @@ def _reject(target: UpdateTarget, prep: _Prepared, report: UpdateReport, reason:
     target.store.finish_training_run(report.run_id, status, reason, _finite(metrics))
     report.reason = reason
     return report
+
+
+def _no_pause() -> float:
+    return 0.0
 
 
 def _finite(value):

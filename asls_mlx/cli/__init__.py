@@ -74,13 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("chat", _chat, "chat in the terminal (the default command)")
-    p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", choices=["background", "wait", "next_start", "none"], default=None,
-                   help="when a session ends: train in the background (default), wait for it, on next start, or never")
-    p.add_argument("--no-profile", action="store_true", help="do not put the profile in the system prompt")
+    _chat_arguments(add("chat", _chat, "chat in the terminal (the default command)"))
 
     _learning_commands(add)
     _reading_commands(add)
@@ -116,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", c.evaluate, "simulated users and the paper's ablations: does personalization work?", user=False)
     _eval_arguments(p)
     return parser
+
+
+def _chat_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", choices=["background", "idle", "wait", "next_start", "none"], default=None,
+                   help="when a session ends: train in the background (default; it pauses while an answer is "
+                        "written), in the background once you are idle (--idle-seconds; it pauses when you type), "
+                        "wait for it, on next start, or never")
+    p.add_argument("--idle-seconds", type=_positive, default=60.0, metavar="S",
+                   help="--train idle: start (and resume) learning once you have not typed for this long (default 60)")
+    p.add_argument("--no-profile", action="store_true", help="do not put the profile in the system prompt")
 
 
 def _learning_commands(add) -> None:

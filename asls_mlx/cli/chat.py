@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from asls_mlx import ASLSError
@@ -40,7 +41,8 @@ class ChatSession:
         self.ui = ui
         self.mode = args.train or "background"
         config = AssistantConfig(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
-                                 train_after_session=self.mode, profile_in_prompt=not args.no_profile)
+                                 train_after_session=self.mode, profile_in_prompt=not args.no_profile,
+                                 train_idle_s=getattr(args, "idle_seconds", 60.0))
         with ui.console.status("loading model"):
             self.a = Assistant(user=args.user, model=args.model, config=config, progress=ui.status)
             self.a.engine  # load now, not at the first question
@@ -51,9 +53,9 @@ class ChatSession:
         a = self.a
         parts = [a.user.name, a.engine.model_id, f"adapter v{a.adapter_version}" if a.adapter_version else "base model",
                  f"{a.pairs_waiting()} pairs waiting"]
-        t = a.training_status()
-        if t.get("running"):
-            parts.append(f"training {t.get('step', 0)}/{t.get('total') or '?'}" if t.get("total") else f"training: {t.get('message', '')}")
+        learning = a.learning_status()  # "learning… 40%", "learning… 40%, paused while answering", ...
+        if learning:
+            parts.append(learning)
         return " · ".join(parts)
 
     def answer(self, stream) -> None:
@@ -61,12 +63,15 @@ class ChatSession:
         for notice in self._drain_notices():
             ui.banner(notice)
         ui.start_answer()
-        last = None
+        last, noted = None, 0.0
         try:
             for chunk in stream:
                 if last is None:
                     for notice in self._drain_notices():  # an adapter swapped in just before this answer
                         ui.banner(notice)
+                if time.monotonic() - noted >= 1.0:  # the background update, under the answer (it waits for it)
+                    ui.set_note(self.a.learning_status())
+                    noted = time.monotonic()
                 ui.stream_text(chunk.text)
                 last = chunk
         except KeyboardInterrupt:
@@ -107,8 +112,12 @@ class ChatSession:
         ui.status(self._mined(summary.session_id))
         if summary.training is not None:
             (ui.banner if summary.training.committed else ui.notice)(summary.training.summary())
+        elif summary.background and self.mode == "idle":
+            ui.status(f"the adapter trains in the background once you have not typed for {a.config.train_idle_s:.0f} s "
+                      "or have left the chat (it pauses when you type); the next answer uses it when it is ready")
         elif summary.background:
-            ui.status("training the adapter in the background; the next answer will use it when it is ready")
+            ui.status("training the adapter in the background (it pauses while I answer); the next answer will use "
+                      "it when it is ready")
 
     # -- commands ---------------------------------------------------------------------------------
     def command(self, line: str) -> bool:
@@ -209,6 +218,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 break
             if not line:
                 continue
+            a.note_activity()  # an update in idle mode waits until you have not typed for a while
             try:
                 if line.startswith("/"):
                     if not session.command(line):

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -31,6 +31,7 @@ class ChatUI:
         self.plain = (not self.console.is_terminal) if plain is None else plain
         self._live: Live | None = None
         self._answer = ""
+        self._note: str | None = None
 
     def _line(self, text: str) -> None:
         self.console.file.write(text + "\n")
@@ -76,24 +77,37 @@ class ChatUI:
             self._line(line)
         return line
 
-    def start_answer(self) -> None:
-        self._answer = ""
+    def start_answer(self, note: str | None = None) -> None:
+        """Open the answer area; ``note`` (e.g. "learning… 40%, paused while answering") shows under the
+        answer while it streams, on a terminal only (a piped log gets the footer at the end)."""
+        self._answer, self._note = "", note
         if self.plain:
             return
-        self._live = Live(Markdown(""), console=self.console, refresh_per_second=8, vertical_overflow="visible")
+        self._live = Live(self._answer_view(), console=self.console, refresh_per_second=8, vertical_overflow="visible")
         self._live.start()
+
+    def set_note(self, note: str | None) -> None:
+        if note != self._note:
+            self._note = note
+            if self._live is not None:
+                self._live.update(self._answer_view(), refresh=True)  # at most once a second: show it now
+
+    def _answer_view(self):
+        if not self._note:
+            return Markdown(self._answer)
+        return Group(Markdown(self._answer), Text(self._note, style="dim"))
 
     def stream_text(self, text: str) -> None:
         self._answer += text
         if self._live is not None:
-            self._live.update(Markdown(self._answer))
+            self._live.update(self._answer_view())
         elif self.plain:
             self.console.file.write(text)
             self.console.file.flush()
 
     def end_answer(self, footer: str | None = None) -> None:
         if self._live is not None:
-            self._live.update(Markdown(self._answer))
+            self._live.update(Markdown(self._answer))  # the note goes: the footer says where learning is now
             self._live.stop()
             self._live = None
         elif self.plain:

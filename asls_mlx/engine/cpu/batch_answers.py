@@ -30,6 +30,7 @@ from asls_mlx.engine.cpu.numpy_forward import (
     HostKVCache, attend, blocks, embed, head, last_logits, linear, project_qkv, rope_angles, softmax,
 )
 from asls_mlx.engine.samplers import HostProcessor, HostSampler
+from asls_mlx.yielding import pause_point
 
 BATCH_ROWS = 32  # rows decoded at once (mlx-lm's completion batch size); more wait for the next batch
 KV_BUDGET = 1 << 30  # bytes of one batch's KV buffers, at most (unless one row alone needs more)
@@ -165,6 +166,7 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
             keep = [s for s, r in enumerate(slots) if r is not None]
             kv = [(k[keep], v[keep]) for k, v in kv]
             slots, tokens, positions = [slots[s] for s in keep], tokens[keep], positions[keep]
+        pause_point()  # in a background update: give way to an answer being written (no-op elsewhere)
         logits = _step(model, tokens, kv, positions)
         positions = positions + 1
 
