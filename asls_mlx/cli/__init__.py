@@ -172,7 +172,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (0: a free one, printed at start)")
     p.add_argument("--api-key", default=None, help="clients must send it as 'Authorization: Bearer KEY' (required off loopback)")
     p.add_argument("--idle-minutes", type=float, default=30.0, help="a user's session ends after this long without a request")
-    p.add_argument("--time-limit", "--train-budget", type=_positive, default=None, metavar="S", dest="time_limit",
+    p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
                    help="wall-clock safety net of each update's training (default 600 s; --train-budget is its old name)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
 
@@ -193,7 +193,7 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds of the simulated users and of sampling; each persona x arm runs once per seed "
                         "(default: 0,1,2; quick: 0)")
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
-    p.add_argument("--time-limit", "--train-budget", type=_positive, default=None, metavar="S", dest="time_limit",
+    p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
                    help="wall-clock safety net of each training update (default 600 s); the steps depend on the data "
                         "only, not on how busy the machine is (--train-budget is its old name)")
 
@@ -215,6 +215,17 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds, however large (1e6: in effect no safety net)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
