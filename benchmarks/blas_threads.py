@@ -11,8 +11,9 @@ Each figure comes from child processes started together and measured over the sa
 - ``idle``: one MLX GEMM then 20 ms of other work (a sleep), as between training steps or answer tokens;
   CPU seconds the process burns per wall-clock second: above the GEMM's own share, its idle threads spin.
 Threads per process via ``OPENBLAS_NUM_THREADS`` (what ``asls_mlx.blas.thread_env`` sets for a child);
-``timeout 4``: ``OPENBLAS_THREAD_TIMEOUT=4`` (an idle OpenBLAS thread spins 2^4 cycles before it sleeps,
-instead of 2^28). The machine may be shared: compare rows of one run only.
+``timeout 4``: ``OPENBLAS_THREAD_TIMEOUT=4`` (an idle OpenBLAS thread spins 2^4 cycles before it sleeps: what
+asls sets), no timeout named: 28, OpenBLAS's own default (2^28 cycles, ~0.1 s). The machine may be shared:
+compare rows of one run only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 MARK = "RESULT "
+OPENBLAS_DEFAULT_TIMEOUT = 28  # OpenBLAS's own: an idle thread spins 2^28 cycles (~0.1 s) before it sleeps
 MODES = ("decode", "train", "idle")
 
 
@@ -110,9 +112,8 @@ def measure(jobs: list[tuple[str, int, int | None]], seconds: float, burner: boo
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if burner else None
     for mode, threads, timeout in jobs:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), BENCH_START=str(start))
-        env.pop("OPENBLAS_THREAD_TIMEOUT", None)
-        if timeout is not None:
-            env["OPENBLAS_THREAD_TIMEOUT"] = str(timeout)
+        # set either way: importing asls_mlx would otherwise make it 4 (blas.QUICK_SLEEP)
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(timeout or OPENBLAS_DEFAULT_TIMEOUT)
         procs.append(subprocess.Popen([sys.executable, __file__, "--child", mode, str(seconds)], env=env,
                                       stdout=subprocess.PIPE, text=True))
     outs = [proc.communicate()[0] for proc in procs]
