@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from asls_mlx.blas import set_thread_budget, side_by_side_threads, thread_env
 from asls_mlx.errors import ASLSError
 from asls_mlx.paths import atomic_write_text, pid_alive
 from asls_mlx.yielding import ANSWERING, USER_ACTIVE, YieldGate, answering, note_activity, set_pause_hook
@@ -33,6 +34,14 @@ WAITING_FOR_IDLE = "waiting until you are idle"  # the idle worker's phase befor
 
 def write_progress(path: Path, **fields) -> None:
     atomic_write_text(path, json.dumps(dict(fields, pid=os.getpid(), time=time.time())))
+
+
+def worker_threads() -> int:
+    """The trainer's BLAS threads: its share of the cores beside the chat (1 on 2 cores). Two processes that
+    each run two OpenBLAS threads on 2 cores fight: a decode fell from ~30 to 1.7 tok/s beside such a
+    trainer; beside a one-thread trainer, idle OpenBLAS threads sleeping at once (``blas.QUICK_SLEEP``), it
+    kept 18-22 (docs/performance.md, "Processes side by side")."""
+    return side_by_side_threads(2)
 
 
 class ProgressRecord:
@@ -71,11 +80,8 @@ def learning_words(status: dict, paused: str | None) -> str | None:
 
 
 def _trainer_env() -> dict:
-    """The trainer shares the CPU with the chat: give it half the cores' BLAS threads. Two processes
-    that each spin two OpenBLAS threads on a 2-core machine slow each other down many times over."""
-    env = dict(os.environ)
-    env.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
-    return env
+    """The worker's environment: its BLAS thread budget (read when its OpenBLAS libraries load)."""
+    return thread_env(worker_threads())
 
 
 class BackgroundTrainer:
@@ -192,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     _lower_priority()
 
     import asls_mlx  # noqa: F401  (BLAS first)
+
+    set_thread_budget(worker_threads())  # also when started by hand, without the environment _trainer_env sets
     from asls_mlx.config import AssistantConfig
     from asls_mlx.session_update import TrainingBusy, training_lock, user_dir
     from asls_mlx.store import open_store

@@ -192,6 +192,8 @@ def load() -> BlasStatus:
     global _status
     if _status is not None:
         return _status
+    # Before any OpenBLAS loads (MLX's below, NumPy's when numpy is imported): idle threads sleep at once.
+    os.environ.setdefault(THREAD_TIMEOUT_ENV, QUICK_SLEEP)
     if platform.system() != "Linux":
         _status = BlasStatus("accelerate", None, f"{platform.system()}: MLX uses its own BLAS")
         return _status
@@ -255,6 +257,91 @@ def measure_gflops(n: int = 1024, repeats: int = 5) -> float:
         mx.eval(mx.matmul(a, b, stream=mx.cpu))
     seconds = (time.perf_counter() - start) / repeats
     return 2 * n**3 / seconds / 1e9
+
+
+# -- thread budgets: processes side by side --------------------------------------------------------------------
+# Read by every OpenBLAS when it loads (MLX's private copy, NumPy's own) and inherited by child processes.
+THREADS_ENV = "OPENBLAS_NUM_THREADS"
+# How long an idle OpenBLAS thread spins before it sleeps: 2^N CPU cycles, N in 4..30, default 28 (~0.1 s).
+# Read once, when the library loads; ``load`` sets it (unless the user did) before any OpenBLAS loads.
+# With 4 a 2-thread decode beside one busy core ran at 17-20 tok/s instead of 1.7, and at the same speed
+# on an idle machine (30-32 vs 29-36); a large GEMM lost ~9% (benchmarks/blas_threads.py,
+# docs/performance.md "Processes side by side").
+THREAD_TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT"
+QUICK_SLEEP = "4"
+# The thread setters/getters of the OpenBLAS builds a process may hold: MLX's private copy and a system
+# OpenBLAS (plain names), NumPy's scipy-openblas64 (prefixed, 64-bit suffix), scipy-openblas32 as shipped.
+_THREAD_NAMES = ("openblas_{}_num_threads", "scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads",
+                 "openblas_{}_num_threads64_")
+
+
+def loaded_openblas() -> list[str]:
+    """The OpenBLAS libraries loaded in this process (MLX's and NumPy's are two: each has its own threads)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    found = {line.split()[-1] for line in maps.splitlines() if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    return sorted(p for p in found if p.startswith("/") and ".so" in p)
+
+
+def _thread_function(path: str, verb: str):
+    """``path``'s ``openblas_<verb>_num_threads`` (under whichever name its build exports), or None."""
+    try:
+        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)  # only a library already loaded
+    except (OSError, AttributeError):
+        return None
+    for pattern in _THREAD_NAMES:
+        if hasattr(lib, name := pattern.format(verb)):
+            return getattr(lib, name)
+    return None
+
+
+def blas_threads() -> dict[str, int]:
+    """How many threads each OpenBLAS loaded in this process uses now: ``{library path: threads}``."""
+    found = {}
+    for path in loaded_openblas():
+        if (get := _thread_function(path, "get")) is not None:
+            get.restype = ctypes.c_int
+            found[path] = int(get())
+    return found
+
+
+def set_thread_budget(threads: int) -> dict[str, int]:
+    """Let this process's BLAS use at most ``threads`` threads (and the processes it starts, via the
+    environment). Returns ``{library path: threads}`` of the OpenBLAS libraries loaded now.
+
+    Two processes that each run an OpenBLAS with as many threads as cores do not share a 2-core machine,
+    they fight: a waiting OpenBLAS thread spins, and a spinning thread holds a core the other process
+    needs (docs/performance.md, "Processes side by side"). Safe to call at any time, from the thread
+    that runs the BLAS work, between two calls (e.g. between training steps); calling it again with
+    the cores' count gives the threads back.
+    """
+    threads = max(1, int(threads))
+    os.environ[THREADS_ENV] = str(threads)  # an OpenBLAS loaded later, and every child process
+    for path in loaded_openblas():
+        if (set_threads := _thread_function(path, "set")) is not None:
+            set_threads.argtypes = [ctypes.c_int]
+            set_threads(threads)
+    return blas_threads()
+
+
+def thread_env(threads: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default ``os.environ``) under which a child process's BLAS uses at most ``threads``
+    threads, whose idle threads sleep at once (unless ``env`` says otherwise)."""
+    return {THREAD_TIMEOUT_ENV: QUICK_SLEEP, **(os.environ if env is None else env), THREADS_ENV: str(max(1, int(threads)))}
+
+
+def side_by_side_threads(processes: int = 2, cores: int | None = None) -> int:
+    """BLAS threads for each of ``processes`` processes working at once: an equal share of the cores, at least 1.
+
+    On 2 cores that is 1 each: a decode and a trainer on one thread each ran at about their one-thread
+    speed alone (21 tok/s, 109-132 GFLOP/s), on two threads each they fought (1.7 tok/s, 69-72 GFLOP/s;
+    benchmarks/results/blas_threads_2core.json).
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, processes))
 
 
 def resolved_library(symbol: str = "cblas_sgemm") -> str | None:

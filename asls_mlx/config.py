@@ -31,7 +31,12 @@ class AssistantConfig:
     # The background update pauses while any answer is being written (False: it only runs at a lower OS priority;
     # benchmarks/chat_while_training.py --no-pause measures what each costs the chat and the update)
     yield_to_chat: bool = True
-    train_budget_s: float = _LEARNING.time_budget_s  # wall-clock budget of one session's training
+    # The wall-clock safety net of one update's training (``LearningConfig.time_limit_s``): the steps are
+    # decided by the data; only a run still training after this many seconds stops early, and says so.
+    train_time_limit_s: float = _LEARNING.time_limit_s
+    # Deprecated name of ``train_time_limit_s`` (it was a budget that cut steps on a busy machine); when set,
+    # it is the safety net, so code written for it keeps working.
+    train_budget_s: float | None = None
     max_steps: int = _LEARNING.max_steps  # per session; more makes a 135M model loop or refuse
     lora_layers: int = _LEARNING.lora.num_layers  # adapt the last N transformer blocks (-1: all)
     max_tokens: int = 256
@@ -69,9 +74,14 @@ class AssistantConfig:
 
     def learning_config(self) -> LearningConfig:
         """``learning`` with the shortcut fields (loss, max_steps, ...) applied: what an adapter update uses."""
-        return replace(self.learning, loss=self.loss, time_budget_s=self.train_budget_s, max_steps=self.max_steps,
+        return replace(self.learning, loss=self.loss, time_limit_s=self.time_limit_s, max_steps=self.max_steps,
                        drift_adaptation=self.drift_adaptation, seed=self.seed, pair_sources=self.pair_sources,
                        lora=replace(self.learning.lora, num_layers=self.lora_layers))
+
+    @property
+    def time_limit_s(self) -> float:
+        """The safety net in force: ``train_budget_s`` (the old name) when set, else ``train_time_limit_s``."""
+        return self.train_time_limit_s if self.train_budget_s is None else float(self.train_budget_s)
 
     def system_text(self, profile) -> str:
         """The system prompt of an answer: the configured one, plus the rendered profile when enabled."""

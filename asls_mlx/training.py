@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from asls_mlx.adaptation.config import stop_note
 from asls_mlx.background import PROGRESS_FILE
 from asls_mlx.errors import ASLSError
 from asls_mlx.locks import FileLock
@@ -51,6 +52,8 @@ class RunSummary:
     heldout_after: float | None
     heldout_n: int  # held-out pairs it was measured on
     retention_ratio: float | None  # general-text perplexity, adapter / base model (the gate allows <= 1.10)
+    planned_steps: int | None = None  # the steps the data called for
+    stopped: str | None = None  # why the steps ended: max_steps | time_limit (the wall-clock safety net) | cancelled | ...
 
     @classmethod
     def of(cls, run: TrainingRun) -> RunSummary:
@@ -60,7 +63,7 @@ class RunSummary:
                    run.adapter_version, run.parent_version, int(m.get("new_pairs") or len(run.pair_ids)),
                    m.get("steps"), m.get("seconds"), before.get("accuracy") if before.get("n") else None,
                    after.get("accuracy") if after.get("n") else None, int(after.get("n") or before.get("n") or 0),
-                   m.get("retention_ratio"))
+                   m.get("retention_ratio"), m.get("planned_steps"), m.get("stopped"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,10 +81,20 @@ class RunSummary:
             return f"committed v{self.adapter_version}"
         return f"{self.outcome}: {self.reason}" if self.reason and self.reason != self.outcome else self.outcome
 
+    def stop_note(self) -> str:
+        """ "stopped by the wall-clock safety net after 3 of 10 steps", or "" when the data decided the steps."""
+        return stop_note(self.stopped, self.steps or 0, self.planned_steps)
+
+    def steps_text(self) -> str:
+        """ "10", or "3 of 10 (time limit)" when the wall-clock safety net ended them; "" if none were recorded."""
+        if self.steps is None:
+            return ""
+        return f"{self.steps} of {self.planned_steps or '?'} (time limit)" if self.stop_note() else str(self.steps)
+
     def line(self) -> str:
         parts = [f"run {self.id}", self.result(), f"{self.new_pairs} new pairs"]
         if self.steps is not None:
-            parts.append(f"{self.steps} steps")
+            parts.append(self.stop_note() or f"{self.steps} steps")
         if self.heldout_before is not None:
             parts.append(f"held-out {self.heldout()}")
         if self.retention_ratio is not None:
@@ -245,7 +258,7 @@ def train_now(assistant, progress: Callable | None = None, on_phase: Callable[[s
 
 def last_update_overhead_s(user: str | None = None) -> float | None:
     """Seconds the last finished update spent outside its optimizer steps (reference log-probs, held-out
-    metrics, retention, the gate's answers): what to add to ``--budget`` for the whole update."""
+    metrics, retention, the gate's answers): what the update takes beside its optimizer steps."""
     name = require_user(user)
     with open_store() as store:
         runs = store.training_runs(store.get_user(name).id)

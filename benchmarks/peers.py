@@ -256,7 +256,7 @@ def worker_mlx_train(model_dir: str, reps: int) -> dict:
         for _ in range(SESSION_PAIRS)
     ]
     marks = []
-    args = TrainingArgs(loss="dpo", max_steps=SESSION_STEPS, time_budget_s=1e9, retention_weight=0.0, batch_size=BATCH)
+    args = TrainingArgs(loss="dpo", max_steps=SESSION_STEPS, time_limit_s=1e9, retention_weight=0.0, batch_size=BATCH)
     t0 = time.perf_counter()
     res = train_on_pairs(model, _IdsTokenizer(), session, args, callback=lambda p: marks.append(p.elapsed))
     total = time.perf_counter() - t0

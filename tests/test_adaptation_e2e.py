@@ -37,7 +37,7 @@ def test_short_answer_pairs_make_held_out_answers_shorter(default_model_dir):
         pairs.append(PreferencePair(f"Tell me about {topic}.", first_sentence(long), long, "self", 1.0))
     before = [len(tok.encode(answer(model, tok, t, 64))) for t in HELD_OUT]
     # learning, not speed, is tested here: no time budget, and all 10 steps (no epoch cap)
-    result = train_on_pairs(model, tok, pairs, TrainingArgs(max_steps=10, max_epochs=None, time_budget_s=1e9), general_texts=GENERAL)
+    result = train_on_pairs(model, tok, pairs, TrainingArgs(max_steps=10, max_epochs=None, time_limit_s=1e9), general_texts=GENERAL)
     assert not result.diverged and result.steps == 10
     after_text = [answer(model, tok, t, 64) for t in HELD_OUT]
     after = [len(tok.encode(a)) for a in after_text]

@@ -144,9 +144,9 @@ def test_training_args_derive_from_the_learning_config():
     assert len(shared) >= 15 and all(getattr(default, n) == getattr(config, n) for n in shared)
     assert default.lr == config.base_lr
     assert config.training_args() == default
-    custom = LearningConfig(loss="simpo", beta=0.3, max_epochs=None, time_budget_s=5.0, seed=4)
+    custom = LearningConfig(loss="simpo", beta=0.3, max_epochs=None, time_limit_s=5.0, seed=4)
     args = custom.training_args(max_steps=4, lr=1e-4, replay_fraction=0.2)
-    assert (args.loss, args.beta, args.max_epochs, args.time_budget_s, args.seed) == ("simpo", 0.3, None, 5.0, 4)
+    assert (args.loss, args.beta, args.max_epochs, args.time_limit_s, args.seed) == ("simpo", 0.3, None, 5.0, 4)
     assert (args.max_steps, args.lr, args.replay_fraction) == (4, 1e-4, 0.2)
     assert config.schedule(8, 1.0) == adapt_schedule(8, 1.0)
     assert LearningConfig(drift_adaptation=False).schedule(8, 1.0) == adapt_schedule(8, 0.0)

@@ -25,7 +25,7 @@ EXTRA_HELD_OUT = ["lamps", "rivers", "kites", "songs"]
 
 
 def args(**kw):
-    base = dict(max_steps=4, lr=1e-3, time_budget_s=1e9, batch_size=4)
+    base = dict(max_steps=4, lr=1e-3, time_limit_s=1e9, batch_size=4)
     base.update(kw)
     return TrainingArgs(**base)
 
@@ -210,13 +210,13 @@ def test_resume_from_optimizer_state_equals_uninterrupted(tiny_model_dir):
     assert int(r2.optimizer_state["step"].item()) == 4
 
 
-def test_cancel_and_time_budget(tiny_model_dir):
+def test_cancel_and_time_limit(tiny_model_dir):
     model, tok = fresh_model(tiny_model_dir)
     calls = []
     r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5), should_stop=lambda: len(calls) >= 2, callback=calls.append)
     assert r.stopped_reason == "cancelled" and r.steps == 2
-    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5, time_budget_s=0.0))
-    assert r.stopped_reason == "time_budget" and r.steps == 1  # the first step always runs
+    r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=5, time_limit_s=0.0))
+    assert r.stopped_reason == "time_limit" and (r.steps, r.planned) == (1, 5)  # the first step always runs
     r = train_on_pairs(model, tok, [], args())
     assert r.stopped_reason == "no_data"
 

@@ -108,13 +108,13 @@ def test_no_step_completes_while_an_answer_is_marked(tiny_model_dir, tmp_path):
             threading.Timer(0.5, marker.path.unlink).start()  # ... and ends half a second later
 
     gate = YieldGate(home, tmp_path, on_change=lambda reason: events.append(f"paused: {reason}"), poll_s=0.05)
-    args = TrainingArgs(max_steps=5, lr=1e-3, time_budget_s=1e9, batch_size=4, max_epochs=None)
+    args = TrainingArgs(max_steps=5, lr=1e-3, time_limit_s=1e9, batch_size=4, max_epochs=None)
     r = train_on_pairs(model, tok, short_pairs(TOPICS[:8]), args, callback=on_step, pause=gate.wait)
     assert events == ["step 1", "step 2", "paused: answering", "paused: None", "step 3", "step 4", "step 5"]
     assert r.steps == 5 and r.stopped_reason == "max_steps" and gate.paused_s > 0
 
 
-def test_time_spent_paused_does_not_count_against_the_budget(tiny_model_dir, monkeypatch):
+def test_time_spent_paused_does_not_count_against_the_safety_net(tiny_model_dir, monkeypatch):
     model, tok = fresh_model(tiny_model_dir)
     now = [0.0]  # a clock that only the pause moves: 100 s of waiting for the chat before step 3
     monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=lambda: now[0]))
@@ -127,7 +127,7 @@ def test_time_spent_paused_does_not_count_against_the_budget(tiny_model_dir, mon
             return 100.0
         return 0.0
 
-    args = TrainingArgs(max_steps=5, lr=1e-3, time_budget_s=10.0, batch_size=4, max_epochs=None)
+    args = TrainingArgs(max_steps=5, lr=1e-3, time_limit_s=10.0, batch_size=4, max_epochs=None)
     r = train_on_pairs(model, tok, short_pairs(TOPICS[:8]), args, pause=pause)
     assert r.steps == 5 and r.stopped_reason == "max_steps"
 

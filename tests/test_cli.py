@@ -166,8 +166,8 @@ def test_chat_commands_through_the_public_api(tiny_model_dir, monkeypatch):
 
 
 def test_eval_passes_seed_and_training_budget_to_the_benchmark(monkeypatch, tmp_path):
-    """`asls eval --seed N --train-budget S` reaches run_eval: the seed picks the simulated users' draws, and a
-    large budget makes the number of training steps depend on the data only."""
+    """`asls eval --seed N --train-budget S` reaches run_eval: the seed picks the simulated users' draws, and S
+    is each update's wall-clock safety net (`--train-budget` is `--time-limit`'s old name, still accepted)."""
     from asls_mlx import evaluation
 
     seen = {}

@@ -109,10 +109,11 @@ def test_every_json_document_is_documented(tiny_model_dir):
 
 def test_train_when_piped_prints_phases_steps_and_a_final_line(tiny_model_dir):
     _user_with_pairs(tiny_model_dir, "t")
-    out = run("train", "--user", "t", "--model", str(tiny_model_dir), "--budget", "20")
+    out = run("train", "--user", "t", "--model", str(tiny_model_dir), "--budget", "20")  # --time-limit's old name
     lines = out.stdout.splitlines()
     assert out.returncode == 0, out.stdout + out.stderr
-    assert lines[0].startswith("optimizer steps: at most 20 s (--budget); the rest of the update")
+    assert lines[0].startswith("optimizer steps: as many as the new pairs call for (at most 10), stopped only by a 20 s "
+                               "safety net (--time-limit); the rest of the update")
     for phase in ("reading the conversation so far", "loading model", "training", "validating"):
         assert any(line.startswith(phase) for line in lines), (phase, lines)
     assert any(re.match(r"  step \d+/\d+ · loss \d", line) for line in lines)

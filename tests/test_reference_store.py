@@ -29,7 +29,7 @@ def _counting(monkeypatch) -> list[int]:
 
 def _update(store, uid, model, tok, repo):
     return update_adapter(UpdateTarget(store, uid, model, tok, repo, MODEL_ID),
-                          LearningConfig(max_steps=2, time_budget_s=1e9, drift_adaptation=False, replay_pool=64))
+                          LearningConfig(max_steps=2, time_limit_s=1e9, drift_adaptation=False, replay_pool=64))
 
 
 def test_reference_logps_are_stored_reused_and_forgotten(tiny_model_dir, tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     store = open_store(tmp_path / "asls.db")
     uid = store.get_or_create_user("epochs").id
     store.add_pairs(uid, short_pairs(TOPICS[:3]))  # one batch holds all three
-    options = LearningConfig(max_steps=10, time_budget_s=1e9, drift_adaptation=False, max_epochs=2.0)
+    options = LearningConfig(max_steps=10, time_limit_s=1e9, drift_adaptation=False, max_epochs=2.0)
     report = update_adapter(UpdateTarget(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID), options)
     assert report.steps == 2, report
     store.close()

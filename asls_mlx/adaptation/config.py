@@ -57,9 +57,12 @@ class LearningConfig:
     # over them raises general-text perplexity 1.015x -> 1.108x and makes the answers fit the user worse
     # (profile fit 0.83 -> 0.64). None: no cap.
     max_epochs: float | None = 3.0
-    # Wall clock from the start of training (preparation included) after which no step starts: the
-    # user is waiting, or the background worker shares the CPU with the chat.
-    time_budget_s: float = 30.0
+    # A safety net, not a budget: how many steps a session trains is decided by its data (``schedule``,
+    # ``max_steps``, ``max_epochs``), so an idle and a busy machine train the same steps and the gate
+    # decides the same. Only a run still training this many wall-clock seconds after it started
+    # (preparation included) stops early, and says so (``stop_note``). 600 s: 12 steps of the embedded
+    # model take ~25 s idle, and 390 s when two processes fought over 2 cores (a DPO step 32.5 s).
+    time_limit_s: float = 600.0
     # Pairs per step; shapes are bucketed, so a step compiles for few distinct batch shapes.
     batch_size: int = 4
     # Share of the training pool drawn from older pairs when the profile is stable (adapt_schedule
@@ -132,7 +135,7 @@ class TrainingArgs:
     weight_decay: float = _DEFAULT.weight_decay
     max_steps: int = _DEFAULT.max_steps
     max_epochs: float | None = _DEFAULT.max_epochs
-    time_budget_s: float = _DEFAULT.time_budget_s
+    time_limit_s: float = _DEFAULT.time_limit_s
     batch_size: int = _DEFAULT.batch_size
     replay_fraction: float = _DEFAULT.replay_fraction
     max_length: int = _DEFAULT.max_length
@@ -172,4 +175,16 @@ def adapt_schedule(
     return steps, lr, replay
 
 
-__all__ = ["LOSS_NAMES", "LearningConfig", "TrainingArgs", "adapt_schedule", "check_loss"]
+STOP_TIME_LIMIT = "time_limit"  # TrainResult.stopped_reason when the wall-clock safety net ended the steps
+
+
+def stop_note(stopped: str | None, steps: int, planned: int | None) -> str:
+    """What a run's stop reason means for its steps, in words ("" when the data decided them): e.g.
+    "stopped by the wall-clock safety net after 3 of 10 steps"."""
+    if stopped != STOP_TIME_LIMIT:
+        return ""
+    of = f" of {planned}" if planned else ""
+    return f"stopped by the wall-clock safety net after {steps}{of} steps"
+
+
+__all__ = ["LOSS_NAMES", "LearningConfig", "STOP_TIME_LIMIT", "TrainingArgs", "adapt_schedule", "check_loss", "stop_note"]

@@ -1,11 +1,12 @@
-"""The incremental trainer: a few compiled LoRA steps on new + replayed pairs, under a time budget.
+"""The incremental trainer: a few compiled LoRA steps on new + replayed pairs, as many as the data asks for.
 
 ``train(model, optimizer, batches, args, loss=..., callback=...)`` has the shape of mlx-lm's
 ``tuner.trainer.train``: the caller builds the optimizer (``build_optimizer`` resumes a stored AdamW
 state) and the batches (``train_data``), and the loss is one of ``losses.LOSSES``. The whole step
 (loss, gradients, clipping, AdamW) is compiled once per batch shape. ``train_on_pairs`` is what a
-session calls: pairs in, a ``TrainResult`` out, with the preparation counted against the time budget.
-The defaults and why they are what they are: ``config.LearningConfig``.
+session calls: pairs in, a ``TrainResult`` out. The steps are decided by the data (``max_steps``, the
+batches), never by how fast they run: a wall-clock limit (``time_limit_s``, preparation included) is a safety
+net whose stop the result reports (``STOP_TIME_LIMIT``). The defaults and why: ``config.LearningConfig``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import TrainBatch, no_retention
-from asls_mlx.adaptation.config import LOSS_NAMES, LearningConfig, TrainingArgs, adapt_schedule
+from asls_mlx.adaptation.config import LOSS_NAMES, STOP_TIME_LIMIT, LearningConfig, TrainingArgs, adapt_schedule
 from asls_mlx.adaptation.logprobs import shares_prompt
 from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.lora import has_lora, lora_parameters, set_lora_weights
@@ -46,12 +47,13 @@ class TrainResult:
     losses: list[float]
     tokens: int  # tokens processed (rows x padded length)
     seconds: float
-    stopped_reason: str  # max_steps (or the batches ran out) | time_budget | cancelled | diverged | no_data
+    stopped_reason: str  # max_steps (or the batches ran out) | time_limit | cancelled | diverged | no_data
     optimizer_state: dict[str, mx.array]
     diverged: bool = False
     metrics: dict[str, float] = field(default_factory=dict)  # last step's loss parts
     reference_cache: dict = field(default_factory=dict)
     prepare_s: float = 0.0  # encode + reference log-probs + retention targets, before the first step
+    planned: int = 0  # the steps the data called for (``steps`` < ``planned``: something stopped them early)
 
 
 def build_optimizer(model, args: TrainingArgs, state: dict[str, mx.array] | None = None) -> optim.AdamW:
@@ -106,18 +108,17 @@ def make_step(model, optimizer, loss: LossFn, args: TrainingArgs):
     return (lambda batch: compiled(*batch.arrays())), state
 
 
-def _stop_reason(i: int, started: float, last_step_s: float, args: TrainingArgs, should_stop) -> str | None:
+def _stop_reason(i: int, started: float, args: TrainingArgs, should_stop) -> str | None:
     """Why step ``i`` (0-based) must not start, or None.
 
-    The first step always runs (a slow or busy machine must still learn something); after it, a step
-    starts only if the last one's duration predicts it ends within the budget — not from the first
-    step's duration, which includes tracing and compiling.
+    Only a cancel or the wall-clock safety net stop the data's steps early. The net predicts nothing
+    from step durations (a busy machine's slow steps must not cut a run that would end well within it):
+    the first step always runs, and no later one starts ``time_limit_s`` after ``started``.
     """
-    elapsed = time.perf_counter() - started
     if should_stop is not None and should_stop():
         return "cancelled"
-    if i > 0 and (elapsed >= args.time_budget_s or (i > 1 and elapsed + last_step_s > args.time_budget_s)):
-        return "time_budget"
+    if i > 0 and time.perf_counter() - started >= args.time_limit_s:
+        return STOP_TIME_LIMIT
     return None
 
 
@@ -143,12 +144,13 @@ def train(
     pause: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train the attached LoRA adapter in place, one compiled step per batch, until the batches end or
-    ``args.max_steps``, the time budget, ``should_stop()`` or divergence stops it.
+    ``args.max_steps``, or the wall-clock safety net, ``should_stop()`` or divergence stops it.
 
-    ``loss``: ``fn(model, batch) -> (loss, metrics)``, by default ``make_loss(args)``. ``batches`` is best sized
-    (``len`` gives ``Progress.total``, and the trainer stops after the last one without another stop check).
-    ``started``: the ``time.perf_counter()`` the budget and ``Progress.elapsed`` count from (default: now), so
-    that preparing the batches counts; ``pause()`` (before each step) returns the seconds it waited, not counted.
+    ``loss``: ``fn(model, batch) -> (loss, metrics)``, by default ``make_loss(args)``. ``batches`` is
+    best sized (``len`` gives ``Progress.total``, and the trainer stops after the last one without
+    another stop check). ``started``: the ``time.perf_counter()`` the safety net and ``Progress.elapsed``
+    count from (default: now), so that preparing the batches counts too; ``pause()`` (before each step) returns
+    the seconds it waited, not counted.
     On NaN/inf or an exploding loss the adapter is restored to its weights at the call, the returned
     optimizer state is the one at the call, and ``diverged=True``.
     """
@@ -161,15 +163,14 @@ def train(
     initial_weights, initial_state = lora_parameters(model), optimizer_state_dict(optimizer)
     step, state = make_step(model, optimizer, loss if loss is not None else make_loss(args), args)
     model.train()
-    losses, metrics, tokens, reason, diverged, last_step_s = [], {}, 0, "max_steps", False, 0.0
+    losses, metrics, tokens, reason, diverged = [], {}, 0, "max_steps", False
     it = iter(batches)
     for i in range(total):
         started += pause() if pause is not None else 0.0  # waiting for the chat is not training time
-        stop = _stop_reason(i, started, last_step_s, args, should_stop)
+        stop = _stop_reason(i, started, args, should_stop)
         if stop:
             reason = stop
             break
-        ts = time.perf_counter()
         batch = next(it, None)
         if batch is None:
             reason = reason if i else "no_data"
@@ -177,7 +178,6 @@ def train(
         value, norm, m = step(batch)
         mx.eval(state, value, norm, m)
         loss_v, norm_v = value.item(), norm.item()
-        last_step_s = time.perf_counter() - ts
         tokens += batch.n_tokens
         losses.append(loss_v)
         metrics = {k: float(v.item()) for k, v in m.items()}
@@ -190,7 +190,8 @@ def train(
     if diverged:
         set_lora_weights(model, initial_weights)
     final_state = initial_state if diverged else optimizer_state_dict(optimizer)
-    return TrainResult(len(losses), losses, tokens, time.perf_counter() - started, reason, final_state, diverged, metrics)
+    return TrainResult(len(losses), losses, tokens, time.perf_counter() - started, reason, final_state, diverged, metrics,
+                       planned=total)
 
 
 def train_on_pairs(
@@ -215,7 +216,8 @@ def train_on_pairs(
     step, which also fixes the batch order. ``reference_cache`` ({pair key: (chosen, rejected)} base
     log-probs) avoids recomputing the DPO reference; the result holds an updated copy. ``prefix``
     shares the frozen blocks' outputs with the caller's held-out checks; ``base_cache`` keeps the base
-    model's retention targets between processes. The time budget counts from this call; ``pause``: see ``train``.
+    model's retention targets between processes. The wall-clock safety net counts from this call; ``pause``:
+    see ``train``.
     """
     t0 = time.perf_counter()
     if not has_lora(model):
@@ -235,7 +237,7 @@ def train_on_pairs(
 
 
 __all__ = [
-    "LOSSES", "LOSS_NAMES", "LearningConfig", "Progress", "TrainResult", "TrainingArgs", "adapt_schedule",
+    "LOSSES", "LOSS_NAMES", "LearningConfig", "Progress", "STOP_TIME_LIMIT", "TrainResult", "TrainingArgs", "adapt_schedule",
     "build_optimizer", "global_step", "make_loss", "make_step", "no_retention", "optimizer_state_dict", "train",
     "train_on_pairs",
 ]

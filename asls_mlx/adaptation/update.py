@@ -1,9 +1,11 @@
-"""One per-session adapter update: gather pairs -> train within budget -> validate -> gated commit.
+"""One per-session adapter update: gather pairs -> train the steps the data calls for -> validate -> gated commit.
 
 Runs the same way in the chat process (on the live model) and in the background worker (on its own
 copy of the model). The store is the authority on which version is active; adapter files are written
 atomically by ``AdapterRepo`` before the store row says so, so a crash at any point leaves the previous
-version active and complete.
+version active and complete. Nothing here depends on how fast it runs: the pairs, the steps and the gate's
+checks are decided by the data, so an idle and a busy machine commit the same version with the same numbers
+(only the wall-clock safety net, ``LearningConfig.time_limit_s``, can end the steps early, and the report says so).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable
 
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
-from asls_mlx.adaptation.config import LearningConfig, TrainingArgs
+from asls_mlx.adaptation.config import LearningConfig, TrainingArgs, stop_note
 from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, profile_fit_harm, wanted
 from asls_mlx.adaptation.logprobs import decide_fast_paths
 from asls_mlx.adaptation.prefix_cache import PrefixCache
@@ -52,6 +54,8 @@ class UpdateReport:
     previous_version: int | None = None
     new_pairs: int = 0
     steps: int = 0
+    planned_steps: int = 0  # the steps the data called for
+    stopped: str = ""  # why the steps ended: max_steps | time_limit (the safety net) | cancelled | diverged | no_data
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     before: dict = field(default_factory=dict)
@@ -71,9 +75,15 @@ class UpdateReport:
         acc = ""
         if self.before.get("n") and self.after.get("n"):
             acc = f", held-out preference {self.before['accuracy']:.2f} → {self.after['accuracy']:.2f}"
+        note = self.stop_note()
+        note = f" ({note})" if note else ""
         if self.committed:
-            return f"adapter v{self.version} — trained on {self.new_pairs} new pairs{acc}"
-        return f"kept adapter {_name(self.previous_version)}: new one rejected ({self.reason})"
+            return f"adapter v{self.version} — trained on {self.new_pairs} new pairs{acc}{note}"
+        return f"kept adapter {_name(self.previous_version)}: new one rejected ({self.reason}){note}"
+
+    def stop_note(self) -> str:
+        """ "stopped by the wall-clock safety net after 3 of 10 steps", or "" when the data decided the steps."""
+        return stop_note(self.stopped, self.steps, self.planned_steps)
 
 
 def _name(version: int | None) -> str:
@@ -136,10 +146,10 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         set_lora_weights(target.model, prep.old_weights)
         store.finish_training_run(prep.run_id, "failed", f"{type(e).__name__}: {e}"[:300])
         raise
-    if progress is not None and result.steps and result.losses:  # the steps are done (the budget may end them early)
+    if progress is not None and result.steps and result.losses:  # the steps are done (the safety net may end them early)
         progress(Progress(result.steps, result.steps, result.losses[-1], time.perf_counter() - prep.started))
-    report = UpdateReport(False, "", previous, previous, len(new), result.steps, time.perf_counter() - prep.started,
-                          result.losses, prep.before, run_id=prep.run_id)
+    report = UpdateReport(False, "", previous, previous, len(new), result.steps, result.planned, result.stopped_reason,
+                          time.perf_counter() - prep.started, result.losses, prep.before, run_id=prep.run_id)
     prep.timings.update(reference=result.prepare_s, steps=result.seconds - result.prepare_s)
     report.timings = prep.timings
     _store_references(target, prep.new + prep.replay + prep.val, result.reference_cache, prep.stored_refs, prep.args)
@@ -269,6 +279,7 @@ def _run_metrics(config: LearningConfig, prep: _Prepared, result: TrainResult, r
         "loss": config.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
         "new_pairs": len(prep.new), "val_before": prep.before, "val_after": report.after,
         "retention_ratio": report.retention_ratio, "lr": prep.lr, "drift": drift, "stopped": result.stopped_reason,
+        "planned_steps": result.planned,
         "profile_fit_before": report.profile_fit[0], "profile_fit_after": report.profile_fit[1],
         "answer_failures": report.answer_failures, "answer_notes": list(report.answer_notes),
         "timings": {k: round(v, 2) for k, v in prep.timings.items()},  # the update's expected time (`asls train`)
@@ -291,6 +302,7 @@ def _reject(target: UpdateTarget, prep: _Prepared, report: UpdateReport, reason:
     set_lora_weights(target.model, prep.old_weights)  # the live model goes back to the old adapter exactly
     # without the gate's numbers (cancelled, no step ran): what there is, so `asls adapters --runs` can show it
     metrics = metrics or {"losses": report.losses, "steps": report.steps, "new_pairs": report.new_pairs,
+                          "stopped": report.stopped, "planned_steps": report.planned_steps,
                           "val_before": report.before, "seconds": round(report.seconds, 2),
                           "timings": {k: round(v, 2) for k, v in prep.timings.items()}}
     target.store.finish_training_run(report.run_id, status, reason, _finite(metrics))

@@ -130,9 +130,10 @@ def _learning_commands(add) -> None:
     from asls_mlx.cli import learning as lc
 
     p = add("train", lc.train, "learn now from what is not learned yet (the latest session included), showing each phase")
-    p.add_argument("--budget", type=_positive, default=30.0, metavar="S",
-                   help="seconds for the optimizer steps (default 30). The whole update takes longer: loading the "
-                        "model, mining, reference log-probs and the gate's validation come on top (shown at the start)")
+    p.add_argument("--time-limit", "--budget", type=_positive, default=None, metavar="S", dest="time_limit",
+                   help="a safety net: no optimizer step starts S seconds after training began (default 600). The "
+                        "steps are decided by the new pairs, not by time, so a busy machine trains the same steps "
+                        "(--budget is its old name)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--status", action="store_true", help="show the background training run (phase, step, loss) and the last run")
     how.add_argument("--cancel", action="store_true", help="stop the background training run; the previous adapter stays")
@@ -178,7 +179,8 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (0: a free one, printed at start)")
     p.add_argument("--api-key", default=None, help="clients must send it as 'Authorization: Bearer KEY' (required off loopback)")
     p.add_argument("--idle-minutes", type=float, default=30.0, help="a user's session ends after this long without a request")
-    p.add_argument("--train-budget", type=float, default=None, metavar="S", help="seconds of training per update")
+    p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
+                   help="wall-clock safety net of each update's training (default 600 s; --train-budget is its old name)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
@@ -198,9 +200,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds of the simulated users and of sampling; each persona x arm runs once per seed "
                         "(default: 0,1,2; quick: 0)")
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
-    p.add_argument("--train-budget", type=float, default=None, metavar="S",
-                   help="wall-clock seconds per training update (default: 15 quick, 30 full); a large value makes "
-                        "the number of steps depend on the data only, not on how busy the machine is")
+    p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
+                   help="wall-clock safety net of each training update (default 600 s); the steps depend on the data "
+                        "only, not on how busy the machine is (--train-budget is its old name)")
 
 
 def _seed_list(text: str) -> list[int]:
@@ -220,6 +222,17 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value < 86400:
         raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds, however large (1e6: in effect no safety net)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 

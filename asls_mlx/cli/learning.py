@@ -16,7 +16,7 @@ PHASES = {"training": "preparing: reference log-probs, held-out metrics before t
 
 
 def train(args: argparse.Namespace) -> int:
-    from asls_mlx import cancel_training, last_update_overhead_s, require_user, training_status
+    from asls_mlx import AssistantConfig, cancel_training, last_update_overhead_s, require_user, training_status
 
     ui = ChatUI()
     args.user = require_user(args.user)
@@ -31,10 +31,14 @@ def train(args: argparse.Namespace) -> int:
         ui.status(cancel_training(args.user))
         return 0
     overhead = last_update_overhead_s(args.user)
-    ui.status(f"optimizer steps: at most {args.budget:.0f} s (--budget); the rest of the update (loading the model, "
+    limit = {} if args.time_limit is None else {"train_time_limit_s": args.time_limit}
+    config = AssistantConfig(**limit)
+    most = min(config.max_steps, config.learning.max_steps_cap)
+    ui.status(f"optimizer steps: as many as the new pairs call for (at most {most}), stopped only by a "
+              f"{config.time_limit_s:.0f} s safety net (--time-limit); the rest of the update (loading the model, "
               "mining, reference log-probs, validation) "
               + (f"took {overhead:.0f} s last time" if overhead is not None else "adds about a minute on a 2-core CPU"))
-    a = _assistant(args, exclusive=True, ui=ui, train_budget_s=args.budget)
+    a = _assistant(args, exclusive=True, ui=ui, **limit)
     try:
         report = train_with_progress(a, ui)
     finally:
@@ -144,7 +148,7 @@ def show_runs(a, ui: ChatUI, last: int | None = None) -> None:
         ui.status("no training runs yet")
         return
     shown = found[-last:] if last else found
-    rows = [[r.id, _time(r.started_at), r.result(), r.new_pairs, "" if r.steps is None else r.steps, r.heldout(),
+    rows = [[r.id, _time(r.started_at), r.result(), r.new_pairs, r.steps_text(), r.heldout(),
              _fmt(r.retention_ratio), "" if r.seconds is None else f"{r.seconds:.0f}"] for r in shown]
     title = f"training runs of {a.user.name}" + (f" (last {len(shown)} of {len(found)}: `asls adapters --runs`)"
                                                   if len(shown) < len(found) else "")

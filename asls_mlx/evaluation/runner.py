@@ -53,10 +53,10 @@ ARMS: dict[str, dict] = {
 FULL_PERSONAS = STYLE_PERSONAS + OPEN_PERSONAS
 # --quick: one style and one open persona, one seed; a smoke test of the whole loop, not a result.
 QUICK = dict(personas=("concise", "follow_up"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
-             heldout=12, max_tokens=96, train_budget_s=15.0, correctness=30, seeds=(0,))
+             heldout=12, max_tokens=96, correctness=30, seeds=(0,))
 # The standard run: >= 30 held-out prompts per persona, 5 sessions, 3 seeds; None: the whole correctness set.
 FULL = dict(personas=FULL_PERSONAS, arms=tuple(ARMS), sessions=5, turns=6, heldout=30, max_tokens=160,
-            train_budget_s=30.0, correctness=None, seeds=(0, 1, 2))
+            correctness=None, seeds=(0, 1, 2))
 # The correctness subset is the same in every run and seed, so arms and runs compare on the same questions.
 CORRECTNESS_SEED = "asls-correctness"
 
@@ -321,6 +321,8 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
         default: ``seed`` alone if given, else the quick/full default (1 / 3 seeds).
     correctness: how many correctness-set questions each arm answers ("default": 30 quick, all full;
         None: all; 0: skip).
+    train_budget_s: the wall-clock safety net of each update's training (None: the assistant's default,
+        ``AssistantConfig.train_time_limit_s``); the steps are decided by the data, whatever the load.
     out_dir: where results.json / results.md / learning_curves.png go; simulated users live in
         ``out_dir/home`` (ASLS_HOME, wiped at start). None: write nothing, use the current ASLS_HOME.
     """
@@ -336,7 +338,8 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
     result = EvalResult(config=recorded | {"policy": policy.__dict__})
     with _asls_home(home):
         make = assistant_factory or real_assistant_factory(
-            model, progress, max_tokens=cfg["max_tokens"], temperature=temperature, train_budget_s=cfg["train_budget_s"])
+            model, progress, max_tokens=cfg["max_tokens"], temperature=temperature,
+            **({} if cfg["train_budget_s"] is None else {"train_time_limit_s": cfg["train_budget_s"]}))
         cfg["relevance"] = getattr(make, "relevance", None)
         base_cache: dict[str, str] = {}  # greedy base answers depend on the prompt only: shared by seeds
         jobs = [(s, get_persona(p), a) for s in seeds for p in cfg["personas"] for a in cfg["arms"]]
@@ -370,7 +373,8 @@ def _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, mode
         "model": str(model) if model else None,
         "sessions": sessions or defaults["sessions"], "turns": turns or defaults["turns"],
         "heldout": heldout or defaults["heldout"], "max_tokens": max_tokens or defaults["max_tokens"],
-        "train_budget_s": train_budget_s if train_budget_s is not None else defaults["train_budget_s"],
+        # the wall-clock safety net of each update (None: the assistant's own); the steps depend on the data only
+        "train_budget_s": train_budget_s,
         "share_baseline": quick if share_baseline is None else share_baseline, "temperature": temperature,
         "policy": policy, "correctness": defaults["correctness"] if correctness == "default" else correctness,
     }

@@ -128,7 +128,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, api_key: str | None
 
 def main(args) -> int:
     """``asls serve``'s arguments (``asls_mlx.cli``) to :func:`serve`."""
-    config = AssistantConfig(train_budget_s=args.train_budget) if args.train_budget else AssistantConfig()
+    config = AssistantConfig(train_time_limit_s=args.time_limit) if args.time_limit else AssistantConfig()
     return serve(args.host, args.port, args.api_key, args.model, config, args.idle_minutes, args.quiet)
 
 
