@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import mlx.core as mx
@@ -25,7 +24,7 @@ import numpy as np
 from asls_mlx.adaptation.lora import read_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.errors import ASLSError
-from asls_mlx.paths import fsync_dir
+from asls_mlx.paths import atomic_dir
 from asls_mlx.session_update import user_dir
 from asls_mlx.store import open_store
 
@@ -47,25 +46,12 @@ def _write_dir(out: Path, files: dict[str, bytes | Path], tensors: dict[str, np.
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ASLSError(f"{out} already exists and is not an empty folder; choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(mode=0o700)
-    try:
+    with atomic_dir(out) as tmp:  # an existing empty ``out`` is replaced
         if tensors is not None:
             mx.save_safetensors(str(tmp / tensors_name), {k: mx.array(np.ascontiguousarray(v)) for k, v in tensors.items()},
                                 metadata={"format": "pt"})
         for name, data in files.items():
             shutil.copyfile(data, tmp / name) if isinstance(data, Path) else (tmp / name).write_bytes(data)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o600)
-        fsync_dir(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ENV_HOME = "ASLS_HOME"
 
@@ -77,3 +81,32 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_dir(directory: Path) -> Iterator[Path]:
+    """Write a folder so a crash leaves the old one or the new one, never half: yields a temp folder beside
+    ``directory`` (0700) to fill; on success its files become 0600 and fsynced, and it replaces ``directory``
+    (an existing one is moved aside first and removed after). On an error the temp folder is removed."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(mode=0o700)
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            os.chmod(f, 0o600)
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+        fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

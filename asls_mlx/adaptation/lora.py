@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from mlx_lm.tuner.lora import LoRALinear
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
 from asls_mlx.errors import ASLSError
-from asls_mlx.paths import fsync_dir
+from asls_mlx.paths import atomic_dir
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapters.safetensors"
@@ -221,34 +218,14 @@ def save_adapter(directory: Path, model: nn.Module, config: LoraConfig, metadata
     Files go to a temp dir beside ``directory`` (0700, files 0600), are fsynced, and the dir is renamed
     into place. An existing ``directory`` is replaced.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(mode=0o700)
-    try:
-        weights = lora_parameters(model)
-        if not weights:
-            raise ASLSError("The model has no LoRA adapter to save; call attach_lora first.")
+    weights = lora_parameters(model)
+    if not weights:
+        raise ASLSError("The model has no LoRA adapter to save; call attach_lora first.")
+    with atomic_dir(directory) as tmp:
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), weights, metadata={"format": "mlx"})
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_mlx_lm(), indent=2))
         (tmp / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2, sort_keys=True, default=str))
-        for f in tmp.iterdir():
-            os.chmod(f, 0o600)
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-        fsync_dir(directory.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+    return Path(directory)
 
 
 def read_adapter(directory: Path, model: nn.Module | None = None) -> tuple[LoraConfig, dict[str, mx.array], dict]:
