@@ -210,8 +210,15 @@ def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
     answers = iter([new, old])
     checks = GateChecks(answer_fn=lambda qs: next(answers), relevance=relevance)
     result = answer_check(prompts, checks, lambda: (lambda: None))
-    assert result == (1, None, None) and "1 new answer(s) not about their prompt" in result.notes[0]
+    assert result == (1, None, None) and len(result.notes) == 1
+    # The note says which answer and why, so a rejected run can be understood from its record.
+    assert result.notes[0] == 'not about its prompt (PMI -0.20, was 0.90): "Why is the sky blue?" -> "Here is a poem about leaves."'
     assert old[0] not in judged  # unchanged: not judged at all
+    looping = ["rain rain rain rain rain rain rain rain rain rain rain rain", old[1], old[2]]
+    answers = iter([looping, old])
+    result = answer_check(prompts, GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
+                          lambda: (lambda: None))
+    assert result == (1, None, None) and result.notes[0].startswith("repetition") and '"What is rain?" -> "rain rain' in result.notes[0]
 
 
 def test_the_gate_reason_names_the_template_collapse():

@@ -132,7 +132,8 @@ def gate(
     if retention_ratio > bound:
         return GateDecision(False, f"general-text perplexity rose {retention_ratio:.3f}x (bound {bound:.2f}x): forgetting")
     if quality_failures > max_quality_failures:
-        notes = "".join(f"; {note}" for note in quality_notes)
+        notes = "".join(f"; {note}" for note in quality_notes[:2])  # all of them are in the run's metrics
+        notes += f"; {len(quality_notes) - 2} more" if len(quality_notes) > 2 else ""
         return GateDecision(False, f"{quality_failures} sampled answers failed the quality guard (max {max_quality_failures}){notes}")
     n = min(before.get("n", 0), after.get("n", 0))
     if n == 0:
@@ -220,8 +221,12 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
             restore()
     before = [known[q] for q in prompts]
     issues = checks.quality_issues or (lambda q, a: [])
-    failures = sum(1 for q, b, a in zip(prompts, before, after) if issues(q, a) and not issues(q, b))
     notes = []
+    failures = 0
+    for q, b, a in zip(prompts, before, after):
+        if issues(q, a) and not issues(q, b):
+            failures += 1
+            notes.append(f"{', '.join(issues(q, a))}: {_quote(q)} -> {_quote(a)}")
     if checks.relevance:
         failures += _newly_irrelevant(prompts, before, after, checks.relevance, notes)
     if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
@@ -244,10 +249,16 @@ def _newly_irrelevant(prompts: list[str], before: list[str], after: list[str], r
     qs = [prompts[i] for i in changed]
     pmi_after = relevance(qs, [after[i] for i in changed])
     pmi_before = relevance(qs, [before[i] for i in changed])
-    worse = sum(1 for a, b in zip(pmi_after, pmi_before) if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN))
-    if worse:
-        notes.append(f"{worse} new answer(s) not about their prompt (the base model's PMI)")
-    return worse
+    worse = [(i, a, b) for i, a, b in zip(changed, pmi_after, pmi_before) if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN)]
+    notes += [f"not about its prompt (PMI {a:.2f}, was {b:.2f}): {_quote(prompts[i])} -> {_quote(after[i])}"
+              for i, a, b in worse]
+    return len(worse)
+
+
+def _quote(text: str, n: int = 60) -> str:
+    """A short quote of a prompt or answer for a gate note (the run record keeps why, not whole answers)."""
+    text = " ".join(str(text).split())
+    return '"' + (text if len(text) <= n else text[: n - 1] + "…") + '"'
 
 
 __all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
