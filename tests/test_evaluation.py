@@ -550,3 +550,25 @@ def test_runner_with_seeds_reports_intervals_relevance_and_commits(tmp_path):
     assert summary["asls"]["profile_precision"] == 0.5 and "profile precision 0.50, recall 1.00" in md
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["config"]["seeds"] == [0, 1]
+
+
+def test_results_of_other_seeds_combine_into_one_with_pooled_intervals(tmp_path):
+    from asls_mlx.errors import ASLSError
+    from asls_mlx.evaluation.results import EvalResult
+
+    common = dict(arms=["profile_prompt"], personas=["concise"], sessions=1, turns=2, heldout=4,
+                  assistant_factory=FakeAssistant)
+    run_eval(seeds=[0], out_dir=tmp_path / "a", **common)
+    run_eval(seeds=[1, 2], out_dir=tmp_path / "b", **common)
+    a, b = EvalResult.load(tmp_path / "a"), EvalResult.load(tmp_path / "b")
+    both = EvalResult.combine([a, b])
+    assert both.config["seeds"] == [0, 1, 2] and len(both.runs) == len(a.runs) + len(b.runs) == 6
+    summary = {s["arm"]: s for s in both.arm_summary()}
+    assert summary["profile_prompt"]["answers"] == 12  # 3 seeds x 4 held-out answers pooled
+    both.save(tmp_path / "all")
+    assert "3 seed(s)" in (tmp_path / "all" / "results.md").read_text()
+    with pytest.raises(ASLSError, match="same persona x arm x seed twice"):
+        EvalResult.combine([a, a])
+    run_eval(seeds=[3], out_dir=tmp_path / "c", **dict(common, heldout=2))
+    with pytest.raises(ASLSError, match="different settings: heldout"):
+        EvalResult.combine([a, EvalResult.load(tmp_path / "c")])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.metrics import mean
 from asls_mlx.evaluation.personas import PERSONAS
 from asls_mlx.evaluation.stats import bootstrap_ci, paired_delta_ci
@@ -128,7 +129,8 @@ class EvalResult:
             if not any(mine.values()):
                 continue
             tag = "" if group is None else f"_{group}"
-            out["satisfaction_ci" + tag] = bootstrap_ci([x for v in mine.values() for x in v])
+            pooled = [x for v in mine.values() for x in v]
+            out["satisfaction_ci" + tag], out["answers" + tag] = bootstrap_ci(pooled), len(pooled)
             other = self._last_scores("profile_prompt", group)
             if arm != "profile_prompt" and any(other.values()):
                 a = [x for k in mine for x in mine[k][: len(other.get(k, []))]]
@@ -190,6 +192,31 @@ class EvalResult:
     def to_json(self) -> dict:
         return to_jsonable({"config": self.config, "seconds": self.seconds, "runs": self.runs,
                           "summary": self.arm_summary()})
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "EvalResult":
+        """The result a run saved in ``out_dir`` (its results.json)."""
+        data = json.loads((Path(out_dir) / "results.json").read_text(encoding="utf-8"))
+        return cls(config=data["config"], runs=data["runs"], seconds=data.get("seconds", 0.0))
+
+    @classmethod
+    def combine(cls, results: list["EvalResult"]) -> "EvalResult":
+        """One result from runs of the same settings with other seeds (e.g. ``--seeds 0`` then ``--seeds 1,2``):
+        its intervals pool every seed's answers. Refuses results whose settings differ beyond the seeds, or that
+        ran the same persona x arm x seed twice."""
+        first = results[0].config
+        same = {k: v for k, v in first.items() if k not in ("seeds", "seed")}
+        for r in results[1:]:
+            other = {k: v for k, v in r.config.items() if k not in ("seeds", "seed")}
+            if other != same:
+                diff = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
+                raise ASLSError(f"cannot combine eval results with different settings: {', '.join(diff)}")
+        runs = [run for r in results for run in r.runs]
+        keys = [(run["persona"], run["arm"], run.get("seed")) for run in runs]
+        if len(set(keys)) != len(keys):
+            raise ASLSError("cannot combine eval results that ran the same persona x arm x seed twice")
+        seeds = sorted({s for r in results for s in r.config.get("seeds", [r.config.get("seed")])})
+        return cls(config=dict(first, seeds=seeds, seed=seeds[0]), runs=runs, seconds=sum(r.seconds for r in results))
 
     def save(self, out_dir: Path, progress: Progress | None = None) -> list[Path]:
         """Write results.json, results.md and (with matplotlib) learning_curves.png to ``out_dir``."""
