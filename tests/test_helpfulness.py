@@ -219,6 +219,13 @@ def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
     result = answer_check(prompts, GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
                           lambda: (lambda: None))
     assert result == (1, None, None) and result.notes[0].startswith("repetition") and '"What is rain?" -> "rain rain' in result.notes[0]
+    # One answer broke, another one the old adapter broke is mended: not worse than the active version.
+    mended = ["rain rain rain rain rain rain rain rain rain rain rain rain", "The sky looks blue because air scatters blue light.", old[2]]
+    was = [old[0], "sky sky sky sky sky sky sky sky sky sky sky sky", old[2]]
+    answers = iter([mended, was])
+    result = answer_check(prompts, GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
+                          lambda: (lambda: None))
+    assert result == (0, None, None) and "1 answer(s) the old adapter got wrong are now fine" in result.notes[-1]
 
 
 def test_the_gate_reason_names_the_template_collapse():

@@ -205,8 +205,8 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
 
     ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
     back. Returns (failures, mean profile fit before, after): failures are the answers that fail the
-    quality guard now but did not before, plus one when the new answers collapse to a template and the
-    old ones did not (``checks.template_collapse``, judged only on MIN_TEMPLATE_PROMPTS or more prompts).
+    quality guard or the relevance check now but did not before, less those that failed before and pass now,
+    plus one when the new answers collapse to a template and the old ones did not (``checks.template_collapse``, judged only on MIN_TEMPLATE_PROMPTS or more prompts).
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
@@ -221,14 +221,23 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
             restore()
     before = [known[q] for q in prompts]
     issues = checks.quality_issues or (lambda q, a: [])
-    notes = []
-    failures = 0
-    for q, b, a in zip(prompts, before, after):
+    notes: list[str] = []
+    worse: set[int] = set()
+    fixed: set[int] = set()
+    for i, (q, b, a) in enumerate(zip(prompts, before, after)):
         if issues(q, a) and not issues(q, b):
-            failures += 1
+            worse.add(i)
             notes.append(f"{', '.join(issues(q, a))}: {_quote(q)} -> {_quote(a)}")
+        elif issues(q, b) and not issues(q, a):
+            fixed.add(i)
     if checks.relevance:
-        failures += _newly_irrelevant(prompts, before, after, checks.relevance, notes)
+        _relevance_moves(prompts, before, after, checks.relevance, notes, worse, fixed)
+    fixed -= worse
+    # Worse than the active version: more answers broke than were mended. On a handful of prompts one answer of a
+    # small model flips (a loop, a near-threshold PMI) with any change of weights, either way; they cancel.
+    failures = max(0, len(worse) - len(fixed))
+    if fixed and worse:
+        notes.append(f"{len(fixed)} answer(s) the old adapter got wrong are now fine")
     if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
@@ -238,21 +247,23 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
 
 
-def _newly_irrelevant(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
-                      notes: list) -> int:
-    """How many new answers are not about their prompt while the old answer clearly was (its PMI above the
-    threshold by ``RELEVANCE_MARGIN``: near the threshold a flag flips by chance, as on a small or noisy model).
-    Only answers that changed are judged."""
+def _relevance_moves(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
+                     notes: list, worse: set, fixed: set) -> None:
+    """Add to ``worse`` the new answers that are not about their prompt while the old answer clearly was (its PMI
+    above the threshold by ``RELEVANCE_MARGIN``: near the threshold a flag flips by chance, as on a small or noisy
+    model), and to ``fixed`` the reverse. Only answers that changed are judged."""
     changed = [i for i, (b, a) in enumerate(zip(before, after)) if a != b]
     if not changed:
-        return 0
+        return
     qs = [prompts[i] for i in changed]
     pmi_after = relevance(qs, [after[i] for i in changed])
     pmi_before = relevance(qs, [before[i] for i in changed])
-    worse = [(i, a, b) for i, a, b in zip(changed, pmi_after, pmi_before) if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN)]
-    notes += [f"not about its prompt (PMI {a:.2f}, was {b:.2f}): {_quote(prompts[i])} -> {_quote(after[i])}"
-              for i, a, b in worse]
-    return len(worse)
+    for i, a, b in zip(changed, pmi_after, pmi_before):
+        if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN):
+            worse.add(i)
+            notes.append(f"not about its prompt (PMI {a:.2f}, was {b:.2f}): {_quote(prompts[i])} -> {_quote(after[i])}")
+        elif irrelevant(b) and not irrelevant(a - RELEVANCE_MARGIN):
+            fixed.add(i)
 
 
 def _quote(text: str, n: int = 60) -> str:
