@@ -290,3 +290,17 @@ def test_training_keeps_only_pairs_whose_preferred_answer_is_about_its_prompt():
     assert [p.source for p in kept] == ["regenerate", "edit"] and dropped == 1
     assert "Milo." not in seen  # an edit is the user's own: not judged
     assert helpful_chosen(pairs, GateChecks()) == (pairs, 0)  # no judge: as before
+
+
+@pytest.mark.parametrize("prompt, answer, flagged", [
+    # What the follow-up persona's adapter wrote under held-out answers (quick eval, seed 0).
+    ("How can I improve my sleep?", "Keep a regular bedtime.\n\nBest regards,\n\n#SleepTips #HealthEducation", True),
+    ("Format this book as an MLA 9 citation: ...", "Finch, Laura. The Quiet Coast. Harrow Press, 2016.\n#Literature #MLA9", True),
+    ("How can I improve my sleep?", "Keep a regular bedtime and dim the lights.\n\nBest regards,\nJohn", True),
+    # A letter asked for may sign off; one hashtag, C# or "sincerely" mid-sentence are no filler.
+    ("Write an email to my team saying the meeting moved.", "Hi team,\nThe meeting is on Friday.\n\nBest regards,\nSam", False),
+    ("What is C#?", "C# is a programming language from Microsoft that runs on .NET.", False),
+    ("Make this shorter: ...", "We are sincerely sorry for any inconvenience this may cause to residents.", False),
+])
+def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer, flagged):
+    assert ("boilerplate" in quality_issues(prompt, answer)) is flagged

@@ -21,6 +21,10 @@ Issues (the strings ``quality_issues`` returns):
   more than a word, fewer than ``HOLLOW_MIN_CONTENT`` content words.
 - ``evasive``: a non-answer ("There is no single, definitive answer", "It depends") with fewer than
   ``HOLLOW_MIN_CONTENT`` content words outside it.
+- ``boilerplate``: social-media or letter filler in an answer that is no letter: two or more hashtags
+  ("#SleepTips #HealthEducation"), or a sign-off line ("Best regards,") when the prompt asks for no email,
+  letter or message. The embedded model's own answers to 120 prompts have none; an adapter trained on answers
+  that carried them (the follow-up persona's corrected answers) put them under 3 of 12 new answers.
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -51,6 +55,10 @@ ECHO_MIN_PHRASES = 2  # one rendered-profile sentence ("Use a formal tone.") occ
 ECHO_MOST = 0.6  # ... or one that is most of the answer's words
 TEMPLATE_WORDS = 3  # see template_share
 TEMPLATE_MIN_COUNT = 3  # an opening shared by two answers is chance; three is a template
+_HASHTAG = re.compile(r"(?:^|\s)#[A-Za-z]\w+")
+_SIGN_OFF = re.compile(r"^\W*(?:best|kind|warm|warmest)? ?(?:regards|wishes|sincerely|cheers|yours truly)\b,?\s*$",
+                       re.IGNORECASE | re.MULTILINE)
+_LETTER_ASKED = re.compile(r"\b(?:e-?mail|letter|note|message|memo|reply|invitation|card|sign[- ]?off)\b", re.IGNORECASE)
 _APOS = str.maketrans({"’": "'", "‘": "'"})
 
 REFUSALS = [re.compile(p, re.IGNORECASE) for p in (
@@ -261,6 +269,13 @@ def echoed_phrases(answer: str) -> tuple[int, int, int]:
     return sum(n >= 3 for n in hits), max(hits, default=0), len(tokens)
 
 
+def is_boilerplate(prompt: str, answer: str) -> bool:
+    """Hashtags, or a letter's sign-off where no letter was asked for (see module doc)."""
+    if len(_HASHTAG.findall(answer)) >= 2:
+        return True
+    return bool(_SIGN_OFF.search(answer)) and not _LETTER_ASKED.search(prompt or "")
+
+
 def leaks_profile(answer: str) -> bool:
     """Talks about the user or their profile, or echoes rendered-profile sentences: ECHO_MIN_PHRASES of them,
     or one that makes up most of the answer ("Use bullet points." as the answer to a recipe question)."""
@@ -334,6 +349,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("hollow")
     if is_evasive(text):
         issues.append("evasive")
+    if is_boilerplate(prompt, text):
+        issues.append("boilerplate")
     if leaks_profile(text):
         issues.append("profile_leak")
     return issues
