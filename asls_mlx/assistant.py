@@ -163,7 +163,7 @@ class Assistant(LearnedData, BackgroundTraining):
         if self.session_id is None:
             self.session_id = self.store.start_session(self.user.id)
         user_id = self.store.add_message(self.session_id, "user", text)
-        messages = self._conversation(system=system) + [{"role": "user", "content": text}]
+        messages = self._conversation(system=system)  # ends with the message just stored
         yield from self._answer_into(messages, lambda answer: self.store.add_message(self.session_id, "assistant", answer, parent_id=user_id),
                                      options)
 

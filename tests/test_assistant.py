@@ -41,6 +41,28 @@ def test_full_loop_trains_and_next_answer_uses_new_adapter(tiny_model_dir):
         assert _allclose(_next_logits(a), logits_base, exact=True)
 
 
+def test_each_turn_sends_the_conversation_once_and_reuses_the_last_turns_cache(tiny_model_dir):
+    """The user's message was stored, then appended again: every answer saw it twice, and turn 2's prompt left
+    the cache at that duplicate (27 of 161 prompt tokens reused on the embedded model)."""
+    with Assistant(user="turns", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        sent = []
+        stream = a.engine.stream
+
+        def spy(messages, options=None):
+            sent.append([m["role"] for m in messages])
+            yield from stream(messages, options)
+
+        a.engine.stream = spy
+        turns = []
+        for text in ("How do I make coffee?", "And how do I make tea?"):
+            for last in a.stream(text):
+                pass
+            turns.append(last)
+        assert sent == [["system", "user"], ["system", "user", "assistant", "user"]]
+        # Turn 2 reuses at least all of turn 1's prompt (and the answer's tokens where they re-encode the same).
+        assert turns[1].cached_tokens >= turns[0].prompt_tokens + turns[0].cached_tokens
+
+
 def test_second_chat_on_same_user_is_refused(tiny_model_dir):
     with Assistant(user="sam", model=str(tiny_model_dir), config=AssistantConfig(**FAST)):
         with pytest.raises(ASLSError, match="already chatting"):
