@@ -304,3 +304,20 @@ def test_training_keeps_only_pairs_whose_preferred_answer_is_about_its_prompt():
 ])
 def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer, flagged):
     assert ("boilerplate" in quality_issues(prompt, answer)) is flagged
+
+
+@pytest.mark.parametrize("answer, content", [
+    ("You're right, I'll make sure to provide more concise answers. Flour, 2 cups.", "Flour, 2 cups."),
+    ("You’re right! Here's a shorter version:\n\nAir scatters blue light.", "Air scatters blue light."),
+    ("Certainly, the meeting is moved to Friday at 10:00.", "The meeting is moved to Friday at 10:00."),
+    ("My apologies for the confusion. It is 42.", "It is 42."),
+    ("Of course.", ""),
+    # not acknowledgements: kept as they are
+    ("Sorry to hear that; try going to bed earlier.", "Sorry to hear that; try going to bed earlier."),
+    ("Surely not.", "Surely not."),
+    ("Okra is a vegetable.", "Okra is a vegetable."),
+])
+def test_strip_acknowledgement_keeps_only_the_content(answer, content):
+    from asls_mlx.profiling.quality import strip_acknowledgement
+
+    assert strip_acknowledgement(answer) == content

@@ -250,3 +250,22 @@ def test_self_labelled_mining_after_the_session_stores_only_self_pairs_and_what_
         stored.append(sorted((_key(p), p.split) for p in s.pairs(u.id, split=None)))
         s.close()
     assert stored[0] == stored[1] and any(k[0][0] == "self" for k in stored[0])
+
+
+def test_a_corrected_answer_is_chosen_without_its_acknowledgement():
+    """After "shorter please" the model often opens with "You're right, I'll make sure to provide more concise
+    answers." That belongs to the follow-up; as the chosen answer to the first prompt it taught the adapter to open
+    unrelated answers with it (quick eval, concise user). An answer that is only the acknowledgement is no pair."""
+    s = open_store()
+    u = s.get_or_create_user("ack")
+    sid = s.start_session(u.id)
+    chosen = {}
+    for q, after in ((Q1, "You're right, I'll make sure to provide more concise answers. " + ROME2),
+                     (Q4, "Of course! My apologies for the confusion.")):
+        qid = s.add_message(sid, "user", q)
+        a = s.add_message(sid, "assistant", LONG_ROME if q == Q1 else LONG_VARIED, parent_id=qid)
+        c = s.add_message(sid, "user", "shorter please", parent_id=a)
+        s.add_message(sid, "assistant", after, parent_id=c)
+    infer_session_signals(s, sid)
+    chosen = {p.prompt: p.chosen for p in mine_pairs(s, "ack", sid) if p.source == "correction"}
+    assert chosen == {Q1: ROME2}

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.profile import Profile
-from asls_mlx.profiling.quality import is_acceptable, quality_issues
+from asls_mlx.profiling.quality import is_acceptable, quality_issues, strip_acknowledgement
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
 from asls_mlx.profiling.profile_update import _user, load_profile
@@ -110,7 +110,9 @@ def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] 
                      and m.superseded_by is None]
             if after:
                 w = WEIGHTS["rephrase"] if payload.get("kind") == "rephrase" else WEIGHTS["correction"]
-                pair("correction", q, after[0].content, a.content, w, (q.id, a.id, follow.id, after[0].id))
+                # "You're right, I'll keep it short." answers the follow-up, not the first prompt
+                pair("correction", q, strip_acknowledgement(after[0].content), a.content, w,
+                     (q.id, a.id, follow.id, after[0].id))
     # A follow-up like "shorter please" is not a prompt of its own: drop pairs whose prompt it is.
     return [p for src in SOURCE_ORDER for p in by_source[src]
             if not set(p.message_ids[:1]) & followups]
