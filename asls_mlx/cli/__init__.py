@@ -215,25 +215,21 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _seconds(text: str, most: float = float("inf")) -> float:
+    """A positive number of seconds below ``most`` (none by default: 1e6 is in effect no safety net)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < most:
+        bound = "a positive number of seconds" if most == float("inf") else f"between 0 and {most:g} seconds"
+        raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+    return value
+
+
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < 86400:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds, not {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """A positive number of seconds, however large (1e6: in effect no safety net)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
+    """Seconds within a day (an idle wait, the chat's own training limit)."""
+    return _seconds(text, 86400)
 
 
 def _chat(args: argparse.Namespace) -> int:
