@@ -321,3 +321,16 @@ def test_strip_acknowledgement_keeps_only_the_content(answer, content):
     from asls_mlx.profiling.quality import strip_acknowledgement
 
     assert strip_acknowledgement(answer) == content
+
+
+@pytest.mark.parametrize("prompt, answer, flagged", [
+    # What the follow-up persona's adapter answered (quick eval, seed 0: 10 of 12 held-out answers).
+    ("What is the capital of Canada?", "How about the capital city? Is there anything else you're interested in?", True),
+    ("How can I sleep better?", "Have you tried going to bed earlier? What time do you sleep?", True),
+    # The answer, then the follow-up question the persona wants; a short answer to a short question; questions asked for.
+    ("How can I sleep better?", "Go to bed at the same time every day. Would you like more tips?", False),
+    ("What is the capital of Canada?", "Ottawa.\n\nWould you like to know more about Canada?", False),
+    ("Write three questions for a job interview.", "What are your strengths? Why this job?", False),
+])
+def test_an_answer_that_only_asks_back_is_a_failure(prompt, answer, flagged):
+    assert ("questions_only" in quality_issues(prompt, answer)) is flagged

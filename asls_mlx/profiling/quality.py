@@ -25,6 +25,10 @@ Issues (the strings ``quality_issues`` returns):
   ("#SleepTips #HealthEducation"), or a sign-off line ("Best regards,") when the prompt asks for no email,
   letter or message. The embedded model's own answers to 120 prompts have none; an adapter trained on answers
   that carried them (the follow-up persona's corrected answers) put them under 3 of 12 new answers.
+- ``questions_only``: the answer only asks back ("How about the capital city? Is there anything else?"): no
+  statement with two content words, unless the prompt asks for questions. The follow-up persona's adapter
+  learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected answers that were
+  only the follow-up question.
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -302,6 +306,17 @@ def strip_acknowledgement(answer: str, max_sentences: int = 3) -> str:
     return text[:1].upper() + text[1:]
 
 
+def asks_back_only(prompt: str, answer: str) -> bool:
+    """Questions and no statement with two content words, where the prompt asks for no questions."""
+    parts = [p.strip() for p in re.findall(r"[^.!?\n]+[.!?]*", answer) if p.strip()]
+    if not any(p.endswith("?") for p in parts) or re.search(r"\bquestions?\b|\bquiz\b|\bask\b", prompt or "", re.I):
+        return False
+    if not _content(words(prompt or "")):
+        return False  # "Hi!" may be answered "Hello there, how can I help?"
+    need = 1 if short_question(prompt or "") else 2  # "Ottawa." answers "What is the capital of Canada?"
+    return not any(len(_content_words(words(p))) >= need for p in parts if not p.endswith("?"))
+
+
 def is_boilerplate(prompt: str, answer: str) -> bool:
     """Hashtags, or a letter's sign-off where no letter was asked for (see module doc)."""
     if len(_HASHTAG.findall(answer)) >= 2:
@@ -384,6 +399,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("evasive")
     if is_boilerplate(prompt, text):
         issues.append("boilerplate")
+    if asks_back_only(prompt, text):
+        issues.append("questions_only")
     if leaks_profile(text):
         issues.append("profile_leak")
     return issues
