@@ -567,6 +567,9 @@ def test_results_of_other_seeds_combine_into_one_with_pooled_intervals(tmp_path)
     assert summary["profile_prompt"]["answers"] == 12  # 3 seeds x 4 held-out answers pooled
     both.save(tmp_path / "all")
     assert "3 seed(s)" in (tmp_path / "all" / "results.md").read_text()
+    # A run stopped before its last seeds reports the seeds it ran, not those it was asked for.
+    stopped = EvalResult(config=dict(a.config, seeds=[0, 1, 2]), runs=a.runs)
+    assert "seed(s) 0, model" in stopped.markdown() and "(1 seed(s))" in stopped.markdown()
     with pytest.raises(ASLSError, match="same persona x arm x seed twice"):
         EvalResult.combine([a, a])
     run_eval(seeds=[3], out_dir=tmp_path / "c", **dict(common, heldout=2))

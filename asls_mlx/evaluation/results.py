@@ -140,11 +140,13 @@ class EvalResult:
 
     def markdown(self) -> str:
         c = self.config
+        # the seeds that ran (an interrupted run may not have reached every seed it was asked for)
+        ran = sorted({r.get("seed") for r in self.runs if r.get("seed") is not None}) or list(c.get("seeds") or [c["seed"]])
         f = lambda x: "–" if x is None or x != x else f"{x:.2f}"  # noqa: E731
         sign = lambda x: "–" if x is None or x != x else f"{x:+.2f}"  # noqa: E731
         lines = [
             f"## ASLS evaluation ({'quick' if c.get('quick') else 'full'}): {c['sessions']} sessions x "
-            f"{c['turns']} turns, {c['heldout']} held-out prompts, seed {c['seed']}, model {c.get('model') or 'default'}",
+            f"{c['turns']} turns, {c['heldout']} held-out prompts, seed(s) {', '.join(map(str, ran))}, model {c.get('model') or 'default'}",
             "",
             "Held-out satisfaction (mean persona score; an answer with any quality issue: empty, looping, "
             "refusing, off-topic, hollow, evasive, leaking the profile, scores 0), after the last session. "
@@ -160,7 +162,7 @@ class EvalResult:
             lines.append(f"| {s['arm']} | {f(s['final'])} | {sign(s['delta_vs_base'])} | {f(s['success'])} | "
                          f"{f(s['quality_pass'])} | {f(s['edit_cost_first'])} → {f(s['edit_cost_last'])} | "
                          f"{s['retention']:.3f} | {_helpful_cells(s)}")
-        lines += ["", f"With 95% bootstrap intervals over the last session's held-out answers ({len(c.get('seeds') or [c['seed']])} "
+        lines += ["", f"With 95% bootstrap intervals over the last session's held-out answers ({len(ran)} "
                   "seed(s)); Δ vs profile_prompt is paired by persona, seed and prompt:", ""]
         lines += [_interval_line(s) for s in self.arm_summary()]
         lines += ["", "Per persona:", "",
@@ -170,7 +172,7 @@ class EvalResult:
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows():
             chat = r["edit_cost_chat"]
-            who = r["persona"] if len(c.get("seeds") or [0]) == 1 else f"{r['persona']} (seed {r['seed']})"
+            who = r["persona"] if len(ran) == 1 else f"{r['persona']} (seed {r['seed']})"
             lines.append(
                 f"| {r['arm']} | {who} | {f(r['before'])} → {f(r['final'])} | {sign(r['delta_vs_base'])} | "
                 f"{f(r['quality_pass'])} | {f(r['edit_cost_heldout'][0])} → {f(r['edit_cost_heldout'][1])} | "
