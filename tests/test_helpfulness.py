@@ -318,7 +318,7 @@ def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer,
     ("Okra is a vegetable.", "Okra is a vegetable."),
 ])
 def test_strip_acknowledgement_keeps_only_the_content(answer, content):
-    from asls_mlx.profiling.quality import strip_acknowledgement
+    from asls_mlx.profiling.acknowledgement import strip_acknowledgement
 
     assert strip_acknowledgement(answer) == content
 

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.profile import Profile
-from asls_mlx.profiling.quality import is_acceptable, quality_issues, strip_acknowledgement
+from asls_mlx.profiling.acknowledgement import strip_acknowledgement
+from asls_mlx.profiling.quality import is_acceptable, quality_issues
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
 from asls_mlx.profiling.profile_update import _user, load_profile

@@ -273,39 +273,6 @@ def echoed_phrases(answer: str) -> tuple[int, int, int]:
     return sum(n >= 3 for n in hits), max(hits, default=0), len(tokens)
 
 
-_ACK_SENTENCE = re.compile(
-    r"^\s*(?:"
-    # an opener alone: "You're right,", "Sure!", "My apologies for the confusion."
-    r"(?:(?:you're|you are) (?:right|correct|absolutely right)|sure|of course|certainly|absolutely|okay|ok|got it|"
-    r"understood|noted|my apologies|apologies|i apologi[sz]e|sorry)\b"
-    r"(?: for (?:the|any|my) (?:confusion|mistake|error|misunderstanding))?[.!,:]+"
-    # "I'll make sure to provide more concise answers.", "Let me keep it brief:"
-    r"|(?:i'll|i will|let me) (?:make sure|keep|be|try|give|provide|shorten|rewrite|make)\b[^.!?:\n]*"
-    r"(?:concise|short|brief|clear|simple|answer|response|version)[^.!?:\n]*[.!?:]+"
-    # "Here's a shorter version:"
-    r"|here(?:'s| is) (?:a|an|the|my) (?:shorter|more concise|concise|briefer|brief|revised|simpler|corrected|updated|"
-    r"rewritten|short)\b[^.!?:\n]*[.!?:]+"
-    r")\s*", re.IGNORECASE)
-
-
-def strip_acknowledgement(answer: str, max_sentences: int = 3) -> str:
-    """``answer`` without the sentences that only acknowledge a follow-up ("You're right, I'll make sure to provide
-    more concise answers. Here's a shorter version:"): said after "shorter please" they belong to that turn; as
-    the preferred answer to the first prompt they taught the adapter to open every answer so (quick eval,
-    concise user: two updates rejected for answers that were only that acknowledgement)."""
-    text = answer.translate(_APOS)
-    stripped = False
-    for _ in range(max_sentences):
-        m = _ACK_SENTENCE.match(text)
-        if not m or not m.end():
-            break
-        text, stripped = text[m.end():], True
-    if not stripped:
-        return answer
-    text = text.strip()
-    return text[:1].upper() + text[1:]
-
-
 def asks_back_only(prompt: str, answer: str) -> bool:
     """Questions and no statement with two content words, where the prompt asks for no questions."""
     parts = [p.strip() for p in re.findall(r"[^.!?\n]+[.!?]*", answer) if p.strip()]
