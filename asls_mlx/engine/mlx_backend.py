@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from asls_mlx.engine.backend import Backend, Row
+from asls_mlx.yielding import pause_point
 
 
 class MlxBackend(Backend):
@@ -54,6 +55,7 @@ def batch_generator_answers(model: nn.Module, rows: Sequence[Row], stop_tokens: 
     tokens: dict[int, list[int]] = {uid: [] for uid in uids}
     try:
         while responses := gen.next_generated():
+            pause_point()  # in a background update: give way to an answer being written (no-op elsewhere)
             for r in responses:
                 if r.finish_reason != "stop":
                     tokens[r.uid].append(r.token)
