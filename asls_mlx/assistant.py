@@ -78,6 +78,7 @@ class Assistant(LearnedData, BackgroundTraining):
         self._last_assistant: int | None = None
         self._last_chunk: GenerationChunk | None = None  # the final chunk of the last answer (finish reason, speed)
         self._loaded_version: int | None = -1  # unknown: forces the first sync
+        self._held_profile: tuple[object, Profile] | None = None  # what this session's system prompt renders
         self._worker = BackgroundTrainer(self.dir)
         self.notices: list[str] = []
         # An Assistant dropped without close() (a notebook cell run again) gives its lock back when collected.
@@ -131,9 +132,19 @@ class Assistant(LearnedData, BackgroundTraining):
 
     # -- chatting --------------------------------------------------------------------------------
     def _system(self, system: str | None = None) -> str:
-        """The system prompt: ``system`` (default: the config's) plus the profile as it stands now."""
+        """The system prompt: ``system`` (default: the config's) plus the profile as it stands now.
+
+        Within a session the rendered profile is held while what it claims stays the same: a correction that
+        only moves the word target ("about 14" -> "about 12 words") would otherwise change the system prompt,
+        and a changed system prompt throws away the cached conversation (every turn re-read from the start).
+        A claim that appears, flips or goes re-renders at once; the held numbers catch up at the next session.
+        """
         config = self.config if system is None else replace(self.config, system_prompt=check_system(system))
-        return config.system_text(self.profile)
+        profile = self.profile
+        says = (profile.claims(), profile.facts.get("name"))
+        if self._held_profile is None or self._held_profile[0] != says:
+            self._held_profile = (says, profile)
+        return config.system_text(self._held_profile[1])
 
     def _conversation(self, upto: int | None = None, system: str | None = None) -> list[dict]:
         messages = [{"role": "system", "content": self._system(system)}]
@@ -261,7 +272,7 @@ class Assistant(LearnedData, BackgroundTraining):
         if mode not in TRAIN_MODES:
             raise ASLSError(f"train must be one of {', '.join(TRAIN_MODES)}, not {mode!r}")
         hooks = progress_hooks(progress)
-        sid, self.session_id, self._last_assistant = self.session_id, None, None
+        sid, self.session_id, self._last_assistant, self._held_profile = self.session_id, None, None, None
         before = load_profile(self.store, self.user)
         ended = process_ended_sessions(self.store, self.user, self.config.seed)
         profile = self.profile
@@ -328,7 +339,7 @@ class Assistant(LearnedData, BackgroundTraining):
     def forget(self, session_id: int | None = None, since=None, until=None, everything: bool = False):
         """Forget a session, a time range or everything — and the adapters trained on it."""
         if session_id is not None and session_id == self.session_id:
-            self.session_id, self._last_assistant = None, None
+            self.session_id, self._last_assistant, self._held_profile = None, None, None
         summary = forget(self.store, self.user, session_id, since, until, everything)
         self.sync_adapter()
         return summary

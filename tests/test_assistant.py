@@ -308,3 +308,48 @@ def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tm
         assert config.num_layers == -1 and any(".layers.0." in k for k in weights)
     with pytest.raises(ASLSError, match="lora_layers"):
         AssistantConfig(lora_layers=0)
+
+
+def _profile(words: int, bullets: bool = False):
+    import math
+
+    from asls_mlx.profiling.profile import Feature, Profile
+
+    p = Profile()
+    p.length = Feature(math.log(words), 5.0, 5, 5)
+    if bullets:
+        p.bullets = Feature(1.0, 5.0, 5, 5)
+    return p
+
+
+def test_a_session_holds_its_system_prompt_while_the_profile_claims_the_same(tiny_model_dir, monkeypatch):
+    """A correction that only moved the word target changed the system prompt, so the next turn re-read the
+    whole conversation (turn-2 first token 0.58 s instead of 0.23 s beside a background update)."""
+    shown = [_profile(14)]
+    monkeypatch.setattr(Assistant, "profile", property(lambda self: shown[0]))
+    with Assistant(user="held", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        systems, stream = [], a.engine.stream
+
+        def spy(messages, options=None):
+            systems.append(messages[0]["content"])
+            yield from stream(messages, options)
+
+        a.engine.stream = spy
+
+        def send(text):
+            for last in a.stream(text):
+                pass
+            return last
+
+        first = send("How do I make coffee?")
+        shown[0] = _profile(9)  # "shorter please" moved the target only: same claims
+        second = send("Shorter please.")
+        assert "about 14 words" in systems[0] and systems[1] == systems[0]
+        assert second.cached_tokens >= first.prompt_tokens + first.cached_tokens
+        shown[0] = _profile(9, bullets=True)  # a new claim shows at once, with the numbers as they are now
+        send("Use bullet points.")
+        assert "about 9 words" in systems[2] and "bullet points" in systems[2]
+        a.end_session(train="none")
+        shown[0] = _profile(7)
+        send("Hello again.")  # a new session starts from the profile as it is
+        assert "about 7 words" in systems[3] and "bullet" not in systems[3]
