@@ -228,6 +228,32 @@ def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
     assert result == (0, None, None) and "1 answer(s) the old adapter got wrong are now fine" in result.notes[-1]
 
 
+def test_answer_check_holds_a_chain_of_adapters_to_the_base_models_answers():
+    """The follow-up user's v2 answered 10 of 12 prompts with questions only; v3, measured against v2 alone,
+    was no worse and committed. With the base model's answers as a floor it is rejected; one answer that
+    flips against the base model (noise on a handful of prompts) is not enough."""
+    questions = [f"How about {p.split()[-1].rstrip('?').lower()}? Is there anything else you want to know?" for p in PROMPTS]
+    assert all("questions_only" in quality_issues(q, a) for q, a in zip(PROMPTS, questions))
+    swaps = []
+
+    def check(after, old, base):
+        answers = iter([after, old, base])
+        checks = GateChecks(answer_fn=lambda qs: next(answers)[:len(qs)], quality_issues=quality_issues)
+        return answer_check(PROMPTS, checks, lambda: (lambda: None), lambda: swaps.append("base") or (lambda: None))
+
+    result = check(questions, questions, OLD)
+    assert result == (1, None, None) and swaps == ["base"]
+    assert result.notes[0].startswith(f"worse than the base model: {len(PROMPTS)} more of {len(PROMPTS)} answers fail")
+    assert "questions_only" in result.notes[0]
+    assert check(questions, questions, questions) == (0, None, None)  # the base model answers so too
+    one_off = [questions[0]] + OLD[1:]
+    assert check(one_off, one_off, OLD) == (0, None, None)  # one answer of six: noise
+    assert check(questions[:2] + OLD[2:], OLD, OLD) == (3, None, None)  # two worse than the active one, and below the floor
+    no_base = iter([questions, questions])
+    checks = GateChecks(answer_fn=lambda qs: next(no_base), quality_issues=quality_issues)
+    assert answer_check(PROMPTS, checks, lambda: (lambda: None)) == (0, None, None)  # the active one is the base: as before
+
+
 def test_the_gate_reason_names_the_template_collapse():
     metrics = {"n": 2, "accuracy": 1.0, "margin": 0.5}
     decision = gate(metrics, metrics, 1.0, quality_failures=1, quality_notes=("template collapse: 6 answers",))
@@ -268,6 +294,42 @@ def test_the_gate_rejects_an_adapter_whose_answers_collapse_to_one_template(tiny
         assert len(calls) == 2 and len(calls[0]) >= MIN_TEMPLATE_PROMPTS
         assert not report.committed and "template collapse" in report.reason
         assert a.store.active_adapter(a.user.id) is None
+
+
+def test_the_gate_answers_with_the_base_weights_to_hold_a_chain_to_the_base_model(tiny_model_dir):
+    """update_adapter on the tiny model, v1 active: the new adapter answers as badly as v1, the base model
+    well. The gate puts the base weights in to answer (B = 0), rejects, and leaves v1's weights exactly."""
+    import mlx.core as mx
+
+    from asls_mlx import Assistant, AssistantConfig
+    from asls_mlx.adaptation.lora import adapter_is_identity, lora_parameters
+    from asls_mlx.adaptation.update import UpdateTarget, update_adapter
+
+    with Assistant(user="chain", model=str(tiny_model_dir),
+                   config=AssistantConfig(max_tokens=12, train_budget_s=20, self_labelled=False)) as a:
+        target = lambda: UpdateTarget(a.store, a.user.id, a.engine.model, a.engine.tokenizer, a.repo, a.engine.model_id)
+        for round_ in range(2):
+            for q in PROMPTS:
+                a.chat(q)
+                a.edit(f"{q.rstrip('?')}: a short answer, round {round_}.")
+            a.end_session(train="none")
+            if round_ == 0:
+                assert update_adapter(target(), a.config.learning_config()).committed
+                v1 = {k: mx.array(v) for k, v in lora_parameters(a.engine.model).items()}
+        asked = []
+
+        def answer_fn(prompts):  # the adapters ask questions back; the base model answers
+            asked.append(adapter_is_identity(a.engine.model))
+            if asked[-1]:
+                return [f"{q.rstrip('?')}: here are a few clear, useful details worth knowing about it." for q in prompts]
+            return [f"How about {q.split()[-1].rstrip('?').lower()}? Is there anything else you want to know?" for q in prompts]
+
+        report = update_adapter(target(), a.config.learning_config(),
+                                GateChecks(answer_fn=answer_fn, quality_issues=quality_issues))
+        assert asked == [False, False, True]  # new, old (v1), base
+        assert not report.committed and "worse than the base model" in report.reason, report.reason
+        assert a.store.active_adapter(a.user.id).version == 1
+        assert all(mx.array_equal(v, v1[k]).item() for k, v in lora_parameters(a.engine.model).items())
 
 
 def test_training_keeps_only_pairs_whose_preferred_answer_is_about_its_prompt():

@@ -35,6 +35,9 @@ MIN_HELDOUT_PAIRS = 8
 # A fall of the mean profile fit this large rejects on any number of gate prompts (0.9 -> 0.3 on 3 prompts);
 # smaller falls must be significant by the sign test, as held-out preference (0.87 -> 0.81 on 6 is noise).
 LARGE_FIT_FALL = 0.15
+# Against the base model (a chain of adapters), a new adapter is rejected when this many more of its answers fail:
+# one answer flips by chance with any change of weights, and the base model's answers were never chosen by the gate.
+BASE_FLOOR = 2
 
 
 @dataclass
@@ -199,14 +202,17 @@ def profile_fit_harm(fits, min_gain: float = -0.02, alpha: float = HARM_ALPHA, t
     return None
 
 
-def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]]
-                 ) -> AnswerCheck:
+def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]],
+                 swap_to_base: Callable[[], Callable[[], None]] | None = None) -> AnswerCheck:
     """Answer the user's own prompts greedily with the new adapter, then with the old one.
 
     ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
     back. Returns (failures, mean profile fit before, after): failures are the answers that fail the
     quality guard or the relevance check now but did not before, less those that failed before and pass now,
-    plus one when the new answers collapse to a template and the old ones did not (``checks.template_collapse``, judged only on MIN_TEMPLATE_PROMPTS or more prompts).
+    plus one when the new answers collapse to a template and the old ones did not (``checks.template_collapse``,
+    judged only on MIN_TEMPLATE_PROMPTS or more prompts), plus one when the new answers are worse than the base
+    model's by BASE_FLOOR answers or more (``swap_to_base``, given when the old adapter is not the base model:
+    measured against the active version only, a chain of adapters can drift a little at a time).
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
@@ -214,14 +220,41 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     known = dict(checks.answers_before or {})
     missing = [q for q in prompts if q not in known]
     if missing:
-        restore = swap_to_old()
-        try:
-            known.update(zip(missing, checks.answer_fn(missing)))
-        finally:
-            restore()
+        known.update(zip(missing, _answers_with(swap_to_old, checks.answer_fn, missing)))
     before = [known[q] for q in prompts]
-    issues = checks.quality_issues or (lambda q, a: [])
     notes: list[str] = []
+    failures = _net_worse(prompts, before, after, checks, notes, "the old adapter")
+    if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
+        failures += 1
+        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
+    if swap_to_base is not None:
+        base_notes: list[str] = []
+        base = _answers_with(swap_to_base, checks.answer_fn, prompts)
+        below = _net_worse(prompts, base, after, checks, base_notes, "the base model")
+        if below >= BASE_FLOOR:
+            failures += 1
+            notes.append(f"worse than the base model: {below} more of {len(prompts)} answers fail than the base "
+                         f"model's to the same prompts" + "".join(f"; {n}" for n in base_notes[:1]))
+    if checks.profile_score is None:
+        return AnswerCheck(failures, None, None, notes)
+    fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
+    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+
+
+def _answers_with(swap: Callable[[], Callable[[], None]], answer_fn: AnswerFn, prompts: list[str]) -> list[str]:
+    """``answer_fn(prompts)`` with other weights swapped in (``swap()`` returns the function that swaps back)."""
+    restore = swap()
+    try:
+        return answer_fn(prompts)
+    finally:
+        restore()
+
+
+def _net_worse(prompts: list[str], before: list[str], after: list[str], checks: GateChecks, notes: list,
+               whose: str) -> int:
+    """How many more answers fail the quality guard or the relevance check in ``after`` than in ``before``
+    (newly broken less newly mended); each newly failing answer is named in ``notes``."""
+    issues = checks.quality_issues or (lambda q, a: [])
     worse: set[int] = set()
     fixed: set[int] = set()
     for i, (q, b, a) in enumerate(zip(prompts, before, after)):
@@ -233,18 +266,11 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     if checks.relevance:
         _relevance_moves(prompts, before, after, checks.relevance, notes, worse, fixed)
     fixed -= worse
-    # Worse than the active version: more answers broke than were mended. On a handful of prompts one answer of a
-    # small model flips (a loop, a near-threshold PMI) with any change of weights, either way; they cancel.
-    failures = max(0, len(worse) - len(fixed))
+    # On a handful of prompts one answer of a small model flips (a loop, a near-threshold PMI) with any change of
+    # weights, either way; they cancel.
     if fixed and worse:
-        notes.append(f"{len(fixed)} answer(s) the old adapter got wrong are now fine")
-    if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
-        failures += 1
-        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
-    if checks.profile_score is None:
-        return AnswerCheck(failures, None, None, notes)
-    fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
-    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+        notes.append(f"{len(fixed)} answer(s) {whose} got wrong are now fine")
+    return max(0, len(worse) - len(fixed))
 
 
 def _relevance_moves(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
@@ -272,5 +298,5 @@ def _quote(text: str, n: int = 60) -> str:
     return '"' + (text if len(text) <= n else text[: n - 1] + "…") + '"'
 
 
-__all__ = ["HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+__all__ = ["BASE_FLOOR", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
            "gate_prompts", "heldout_harm", "profile_fit_harm", "sign_test_p", "wanted"]

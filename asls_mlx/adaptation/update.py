@@ -231,8 +231,13 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
             set_lora_weights(model, prep.old_weights)
             return lambda: set_lora_weights(model, new_weights)
 
+        def swap_to_base():
+            new_weights = lora_parameters(model)
+            reset_lora(model)  # B = 0: the base model's outputs
+            return lambda: set_lora_weights(model, new_weights)
+
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
-        check = answer_check(prompts, checks, swap_to_old)
+        check = answer_check(prompts, checks, swap_to_old, None if prep.previous is None else swap_to_base)
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)
     report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())
