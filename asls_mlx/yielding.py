@@ -30,6 +30,9 @@ from asls_mlx.paths import pid_alive, private_dir
 
 STALE_S = 300.0  # an answer refreshes its marker every REFRESH_S; a marker this old was left behind
 REFRESH_S = 30.0
+# Under back-to-back answers (``asls serve`` with many users) the update would never run; after waiting this long
+# for answers it takes one step (a few seconds of shared CPU) and then yields again. A chat answer is far shorter.
+MAX_ANSWER_WAIT_S = 60.0
 ANSWERING_DIR = "answering"
 ACTIVITY_FILE = "activity.json"
 ANSWERING = "answering"  # YieldGate.reason(): an answer is being written
@@ -161,9 +164,9 @@ class YieldGate:
 
     def __init__(self, home: Path, user_dir: Path, idle_s: float | None = None,
                  should_stop: Callable[[], bool] | None = None, on_change: Callable[[str | None], None] | None = None,
-                 poll_s: float = 0.2, answers: bool = True):
+                 poll_s: float = 0.2, answers: bool = True, max_answer_wait_s: float = MAX_ANSWER_WAIT_S):
         self.home, self.user_dir, self.idle_s, self.poll_s = Path(home), Path(user_dir), idle_s, poll_s
-        self.answers = answers
+        self.answers, self.max_answer_wait_s = answers, max_answer_wait_s
         self._should_stop = should_stop or (lambda: False)
         self._on_change = on_change or (lambda _reason: None)
         self.paused_s = 0.0  # all the time this gate has made the update wait
@@ -179,12 +182,15 @@ class YieldGate:
         return None
 
     def wait(self) -> float:
-        """Block while the update must wait; the seconds waited (0.0 at once when it need not)."""
+        """Block while the update must wait; the seconds waited (0.0 at once when it need not). Answers hold it
+        ``max_answer_wait_s`` at most in one wait, so that a stream of answers slows the update but never starves it."""
         reason = self.reason()
         if reason is None:
             return 0.0
         started, shown = time.monotonic(), None
         while reason is not None and not self._should_stop():
+            if reason == ANSWERING and time.monotonic() - started >= self.max_answer_wait_s:
+                break
             if reason != shown:
                 self._on_change(reason)
                 shown = reason
@@ -196,5 +202,5 @@ class YieldGate:
         return waited
 
 
-__all__ = ["ANSWERING", "ANSWERING_DIR", "ACTIVITY_FILE", "AnswerMarker", "STALE_S", "USER_ACTIVE", "YieldGate",
+__all__ = ["ANSWERING", "ANSWERING_DIR", "ACTIVITY_FILE", "AnswerMarker", "MAX_ANSWER_WAIT_S", "STALE_S", "USER_ACTIVE", "YieldGate",
            "answering", "answering_now", "note_activity", "pause_point", "seconds_idle", "set_pause_hook"]

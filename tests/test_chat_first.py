@@ -93,6 +93,22 @@ def test_should_stop_ends_a_pause(tmp_path, other_process):
     gate.wait()  # returns although the answer goes on: a cancel must not wait for the chat
 
 
+def test_back_to_back_answers_slow_the_update_but_never_starve_it(tmp_path, other_process):
+    """A server answering without a break kept the marker up for good: the update never took a step. One wait
+    for answers ends after ``max_answer_wait_s`` (one step runs, then it yields again); idleness has no such cap."""
+    home, user_dir = tmp_path / "home", tmp_path / "user"
+    user_dir.mkdir()
+    _marker(home, other_process)
+    changes = []
+    gate = YieldGate(home, user_dir, poll_s=0.05, max_answer_wait_s=0.3, on_change=changes.append)
+    started = time.monotonic()
+    assert 0.3 <= gate.wait() < 2.0 and time.monotonic() - started < 2.0
+    assert gate.reason() == ANSWERING and changes == [ANSWERING, None]  # still answering: the next wait waits again
+    note_activity(user_dir)
+    waiting = YieldGate(home, user_dir, idle_s=0.6, poll_s=0.05, max_answer_wait_s=0.1, answers=False)
+    assert waiting.wait() >= 0.5  # the idle mode waits for the user as long as it takes
+
+
 # -- the trainer's step boundary -----------------------------------------------------------------
 def test_no_step_completes_while_an_answer_is_marked(tiny_model_dir, tmp_path):
     """The marker goes up after step 2: the trainer pauses before step 3 until it is removed, then runs every
