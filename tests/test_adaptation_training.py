@@ -579,3 +579,27 @@ def test_fast_path_checks_are_kept_between_processes(deep_tiny_dir, tmp_path, mo
     assert decide(3) == ((True, True, 1), 2)  # its own key: checked, then read
     assert decide(3) == ((True, True, 1), 0)
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "base").iterdir()) == ["fast", "fast"]
+
+
+def test_the_retention_check_gives_way_between_chunks_and_measures_the_same(tiny_model_dir):
+    """The retention pass (~4 s on the embedded model) ran as one block, so an answer that started during it shared
+    the CPU until it ended; now it runs RETENTION_ROWS texts at a time with a pause point between. Same perplexity."""
+    from asls_mlx import yielding
+    from asls_mlx.adaptation import validation
+    from asls_mlx.adaptation.batching import text_batch
+    from asls_mlx.adaptation.logprobs import next_token_logps
+
+    model, tok = fresh_model(tiny_model_dir)
+    train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2))
+    texts = [f"{t} is a subject people write about in many ways, with facts and stories." for t in TOPICS][:9]
+    paused = []
+    yielding.set_pause_hook(lambda: paused.append(1) or 0.0)
+    try:
+        ret = retention_perplexity(model, tok, texts)
+    finally:
+        yielding.set_pause_hook(None)
+    chunks = -(-len(texts) // validation.RETENTION_ROWS)
+    assert len(paused) == 2 * (chunks - 1)  # the base pass and the adapter's, each between its chunks
+    tokens, mask = text_batch(tok, texts, 128)
+    whole = math.exp(float((-(next_token_logps(model, tokens[:, :-1], tokens[:, 1:]) * mask).sum() / mask.sum()).item()))
+    assert ret["ppl"] == pytest.approx(whole, rel=1e-4) and ret["ratio"] != 1.0
