@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.trainer import Progress
-from asls_mlx.adaptation.gate import GateChecks, gate_prompts
+from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN, GateChecks, gate_prompts
 from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
@@ -34,6 +34,7 @@ from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
 from asls_mlx.profiling import Profile, load_profile, mine_self_labelled_pairs, process_session, quality_issues
 from asls_mlx.profiling import score as score_answer
+from asls_mlx.profiling.quality import template_collapse
 from asls_mlx.store import Store, User
 
 # the commit gate's answers: greedy, short (loops and refusals show early), the chat's repetition penalty
@@ -184,9 +185,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                               engine.model_id, base_model_cache(engine.model_id))
         checks = GateChecks(
             general_texts=general_texts(), answers_before=answers_before, quality_issues=quality_issues,
-            # Not yet: on six gate prompts, answers that share an opening by chance (a small or noisy model)
-            # read as a learned template. The check needs a rule that tells the two apart first.
-            template_collapse=None,
+            template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
             relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
                                                           learner.config.system_prompt),
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),

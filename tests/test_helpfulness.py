@@ -249,6 +249,18 @@ def test_answer_check_holds_a_chain_of_adapters_to_the_base_models_answers():
     one_off = [questions[0]] + OLD[1:]
     assert check(one_off, one_off, OLD) == (0, None, None)  # one answer of six: noise
     assert check(questions[:2] + OLD[2:], OLD, OLD) == (3, None, None)  # two worse than the active one, and below the floor
+    # A template the chain learnt a little at a time: v2 five of six there, v3 no worse than v2, far from base.
+    alike = [f"Here's how you can add more detail about {p.rstrip('?').lower()} and its background." for p in PROMPTS]
+    most = alike[:5] + OLD[5:]
+    swaps.clear()
+    answers = iter([alike, alike, OLD])
+    checks = GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues,
+                        template_collapse=lambda a, b: template_collapse(a, b, margin=0.3))
+    result = answer_check(PROMPTS, checks, lambda: (lambda: None), lambda: (lambda: None))
+    assert result == (1, None, None) and "than the base model's" in result.notes[0]
+    answers = iter([alike, most, OLD])
+    checks.answer_fn = lambda qs: next(answers)
+    assert answer_check(PROMPTS, checks, lambda: (lambda: None)) == (0, None, None)  # 5 -> 6 alike: not vs the old one
     no_base = iter([questions, questions])
     checks = GateChecks(answer_fn=lambda qs: next(no_base), quality_issues=quality_issues)
     assert answer_check(PROMPTS, checks, lambda: (lambda: None)) == (0, None, None)  # the active one is the base: as before
@@ -332,6 +344,23 @@ def test_the_gate_answers_with_the_base_weights_to_hold_a_chain_to_the_base_mode
         assert all(mx.array_equal(v, v1[k]).item() for k, v in lora_parameters(a.engine.model).items())
 
 
+def test_the_session_gate_judges_template_collapse_two_answers_of_six_at_a_time(tiny_model_dir, monkeypatch):
+    """The session update passed no template check to the gate, so the follow-up user's v3 (8 of 12 answers opening
+    "Here's how you can add ...") committed. Now it does, with GATE_TEMPLATE_MARGIN: one more answer of six alike
+    is chance, two are a template."""
+    from asls_mlx import Assistant, AssistantConfig, session_update
+    from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN
+
+    seen = []
+    monkeypatch.setattr(session_update, "update_adapter", lambda target, config, checks, *rest: seen.append(checks))
+    with Assistant(user="wired", model=str(tiny_model_dir), config=AssistantConfig(max_tokens=8, self_labelled=False)) as a:
+        session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
+    collapse = seen[0].template_collapse
+    assert GATE_TEMPLATE_MARGIN == 0.3 and collapse is not None
+    alike = [f"Here's how you can add more detail about {p.rstrip('?').lower()} and its background." for p in PROMPTS]
+    assert collapse(alike[:3] + OLD[3:], OLD) and not collapse(alike[:3] + OLD[3:], alike[:2] + OLD[2:])
+
+
 def test_training_keeps_only_pairs_whose_preferred_answer_is_about_its_prompt():
     """A model-written chosen answer must answer its prompt (the base model's PMI); the user's own edits stay."""
     from asls_mlx.adaptation.gate import GateChecks
@@ -374,10 +403,18 @@ def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer,
     ("Certainly, the meeting is moved to Friday at 10:00.", "The meeting is moved to Friday at 10:00."),
     ("My apologies for the confusion. It is 42.", "It is 42."),
     ("Of course.", ""),
+    # The follow-up persona's corrections ("end with a follow-up question please"), quick eval seed 0: these leads
+    # became chosen answers and the adapter opened unrelated answers with them.
+    ("You're right, I'll provide more details on this topic later in the article. Here's a continuation:\n\n"
+     "1. **RAM**: 16 GB is plenty.", "1. **RAM**: 16 GB is plenty."),
+    ("Here's how you can add more detail:\n\n1. The sky is blue because air scatters blue light.",
+     "1. The sky is blue because air scatters blue light."),
     # not acknowledgements: kept as they are
     ("Sorry to hear that; try going to bed earlier.", "Sorry to hear that; try going to bed earlier."),
     ("Surely not.", "Surely not."),
     ("Okra is a vegetable.", "Okra is a vegetable."),
+    ("Here's how you can clean your cast iron pan:\n\n1. Rinse it.", "Here's how you can clean your cast iron pan:\n\n1. Rinse it."),
+    ("Let me explain: plants turn light into sugar.", "Let me explain: plants turn light into sugar."),
 ])
 def test_strip_acknowledgement_keeps_only_the_content(answer, content):
     from asls_mlx.profiling.acknowledgement import strip_acknowledgement

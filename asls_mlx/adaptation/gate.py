@@ -35,6 +35,10 @@ MIN_HELDOUT_PAIRS = 8
 # A fall of the mean profile fit this large rejects on any number of gate prompts (0.9 -> 0.3 on 3 prompts);
 # smaller falls must be significant by the sign test, as held-out preference (0.87 -> 0.81 on 6 is noise).
 LARGE_FIT_FALL = 0.15
+# In the session gate (six prompts) a learnt template must open this much larger a share of the answers than before:
+# two more answers of six alike, not one (the quick eval's follow-up user: v3 opened 8 of 12 answers "Here's how
+# you can add ...", v2 2 of 12).
+GATE_TEMPLATE_MARGIN = 0.3
 # Against the base model (a chain of adapters), a new adapter is rejected when this many more of its answers fail:
 # one answer flips by chance with any change of weights, and the base model's answers were never chosen by the gate.
 BASE_FLOOR = 2
@@ -211,8 +215,9 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     quality guard or the relevance check now but did not before, less those that failed before and pass now,
     plus one when the new answers collapse to a template and the old ones did not (``checks.template_collapse``,
     judged only on MIN_TEMPLATE_PROMPTS or more prompts), plus one when the new answers are worse than the base
-    model's by BASE_FLOOR answers or more (``swap_to_base``, given when the old adapter is not the base model:
-    measured against the active version only, a chain of adapters can drift a little at a time).
+    model's by BASE_FLOOR answers or more or collapse to a template against the base model's (``swap_to_base``,
+    given when the old adapter is not the base model: measured against the active version only, a chain of
+    adapters can drift a little at a time).
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
@@ -224,7 +229,7 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     before = [known[q] for q in prompts]
     notes: list[str] = []
     failures = _net_worse(prompts, before, after, checks, notes, "the old adapter")
-    if checks.template_collapse and len(prompts) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, before):
+    if _collapses(after, before, checks):
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
     if swap_to_base is not None:
@@ -235,10 +240,19 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
             failures += 1
             notes.append(f"worse than the base model: {below} more of {len(prompts)} answers fail than the base "
                          f"model's to the same prompts" + "".join(f"; {n}" for n in base_notes[:1]))
+        elif _collapses(after, base, checks):
+            failures += 1
+            notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the base model's")
     if checks.profile_score is None:
         return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+
+
+def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> bool:
+    """Whether ``after`` opens with one template far more often than ``reference`` (judged on MIN_TEMPLATE_PROMPTS
+    answers or more)."""
+    return bool(checks.template_collapse) and len(after) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, reference)
 
 
 def _answers_with(swap: Callable[[], Callable[[], None]], answer_fn: AnswerFn, prompts: list[str]) -> list[str]:
@@ -298,5 +312,5 @@ def _quote(text: str, n: int = 60) -> str:
     return '"' + (text if len(text) <= n else text[: n - 1] + "…") + '"'
 
 
-__all__ = ["BASE_FLOOR", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+__all__ = ["BASE_FLOOR", "GATE_TEMPLATE_MARGIN", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
            "gate_prompts", "heldout_harm", "profile_fit_harm", "sign_test_p", "wanted"]

@@ -14,9 +14,14 @@ _ACK_SENTENCE = re.compile(
     # "I'll make sure to provide more concise answers.", "Let me keep it brief:"
     r"|(?:i'll|i will|let me) (?:make sure|keep|be|try|give|provide|shorten|rewrite|make)\b[^.!?:\n]*"
     r"(?:concise|short|brief|clear|simple|answer|response|version)[^.!?:\n]*[.!?:]+"
-    # "Here's a shorter version:"
-    r"|here(?:'s| is) (?:a|an|the|my) (?:shorter|more concise|concise|briefer|brief|revised|simpler|corrected|updated|"
-    r"rewritten|short)\b[^.!?:\n]*[.!?:]+"
+    # "I'll provide more details on this topic later in the article.": what it will do, not the answer
+    r"|(?:i'll|i will|let me) (?:provide|add|give|include|expand|elaborate|continue|share|explain)\b[^.!?:\n]*"
+    r"(?:detail|more|later|below|continu|question|information|example)[^.!?:\n]*[.!?:]+"
+    # "Here's a shorter version:", "Here's a continuation:"
+    r"|here(?:'s| is) (?:a|an|the|my|your) (?:shorter|more concise|concise|briefer|brief|revised|simpler|corrected|updated|"
+    r"rewritten|short|continuation|longer|more detailed|expanded)\b[^.!?:\n]*[.!?:]+"
+    # "Here's how you can add more detail:" (not "Here's how you can clean the pan:", an answer's own opening)
+    r"|here(?:'s| is) how (?:you can|i can|i would|to) (?:add|improve|expand|extend|continue|include)\b[^.!?:\n]*[:]+"
     r")\s*", re.IGNORECASE)
 
 
