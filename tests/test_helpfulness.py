@@ -402,6 +402,8 @@ def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer,
     ("You’re right! Here's a shorter version:\n\nAir scatters blue light.", "Air scatters blue light."),
     ("Certainly, the meeting is moved to Friday at 10:00.", "The meeting is moved to Friday at 10:00."),
     ("My apologies for the confusion. It is 42.", "It is 42."),
+    # the concise user's seed 2 (quick eval): every update rejected for an answer that opened so
+    ("I'm sorry for any confusion, I'll make sure to provide more concise answers. It is an opinion.", "It is an opinion."),
     ("Of course.", ""),
     # The follow-up persona's corrections ("end with a follow-up question please"), quick eval seed 0: these leads
     # became chosen answers and the adapter opened unrelated answers with them.

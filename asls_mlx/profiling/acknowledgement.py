@@ -9,7 +9,7 @@ _ACK_SENTENCE = re.compile(
     r"^\s*(?:"
     # an opener alone: "You're right,", "Sure!", "My apologies for the confusion."
     r"(?:(?:you're|you are) (?:right|correct|absolutely right)|sure|of course|certainly|absolutely|okay|ok|got it|"
-    r"understood|noted|my apologies|apologies|i apologi[sz]e|sorry)\b"
+    r"understood|noted|my apologies|apologies|i apologi[sz]e|(?:i'm|i am) (?:so |very )?sorry|sorry)\b"
     r"(?: for (?:the|any|my) (?:confusion|mistake|error|misunderstanding))?[.!,:]+"
     # "I'll make sure to provide more concise answers.", "Let me keep it brief:"
     r"|(?:i'll|i will|let me) (?:make sure|keep|be|try|give|provide|shorten|rewrite|make)\b[^.!?:\n]*"
