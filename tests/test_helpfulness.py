@@ -266,6 +266,20 @@ def test_answer_check_holds_a_chain_of_adapters_to_the_base_models_answers():
     assert answer_check(PROMPTS, checks, lambda: (lambda: None)) == (0, None, None)  # the active one is the base: as before
 
 
+def test_the_new_answers_pmi_is_computed_once_against_the_old_adapter_and_the_base_model():
+    judged = []
+
+    def relevance(qs, answers):
+        judged.extend(answers)
+        return [1.0] * len(answers)
+
+    new = [f"{p} new" for p in PROMPTS]
+    answers = iter([new, OLD, [f"{p} base" for p in PROMPTS]])
+    checks = GateChecks(answer_fn=lambda qs: next(answers), relevance=relevance)
+    assert answer_check(PROMPTS, checks, lambda: (lambda: None), lambda: (lambda: None)) == (0, None, None)
+    assert sorted(judged) == sorted(new + OLD + [f"{p} base" for p in PROMPTS])  # each answer read once
+
+
 def test_the_gate_reason_names_the_template_collapse():
     metrics = {"n": 2, "accuracy": 1.0, "margin": 0.5}
     decision = gate(metrics, metrics, 1.0, quality_failures=1, quality_notes=("template collapse: 6 answers",))

@@ -13,7 +13,7 @@ fit to the user's profile not worse than before.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from asls_mlx.adaptation.relevance import irrelevant
@@ -221,6 +221,8 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
+    # the new answers are judged against the old adapter's and again against the base model's: their PMI once
+    checks = replace(checks, relevance=_remembered(checks.relevance))
     after = checks.answer_fn(prompts)
     known = dict(checks.answers_before or {})
     missing = [q for q in prompts if q not in known]
@@ -247,6 +249,21 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+
+
+def _remembered(relevance: RelevanceFn | None) -> RelevanceFn | None:
+    """``relevance`` computing each (prompt, answer)'s PMI once (an answer's PMI does not depend on the others')."""
+    if relevance is None:
+        return None
+    known: dict[tuple[str, str], float] = {}
+
+    def pmi(prompts: list[str], answers: list[str]) -> list[float]:
+        todo = list(dict.fromkeys(pair for pair in zip(prompts, answers) if pair not in known))
+        if todo:
+            known.update(zip(todo, relevance([q for q, _ in todo], [a for _, a in todo])))
+        return [known[pair] for pair in zip(prompts, answers)]
+
+    return pmi
 
 
 def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> bool:
