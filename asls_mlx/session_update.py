@@ -15,6 +15,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,6 +26,7 @@ from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
+from asls_mlx.correctness import is_correct, load_gate_probes
 from asls_mlx.data_files import general_texts
 from asls_mlx.engine import ChatEngine, SamplingOptions
 from asls_mlx.engine.models import weights_dir
@@ -148,6 +150,11 @@ def recover(store: Store, user: User, repo: AdapterRepo) -> None:
             shutil.rmtree(repo.path(info.version), ignore_errors=True)
 
 
+def gate_probes() -> dict[str, Callable[[str], bool]]:
+    """The commit gate's probe questions (``asls_mlx.correctness.load_gate_probes``), each with its checker."""
+    return {item.question: partial(is_correct, item) for item in load_gate_probes()}
+
+
 def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, dict[str, str] | None]:
     """Self-supervised pairs: sample answers to the sessions' prompts and let the profile rank them.
 
@@ -158,6 +165,8 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
     if not (c.adapt and c.self_labelled):
         return 0, None
     gate = gate_prompts(learner.store, learner.user.id, c.learning_config())
+    if learner.store.active_adapter(learner.user.id) is None:  # the old weights are the base model's: the probes too
+        gate += [q for q in gate_probes() if q not in gate]
     profile = learner.profile
     system = c.system_text(profile)
     sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
@@ -190,6 +199,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                                                           learner.config.system_prompt),
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
+            probes=gate_probes(),
         )
         return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
                               progress, should_stop, pause)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "asls_mlx"
 # Lower layers never import higher ones. Same-layer imports are allowed if they form no cycle.
 LAYERS = {
     0: ["asls_mlx.errors", "asls_mlx.paths", "asls_mlx.locks", "asls_mlx.blas", "asls_mlx.openblas_wheel",
-        "asls_mlx.data_files", "asls_mlx.yielding"],
+        "asls_mlx.data_files", "asls_mlx.yielding", "asls_mlx.correctness"],
     1: ["asls_mlx.store", "asls_mlx.engine"],
     2: ["asls_mlx.profiling", "asls_mlx.adaptation"],
     3: ["asls_mlx.config", "asls_mlx.session_update", "asls_mlx.user_data", "asls_mlx.background", "asls_mlx.assistant",

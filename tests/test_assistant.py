@@ -143,7 +143,7 @@ def _allclose(x, y, exact=False):
 def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
     """Samples for every prompt and the commit gate's greedy answers come from one batched decode."""
     from asls_mlx.adaptation.gate import gate_prompts
-    from asls_mlx.session_update import Learner, mine_self_labelled
+    from asls_mlx.session_update import Learner, gate_probes, mine_self_labelled
 
     config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
     with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
@@ -169,7 +169,8 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
             return out
 
         a.engine.complete_requests = fake_requests
-        gate = gate_prompts(a.store, a.user.id, a.config.learning_config())
+        # no adapter is active yet: the old weights are the base model's, which answer the gate's probes too
+        gate = gate_prompts(a.store, a.user.id, a.config.learning_config()) + list(gate_probes())
         added, answers = mine_self_labelled(Learner(a.store, a.user, a.engine, a.config), [sid])
         n_prompts = min(len(EDITS), config.self_labelled_prompts)
         assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers

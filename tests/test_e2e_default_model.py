@@ -52,3 +52,16 @@ def test_corrupt_gguf_is_a_clear_error(tmp_path):
 
 
 # `asls chat` in a pseudo-terminal (ask, /regen, /good, /profile, /train, /quit): tests/test_cli.py.
+
+
+def test_the_base_model_answers_the_commit_gates_probe_questions_right(default_model):
+    """The gate rejects an adapter that gets probe questions wrong which the base model gets right: that means
+    something only if the base model does get them right, with and without a style in the system prompt."""
+    from asls_mlx.correctness import is_correct, load_gate_probes
+    from asls_mlx.engine.sampling import greedy_answers
+    from asls_mlx.session_update import GATE_OPTIONS
+
+    engine, probes = ChatEngine(*default_model), load_gate_probes()
+    for system in ("You are a helpful assistant.", "You are a helpful assistant.\nAnswer briefly, in about 12 words."):
+        answers = greedy_answers(engine, [p.question for p in probes], system, options=GATE_OPTIONS)
+        assert [is_correct(p, a) for p, a in zip(probes, answers)] == [True] * len(probes), answers

@@ -280,6 +280,73 @@ def test_the_new_answers_pmi_is_computed_once_against_the_old_adapter_and_the_ba
     assert sorted(judged) == sorted(new + OLD + [f"{p} base" for p in PROMPTS])  # each answer read once
 
 
+PROBES = {"What is the capital of Germany?": lambda a: "Berlin" in a, "Who painted the Mona Lisa?": lambda a: "Leonardo" in a,
+          "What organ pumps blood around the body?": lambda a: "heart" in a}
+RIGHT = {"What is the capital of Germany?": "The capital of Germany is Berlin.",
+         "Who painted the Mona Lisa?": "Leonardo da Vinci painted it.", "What organ pumps blood around the body?": "The heart pumps blood through the body."}
+
+
+def _probed(new: dict, old: dict, base: dict | None = None):
+    """answer_check on PROMPTS with PROBES, answering from ``new`` / ``old`` / ``base`` by which weights are in;
+    returns (result, the batches answered as (weights, prompts))."""
+    weights, batches = ["new"], []
+
+    def answer_fn(qs):
+        batches.append((weights[-1], list(qs)))
+        table = {"new": new, "old": old, "base": base}[weights[-1]]
+        return [table.get(q, OLD[PROMPTS.index(q)] if q in PROMPTS else RIGHT[q]) for q in qs]
+
+    def swap(to):
+        return lambda: weights.append(to) or (lambda: weights.pop())
+
+    checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=PROBES,
+                        template_collapse=lambda a, b: template_collapse(a, b, margin=0.3))
+    return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base")), batches
+
+
+def test_the_gate_asks_probe_questions_so_forgetting_shows_whatever_the_session_asked():
+    """The follow-up user's seed-2 adapter answered its session's prompts well and the correctness questions with
+    "Would you like ..." (kept 30% of the base model's correctness). Fixed probe questions, answered by the new
+    adapter and the base model in the batches the gate decodes anyway, catch it: two answers the base model got right
+    and the adapter gets wrong reject; one is noise."""
+    from asls_mlx.adaptation.gate import PROBE_FLOOR
+
+    asks = {q: f"Would you like to know more about {q.split()[-1].rstrip('?').lower()} today?" for q in PROBES}
+    result, batches = _probed(asks, {})  # no active adapter: the old weights are the base model's
+    assert result == (1, None, None) and PROBE_FLOOR == 2
+    assert result.notes[0].startswith("forgets what the base model knew: 3 more of 3 probe questions answered wrong")
+    assert '"What is the capital of Germany?" -> "Would you like' in result.notes[0]
+    assert batches == [("new", PROMPTS + list(PROBES)), ("old", PROMPTS + list(PROBES))]  # one batch each
+    one = dict(list(asks.items())[:1])
+    assert _probed(one, {})[0] == (0, None, None)  # one probe of three wrong: noise
+    wrong_answer = {"What is the capital of Germany?": "The capital of Germany is Paris.",
+                    "Who painted the Mona Lisa?": "Michelangelo painted it."}
+    assert _probed(wrong_answer, {})[0] == (1, None, None)  # plainly wrong counts as wrong, not only templates
+    # With an adapter active the probes are held to the base model, not to the active adapter.
+    result, batches = _probed(asks, asks, base={})
+    assert result == (1, None, None) and "probe questions" in result.notes[0]
+    assert batches == [("new", PROMPTS + list(PROBES)), ("old", PROMPTS), ("base", PROMPTS + list(PROBES))]
+    assert _probed(asks, {}, base=asks)[0] == (0, None, None)  # the base model answers so too: nothing forgotten
+    # A prompt the user asked that is also a probe is answered once and judged as the user's prompt.
+    result, batches = _probed({}, {})
+    assert result == (0, None, None) and all(len(set(qs)) == len(qs) for _, qs in batches)
+
+
+def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_checker(tiny_model_dir, monkeypatch):
+    from asls_mlx import Assistant, AssistantConfig, session_update
+    from asls_mlx.correctness import load_gate_probes, load_correctness_set
+
+    seen = []
+    monkeypatch.setattr(session_update, "update_adapter", lambda target, config, checks, *rest: seen.append(checks))
+    with Assistant(user="probed", model=str(tiny_model_dir), config=AssistantConfig(max_tokens=8, self_labelled=False)) as a:
+        session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
+    probes = seen[0].probes
+    assert list(probes) == [p.question for p in load_gate_probes()] and len(probes) >= 6
+    assert not set(probes) & {it.question for it in load_correctness_set()}  # the eval never scores what the gate picks on
+    russia = "What is the capital of Russia?"
+    assert probes[russia]("Moscow.") and not probes[russia]("Paris.") and not probes[russia]("Moscow or Kyiv.")
+
+
 def test_the_gate_reason_names_the_template_collapse():
     metrics = {"n": 2, "accuracy": 1.0, "margin": 0.5}
     decision = gate(metrics, metrics, 1.0, quality_failures=1, quality_notes=("template collapse: 6 answers",))

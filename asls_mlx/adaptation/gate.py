@@ -7,7 +7,8 @@ the base model's), held-out preference (not significantly worse than before: a h
 noise, not evidence, so a sign test decides), and then — generating — the answers the
 old and the new adapter give to the user's own prompts: no new quality failures (loops, refusals, empty,
 off-topic, hollow, evasive, talk about the user's profile), no collapse of the answers to one template, and a
-fit to the user's profile not worse than before.
+fit to the user's profile not worse than before; and a few fixed probe questions, answered right by the base model,
+not answered worse by the new adapter (what a session asked says little about what an adapter forgot).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ GATE_TEMPLATE_MARGIN = 0.3
 # Against the base model (a chain of adapters), a new adapter is rejected when this many more of its answers fail:
 # one answer flips by chance with any change of weights, and the base model's answers were never chosen by the gate.
 BASE_FLOOR = 2
+# On the fixed probe questions, a new adapter is rejected when this many more of its answers are wrong than the base
+# model's: the quick eval's follow-up user ended with an adapter that opened 8 of 12 answers "Would you like ..." and
+# kept 30% of the base model's correctness, while its answers to the session's own few prompts still passed.
+PROBE_FLOOR = 2
 
 
 @dataclass
@@ -54,6 +59,8 @@ class GateChecks:
     the old one's (each answer alone may pass the quality guard; together they show a learnt template).
     ``relevance``: the base model's PMI of each answer with its prompt (``adaptation.relevance.answer_pmi``):
     whether an answer is about its prompt, whatever its length or form.
+    ``probes``: fixed questions beyond the user's (question -> whether an answer to it is right), answered by the
+    new adapter and the base model: what the user asked in a session says little about what an adapter forgot.
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -63,6 +70,7 @@ class GateChecks:
     answers_before: dict[str, str] | None = None
     template_collapse: CollapseFn | None = None
     relevance: RelevanceFn | None = None
+    probes: dict[str, Callable[[str], bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -217,15 +225,19 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     judged only on MIN_TEMPLATE_PROMPTS or more prompts), plus one when the new answers are worse than the base
     model's by BASE_FLOOR answers or more or collapse to a template against the base model's (``swap_to_base``,
     given when the old adapter is not the base model: measured against the active version only, a chain of
-    adapters can drift a little at a time).
+    adapters can drift a little at a time), plus one when the new adapter answers the probe questions
+    (``checks.probes``) worse than the base model (``_probe_failures``). The probes ride in the same batches.
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
     # the new answers are judged against the old adapter's and again against the base model's: their PMI once
     checks = replace(checks, relevance=_remembered(checks.relevance))
-    after = checks.answer_fn(prompts)
+    probes = [q for q in checks.probes if q not in prompts]
+    new = dict(zip(prompts + probes, checks.answer_fn(prompts + probes)))
+    after = [new[q] for q in prompts]
     known = dict(checks.answers_before or {})
-    missing = [q for q in prompts if q not in known]
+    # without an active adapter the old one is the base model: it answers the probes too
+    missing = [q for q in prompts + (probes if swap_to_base is None else []) if q not in known]
     if missing:
         known.update(zip(missing, _answers_with(swap_to_old, checks.answer_fn, missing)))
     before = [known[q] for q in prompts]
@@ -235,20 +247,52 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
     if swap_to_base is not None:
-        base_notes: list[str] = []
-        base = _answers_with(swap_to_base, checks.answer_fn, prompts)
-        below = _net_worse(prompts, base, after, checks, base_notes, "the base model")
-        if below >= BASE_FLOOR:
-            failures += 1
-            notes.append(f"worse than the base model: {below} more of {len(prompts)} answers fail than the base "
-                         f"model's to the same prompts" + "".join(f"; {n}" for n in base_notes[:1]))
-        elif _collapses(after, base, checks):
-            failures += 1
-            notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the base model's")
+        known = dict(zip(prompts + probes, _answers_with(swap_to_base, checks.answer_fn, prompts + probes)))
+        failures += _below_base(prompts, [known[q] for q in prompts], after, checks, notes)
+    failures += _probe_failures(probes, [known[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
         return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+
+
+def _below_base(prompts: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:
+    """1 when the new answers fail BASE_FLOOR or more answers more than the base model's, or collapse to a
+    template against them; else 0."""
+    base_notes: list[str] = []
+    below = _net_worse(prompts, base, after, checks, base_notes, "the base model")
+    if below >= BASE_FLOOR:
+        notes.append(f"worse than the base model: {below} more of {len(prompts)} answers fail than the base "
+                     f"model's to the same prompts" + "".join(f"; {n}" for n in base_notes[:1]))
+        return 1
+    if _collapses(after, base, checks):
+        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the base model's")
+        return 1
+    return 0
+
+
+def _probe_failures(probes: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:
+    """1 when the new adapter gets PROBE_FLOOR or more probe questions wrong that the base model gets right (net of
+    the reverse; an answer with a quality issue counts as wrong), or its probe answers collapse to a template
+    against the base model's; else 0."""
+    if not probes:
+        return 0
+    issues = checks.quality_issues or (lambda q, a: [])
+
+    def wrong(q: str, a: str) -> bool:
+        return not checks.probes[q](a) or bool(issues(q, a))
+
+    lost = [(q, a) for q, b, a in zip(probes, base, after) if wrong(q, a) and not wrong(q, b)]
+    gained = sum(wrong(q, b) and not wrong(q, a) for q, b, a in zip(probes, base, after))
+    if len(lost) - gained >= PROBE_FLOOR:
+        notes.append(f"forgets what the base model knew: {len(lost) - gained} more of {len(probes)} probe questions "
+                     f"answered wrong than by the base model; {_quote(lost[0][0])} -> {_quote(lost[0][1])}")
+        return 1
+    if _collapses(after, base, checks):
+        notes.append(f"template collapse: the new adapter's answers to the {len(probes)} probe questions open alike "
+                     f"far more often than the base model's")
+        return 1
+    return 0
 
 
 def _remembered(relevance: RelevanceFn | None) -> RelevanceFn | None:
@@ -329,5 +373,5 @@ def _quote(text: str, n: int = 60) -> str:
     return '"' + (text if len(text) <= n else text[: n - 1] + "…") + '"'
 
 
-__all__ = ["BASE_FLOOR", "GATE_TEMPLATE_MARGIN", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+__all__ = ["BASE_FLOOR", "GATE_TEMPLATE_MARGIN", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "PROBE_FLOOR", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
            "gate_prompts", "heldout_harm", "profile_fit_harm", "sign_test_p", "wanted"]
