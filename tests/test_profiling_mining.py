@@ -3,6 +3,8 @@
 import math
 import random
 
+import pytest
+
 from asls_mlx.profiling import Feature, Profile, mine_pairs, process_session, split_of
 from asls_mlx.profiling.signals import infer_session_signals
 from asls_mlx.store import open_store
@@ -269,3 +271,39 @@ def test_a_corrected_answer_is_chosen_without_its_acknowledgement():
     infer_session_signals(s, sid)
     chosen = {p.prompt: p.chosen for p in mine_pairs(s, "ack", sid) if p.source == "correction"}
     assert chosen == {Q1: ROME2}
+
+
+ROME_FACTS = "Rome is the capital of Italy. It has been a major city for over two thousand years and is home to the Vatican."
+ADDITIONS = [  # (follow-up, first answer, second answer, chosen: the first answer with the addition; None: no pair)
+    ("end with a follow-up question please", ROME_FACTS,
+     "You're ready to continue your conversation. What would you like to know next?",
+     ROME_FACTS + "\n\nWhat would you like to know next?"),
+    ("end with a follow-up question please", "Rome is the capital of Italy. It has been a capital for a long",
+     "Rome. Would you like to know more about Rome?",
+     "Rome is the capital of Italy.\n\nWould you like to know more about Rome?"),  # the cut-off sentence goes
+    ("end with a follow-up question please", ROME_FACTS, "Rome is the capital. It is old.", None),  # no question asked
+    ("end with a follow-up question please", "Rome is the capital.\n\nWant to know more?", "Rome. Anything else?", None),
+    ("start with 'In short:' please", ROME_FACTS, "In short: Rome is the capital of Italy.\n\nIt is an old city.",
+     "In short: Rome is the capital of Italy.\n\n" + ROME_FACTS),
+    ("start with 'In short:' please", ROME_FACTS, "Rome is the capital of Italy.", None),
+    ("use British spelling please", "The color of Rome.", "The colour of Rome.", "The colour of Rome."),  # a rewrite
+]
+
+
+@pytest.mark.parametrize("followup, first, second, expected", ADDITIONS)
+def test_a_correction_that_asks_to_add_something_prefers_the_first_answer_with_that_addition(followup, first, second,
+                                                                                              expected):
+    """Asked to "end with a follow-up question", a small model mostly stops answering ("You're ready to continue
+    your conversation. What would you like to know next?"); chosen as is, that taught adapters to answer with a
+    question only (quick eval, follow-up user). The first answer plus the question differs from it only in what the
+    user asked for, as the user's own edit would."""
+    s = open_store()
+    u = s.get_or_create_user("adds")
+    sid = s.start_session(u.id)
+    qid = s.add_message(sid, "user", Q1)
+    a = s.add_message(sid, "assistant", first, parent_id=qid)
+    c = s.add_message(sid, "user", followup, parent_id=a)
+    s.add_message(sid, "assistant", second, parent_id=c)
+    infer_session_signals(s, sid)
+    pairs = [p for p in mine_pairs(s, "adds", sid) if p.source == "correction"]
+    assert [(p.chosen, p.rejected) for p in pairs] == ([] if expected is None else [(expected, first)])

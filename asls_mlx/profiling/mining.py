@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from asls_mlx.profiling.profile import Profile
 from asls_mlx.profiling.acknowledgement import strip_acknowledgement
+from asls_mlx.profiling.additions import compose_correction
 from asls_mlx.profiling.quality import is_acceptable, quality_issues
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
@@ -112,8 +113,8 @@ def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] 
             if after:
                 w = WEIGHTS["rephrase"] if payload.get("kind") == "rephrase" else WEIGHTS["correction"]
                 # "You're right, I'll keep it short." answers the follow-up, not the first prompt
-                pair("correction", q, strip_acknowledgement(after[0].content), a.content, w,
-                     (q.id, a.id, follow.id, after[0].id))
+                if (chosen := compose_correction(follow.content, a.content, strip_acknowledgement(after[0].content))):
+                    pair("correction", q, chosen, a.content, w, (q.id, a.id, follow.id, after[0].id))
     # A follow-up like "shorter please" is not a prompt of its own: drop pairs whose prompt it is.
     return [p for src in SOURCE_ORDER for p in by_source[src]
             if not set(p.message_ids[:1]) & followups]
