@@ -226,16 +226,15 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     if checks.answer_fn and passes_so_far:
         pause()
 
-        def swap_to_old():
-            new_weights = lora_parameters(model)
-            set_lora_weights(model, prep.old_weights)
-            return lambda: set_lora_weights(model, new_weights)
+        def swap_to(put_in: Callable[[], None]) -> Callable[[], Callable[[], None]]:
+            def swap():
+                new_weights = lora_parameters(model)
+                put_in()
+                return lambda: set_lora_weights(model, new_weights)
+            return swap
 
-        def swap_to_base():
-            new_weights = lora_parameters(model)
-            reset_lora(model)  # B = 0: the base model's outputs
-            return lambda: set_lora_weights(model, new_weights)
-
+        swap_to_old = swap_to(lambda: set_lora_weights(model, prep.old_weights))
+        swap_to_base = swap_to(lambda: reset_lora(model))  # B = 0: the base model's outputs
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
         check = answer_check(prompts, checks, swap_to_old, None if prep.previous is None else swap_to_base)
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits

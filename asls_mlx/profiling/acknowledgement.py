@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_APOS = str.maketrans({"’": "'", "‘": "'"})
+from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES
+
 _ACK_SENTENCE = re.compile(
     r"^\s*(?:"
     # an opener alone: "You're right,", "Sure!", "My apologies for the confusion."
@@ -30,7 +31,7 @@ def strip_acknowledgement(answer: str, max_sentences: int = 3) -> str:
     more concise answers. Here's a shorter version:"): said after "shorter please" they belong to that turn; as
     the preferred answer to the first prompt they taught the adapter to open every answer so (quick eval,
     concise user: two updates rejected for answers that were only that acknowledgement)."""
-    text = answer.translate(_APOS)
+    text = answer.translate(STRAIGHT_APOSTROPHES)
     stripped = False
     for _ in range(max_sentences):
         m = _ACK_SENTENCE.match(text)

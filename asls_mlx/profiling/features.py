@@ -47,6 +47,10 @@ def word_count(text: str) -> int:
     return len(WORD.findall(text or ""))
 
 
+# Curly apostrophes as straight ones: "you’re" and "you're" must match the same patterns.
+STRAIGHT_APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
+
+
 def sentences(text: str) -> list[str]:
     """Split prose into sentences (keeps the end punctuation); good enough for rewriting."""
     parts = re.split(r"(?<=[.!?])\s+|\n+", (text or "").strip())

@@ -47,7 +47,7 @@ from collections import Counter
 from functools import lru_cache
 from itertools import product
 
-from asls_mlx.profiling.features import sentences, words
+from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.profile import Feature, Profile
 
 MIN_WORDS = 3  # "Yes." does not address a prompt; "Paris is the capital." does
@@ -63,7 +63,6 @@ _HASHTAG = re.compile(r"(?:^|\s)#[A-Za-z]\w+")
 _SIGN_OFF = re.compile(r"^\W*(?:best|kind|warm|warmest)? ?(?:regards|wishes|sincerely|cheers|yours truly)\b,?\s*$",
                        re.IGNORECASE | re.MULTILINE)
 _LETTER_ASKED = re.compile(r"\b(?:e-?mail|letter|note|message|memo|reply|invitation|card|sign[- ]?off)\b", re.IGNORECASE)
-_APOS = str.maketrans({"’": "'", "‘": "'"})
 
 REFUSALS = [re.compile(p, re.IGNORECASE) for p in (
     r"\b(?:i'm|i am) (?:so |very |really )?(?:sorry|afraid),? (?:but )?(?:i|i'm|i am) "
@@ -196,7 +195,7 @@ def _short_answer_fits(prompt: str, tokens: list[str]) -> bool:
 
 def strip_template(answer: str) -> tuple[str, bool]:
     """``answer`` without its content-free openers, and whether there were any."""
-    rest, stripped = answer.translate(_APOS), False
+    rest, stripped = answer.translate(STRAIGHT_APOSTROPHES), False
     for _ in range(4):  # "Sure! Here is the answer: The answer is: ..." peels off in turns
         for opener in TEMPLATE_OPENERS:
             m = opener.match(rest)
@@ -222,9 +221,9 @@ def is_hollow(prompt: str, answer: str) -> bool:
 def is_evasive(answer: str) -> bool:
     """Opens with a dodge (DODGE_OPENER), or has a non-answer clause and fewer than HOLLOW_MIN_CONTENT content
     words outside such clauses ("There is no single answer; common triggers are stress, ..." answers)."""
-    if DODGE_OPENER.search(answer.translate(_APOS)):
+    if DODGE_OPENER.search(answer.translate(STRAIGHT_APOSTROPHES)):
         return True
-    clauses = [c for c in re.split(r"[.;:!?\n]+|,\s*(?:but|however)\b", answer.translate(_APOS)) if c.strip()]
+    clauses = [c for c in re.split(r"[.;:!?\n]+|,\s*(?:but|however)\b", answer.translate(STRAIGHT_APOSTROPHES)) if c.strip()]
     evasive = [any(e.search(c) for e in EVASIONS) for c in clauses]
     if not any(evasive):
         return False
@@ -267,7 +266,7 @@ def _phrase_patterns() -> tuple:
 def echoed_phrases(answer: str) -> tuple[int, int, int]:
     """(how many distinct rendered-profile sentences of three or more words ``answer`` contains — "No
     headings." is ordinary prose —, the most words one of them covers, the answer's words)."""
-    tokens = _echo_tokens(answer.translate(_APOS))
+    tokens = _echo_tokens(answer.translate(STRAIGHT_APOSTROPHES))
     joined = " ".join(tokens)
     hits = [n for pattern, n in _phrase_patterns() if pattern.search(joined)]
     return sum(n >= 3 for n in hits), max(hits, default=0), len(tokens)
@@ -294,7 +293,7 @@ def is_boilerplate(prompt: str, answer: str) -> bool:
 def leaks_profile(answer: str) -> bool:
     """Talks about the user or their profile, or echoes rendered-profile sentences: ECHO_MIN_PHRASES of them,
     or one that makes up most of the answer ("Use bullet points." as the answer to a recipe question)."""
-    text = answer.translate(_APOS)
+    text = answer.translate(STRAIGHT_APOSTROPHES)
     if any(p.search(text) for p in META_TALK):
         return True
     n_hits, longest, n_tokens = echoed_phrases(text)
@@ -307,7 +306,7 @@ SUMMARY_LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|in short|summary|bottom l
 
 def opening(answer: str, n_words: int = TEMPLATE_WORDS) -> tuple:
     """The first ``n_words`` words of ``answer`` after a summary label, lower-cased, without punctuation or markup."""
-    return tuple(words(SUMMARY_LABEL.sub("", (answer or "").translate(_APOS), count=1))[:n_words])
+    return tuple(words(SUMMARY_LABEL.sub("", (answer or "").translate(STRAIGHT_APOSTROPHES), count=1))[:n_words])
 
 
 def template_share(answers: list[str], n_words: int = TEMPLATE_WORDS) -> float:
@@ -343,7 +342,7 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
     if not isinstance(answer, str) or not answer.strip():
         return ["empty"]
     issues: list[str] = []
-    text = answer.translate(_APOS)
+    text = answer.translate(STRAIGHT_APOSTROPHES)
     if _is_garbage(text):
         issues.append("garbage")
     tokens = words(text)
