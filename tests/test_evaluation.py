@@ -216,7 +216,7 @@ class FakeAssistant:
 
         training = UpdateReport(True, "held-out preference improved", version=self.sessions, steps=4,
                                 before={"accuracy": 0.5, "n": 2}, after={"accuracy": 1.0, "n": 2},
-                                retention_ratio=1.02, profile_fit=(0.5, 0.75))
+                                retention_ratio=1.02, profile_fit=(0.5, 0.75), timings={"steps": 1.5})
         return SessionSummary(None, Profile(), pairs_mined=3, training=training if self.kwargs["adapt"] else None)
 
     def answer(self, prompt, record=False):
@@ -320,7 +320,7 @@ def test_runner_on_fake_assistant_writes_table_and_json(tmp_path):
     train = result.run("concise", "asls")["sessions"][1]["training"]
     assert train == {"pairs_mined": 3, "committed": True, "version": 1, "reason": "held-out preference improved",
                      "steps": 4, "before": {"accuracy": 0.5, "n": 2}, "after": {"accuracy": 1.0, "n": 2},
-                     "retention_ratio": 1.02, "profile_fit": [0.5, 0.75]}
+                     "retention_ratio": 1.02, "profile_fit": [0.5, 0.75], "timings": {"steps": 1.5}}
     assert result.run("concise", "profile_prompt")["sessions"][1]["training"] is None  # no adapter to train
     # outputs
     data = json.loads((tmp_path / "out" / "results.json").read_text())

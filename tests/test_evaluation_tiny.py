@@ -28,6 +28,8 @@ def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
     training = asls["sessions"][1]["training"]  # the real update report: its decision and why
     assert training["committed"] in (True, False) and isinstance(training["reason"], str)
     assert isinstance(training["steps"], int) and "before" in training and "profile_fit" in training
+    assert isinstance(training["timings"], dict), training  # where an update's time went (empty: nothing to train)
+    assert not training["steps"] or (training["timings"]["steps"] > 0 and "prepare" in training["timings"])
     # correctness kept: the real Assistant's answer_many on 5 fixed questions, per arm
     base = result.run("concise", "base")
     for run in (base, asls):

@@ -175,7 +175,7 @@ def _training_record(summary) -> dict | None:
         return None
     report = summary.training
     record = {"pairs_mined": to_jsonable(summary.pairs_mined)}
-    for key in ("committed", "version", "reason", "steps", "before", "after", "retention_ratio", "profile_fit"):
+    for key in ("committed", "version", "reason", "steps", "before", "after", "retention_ratio", "profile_fit", "timings"):
         record[key] = None if report is None else to_jsonable(getattr(report, key))
     return record
 
