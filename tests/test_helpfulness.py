@@ -345,6 +345,9 @@ def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_
     assert not set(probes) & {it.question for it in load_correctness_set()}  # the eval never scores what the gate picks on
     russia = "What is the capital of Russia?"
     assert probes[russia]("Moscow.") and not probes[russia]("Paris.") and not probes[russia]("Moscow or Kyiv.")
+    # A concise user's adapter answers in a word or two: right, and no quality issue (not "too short").
+    short = ["Moscow.", "Portuguese.", "Jane Austen.", "The heart.", "The yen.", "Four."]
+    assert [probes[q](a) and not quality_issues(q, a) for q, a in zip(probes, short)] == [True] * 6
 
 
 def test_the_gate_reason_names_the_template_collapse():
