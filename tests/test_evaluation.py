@@ -575,3 +575,16 @@ def test_results_of_other_seeds_combine_into_one_with_pooled_intervals(tmp_path)
     run_eval(seeds=[3], out_dir=tmp_path / "c", **dict(common, heldout=2))
     with pytest.raises(ASLSError, match="different settings: heldout"):
         EvalResult.combine([a, EvalResult.load(tmp_path / "c")])
+
+
+def test_the_commit_rate_counts_the_updates_that_trained():
+    """A session that left nothing to train on ("no training step ran (no_data)": only unpaired thumbs for a
+    pair loss) is no decision of the gate; counted as a rejection it made the follow-up user's rate look worse."""
+    from asls_mlx.evaluation.results import commit_rate, update_decisions
+
+    def session(committed, steps):
+        return {"training": {"committed": committed, "steps": steps}}
+
+    run = {"sessions": [{"training": None}, session(True, 3), session(False, 3), session(False, 0), session(True, 2)]}
+    assert update_decisions(run) == [True, False, True] and commit_rate(run) == pytest.approx(2 / 3)
+    assert commit_rate({"sessions": [{"training": None}, session(False, 0)]}) is None

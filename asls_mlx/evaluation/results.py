@@ -89,6 +89,7 @@ class EvalResult:
                 "words": (r["sessions"][0]["heldout"]["words"], r["sessions"][-1]["heldout"]["words"]),
                 "retention": r["retention"]["ratio"], "recover": r.get("recover"),
                 "irrelevant_rate": last.get("irrelevant_rate"), "commit_rate": commit_rate(r),
+                "decisions": update_decisions(r),
                 "profile_precision": (r.get("profile") or {}).get("precision"),
                 "profile_recall": (r.get("profile") or {}).get("recall"),
             } | self.helpfulness(r))
@@ -101,6 +102,7 @@ class EvalResult:
         out = []
         for arm in dict.fromkeys(r["arm"] for r in rows):
             rs = [r for r in rows if r["arm"] == arm]
+            decided = [d for r in rs for d in r["decisions"]]
             out.append({
                 "arm": arm, "final": mean(r["final"] for r in rs),
                 "delta_vs_base": mean(r["delta_vs_base"] for r in rs),
@@ -109,7 +111,8 @@ class EvalResult:
                 "edit_cost_last": mean(r["edit_cost_heldout"][1] for r in rs),
                 "retention": mean(r["retention"] for r in rs),
                 "irrelevant_rate": mean(r["irrelevant_rate"] for r in rs),
-                "commit_rate": mean(r["commit_rate"] for r in rs),
+                "commit_rate": sum(decided) / len(decided) if decided else float("nan"),  # pooled over the runs
+                "updates_decided": len(decided),
                 "profile_precision": mean(r["profile_precision"] for r in rs),
                 "profile_recall": mean(r["profile_recall"] for r in rs),
             } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS} | self.intervals(arm))
@@ -241,10 +244,16 @@ def persona_group(name: str) -> str:
     return "open" if all(r.profile is None for r in rules) else "style"
 
 
+def update_decisions(run: dict) -> list[bool]:
+    """The commit gate's decisions in a run, one per session update that trained: a session that left nothing to
+    train on (no new pairs, or none the loss can use) is no decision, committed or rejected."""
+    return [bool(s["training"]["committed"]) for s in run["sessions"] if s.get("training") and s["training"].get("steps")]
+
+
 def commit_rate(run: dict) -> float | None:
-    """Share of the run's session updates that committed an adapter (None: the arm does not train)."""
-    decisions = [s["training"]["committed"] for s in run["sessions"] if s.get("training")]
-    return sum(bool(d) for d in decisions) / len(decisions) if decisions else None
+    """Share of the run's trained session updates that the gate committed (None: nothing trained, or no training arm)."""
+    decisions = update_decisions(run)
+    return sum(decisions) / len(decisions) if decisions else None
 
 
 def _ci(ci) -> str:
@@ -261,7 +270,8 @@ def _interval_line(summary: dict) -> str:
         parts.append(f"Δ vs profile_prompt {_ci(summary['delta_vs_profile_prompt'])}")
     rate = summary.get("commit_rate")
     if rate is not None and rate == rate:
-        parts.append(f"updates committed {rate:.0%}")
+        decided = summary.get("updates_decided")
+        parts.append(f"updates committed {rate:.0%}" + (f" (of {decided} that trained)" if decided else ""))
     precision, recall = summary.get("profile_precision"), summary.get("profile_recall")
     if precision is not None and precision == precision:
         parts.append(f"profile precision {precision:.2f}, recall {recall:.2f}")
