@@ -197,10 +197,12 @@ def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
     from asls_mlx.adaptation.gate import RELEVANCE_MARGIN
     from asls_mlx.adaptation.relevance import PMI_THRESHOLD
 
-    prompts = ["What is rain?", "Why is the sky blue?", "What is DNA?"]
-    old = ["Water falling from clouds.", "Sunlight scatters in air.", "A molecule of genes."]
-    new = ["Water falling from clouds.", "Here is a poem about leaves.", "Genetic code, a molecule."]
-    pmi = {old[1]: 0.9, new[1]: -0.2, old[2]: PMI_THRESHOLD + RELEVANCE_MARGIN / 2, new[2]: PMI_THRESHOLD - 0.01}
+    prompts = ["What is rain?", "Why is the sky blue?", "What is DNA?", "How do I boil an egg?"]
+    old = ["Water falling from clouds.", "Sunlight scatters in air.", "A molecule of genes.", "Boil water, add the egg."]
+    new = ["Water falling from clouds.", "Here is a poem about leaves.", "Genetic code, a molecule.",
+           "1. First, you need to bring the water to a rolling boil"]
+    pmi = {old[1]: 0.9, new[1]: -0.2, old[2]: PMI_THRESHOLD + RELEVANCE_MARGIN / 2, new[2]: PMI_THRESHOLD - 0.01,
+           old[3]: 0.73, new[3]: 0.49}  # the quick eval's concise user: inside the band, no verdict either way
     judged = []
 
     def relevance(qs, answers):
@@ -216,14 +218,14 @@ def test_answer_check_counts_answers_that_stopped_being_about_their_prompt():
     assert old[0] not in judged  # unchanged: not judged at all
     looping = ["rain rain rain rain rain rain rain rain rain rain rain rain", old[1], old[2]]
     answers = iter([looping, old])
-    result = answer_check(prompts, GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
+    result = answer_check(prompts[:3], GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
                           lambda: (lambda: None))
     assert result == (1, None, None) and result.notes[0].startswith("repetition") and '"What is rain?" -> "rain rain' in result.notes[0]
     # One answer broke, another one the old adapter broke is mended: not worse than the active version.
     mended = ["rain rain rain rain rain rain rain rain rain rain rain rain", "The sky looks blue because air scatters blue light.", old[2]]
     was = [old[0], "sky sky sky sky sky sky sky sky sky sky sky sky", old[2]]
     answers = iter([mended, was])
-    result = answer_check(prompts, GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
+    result = answer_check(prompts[:3], GateChecks(answer_fn=lambda qs: next(answers), quality_issues=quality_issues),
                           lambda: (lambda: None))
     assert result == (0, None, None) and "1 answer(s) the old adapter got wrong are now fine" in result.notes[-1]
 

@@ -27,7 +27,10 @@ CollapseFn = Callable[[list[str], list[str]], bool]  # (new answers, old answers
 # Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
 # that is every answer, which three similar questions ("capital of ...?") give honestly.
 MIN_TEMPLATE_PROMPTS = 4
-# An answer counts as newly irrelevant only when the old answer's PMI per token cleared the threshold by this much.
+# A band of this half-width around the relevance threshold where no answer changes its verdict in the gate: the new
+# answer must fall below the threshold by this much and the old one have cleared it by as much (the quick eval's
+# concise user lost an update to "How do I boil an egg?" -> "1. First, you need to bring the water to a rolling
+# boil ...", PMI 0.73 -> 0.49 at threshold 0.5). The calibration run flags 95% of swapped answers at 0.4 as at 0.5.
 RELEVANCE_MARGIN = 0.1
 # Held-out preference rejects an update only when a one-sided sign test on its pairs says p < 5%.
 HARM_ALPHA = 0.05
@@ -350,9 +353,9 @@ def _net_worse(prompts: list[str], before: list[str], after: list[str], checks: 
 
 def _relevance_moves(prompts: list[str], before: list[str], after: list[str], relevance: RelevanceFn,
                      notes: list, worse: set, fixed: set) -> None:
-    """Add to ``worse`` the new answers that are not about their prompt while the old answer clearly was (its PMI
-    above the threshold by ``RELEVANCE_MARGIN``: near the threshold a flag flips by chance, as on a small or noisy
-    model), and to ``fixed`` the reverse. Only answers that changed are judged."""
+    """Add to ``worse`` the new answers that are clearly not about their prompt while the old answer clearly was
+    (PMI below the threshold by ``RELEVANCE_MARGIN``, and above it by as much: near the threshold a flag flips by
+    chance, as on a small or noisy model), and to ``fixed`` the reverse. Only answers that changed are judged."""
     changed = [i for i, (b, a) in enumerate(zip(before, after)) if a != b]
     if not changed:
         return
@@ -360,10 +363,10 @@ def _relevance_moves(prompts: list[str], before: list[str], after: list[str], re
     pmi_after = relevance(qs, [after[i] for i in changed])
     pmi_before = relevance(qs, [before[i] for i in changed])
     for i, a, b in zip(changed, pmi_after, pmi_before):
-        if irrelevant(a) and not irrelevant(b - RELEVANCE_MARGIN):
+        if irrelevant(a + RELEVANCE_MARGIN) and not irrelevant(b - RELEVANCE_MARGIN):
             worse.add(i)
             notes.append(f"not about its prompt (PMI {a:.2f}, was {b:.2f}): {_quote(prompts[i])} -> {_quote(after[i])}")
-        elif irrelevant(b) and not irrelevant(a - RELEVANCE_MARGIN):
+        elif irrelevant(b + RELEVANCE_MARGIN) and not irrelevant(a - RELEVANCE_MARGIN):
             fixed.add(i)
 
 
