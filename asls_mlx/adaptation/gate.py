@@ -249,10 +249,11 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     if _collapses(after, before, checks):
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
+    base = known  # without an active adapter the old answers are the base model's
     if swap_to_base is not None:
-        known = dict(zip(prompts + probes, _answers_with(swap_to_base, checks.answer_fn, prompts + probes)))
-        failures += _below_base(prompts, [known[q] for q in prompts], after, checks, notes)
-    failures += _probe_failures(probes, [known[q] for q in probes], [new[q] for q in probes], checks, notes)
+        base = dict(zip(prompts + probes, _answers_with(swap_to_base, checks.answer_fn, prompts + probes)))
+        failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
+    failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
         return AnswerCheck(failures, None, None, notes)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
@@ -276,20 +277,21 @@ def _below_base(prompts: list[str], base: list[str], after: list[str], checks: G
 
 def _probe_failures(probes: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:
     """1 when the new adapter gets PROBE_FLOOR or more probe questions wrong that the base model gets right (net of
-    the reverse; an answer with a quality issue counts as wrong), or its probe answers collapse to a template
-    against the base model's; else 0."""
+    the reverse, as ``_net_worse`` counts; an answer with a quality issue counts as wrong), or its probe answers
+    collapse to a template against the base model's; else 0."""
     if not probes:
         return 0
     issues = checks.quality_issues or (lambda q, a: [])
 
-    def wrong(q: str, a: str) -> bool:
-        return not checks.probes[q](a) or bool(issues(q, a))
+    def probe_issues(q: str, a: str) -> list:
+        return list(issues(q, a)) + ([] if checks.probes[q](a) else ["wrong"])
 
-    lost = [(q, a) for q, b, a in zip(probes, base, after) if wrong(q, a) and not wrong(q, b)]
-    gained = sum(wrong(q, b) and not wrong(q, a) for q, b, a in zip(probes, base, after))
-    if len(lost) - gained >= PROBE_FLOOR:
-        notes.append(f"forgets what the base model knew: {len(lost) - gained} more of {len(probes)} probe questions "
-                     f"answered wrong than by the base model; {_quote(lost[0][0])} -> {_quote(lost[0][1])}")
+    found: list[str] = []
+    lost = _net_worse(probes, base, after, replace(checks, quality_issues=probe_issues, relevance=None), found,
+                      "the base model")
+    if lost >= PROBE_FLOOR:
+        notes.append(f"forgets what the base model knew: {lost} more of {len(probes)} probe questions answered wrong "
+                     f"than by the base model; {found[0]}")
         return 1
     if _collapses(after, base, checks):
         notes.append(f"template collapse: the new adapter's answers to the {len(probes)} probe questions open alike "
