@@ -49,6 +49,10 @@ class LearningConfig:
     base_lr: float = 2e-4
     # No decay: the adapter is small and starts at identity; pairs are few.
     weight_decay: float = 0.0
+    # A later session continues the previous version's AdamW moments (True) or starts them afresh, keeping
+    # only the global step (False). MLX's AdamW has no bias correction, so the carried first moment
+    # re-applies the last session's direction at several times the learning rate in the next steps.
+    resume_moments: bool = True
     # Steps per session at full signal: 10 DPO steps helped a 135M model, 20 made it refuse.
     max_steps: int = 10
     # No session trains more steps than this, whatever max_steps says (the same over-training limit).
@@ -133,6 +137,7 @@ class TrainingArgs:
     retention_topk: int = _DEFAULT.retention_topk
     lr: float = _DEFAULT.base_lr
     weight_decay: float = _DEFAULT.weight_decay
+    resume_moments: bool = _DEFAULT.resume_moments
     max_steps: int = _DEFAULT.max_steps
     max_epochs: float | None = _DEFAULT.max_epochs
     time_limit_s: float = _DEFAULT.time_limit_s

@@ -58,10 +58,13 @@ class TrainResult:
 
 def build_optimizer(model, args: TrainingArgs, state: dict[str, mx.array] | None = None) -> optim.AdamW:
     """AdamW over the model's trainable (LoRA) parameters, resumed exactly from ``state`` when given
-    (``TrainResult.optimizer_state``: moments and global step) but at ``args.lr``."""
+    (``TrainResult.optimizer_state``: moments and global step) but at ``args.lr``; with
+    ``args.resume_moments`` False only the global step is resumed (fresh moments)."""
     optimizer = optim.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay)
     optimizer.init(model.trainable_parameters())
-    if state:
+    if state and not args.resume_moments and "step" in state:
+        optimizer.state["step"] = state["step"]
+    elif state:
         expected = set(dict(tree_flatten(optimizer.state)))
         if set(state) != expected:
             raise ASLSError(
