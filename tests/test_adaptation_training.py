@@ -619,3 +619,13 @@ def test_fresh_moments_keep_the_global_step_and_drop_the_carried_direction(tiny_
     (carried, l_carried), (fresh, l_fresh) = models[True], models[False]
     assert l_carried[0] == l_fresh[0]  # the same weights and batch before the first step of session 2
     assert any(not mx.allclose(carried[k], fresh[k]) for k in carried)
+
+
+def test_continued_lr_falls_with_the_steps_already_taken():
+    from asls_mlx.adaptation.config import LearningConfig
+
+    assert LearningConfig().continued_lr(2e-4, 7) == 2e-4  # no decay by default
+    decayed = LearningConfig(lr_decay_steps=4.0)
+    assert decayed.continued_lr(2e-4, 0) == 2e-4
+    assert decayed.continued_lr(2e-4, 4) == pytest.approx(2e-4 / 2 ** 0.5)
+    assert decayed.continued_lr(2e-4, 12) == pytest.approx(1e-4)

@@ -195,6 +195,8 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
     old_weights = dict(lora_parameters(model))
     # a later update continues the previous version's AdamW moments, not a fresh optimiser
     optimizer_state = target.repo.optimizer_state(previous) if previous else None
+    if optimizer_state and "step" in optimizer_state:
+        lr = config.continued_lr(lr, int(optimizer_state["step"].item()))
     # reference log-probs are stored with the pairs: replay and held-out pairs are not recomputed
     ref_cache = store.reference_logps(target.user_id, target.base_model_id)
     stored_refs = set(ref_cache)
