@@ -1,6 +1,7 @@
 """DPO reference log-probs are computed once per pair, stored with it, reused by later updates, and forgotten with it."""
 
 import asls_mlx  # noqa: F401
+import pytest
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
 from asls_mlx.adaptation import train_data, validation
@@ -71,4 +72,31 @@ def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     options = LearningConfig(max_steps=10, time_limit_s=1e9, drift_adaptation=False, max_epochs=2.0)
     report = update_adapter(UpdateTarget(store, uid, model, tok, AdapterRepo(tmp_path / "adapters"), MODEL_ID), options)
     assert report.steps == 2, report
+    store.close()
+
+
+def test_a_continued_adapter_trains_at_the_decayed_lr_with_fresh_moments(tiny_model_dir, tmp_path, monkeypatch):
+    """The second update continues v1: its lr falls with v1's steps (``lr_decay_steps``) and, with
+    ``resume_moments`` off, AdamW gets v1's step count but not its moments."""
+    from asls_mlx.adaptation import trainer, update
+    from asls_mlx.adaptation.config import adapt_schedule
+
+    model, tok = fresh_model(tiny_model_dir, config=None)
+    store = open_store(tmp_path / "asls.db")
+    uid = store.get_or_create_user("decay").id
+    repo = AdapterRepo(tmp_path / "adapters")
+    config = LearningConfig(max_steps=2, time_limit_s=1e9, drift_adaptation=False, lr_decay_steps=2.0,
+                            resume_moments=False)
+    built = []
+    monkeypatch.setattr(update, "train_on_pairs", lambda *a, **kw: (built.append(kw["optimizer_state"]),
+                                                                     trainer.train_on_pairs(*a, **kw))[1])
+    store.add_pairs(uid, short_pairs(TOPICS[:4]))
+    first = update_adapter(UpdateTarget(store, uid, model, tok, repo, MODEL_ID), config)
+    assert first.committed and first.steps == 2, first
+    store.add_pairs(uid, short_pairs(TOPICS[4:8]))
+    update_adapter(UpdateTarget(store, uid, model, tok, repo, MODEL_ID), config)
+    lrs = [run.metrics["lr"] for run in store.training_runs(uid)]
+    scheduled = adapt_schedule(4, 0.0, config.base_lr)[1]
+    assert sorted(lrs, reverse=True) == pytest.approx([scheduled, scheduled * 0.5 ** 0.5])  # 2 prior steps, S = 2
+    assert built[0] is None and int(built[1]["step"].item()) == 2 and len(built[1]) > 1  # v1's saved state
     store.close()
