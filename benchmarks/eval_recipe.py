@@ -1,12 +1,16 @@
 """The quick eval's asls arm with learning settings changed: a training recipe measured against the default.
 
     python benchmarks/eval_recipe.py --set resume_moments=false [--seeds 0,1,2] [--baseline-seeds 2]
-                                     [--out benchmarks/results/eval-recipe]
+                                     [--baseline-from DIR] [--out benchmarks/results/eval-recipe]
+    python benchmarks/eval_recipe.py --compare DIR [--baseline-from DIR]   # print the comparison again
 
 Adds an arm ``asls+<settings>`` (the ``asls`` arm with those ``LearningConfig`` fields) and runs it with the
 ``asls eval --quick`` settings; ``--baseline-seeds`` also runs the unchanged ``asls`` arm on those seeds (for
-seeds whose default run is already on record elsewhere, leave them out). Same users, prompts and feedback
-draws as ``asls eval --quick --seeds ...``: runs of one seed differ only by the recipe.
+seeds whose default run is already on record elsewhere, leave them out and name that eval's directory with
+``--baseline-from``). Same users, prompts and feedback draws as ``asls eval --quick --seeds ...``: runs of one
+seed differ only by the recipe (and by run-to-run noise: batched decoding is not bit-exact between runs, so a
+seed's first session can already differ). Prints each arm's satisfaction, correctness kept and commit rate,
+and the recipe's paired difference to ``asls`` (same persona, seed and held-out prompt), with 95% intervals.
 """
 
 from __future__ import annotations
@@ -40,14 +44,46 @@ def parse_settings(items: list[str]) -> dict:
     return out
 
 
+def with_baseline(result: EvalResult, baseline_dir: Path | None) -> EvalResult:
+    """``result`` plus the ``asls`` runs of ``baseline_dir`` for the seeds ``result`` has no ``asls`` run of."""
+    if baseline_dir is None:
+        return result
+    have = {(r["persona"], r["seed"]) for r in result.runs if r["arm"] == "asls"}
+    extra = [r for r in EvalResult.load(baseline_dir).runs if r["arm"] == "asls" and (r["persona"], r["seed"]) not in have
+             and any(x["seed"] == r["seed"] for x in result.runs)]
+    return EvalResult(config=result.config, runs=result.runs + extra, seconds=result.seconds)
+
+
+def compare(result: EvalResult) -> None:
+    """Each arm's summary, and every recipe arm's paired difference to ``asls``."""
+    summary = {row["arm"]: row for row in result.arm_summary()}
+    print("\n| arm | satisfaction | style | open | kept vs base | commits |\n|---|---|---|---|---|---|")
+    ci = lambda c: "–" if not c else f"{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}]"  # noqa: E731
+    for arm, row in summary.items():
+        print(f"| {arm} | {ci(row.get('satisfaction_ci'))} | {ci(row.get('satisfaction_ci_style'))} | "
+              f"{ci(row.get('satisfaction_ci_open'))} | {row['correctness_kept']:.2f} | "
+              + (f"{row['commit_rate']:.0%} of {row['updates_decided']} |" if row["updates_decided"] else "– |"))
+    for arm in summary:
+        if arm.startswith("asls+") and "asls" in summary:
+            for group in (None, "style", "open"):
+                print(f"{arm} - asls ({group or 'all'}): {ci(result.paired_delta(arm, 'asls', group))}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", action="append", required=True, help="LearningConfig field=value (repeatable)")
+    ap.add_argument("--set", action="append", help="LearningConfig field=value (repeatable)")
+    ap.add_argument("--compare", type=Path, help="only print the comparison of this earlier run's directory")
+    ap.add_argument("--baseline-from", type=Path, help="an eval directory holding asls runs of the other seeds")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-seeds", default="", help="seeds on which the unchanged asls arm runs too")
     ap.add_argument("--personas", default="concise,follow_up")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/eval-recipe"))
     a = ap.parse_args()
+    if a.compare:
+        compare(with_baseline(EvalResult.load(a.compare), a.baseline_from))
+        return
+    if not a.set:
+        ap.error("--set is required (or --compare DIR)")
     settings = parse_settings(a.set)
     arm = "asls+" + ",".join(f"{k}={v}" for k, v in settings.items())
     runner.ARMS[arm] = dict(runner.ARMS["asls"], learning=LearningConfig(**settings))
@@ -60,8 +96,10 @@ def main() -> None:
         part = runner.run_eval(arms=arms, personas=personas, quick=True, seeds=seeds, out_dir=a.out / f"part{i}",
                                progress=lambda msg: print(msg, flush=True))
         runs += [r for r in part.runs if i == 0 or r["arm"] != "base"]
-        EvalResult(config=dict(part.config, arms=["base", arm, "asls"], seeds=sorted({r["seed"] for r in runs})),
-                   runs=runs).save(a.out)
+        combined = EvalResult(config=dict(part.config, arms=["base", arm, "asls"], seeds=sorted({r["seed"] for r in runs})),
+                              runs=runs)
+        combined.save(a.out)
+    compare(with_baseline(combined, a.baseline_from))
 
 
 if __name__ == "__main__":

@@ -134,12 +134,17 @@ class EvalResult:
             tag = "" if group is None else f"_{group}"
             pooled = [x for v in mine.values() for x in v]
             out["satisfaction_ci" + tag], out["answers" + tag] = bootstrap_ci(pooled), len(pooled)
-            other = self._last_scores("profile_prompt", group)
-            if arm != "profile_prompt" and any(other.values()):
-                a = [x for k in mine for x in mine[k][: len(other.get(k, []))]]
-                b = [x for k in mine for x in other.get(k, [])[: len(mine[k])]]
-                out["delta_vs_profile_prompt" + tag] = paired_delta_ci(a, b)
+            if arm != "profile_prompt" and any(self._last_scores("profile_prompt", group).values()):
+                out["delta_vs_profile_prompt" + tag] = self.paired_delta(arm, "profile_prompt", group)
         return out
+
+    def paired_delta(self, arm: str, other: str, group: str | None = None) -> tuple[float, float, float]:
+        """Mean satisfaction of ``arm`` minus ``other``'s on the same persona, seed and held-out prompt, with its
+        95% bootstrap interval (the last session; runs of one arm without the other's are left out)."""
+        mine, theirs = self._last_scores(arm, group), self._last_scores(other, group)
+        a = [x for k in mine for x in mine[k][: len(theirs.get(k, []))]]
+        b = [x for k in mine for x in theirs.get(k, [])[: len(mine[k])]]
+        return paired_delta_ci(a, b)
 
     def markdown(self) -> str:
         c = self.config
