@@ -92,12 +92,14 @@ def main() -> None:
     if a.baseline_seeds:
         plan.append((["asls"], [int(s) for s in a.baseline_seeds.split(",")]))
     runs: list = []
+    seconds = 0.0
     for i, (arms, seeds) in enumerate(plan):
         part = runner.run_eval(arms=arms, personas=personas, quick=True, seeds=seeds, out_dir=a.out / f"part{i}",
                                progress=lambda msg: print(msg, flush=True))
         runs += [r for r in part.runs if i == 0 or r["arm"] != "base"]
+        seconds += part.seconds
         combined = EvalResult(config=dict(part.config, arms=["base", arm, "asls"], seeds=sorted({r["seed"] for r in runs})),
-                              runs=runs)
+                              runs=runs, seconds=seconds)
         combined.save(a.out)
     compare(with_baseline(combined, a.baseline_from))
 

@@ -203,7 +203,8 @@ def test_resume_from_optimizer_state_equals_uninterrupted(tiny_model_dir):
     r = train_on_pairs(whole, tok, short_pairs(TRAIN), args(max_steps=4), general_texts=GENERAL)
     split, _ = fresh_model(tiny_model_dir)
     r1 = train_on_pairs(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL)
-    r2 = train_on_pairs(split, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
+    r2 = train_on_pairs(split, tok, short_pairs(TRAIN), args(max_steps=2, resume_moments=True), general_texts=GENERAL,
+                        optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
     assert r1.losses + r2.losses == r.losses
     w_whole, w_split = lora_parameters(whole), lora_parameters(split)
     assert all(mx.array_equal(w_whole[k], w_split[k]) for k in w_whole)
@@ -256,7 +257,7 @@ def test_train_in_mlx_lm_shape_equals_train_on_pairs(tiny_model_dir):
 def test_train_takes_any_loss_and_any_iterable_of_batches(tiny_model_dir):
     from asls_mlx.adaptation.losses import LOSSES
     from asls_mlx.adaptation.train_data import prepare, training_examples
-    from asls_mlx.adaptation.trainer import build_optimizer, train
+    from asls_mlx.adaptation.trainer import build_optimizer, global_step, train
 
     a = args(loss="sft", max_steps=5)
     model, tok = fresh_model(tiny_model_dir)
@@ -274,7 +275,8 @@ def test_train_takes_any_loss_and_any_iterable_of_batches(tiny_model_dir):
     empty = train(model, build_optimizer(model, a), [], a)
     assert (empty.steps, empty.stopped_reason) == (0, "no_data")
     with pytest.raises(ASLSError, match="optimizer state does not match"):
-        build_optimizer(model, a, {"step": mx.array(3)})
+        build_optimizer(model, TrainingArgs(resume_moments=True), {"step": mx.array(3)})
+    assert global_step(build_optimizer(model, a, {"step": mx.array(3)})) == 3  # fresh moments need the step only
 
 
 def test_adapt_schedule_is_monotone_and_conservative():
@@ -606,7 +608,7 @@ def test_the_retention_check_gives_way_between_chunks_and_measures_the_same(tiny
 
 
 def test_fresh_moments_keep_the_global_step_and_drop_the_carried_direction(tiny_model_dir):
-    """``resume_moments=False``: a later session starts AdamW's moments at zero (MLX's AdamW has no bias
+    """``resume_moments=False`` (the default): a later session starts AdamW's moments at zero (MLX's AdamW has no bias
     correction, so a carried first moment re-applies the last session's direction) but keeps the step count."""
     models = {}
     for resume in (True, False):
@@ -616,6 +618,7 @@ def test_fresh_moments_keep_the_global_step_and_drop_the_carried_direction(tiny_
                             general_texts=GENERAL, optimizer_state=r1.optimizer_state, reference_cache=r1.reference_cache)
         assert int(r2.optimizer_state["step"].item()) == 4 and r2.steps == 2
         models[resume] = (lora_parameters(model), r2.losses)
+    assert TrainingArgs().resume_moments is False
     (carried, l_carried), (fresh, l_fresh) = models[True], models[False]
     assert l_carried[0] == l_fresh[0]  # the same weights and batch before the first step of session 2
     assert any(not mx.allclose(carried[k], fresh[k]) for k in carried)

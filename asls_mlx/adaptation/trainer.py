@@ -57,9 +57,9 @@ class TrainResult:
 
 
 def build_optimizer(model, args: TrainingArgs, state: dict[str, mx.array] | None = None) -> optim.AdamW:
-    """AdamW over the model's trainable (LoRA) parameters, resumed exactly from ``state`` when given
-    (``TrainResult.optimizer_state``: moments and global step) but at ``args.lr``; with
-    ``args.resume_moments`` False only the global step is resumed (fresh moments)."""
+    """AdamW over the model's trainable (LoRA) parameters, continuing ``state`` when given
+    (``TrainResult.optimizer_state``) at ``args.lr``: its global step, and with ``args.resume_moments``
+    its moments too (an exact resume)."""
     optimizer = optim.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay)
     optimizer.init(model.trainable_parameters())
     if state and not args.resume_moments and "step" in state:
@@ -215,7 +215,7 @@ def train_on_pairs(
 ) -> TrainResult:
     """One session's training: ``training_examples`` -> ``prepare`` -> ``build_optimizer`` -> ``train``.
 
-    ``optimizer_state`` (from a previous ``TrainResult``) resumes AdamW exactly, including the global
+    ``optimizer_state`` (from a previous ``TrainResult``) continues AdamW (see ``build_optimizer``), including the global
     step, which also fixes the batch order. ``reference_cache`` ({pair key: (chosen, rejected)} base
     log-probs) avoids recomputing the DPO reference; the result holds an updated copy. ``prefix``
     shares the frozen blocks' outputs with the caller's held-out checks; ``base_cache`` keeps the base

@@ -193,7 +193,7 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
     if not has_lora(model):
         attach_lora(model, config.lora)
     old_weights = dict(lora_parameters(model))
-    # a later update continues the previous version's AdamW moments, not a fresh optimiser
+    # a later update continues the previous version's step count: the batch order, the lr decay
     optimizer_state = target.repo.optimizer_state(previous) if previous else None
     if optimizer_state and "step" in optimizer_state:
         lr = config.continued_lr(lr, int(optimizer_state["step"].item()))
