@@ -53,8 +53,8 @@ class LearningConfig:
     # previous version's moments (True). MLX's AdamW has no bias correction (the step count enters nothing but
     # the batch order), and a carried first moment re-applies the last session's direction: after a 3-step
     # session, about as far again as that session moved, on top of its replayed pairs. Quick eval, 3 seeds x 2
-    # users: second sessions committed 5 of 5 fresh vs 2 of 6 carried; all updates 65% vs 50%; satisfaction
-    # +0.03 [-0.07, +0.13] (benchmarks/results/eval-recipe-fresh-moments/).
+    # users: second sessions continuing an adapter committed 5 of 5 fresh vs 2 of 5 carried; all 65% vs 50%;
+    # satisfaction +0.03 [-0.07, +0.13] paired (benchmarks/results/eval-recipe-fresh-moments/).
     resume_moments: bool = False
     # The learning rate falls with the steps the continued adapter has already taken:
     # x sqrt(S / (S + steps so far)) for S = this (None: no decay). Off: at S = 4 the quick eval committed as
