@@ -290,12 +290,14 @@ def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tm
     from asls_mlx.adaptation.lora import read_adapter
     from asls_mlx.engine.tiny import build_tiny_model
 
-    # a random tiny model's general-text perplexity moves by chance (0.6x-1.2x after a few steps), and its answers
-    # open alike by chance (random tokens); this test is about the adapter's layout, so neither may decide the commit
+    # a random tiny model's general-text perplexity moves by chance (0.6x-1.2x after a few steps), its answers
+    # open alike by chance (random tokens), and they turn to garbage by chance; this test is about the adapter's
+    # layout, so none of these may decide the commit (no answers are compared: quality_prompts=0)
     from asls_mlx import session_update
 
     options = AssistantConfig.learning_config
-    monkeypatch.setattr(AssistantConfig, "learning_config", lambda self: dataclasses.replace(options(self), retention_bound=float("inf")))
+    monkeypatch.setattr(AssistantConfig, "learning_config", lambda self: dataclasses.replace(
+        options(self), retention_bound=float("inf"), quality_prompts=0))
     monkeypatch.setattr(session_update, "GATE_TEMPLATE_MARGIN", float("inf"))
 
     model_dir = build_tiny_model(tmp_path / "deep", num_hidden_layers=4)
