@@ -35,12 +35,17 @@ def parse_settings(items: list[str]) -> dict:
         if name not in types:
             sys.exit(f"unknown LearningConfig field {name!r}; choose from: {', '.join(types)}")
         kind = str(types[name])
-        if "bool" in kind:
-            out[name] = raw.strip().lower() in ("1", "true", "yes")
-        elif "int" in kind:
-            out[name] = int(raw)
-        else:
-            out[name] = float(raw)
+        try:
+            if "bool" in kind:
+                out[name] = raw.strip().lower() in ("1", "true", "yes")
+            elif "int" in kind:
+                out[name] = int(raw)
+            elif "float" in kind:
+                out[name] = float(raw)
+            else:
+                sys.exit(f"{name} is a {kind}: only number and true/false settings can be set here")
+        except ValueError:
+            sys.exit(f"{name}={raw!r}: {name} takes a {kind}")
     return out
 
 

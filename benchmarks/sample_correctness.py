@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import asls_mlx  # noqa: F401,E402  (BLAS before mlx)
 from common import report  # noqa: E402
 
+from asls_mlx import AssistantConfig  # noqa: E402
 from asls_mlx.correctness import is_correct, load_correctness_set  # noqa: E402
 from asls_mlx.engine import ChatEngine, load_model  # noqa: E402
 from asls_mlx.engine.generate import SamplingOptions  # noqa: E402
@@ -42,11 +43,12 @@ def main() -> None:
     model, tokenizer, model_id = load_model(str(resolve_model(None, progress=lambda m: None)))
     engine = ChatEngine(model, tokenizer, model_id)
     rows, seconds = [], {}
+    system = AssistantConfig().system_prompt  # the assistant samples self-labelled answers under it
     for temperature in TEMPERATURES:
         k = 1 if temperature == 0 else a.k
         options = SamplingOptions(max_tokens=a.max_tokens, temperature=temperature, top_p=0.95, top_k=256, seed=0)
         t0 = time.perf_counter()
-        answers = engine.complete_batch([single_turn("You are a helpful assistant.", q.question) for q in items],
+        answers = engine.complete_batch([single_turn(system, q.question) for q in items],
                                         options, k=k)
         seconds[temperature] = round(time.perf_counter() - t0, 1)
         right = [is_correct(q, answer, q.question) for q, group in zip(items, answers) for answer in group]

@@ -216,8 +216,9 @@ def train_on_pairs(
     """One session's training: ``training_examples`` -> ``prepare`` -> ``build_optimizer`` -> ``train``.
 
     ``optimizer_state`` (from a previous ``TrainResult``) continues AdamW (``build_optimizer``): the global
-    step, which also fixes the batch order, and with ``args.resume_moments`` the moments. ``reference_cache`` ({pair key: (chosen, rejected)} base
-    log-probs) avoids recomputing the DPO reference; the result holds an updated copy. ``prefix``
+    step, which also fixes the batch order, and with ``args.resume_moments`` the moments. ``reference_cache``
+    ({pair key: (chosen, rejected)} base log-probs) avoids recomputing the DPO reference; the result holds an
+    updated copy. ``prefix``
     shares the frozen blocks' outputs with the caller's held-out checks; ``base_cache`` keeps the base
     model's retention targets between processes. The wall-clock safety net counts from this call; ``pause``:
     see ``train``.
