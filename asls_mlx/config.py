@@ -48,6 +48,9 @@ class AssistantConfig:
     self_labelled_prompts: int = 4  # past prompts re-answered per session for self-labelled pairs
     self_labelled_k: int = 4  # samples per prompt, ranked by the profile scorer
     self_labelled_max_tokens: int = 96
+    # Samples must differ to be ranked, but a hotter sample is more often wrong (on the embedded model right
+    # 0.45 greedy, 0.36 at 0.6, 0.26 at 0.8: benchmarks/sample_correctness.py) and a wrong one can win the rank.
+    self_labelled_temperature: float = 0.8
     system_prompt: str = "You are a helpful assistant."
     # Everything else about learning (objective weights, replay, gate thresholds), defaults included.
     learning: LearningConfig = field(default_factory=LearningConfig)
@@ -59,6 +62,9 @@ class AssistantConfig:
             raise ASLSError(f"train_idle_s must be between 0 and 86400 seconds, not {self.train_idle_s}")
         if self.lora_layers == 0 or self.lora_layers < -1:
             raise ASLSError(f"lora_layers must be -1 (all blocks) or at least 1, not {self.lora_layers}")
+        if not 0 < self.self_labelled_temperature <= 2:
+            raise ASLSError("self_labelled_temperature must be above 0 (the samples are ranked, so they must differ) "
+                            f"and at most 2, not {self.self_labelled_temperature}")
         check_loss(self.loss)
         self.learning = self.learning_config()
 

@@ -169,7 +169,8 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
         gate += [q for q in gate_probes() if q not in gate]
     profile = learner.profile
     system = c.system_text(profile)
-    sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=0.8, max_tokens=c.self_labelled_max_tokens),
+    sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=c.self_labelled_temperature,
+                                                                     max_tokens=c.self_labelled_max_tokens),
                            also=[(single_turn(system, q), GATE_OPTIONS) for q in gate])
     added = 0
     for sid in session_ids:

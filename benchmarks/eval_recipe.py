@@ -1,13 +1,14 @@
 """The quick eval's asls arm with learning settings changed: a training recipe measured against the default.
 
-    python benchmarks/eval_recipe.py --set resume_moments=false [--seeds 0,1,2] [--baseline-seeds 2]
-                                     [--baseline-from DIR] [--out benchmarks/results/eval-recipe]
+    python benchmarks/eval_recipe.py --set self_labelled_temperature=0.6 [--seeds 0,1,2] [--baseline-seeds 2]
+                                     [--baseline-from DIR [--baseline-arm ARM]] [--out benchmarks/results/eval-recipe]
     python benchmarks/eval_recipe.py --compare DIR [--baseline-from DIR]   # print the comparison again
 
-Adds an arm ``asls+<settings>`` (the ``asls`` arm with those ``LearningConfig`` fields) and runs it with the
-``asls eval --quick`` settings; ``--baseline-seeds`` also runs the unchanged ``asls`` arm on those seeds (for
-seeds whose default run is already on record elsewhere, leave them out and name that eval's directory with
-``--baseline-from``). Same users, prompts and feedback draws as ``asls eval --quick --seeds ...``: runs of one
+Adds an arm ``asls+<settings>`` (the ``asls`` arm with those ``AssistantConfig`` or ``LearningConfig``
+fields) and runs it with the ``asls eval --quick`` settings; ``--baseline-seeds`` also runs the unchanged
+``asls`` arm on those seeds (for seeds whose default run is already on record elsewhere, leave them out and name
+that eval's directory with ``--baseline-from``, and with ``--baseline-arm`` the recipe arm there that is today's
+default). Same users, prompts and feedback draws as ``asls eval --quick --seeds ...``: runs of one
 seed differ only by the recipe (and by run-to-run noise: batched decoding is not bit-exact between runs, so a
 seed's first session can already differ). Prints each arm's satisfaction, correctness kept and commit rate,
 and the recipe's paired difference to ``asls`` (same persona, seed and held-out prompt), with 95% intervals.
@@ -22,18 +23,23 @@ from pathlib import Path
 
 import asls_mlx  # noqa: F401  (BLAS before mlx)
 from asls_mlx.adaptation.config import LearningConfig
+from asls_mlx.config import AssistantConfig
 from asls_mlx.evaluation import runner
 from asls_mlx.evaluation.results import EvalResult
 
 
-def parse_settings(items: list[str]) -> dict:
-    """``["resume_moments=false", "base_lr=1e-4"]`` -> typed ``LearningConfig`` fields."""
-    types = {f.name: f.type for f in fields(LearningConfig)}
+def parse_settings(items: list[str]) -> tuple[dict, dict]:
+    """``["resume_moments=false", "self_labelled_temperature=0.6"]`` -> typed (``AssistantConfig`` fields,
+    ``LearningConfig`` fields). A name both have (``max_steps``, ``loss``, ...) is the assistant's: its
+    value overrides the learning one's (``AssistantConfig.learning_config``)."""
+    assistant = {f.name: f.type for f in fields(AssistantConfig) if f.name != "learning"}
+    types = {f.name: f.type for f in fields(LearningConfig)} | assistant
     out = {}
     for item in items:
         name, _, raw = item.partition("=")
         if name not in types:
-            sys.exit(f"unknown LearningConfig field {name!r}; choose from: {', '.join(types)}")
+            sys.exit(f"unknown setting {name!r}; choose from the AssistantConfig and LearningConfig fields: "
+                     f"{', '.join(sorted(types))}")
         kind = str(types[name])
         try:
             if "bool" in kind:
@@ -46,15 +52,17 @@ def parse_settings(items: list[str]) -> dict:
                 sys.exit(f"{name} is a {kind}: only number and true/false settings can be set here")
         except ValueError:
             sys.exit(f"{name}={raw!r}: {name} takes a {kind}")
-    return out
+    return ({k: v for k, v in out.items() if k in assistant}, {k: v for k, v in out.items() if k not in assistant})
 
 
-def with_baseline(result: EvalResult, baseline_dir: Path | None) -> EvalResult:
-    """``result`` plus the ``asls`` runs of ``baseline_dir`` for the seeds ``result`` has no ``asls`` run of."""
+def with_baseline(result: EvalResult, baseline_dir: Path | None, baseline_arm: str = "asls") -> EvalResult:
+    """``result`` plus the ``baseline_arm`` runs of ``baseline_dir``, as ``asls`` runs, for the seeds ``result``
+    has no ``asls`` run of (``baseline_arm``: an earlier recipe arm that has since become the default)."""
     if baseline_dir is None:
         return result
     have = {(r["persona"], r["seed"]) for r in result.runs if r["arm"] == "asls"}
-    extra = [r for r in EvalResult.load(baseline_dir).runs if r["arm"] == "asls" and (r["persona"], r["seed"]) not in have
+    extra = [dict(r, arm="asls") for r in EvalResult.load(baseline_dir).runs
+             if r["arm"] == baseline_arm and (r["persona"], r["seed"]) not in have
              and any(x["seed"] == r["seed"] for x in result.runs)]
     return EvalResult(config=result.config, runs=result.runs + extra, seconds=result.seconds)
 
@@ -76,22 +84,23 @@ def compare(result: EvalResult) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", action="append", help="LearningConfig field=value (repeatable)")
+    ap.add_argument("--set", action="append", help="AssistantConfig or LearningConfig field=value (repeatable)")
     ap.add_argument("--compare", type=Path, help="only print the comparison of this earlier run's directory")
     ap.add_argument("--baseline-from", type=Path, help="an eval directory holding asls runs of the other seeds")
+    ap.add_argument("--baseline-arm", default="asls", help="the arm of --baseline-from that is today's default")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-seeds", default="", help="seeds on which the unchanged asls arm runs too")
     ap.add_argument("--personas", default="concise,follow_up")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/eval-recipe"))
     a = ap.parse_args()
     if a.compare:
-        compare(with_baseline(EvalResult.load(a.compare), a.baseline_from))
+        compare(with_baseline(EvalResult.load(a.compare), a.baseline_from, a.baseline_arm))
         return
     if not a.set:
         ap.error("--set is required (or --compare DIR)")
-    settings = parse_settings(a.set)
-    arm = "asls+" + ",".join(f"{k}={v}" for k, v in settings.items())
-    runner.ARMS[arm] = dict(runner.ARMS["asls"], learning=LearningConfig(**settings))
+    assistant, learning = parse_settings(a.set)
+    arm = "asls+" + ",".join(f"{k}={v}" for k, v in (assistant | learning).items())
+    runner.ARMS[arm] = dict(runner.ARMS["asls"], **assistant, learning=LearningConfig(**learning))
     personas = a.personas.split(",")
     plan = [([arm], [int(s) for s in a.seeds.split(",")])]
     if a.baseline_seeds:
@@ -106,7 +115,7 @@ def main() -> None:
         combined = EvalResult(config=dict(part.config, arms=["base", arm, "asls"], seeds=sorted({r["seed"] for r in runs})),
                               runs=runs, seconds=seconds)
         combined.save(a.out)
-    compare(with_baseline(combined, a.baseline_from))
+    compare(with_baseline(combined, a.baseline_from, a.baseline_arm))
 
 
 if __name__ == "__main__":

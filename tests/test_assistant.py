@@ -145,7 +145,7 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
     from asls_mlx.adaptation.gate import gate_prompts
     from asls_mlx.session_update import Learner, gate_probes, mine_self_labelled
 
-    config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3)
+    config = AssistantConfig(**dict(FAST, self_labelled=True), self_labelled_k=3, self_labelled_temperature=0.6)
     with Assistant(user="self", model=str(tiny_model_dir), config=config) as a:
         _session_with_edits(a)  # the tiny model's answers are noise: these edits replace them, no style evidence
         a.chat("Keep answers under 5 words.")  # the profile learns its length from what the user says
@@ -174,7 +174,7 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
         added, answers = mine_self_labelled(Learner(a.store, a.user, a.engine, a.config), [sid])
         n_prompts = min(len(EDITS), config.self_labelled_prompts)
         assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers
-        assert calls[0] == [(0.8, config.self_labelled_max_tokens)] * (n_prompts * 3) + [(0.0, 64)] * len(gate)
+        assert calls[0] == [(0.6, config.self_labelled_max_tokens)] * (n_prompts * 3) + [(0.0, 64)] * len(gate)
         pairs = a.store.pairs(a.user.id, split=None, source="self")
         assert added == len(pairs) > 0
         assert all(p.chosen.startswith("In short:") for p in pairs)
@@ -314,6 +314,8 @@ def test_an_older_all_block_adapter_keeps_its_layout_when_the_default_changes(tm
         assert config.num_layers == -1 and any(".layers.0." in k for k in weights)
     with pytest.raises(ASLSError, match="lora_layers"):
         AssistantConfig(lora_layers=0)
+    with pytest.raises(ASLSError, match="self_labelled_temperature"):
+        AssistantConfig(self_labelled_temperature=0.0)
 
 
 def _profile(words: int, bullets: bool = False):
