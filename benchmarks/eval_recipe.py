@@ -2,7 +2,7 @@
 
     python benchmarks/eval_recipe.py --set self_labelled_temperature=0.6 [--seeds 0,1,2] [--baseline-seeds 2]
                                      [--baseline-from DIR [--baseline-arm ARM]] [--out benchmarks/results/eval-recipe]
-    python benchmarks/eval_recipe.py --compare DIR [--baseline-from DIR]   # print the comparison again
+    python benchmarks/eval_recipe.py --compare DIR [--baseline-from DIR] [--rescore]   # print the comparison again
 
 Adds an arm ``asls+<settings>`` (the ``asls`` arm with those ``AssistantConfig`` or ``LearningConfig``
 fields) and runs it with the ``asls eval --quick`` settings; ``--baseline-seeds`` also runs the unchanged
@@ -12,6 +12,8 @@ default). Same users, prompts and feedback draws as ``asls eval --quick --seeds 
 seed differ only by the recipe (and by run-to-run noise: batched decoding is not bit-exact between runs, so a
 seed's first session can already differ). Prints each arm's satisfaction, correctness kept and commit rate,
 and the recipe's paired difference to ``asls`` (same persona, seed and held-out prompt), with 95% intervals.
+``--rescore`` first scores the stored held-out answers again with today's quality checks
+(``asls_mlx.evaluation.rescore``), so runs made before a check existed compare with runs made after.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asls_mlx  # noqa: F401  (BLAS before mlx)
 from asls_mlx.adaptation.config import LearningConfig
 from asls_mlx.config import AssistantConfig
 from asls_mlx.evaluation import runner
+from asls_mlx.evaluation.rescore import rescore
 from asls_mlx.evaluation.results import EvalResult
 
 
@@ -88,13 +91,15 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, help="only print the comparison of this earlier run's directory")
     ap.add_argument("--baseline-from", type=Path, help="an eval directory holding asls runs of the other seeds")
     ap.add_argument("--baseline-arm", default="asls", help="the arm of --baseline-from that is today's default")
+    ap.add_argument("--rescore", action="store_true", help="score the stored answers with today's quality checks")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-seeds", default="", help="seeds on which the unchanged asls arm runs too")
     ap.add_argument("--personas", default="concise,follow_up")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/eval-recipe"))
     a = ap.parse_args()
+    judged = rescore if a.rescore else (lambda result: result)
     if a.compare:
-        compare(with_baseline(EvalResult.load(a.compare), a.baseline_from, a.baseline_arm))
+        compare(judged(with_baseline(EvalResult.load(a.compare), a.baseline_from, a.baseline_arm)))
         return
     if not a.set:
         ap.error("--set is required (or --compare DIR)")
@@ -115,7 +120,7 @@ def main() -> None:
         combined = EvalResult(config=dict(part.config, arms=["base", arm, "asls"], seeds=sorted({r["seed"] for r in runs})),
                               runs=runs, seconds=seconds)
         combined.save(a.out)
-    compare(with_baseline(combined, a.baseline_from, a.baseline_arm))
+    compare(judged(with_baseline(combined, a.baseline_from, a.baseline_arm)))
 
 
 if __name__ == "__main__":

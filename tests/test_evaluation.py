@@ -14,6 +14,7 @@ from asls_mlx.data_files import general_texts
 from asls_mlx.evaluation.correctness import CATEGORIES, load_correctness_set
 from asls_mlx.evaluation.runner import correctness_subset, load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
+from asls_mlx.profiling.content import EXTRACTION, items, split_instruction
 
 EXPLAIN = "Explain the water cycle."
 CODE = "Write a Python function that reverses a string."
@@ -183,6 +184,9 @@ class FakeAssistant:
         learned = self.sessions if self.kwargs["adapt"] else (1 if self.kwargs["profile_in_prompt"] and self.sessions else 0)
         n = max(len(sents) - 2 * learned - extra, 2)
         kept = [s.rstrip(".") + "." for s in sents[:n]]
+        pasted = split_instruction(prompt)[1]
+        if pasted is not None and EXTRACTION.search(prompt):  # an extraction names what it extracts
+            kept[0] = sorted(items(pasted))[0] + ": " + kept[0]
         if self.kwargs["adapt"] and self.sessions >= 2:
             return "\n".join("- " + s for s in kept)
         return " ".join(kept)

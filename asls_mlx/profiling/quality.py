@@ -29,6 +29,8 @@ Issues (the strings ``quality_issues`` returns):
   statement with two content words, unless the prompt asks for questions. The follow-up persona's adapter
   learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected answers that were
   only the follow-up question.
+- ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them
+  (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -47,6 +49,7 @@ from collections import Counter
 from functools import lru_cache
 from itertools import product
 
+from asls_mlx.profiling.content import drops_content
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.profile import Feature, Profile
 
@@ -367,6 +370,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("boilerplate")
     if asks_back_only(prompt, text):
         issues.append("questions_only")
+    if drops_content(prompt, text):
+        issues.append("content_dropped")
     if leaks_profile(text):
         issues.append("profile_leak")
     return issues

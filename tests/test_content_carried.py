@@ -1,0 +1,104 @@
+"""An extraction answer must carry the input's items: ``content_dropped`` in the quality guard, and what uses it.
+
+The positives are answers a concise user's adapter gave on the quick eval (issue 18); the negatives are the
+embedded model's own answers to the same prompts and ordinary ways of listing items.
+"""
+
+import pytest
+
+from asls_mlx.data_files import load_prompts
+from asls_mlx.evaluation.metrics import score_heldout
+from asls_mlx.evaluation.personas import PERSONAS
+from asls_mlx.profiling.content import EXTRACTION, MIN_ITEMS, drops_content, items, split_instruction
+from asls_mlx.profiling.mining import self_labelled_pairs
+from asls_mlx.profiling.profile import Feature, Profile
+from asls_mlx.profiling.quality import quality_issues
+
+MONEY = ('Pull out every amount of money in this paragraph and say what each one is for:\n"The venue costs $1,200, '
+         'catering is $850, and we set aside $300 for decorations. The band asked for $640."')
+CITIES = ('List the cities mentioned in this text and the country each is in:\n"After a week in Lisbon we took the '
+          'train to Madrid, flew to Rome, and ended the trip in Vienna."')
+
+
+@pytest.mark.parametrize("answer", [
+    "This sentence provides information about a specific expense associated with planning a solo trip to Europe.",
+    "This sentence sets up a scenario where you need to provide information about your budget.",
+    "Here's a rewritten version of your text with justifications and edits:",
+    "Here is a Python function that does what you're asking for: def get_amounts(text): return []",
+])
+def test_an_extraction_answer_naming_none_of_the_items_dropped_the_content(answer):
+    assert "content_dropped" in quality_issues(MONEY, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (MONEY, "The venue costs $1,200, catering is $850, decorations $300 and the band $640."),
+    (MONEY, "- Venue: 1200 dollars\n- Catering: 850"),  # one item is a partial answer, not a dropped one
+    (CITIES, "- Lisbon (Portugal)\n- Madrid (Spain)\n- Rome (Italy)\n- Vienna (Austria)"),
+    ('Extract every date in this text and write each in the format YYYY-MM-DD:\n"The contract was signed on '
+     'January 5, 2023 and ends on June 30, 2025."', "2023-01-05, 2025-06-30"),
+])
+def test_an_extraction_answer_that_names_an_item_passes(prompt, answer):
+    assert not drops_content(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    ('Rewrite this message to my neighbor so it sounds polite but still firm:\n"Your dog barked all night AGAIN. '
+     'Some of us have to work in the morning."', "Could you please keep the noise down at night? Thank you."),
+    ('Summarize this in two sentences:\n"The town council met on Tuesday to discuss the old train station and '
+     'voted 5 to 2 to keep it."', "The council decided to keep the station."),
+    ("How do I extract the files from a zip archive on Linux?", "Run unzip followed by the archive's name."),
+])
+def test_only_extraction_from_a_pasted_input_is_judged(prompt, answer):
+    assert not drops_content(prompt, answer)
+
+
+def test_every_bundled_extraction_prompt_has_items_to_check():
+    judged = []
+    for row in load_prompts():
+        instruction, pasted = split_instruction(row["prompt"])
+        if pasted is not None and EXTRACTION.search(instruction):
+            judged.append(row)
+            assert len(items(pasted)) >= MIN_ITEMS, row["prompt"]
+    assert len(judged) >= 10 and {r["category"] for r in judged} == {"extract"}
+
+
+def test_a_self_labelled_sample_that_drops_the_content_is_never_the_chosen_answer():
+    short = Profile(length=Feature(2.3, 10.0, 5))  # ~10 words: the dropped-content sample fits it best
+    samples = ["This sentence lists a few expenses for planning a party.",
+               "The venue costs $1,200, catering $850, decorations $300 and the band $640, for the party.",
+               " ".join(["The paragraph talks about money and what the money is for in a party."] * 4)]
+    pair = self_labelled_pairs(short, MONEY, lambda prompt, k, seed: samples, k=3, seed=0)
+    assert pair is not None and "$1,200" in pair.chosen
+
+
+def test_a_dropped_content_answer_scores_nothing_in_the_eval():
+    concise = PERSONAS["concise"]
+    dropped = "This sentence provides information about the expenses of a party."
+    listed = "Venue $1,200, catering $850, decorations $300, band $640."
+    score = score_heldout(concise, [MONEY, MONEY], [dropped, listed])
+    assert score.per_prompt == [0.0, concise.satisfies(MONEY, listed)] and score.per_prompt[1] > 0
+    assert score.issues == {"content_dropped": 1}
+
+
+def test_an_earlier_evals_answers_are_scored_again_with_the_new_check():
+    from asls_mlx.evaluation.rescore import rescore
+    from asls_mlx.evaluation.results import EvalResult
+
+    concise = PERSONAS["concise"]
+    prompts = [MONEY, "How can I improve my sleep?"]
+    listed = "Venue $1,200, catering $850, decorations $300, band $640."
+    dropped = "This sentence provides information about the expenses of a party."
+    sleep = "Keep a regular bedtime and avoid screens late."
+    stale = {"per_prompt": [1.0, 1.0], "pmi": [1.0, 1.0]}  # scored before the check existed
+
+    def run(arm, answers):
+        return {"persona": "concise", "arm": arm, "seed": 0, "heldout_prompts": prompts,
+                "sessions": [{"session": i, "answers": a, "heldout": dict(stale)} for i, a in enumerate(answers)]}
+
+    old = EvalResult(config={}, runs=[run("base", [[listed, sleep]]), run("asls", [[listed, sleep], [dropped, sleep]])])
+    new = rescore(old)
+    after = new.run("concise", "asls")["sessions"][1]["heldout"]
+    assert after["per_prompt"] == [0.0, concise.satisfies(prompts[1], sleep)] and after["per_prompt"][1] > 0
+    assert after["issues"] == {"content_dropped": 1} and after["pmi"] == [1.0, 1.0]
+    assert new.run("concise", "base")["sessions"][0]["heldout"]["per_prompt"][0] == concise.satisfies(MONEY, listed)
+    assert old.runs[1]["sessions"][1]["heldout"]["per_prompt"] == [1.0, 1.0]  # the stored result is left alone
