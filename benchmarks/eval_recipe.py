@@ -9,8 +9,9 @@ fields) and runs it with the ``asls eval --quick`` settings; ``--baseline-seeds`
 ``asls`` arm on those seeds (for seeds whose default run is already on record elsewhere, leave them out and name
 that eval's directory with ``--baseline-from``, and with ``--baseline-arm`` the recipe arm there that is today's
 default). Same users, prompts and feedback draws as ``asls eval --quick --seeds ...``: runs of one
-seed differ only by the recipe (and by run-to-run noise: batched decoding is not bit-exact between runs, so a
-seed's first session can already differ). Prints each arm's satisfaction, correctness kept and commit rate,
+seed differ only by the recipe: the recipe arm's users are named as the default arm's, so the product splits
+their pairs into train and validation alike (runs recorded before 2026-11-27 named them by the whole arm, and
+their first updates already differed by that split). Prints each arm's satisfaction, correctness kept and commit rate,
 and the recipe's paired difference to ``asls`` (same persona, seed and held-out prompt), with 95% intervals.
 ``--rescore`` first scores the stored held-out answers again with today's quality checks
 (``asls_mlx.evaluation.rescore``), so runs made before a check existed compare with runs made after.

@@ -592,3 +592,21 @@ def test_the_commit_rate_counts_the_updates_that_trained():
     run = {"sessions": [{"training": None}, session(True, 3), session(False, 3), session(False, 0), session(True, 2)]}
     assert update_decisions(run) == [True, False, True] and commit_rate(run) == pytest.approx(2 / 3)
     assert commit_rate({"sessions": [{"training": None}, session(False, 0)]}) is None
+
+
+def test_a_recipe_arms_users_split_their_pairs_as_the_default_arms_do(tmp_path, monkeypatch):
+    """The product splits a user's pairs into train and validation by the user's name: a recipe arm run on its own
+    (benchmarks/eval_recipe.py) names its users as the default arm's, so the recipe is the only difference."""
+    from asls_mlx.evaluation import runner
+    from asls_mlx.profiling.mining import split_of
+
+    assert runner.user_arm_names(["base", "asls+beta=0.2"]) == {"base": "base", "asls+beta=0.2": "asls"}
+    assert runner.user_arm_names(["asls", "asls+beta=0.2"]) == {"asls": "asls", "asls+beta=0.2": "asls+beta=0.2"}
+    monkeypatch.setitem(runner.ARMS, "asls+beta=0.2", dict(ARMS["asls"]))
+    users = {}
+    for arm in ("asls", "asls+beta=0.2"):
+        run_eval(arms=[arm], personas=["concise"], sessions=1, turns=1, heldout=1, seed=0, out_dir=tmp_path / arm,
+                 assistant_factory=lambda user, a, kwargs: users.setdefault(a, user) and FakeAssistant(user, a, kwargs))
+    assert users["asls"] == users["asls+beta=0.2"] == "eval-concise-asls-s0"
+    prompts = [r["prompt"] for r in load_prompts()[:40]]
+    assert [split_of(users["asls"], p) for p in prompts] == [split_of(users["asls+beta=0.2"], p) for p in prompts]

@@ -217,13 +217,22 @@ def _chat_session(assistant, persona: Persona, heldin: list[str], s: int, cfg: d
     return chat, training, sum(t.generations for t in turns)
 
 
+def user_arm_names(arms) -> dict[str, str]:
+    """The arm name in each simulated user's name: a recipe arm ``asls+<settings>`` is named ``asls`` (unless
+    ``asls`` runs in the same home), because the product splits a user's pairs into train and validation by the
+    user's name: a recipe compared with the default must see the same split, or the split is the difference."""
+    family = {a: a.split("+")[0] for a in arms}
+    taken = [family[a] for a in arms]
+    return {a: f if taken.count(f) == 1 else a for a, f in family.items()}
+
+
 def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prompts: list[dict],
              texts: list[str], base_cache: dict, progress: Progress) -> dict:
     """One persona x arm: fresh user, S sessions, held-out scores after each; returns the run record."""
     t0 = time.perf_counter()
     kwargs = ARMS[arm]
     static = not kwargs["adapt"] and not kwargs["profile_in_prompt"]
-    user = f"eval-{persona.name}-{arm}-s{cfg['seed']}"
+    user = f"eval-{persona.name}-{cfg.get('user_arm', {}).get(arm, arm)}-s{cfg['seed']}"
     heldin, heldout = persona_prompts(persona, prompts, cfg["seed"])
     heldout = heldout[: cfg["heldout"]]
     assistant = make(user, arm, dict(kwargs, seed=cfg["seed"]))
@@ -343,6 +352,7 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
         cfg["relevance"] = getattr(make, "relevance", None)
         base_cache: dict[str, str] = {}  # greedy base answers depend on the prompt only: shared by seeds
         jobs = [(s, get_persona(p), a) for s in seeds for p in cfg["personas"] for a in cfg["arms"]]
+        cfg["user_arm"] = user_arm_names(cfg["arms"])
         for i, (s, persona, arm) in enumerate(jobs, 1):
             progress(f"[{i}/{len(jobs)}] {persona.name} x {arm}, seed {s}")
             result.runs.append(_run_one(make, persona, arm, dict(cfg, seed=s), prompts, texts, base_cache, progress))
