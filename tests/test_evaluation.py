@@ -248,6 +248,31 @@ def test_decide_is_deterministic_and_follows_the_rules():
     assert {decide(concise, EXPLAIN, LONG, random.Random(i), always_edit) for i in range(20)} == {"edit"}
 
 
+def test_an_answer_about_something_else_satisfies_nobody_whatever_its_style():
+    """The relevance judge says the answer is not about its prompt: the user regenerates it or gives a
+    thumbs-down (no thumbs-up for its style, no edit, no "shorter please"), and it scores 0."""
+    from asls_mlx.evaluation.simulate import simulate_turn
+
+    concise = get_persona("concise")
+    assert {decide(concise, EXPLAIN, SHORT, random.Random(i)) for i in range(50)} == {"accept", "thumbs_up"}
+    off = [decide(concise, EXPLAIN, SHORT, random.Random(i), on_topic=False) for i in range(300)]
+    assert set(off) == {"regenerate", "thumbs_down"} and 0.55 < off.count("regenerate") / 300 < 0.8
+    prompts = [EXPLAIN, "Explain how rainbows form.", "Why is the sky blue?"]
+    kinds = set()
+    for turn in range(30):
+        fake = FakeAssistant("u", "asls", ARMS["asls"])
+        log = simulate_turn(fake, concise, prompts[turn % 3], 1, turn, on_topic=lambda q, a: False)
+        kinds |= {e[0] for e in fake.events}
+        assert log.satisfaction == log.final_satisfaction == 0.0 and log.edit_cost == 1.0 and not log.edited
+    assert kinds == {"chat", "regenerate", "bad"}
+    for turn in range(12):  # a judge that finds every answer on topic changes nothing
+        logs = []
+        for judge in (None, lambda q, a: True):
+            fake = FakeAssistant("u", "asls", ARMS["asls"])
+            logs.append((simulate_turn(fake, concise, prompts[turn % 3], 1, turn, on_topic=judge), fake.events))
+        assert logs[0] == logs[1]
+
+
 def test_simulated_session_events_are_deterministic_per_seed():
     concise = get_persona("concise")
     prompts = [EXPLAIN, "Explain how rainbows form.", "Why is the sky blue?", "Explain what DNA does in a cell."]
@@ -610,3 +635,14 @@ def test_a_recipe_arms_users_split_their_pairs_as_the_default_arms_do(tmp_path, 
     assert users["asls"] == users["asls+beta=0.2"] == "eval-concise-asls-s0"
     prompts = [r["prompt"] for r in load_prompts()[:40]]
     assert [split_of(users["asls"], p) for p in prompts] == [split_of(users["asls+beta=0.2"], p) for p in prompts]
+
+
+def test_the_runner_lets_the_simulated_user_judge_relevance_with_the_factorys_judge(tmp_path):
+    def factory(user, arm, kwargs):
+        return FakeAssistant(user, arm, kwargs)
+
+    factory.relevance = lambda prompts, answers: [-1.0] * len(answers)  # nothing is about its prompt
+    result = run_eval(arms=["asls"], personas=["concise"], sessions=2, turns=3, heldout=2, seed=0,
+                      out_dir=tmp_path / "out", assistant_factory=factory)
+    chats = [s["chat"] for s in result.run("concise", "asls")["sessions"][1:]]
+    assert all(set(c["actions"]) <= {"regenerate", "thumbs_down"} and c["final_satisfaction"] == 0.0 for c in chats)

@@ -19,11 +19,8 @@ profile, so every arm *is* the base model then.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +30,7 @@ from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
 from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
                                              base_accuracy_kept, correctness_rate, load_correctness_set)
+from asls_mlx.evaluation.homes import asls_home, fresh_home
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
 from asls_mlx.evaluation.profile_truth import precision_recall, profile_truth
 from asls_mlx.evaluation.personas import OPEN_PERSONAS, STYLE_PERSONAS, Persona, get_persona
@@ -152,23 +150,6 @@ def real_assistant_factory(model=None, progress: Progress | None = None, **commo
     return make
 
 
-@contextmanager
-def _asls_home(path: Path | None):
-    """Point ASLS_HOME at the eval's own directory so simulated users never touch real user data."""
-    if path is None:
-        yield
-        return
-    old = os.environ.get("ASLS_HOME")
-    os.environ["ASLS_HOME"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("ASLS_HOME", None)
-        else:
-            os.environ["ASLS_HOME"] = old
-
-
 def _training_record(summary) -> dict | None:
     """What the session's adapter update decided and why (the real ``UpdateReport``'s fields)."""
     if summary is None:
@@ -204,7 +185,9 @@ def _chat_session(assistant, persona: Persona, heldin: list[str], s: int, cfg: d
 
     Returns (the chat's record, the update's record or None when the arm does not adapt, generations)."""
     turn_prompts = [heldin[((s - 1) * cfg["turns"] + t) % len(heldin)] for t in range(cfg["turns"])]
-    turns = simulate_session(assistant, persona, turn_prompts, s, cfg["seed"], cfg["policy"])
+    judge = cfg.get("relevance")  # the user reacts to an answer about something else (simulate.py)
+    on_topic = (lambda q, a: not irrelevant(judge([q], [a])[0])) if judge else None
+    turns = simulate_session(assistant, persona, turn_prompts, s, cfg["seed"], cfg["policy"], on_topic)
     summary = assistant.end_session(train="wait")
     training = _training_record(summary) if adapt else None
     actions: dict[str, int] = {}
@@ -303,17 +286,6 @@ def _profile_truth(assistant, persona: Persona, session: int) -> dict | None:
     return {"claims": profile.claims(), "truth": profile_truth(persona, session), "precision": precision, "recall": recall}
 
 
-def _fresh_home(out_dir: Path | None) -> Path | None:
-    """``out_dir/home``, emptied: the simulated users' ASLS_HOME (None: no out_dir, keep the current one)."""
-    if out_dir is None:
-        return None
-    home = Path(out_dir) / "home"
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    return home
-
-
 def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int | None = None,
              heldout: int | None = None, quick: bool = False, model=None, seed: int | None = None,
              out_dir: Path | None = None, progress: Progress | None = None, max_tokens: int | None = None,
@@ -340,12 +312,12 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
     cfg = _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, model, seeds, max_tokens,
                        train_budget_s, share_baseline, temperature, policy, correctness)
     progress = progress or (lambda msg: None)
-    home = _fresh_home(out_dir)
+    home = fresh_home(out_dir)
     t0 = time.perf_counter()
     prompts, texts = load_prompts(), general_texts()
     recorded = {k: v for k, v in cfg.items() if k not in ("policy", "correctness_items")}
     result = EvalResult(config=recorded | {"policy": policy.__dict__})
-    with _asls_home(home):
+    with asls_home(home):
         make = assistant_factory or real_assistant_factory(
             model, progress, max_tokens=cfg["max_tokens"], temperature=temperature,
             **({} if cfg["train_budget_s"] is None else {"train_time_limit_s": cfg["train_budget_s"]}))

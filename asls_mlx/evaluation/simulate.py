@@ -4,7 +4,9 @@ Per turn: ask the prompt; if the answer satisfies the hidden preference, sometim
 else just move on (implicit acceptance). If it violates, pick one reaction with seeded probabilities:
 1) regenerate (keep the better answer; a worse regeneration gets a thumbs-down), 2) a correction
 follow-up ("shorter please"), 3) edit the answer toward the preference, 4) thumbs-down. Then move on.
-Every draw comes from ``random.Random(f"{seed}:{persona}:{session}:{turn}")``, so a run is deterministic
+An answer that is not about its prompt (``on_topic``: the base model's relevance check, where the runner has
+one) satisfies nobody, whatever its style: the user regenerates it or gives a thumbs-down — they neither edit
+an answer about something else nor ask it to be shorter. Every draw comes from ``random.Random(f"{seed}:{persona}:{session}:{turn}")``, so a run is deterministic
 per seed and the arms of one benchmark see the same reactions at the same turns.
 
 The assistant is duck-typed: ``chat(text) -> reply(.text)``, ``regenerate()``, ``good()``, ``bad()``,
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from asls_mlx.evaluation.metrics import turn_edit_cost
 from asls_mlx.evaluation.personas import Persona
 
+OnTopic = Callable[[str, str], bool]  # (prompt, answer) -> is the answer about its prompt
 ACTIONS = ("accept", "thumbs_up", "regenerate", "correction", "edit", "thumbs_down")
 
 
@@ -34,11 +38,15 @@ class FeedbackPolicy:
 
 
 def decide(persona: Persona, prompt: str, answer: str, rng: random.Random,
-           policy: FeedbackPolicy = FeedbackPolicy(), session: int | None = None) -> str:
-    """The user's reaction to ``answer``: one of ``ACTIONS``."""
-    if persona.satisfied(prompt, answer, session):
+           policy: FeedbackPolicy = FeedbackPolicy(), session: int | None = None, on_topic: bool = True) -> str:
+    """The user's reaction to ``answer``: one of ``ACTIONS``. ``on_topic`` False: regenerate or thumbs-down,
+    in the ratio the policy gives those two."""
+    if on_topic and persona.satisfied(prompt, answer, session):
         return "thumbs_up" if rng.random() < policy.p_thumbs_up else "accept"
     u = rng.random()
+    if not on_topic:
+        down = max(1.0 - policy.p_regenerate - policy.p_correction - policy.p_edit, 0.0)
+        return "regenerate" if u * (policy.p_regenerate + down) < policy.p_regenerate else "thumbs_down"
     for action, p in (("regenerate", policy.p_regenerate), ("correction", policy.p_correction),
                       ("edit", policy.p_edit)):
         if u < p:
@@ -73,12 +81,24 @@ class TurnLog:
 
 
 def simulate_turn(assistant, persona: Persona, prompt: str, session: int, turn: int, seed: int = 0,
-                  policy: FeedbackPolicy = FeedbackPolicy()) -> TurnLog:
+                  policy: FeedbackPolicy = FeedbackPolicy(), on_topic: OnTopic | None = None) -> TurnLog:
+    """One turn: ask, react (see the module doc), log. ``on_topic(prompt, answer)``: the relevance judge."""
     rng = random.Random(f"{seed}:{persona.name}:{session}:{turn}")
+
+    judged: dict[str, bool] = {}
+
+    def about_it(text: str) -> bool:
+        if text not in judged:
+            judged[text] = on_topic is None or on_topic(prompt, text)
+        return judged[text]
+
+    def satisfies(text: str) -> float:
+        return persona.satisfies(prompt, text, session) if about_it(text) else 0.0
+
     answer = assistant.chat(prompt).text
-    sat = persona.satisfies(prompt, answer, session)
-    cost = turn_edit_cost(persona, prompt, answer, session)
-    action = decide(persona, prompt, answer, rng, policy, session)
+    sat, topical = satisfies(answer), about_it(answer)
+    cost = turn_edit_cost(persona, prompt, answer, session) if topical else 1.0
+    action = decide(persona, prompt, answer, rng, policy, session, on_topic=topical)
     final, final_sat, gens, edited = answer, sat, 1, False
     shown = answer  # the answer on screen: an edit changes this one (the chat edits its last answer)
     if action == "thumbs_up":
@@ -88,10 +108,10 @@ def simulate_turn(assistant, persona: Persona, prompt: str, session: int, turn: 
     elif action == "regenerate":
         again = shown = assistant.regenerate().text
         gens += 1
-        again_sat = persona.satisfies(prompt, again, session)
+        again_sat = satisfies(again)
         if again_sat > sat:
             final, final_sat = again, again_sat
-            if persona.satisfied(prompt, again, session):
+            if again_sat >= 1.0:
                 assistant.good()
         else:
             assistant.bad()  # the regeneration is no better: say so; the user keeps the first in mind
@@ -100,17 +120,17 @@ def simulate_turn(assistant, persona: Persona, prompt: str, session: int, turn: 
         again = shown = assistant.chat(followup).text
         gens += 1
         # The answer to a correction is scored against the original prompt: it must still answer it.
-        final, final_sat = again, persona.satisfies(prompt, again, session)
+        final, final_sat = again, satisfies(again)
     if action == "edit" or (action in ("regenerate", "correction") and final_sat < 1.0
-                            and rng.random() < policy.p_edit_after):
+                            and rng.random() < policy.p_edit_after and about_it(shown)):
         edited_text = persona.edit(prompt, shown, session)
         if edited_text != shown:
             assistant.edit(edited_text)
-            final, final_sat, edited = edited_text, persona.satisfies(prompt, edited_text, session), True
+            final, final_sat, edited = edited_text, satisfies(edited_text), True
     return TurnLog(session, turn, prompt, answer, sat, cost, action, final, final_sat, gens, edited)
 
 
 def simulate_session(assistant, persona: Persona, prompts: list[str], session: int, seed: int = 0,
-                     policy: FeedbackPolicy = FeedbackPolicy()) -> list[TurnLog]:
+                     policy: FeedbackPolicy = FeedbackPolicy(), on_topic: OnTopic | None = None) -> list[TurnLog]:
     """Chat over ``prompts`` (one turn each) with feedback by rule; the caller ends the session."""
-    return [simulate_turn(assistant, persona, p, session, t, seed, policy) for t, p in enumerate(prompts)]
+    return [simulate_turn(assistant, persona, p, session, t, seed, policy, on_topic) for t, p in enumerate(prompts)]
