@@ -20,6 +20,11 @@ def general_texts() -> list[str]:
     return [row["text"] for row in _jsonl("general_text.jsonl")]
 
 
+def anchor_questions() -> list[str]:
+    """Everyday questions whose base-model answers anchor what an adapter keeps (``asls_mlx.adaptation.anchors``)."""
+    return [row["question"] for row in _jsonl("anchor_questions.jsonl")]
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

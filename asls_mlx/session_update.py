@@ -25,6 +25,7 @@ from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN, GateChecks, gate_prom
 from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
+from asls_mlx.adaptation.anchors import anchor_texts, interleave
 from asls_mlx.config import AssistantConfig
 from asls_mlx.correctness import is_correct, load_gate_probes
 from asls_mlx.data_files import general_texts
@@ -193,8 +194,11 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
     try:
         target = UpdateTarget(learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo,
                               engine.model_id, base_model_cache(engine.model_id))
+        texts = general_texts()
+        anchors = (interleave(texts, anchor_texts(engine, learner.config.system_prompt, target.base_cache))
+                   if learner.config.learning.answer_anchors else None)
         checks = GateChecks(
-            general_texts=general_texts(), answers_before=answers_before, quality_issues=quality_issues,
+            general_texts=texts, training_texts=anchors, answers_before=answers_before, quality_issues=quality_issues,
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
             relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
                                                           learner.config.system_prompt),

@@ -45,6 +45,10 @@ class LearningConfig:
     retention_texts_per_step: int = 2
     retention_length: int = 64
     retention_topk: int = 32
+    # The retention term also holds the base model's own greedy answers to everyday questions, in the chat's
+    # format, one per step beside a general text (``asls_mlx.adaptation.anchors``): prose alone did not keep third
+    # sessions from answering fixed questions wrong. A candidate, not yet measured on the eval: off.
+    answer_anchors: bool = False
     # AdamW learning rate at full signal; good at LoRA rank 8, scale 20 (lora.LoraConfig).
     base_lr: float = 2e-4
     # No decay: the adapter is small and starts at identity; pairs are few.

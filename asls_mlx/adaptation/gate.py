@@ -64,9 +64,11 @@ class GateChecks:
     whether an answer is about its prompt, whatever its length or form.
     ``probes``: fixed questions beyond the user's (question -> whether an answer to it is right), answered by the
     new adapter and the base model: what the user asked in a session says little about what an adapter forgot.
+    ``training_texts``: the retention term's texts when they are not ``general_texts`` (answer anchors mixed in).
     """
 
     general_texts: list[str] = field(default_factory=list)
+    training_texts: list[str] | None = None
     answer_fn: AnswerFn | None = None
     profile_score: ScoreFn | None = None
     quality_issues: QualityFn | None = None

@@ -138,7 +138,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
     try:
         result = train_on_pairs(
             target.model, target.tokenizer, prep.new, prep.args, replay_pairs=prep.replay,
-            general_texts=checks.general_texts, optimizer_state=prep.optimizer_state, callback=progress,
+            general_texts=checks.general_texts if checks.training_texts is None else checks.training_texts,
+            optimizer_state=prep.optimizer_state, callback=progress,
             should_stop=should_stop, reference_cache=prep.ref_cache, prefix=prep.prefix, base_cache=target.base_cache,
             pause=pause,
         )

@@ -1,0 +1,46 @@
+"""The base model's own answers to everyday questions: a retention anchor in the chat's format.
+
+The retention term (``LearningConfig.retention_weight``) holds the adapter's next-token distributions to the
+base model's on general text. That text is prose, and what a user's adapter forgets is how to answer: after two
+committed sessions, adapters whose general-text perplexity had risen only 1.03-1.07x answered "Who wrote the
+novel Pride and Prejudice?" with "A classic example of a ..." and the commit gate rejected every third session
+for such answers. An anchor is a question of ``data/anchor_questions.jsonl`` (none of them among the gate's
+probes or the evaluation's questions) in the chat template, with the base model's greedy answer: the same term
+on it holds the adapter to answering as the base model answers (``LearningConfig.answer_anchors``).
+The answers depend only on the base model and the system prompt: decoded once and kept in the base cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
+from asls_mlx.adaptation.lora import adapter_disabled
+from asls_mlx.data_files import anchor_questions
+from asls_mlx.engine import ChatEngine
+from asls_mlx.engine.sampling import greedy_answers, single_turn
+
+ANSWER_TOKENS = 32  # the retention rows keep the first 64 tokens: template and question take ~30 of them
+
+
+def anchor_texts(engine: ChatEngine, system: str, base_cache: BaseCache | None = None) -> list[str]:
+    """Each anchor question with the base model's greedy answer, rendered as the chat renders a turn."""
+    questions = anchor_questions()
+
+    def answer() -> dict:
+        with adapter_disabled(engine.model):
+            return {"answers": np.array(greedy_answers(engine, questions, system, max_tokens=ANSWER_TOKENS))}
+
+    key = array_key(base_fingerprint(engine.model), system, questions, ANSWER_TOKENS)
+    answers = [str(a) for a in cached(base_cache, "anchor-answers", key, ("answers",), answer)["answers"]]
+    template = engine.tokenizer.apply_chat_template
+    return [template(single_turn(system, q) + [{"role": "assistant", "content": a}], tokenize=False)
+            for q, a in zip(questions, answers)]
+
+
+def interleave(first: list[str], second: list[str]) -> list[str]:
+    """``[f0, s0, f1, s1, ...]`` and then the rest of the longer list: the retention term takes its rows in
+    turn, two per step, so each step holds one general text and one anchor."""
+    out = [x for pair in zip(first, second) for x in pair]
+    n = min(len(first), len(second))
+    return out + first[n:] + second[n:]
