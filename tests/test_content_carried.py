@@ -47,6 +47,8 @@ def test_an_extraction_answer_that_names_an_item_passes(prompt, answer):
     ('Summarize this in two sentences:\n"The town council met on Tuesday to discuss the old train station and '
      'voted 5 to 2 to keep it."', "The council decided to keep the station."),
     ("How do I extract the files from a zip archive on Linux?", "Run unzip followed by the archive's name."),
+    ('Extract the key points from this memo:\n"From Monday, the Leeds office opens at 8:30 and Anna Berg leads the '
+     'new support team of 12."', "The office opens earlier and a new support team starts."),
 ])
 def test_only_extraction_from_a_pasted_input_is_judged(prompt, answer):
     assert not drops_content(prompt, answer)

@@ -10,7 +10,7 @@ quality issue. On the bundled extraction prompts the base model's greedy answers
 of 12 (the twelfth lists countries where cities were asked: wrong too); a quarter of its samples at
 temperature 0.8 name none.
 
-Rewrites and summaries are not judged this way: a polite rewrite of "Your dog barked all night AGAIN"
+Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite rewrite of "Your dog barked all night AGAIN"
 legitimately shares few of its words.
 """
 
@@ -23,6 +23,9 @@ from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES
 # The instruction asks for items of the input, all of them or named kinds ("the meeting date, time and place").
 EXTRACTION = re.compile(r"\b(?:extract|pull out|list (?:all|every|each|the \w+ (?:mentioned|named|in))|"
                         r"find (?:all|every|each)|identify (?:all|every|each))\b", re.IGNORECASE)
+# ... unless what it asks for is a gist, which may name nothing of the input ("extract the key points").
+GIST = re.compile(r"\b(?:(?:key|main|central) (?:points?|ideas?|themes?|arguments?|messages?|takeaways?)|takeaways?|"
+                  r"lessons?|gist|summary|moral)\b", re.IGNORECASE)
 # The input starts after the instruction's colon or line break (five or more words), or is quoted.
 _INPUT_AFTER = re.compile(r"[:\n]\s*((?:\S+\s+){4,}\S[\s\S]*)$")
 _QUOTED = re.compile(r"\"([^\"]{20,})\"?")
@@ -52,7 +55,7 @@ def items(text: str) -> set[str]:
 def drops_content(prompt: str, answer: str) -> bool:
     """An extraction prompt whose input has at least MIN_ITEMS items, answered without any of them."""
     instruction, pasted = split_instruction(prompt or "")
-    if pasted is None or not EXTRACTION.search(instruction):
+    if pasted is None or not EXTRACTION.search(instruction) or GIST.search(instruction):
         return False
     wanted = items(pasted)
     if len(wanted) < MIN_ITEMS:
