@@ -49,7 +49,9 @@ class AssistantConfig:
     self_labelled_k: int = 4  # samples per prompt, ranked by the profile scorer
     self_labelled_max_tokens: int = 96
     # Samples must differ to be ranked, but a hotter sample is more often wrong (on the embedded model right
-    # 0.45 greedy, 0.36 at 0.6, 0.26 at 0.8: benchmarks/sample_correctness.py) and a wrong one can win the rank.
+    # 0.45 greedy, 0.36 at 0.6, 0.26 at 0.8: benchmarks/sample_correctness.py) and a wrong one can win the rank;
+    # yet 0.6 was no better on the quick eval (0.00 [-0.09, +0.09] paired, fewer commits:
+    # benchmarks/results/eval-recipe-self-labelled-t06/).
     self_labelled_temperature: float = 0.8
     system_prompt: str = "You are a helpful assistant."
     # Everything else about learning (objective weights, replay, gate thresholds), defaults included.
