@@ -19,13 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
+from asls_mlx.adaptation.anchors import anchor_texts, interleave
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.trainer import Progress
 from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN, GateChecks, gate_prompts
 from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
-from asls_mlx.adaptation.anchors import anchor_texts, interleave
 from asls_mlx.config import AssistantConfig
 from asls_mlx.correctness import is_correct, load_gate_probes
 from asls_mlx.data_files import general_texts

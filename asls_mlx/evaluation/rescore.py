@@ -9,11 +9,9 @@ takes away.
 
 from __future__ import annotations
 
-from asls_mlx.adaptation.relevance import irrelevant
-from asls_mlx.evaluation.metrics import score_heldout
 from asls_mlx.evaluation.personas import get_persona
 from asls_mlx.evaluation.results import EvalResult
-from asls_mlx.profiling.quality import template_share
+from asls_mlx.evaluation.runner import heldout_record
 
 
 def _base_answers(result: EvalResult, persona: str, seed) -> dict[str, str]:
@@ -25,19 +23,14 @@ def _base_answers(result: EvalResult, persona: str, seed) -> dict[str, str]:
 
 def rescore(result: EvalResult) -> EvalResult:
     """A copy of ``result`` whose held-out scores (``sessions[i]["heldout"]``) are computed again from the
-    stored answers with the current quality checks, the stored relevance and the base model's template share."""
+    stored answers with the current quality checks, the stored relevance and the base model's answers
+    (``runner.heldout_record``, as the run itself scored them)."""
     runs = []
     for run in result.runs:
         persona, prompts = get_persona(run["persona"]), run["heldout_prompts"]
         base = _base_answers(result, run["persona"], run.get("seed"))
         known = [base.get(p) for p in prompts]
-        base_share = template_share(known) if all(b is not None for b in known) else None
-        sessions = []
-        for s in run["sessions"]:
-            pmi = s["heldout"].get("pmi")
-            flags = [irrelevant(x) for x in pmi] if pmi is not None else None
-            score = score_heldout(persona, prompts, s["answers"], s["session"], irrelevant=flags,
-                                  base_template_share=base_share)
-            sessions.append(dict(s, heldout=score.as_dict() | {"pmi": pmi}))
+        sessions = [dict(s, heldout=heldout_record(persona, prompts, s["answers"], s["session"],
+                                                   s["heldout"].get("pmi"), known)) for s in run["sessions"]]
         runs.append(dict(run, sessions=sessions))
     return EvalResult(config=result.config, runs=runs, seconds=result.seconds)

@@ -265,11 +265,16 @@ def _run_one(make: AssistantFactory, persona: Persona, arm: str, cfg: dict, prom
 
 
 def _score(persona: Persona, prompts: list[str], answers: list[str], session: int, cfg: dict, base_cache: dict) -> dict:
-    """``score_heldout`` with the relevance check (when the factory has one) and the template rule against the
-    base model's answers to the same prompts (when known)."""
+    """``heldout_record`` with the relevance check (when the factory has one) and the base model's answers."""
     judge = cfg.get("relevance")
     pmi = judge(prompts, answers) if judge else None
-    base = [base_cache.get(p) for p in prompts]
+    return heldout_record(persona, prompts, answers, session, pmi, [base_cache.get(p) for p in prompts])
+
+
+def heldout_record(persona: Persona, prompts: list[str], answers: list[str], session: int,
+                   pmi: list[float] | None, base: list[str | None]) -> dict:
+    """A session's held-out record: ``score_heldout`` with the answers the relevance check flags (``pmi``, when
+    judged) and the template rule against the base model's answers to the same prompts (when all are known)."""
     base_share = template_share(base) if all(b is not None for b in base) else None
     flags = [irrelevant(x) for x in pmi] if pmi is not None else None
     score = score_heldout(persona, prompts, answers, session, irrelevant=flags, base_template_share=base_share)

@@ -10,8 +10,8 @@ quality issue. On the bundled extraction prompts the base model's greedy answers
 of 12 (the twelfth lists countries where cities were asked: wrong too); a quarter of its samples at
 temperature 0.8 name none.
 
-Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite rewrite of "Your dog barked all night AGAIN"
-legitimately shares few of its words.
+Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite
+rewrite of "Your dog barked all night AGAIN" legitimately shares few of its words.
 """
 
 from __future__ import annotations
