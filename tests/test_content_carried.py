@@ -1,4 +1,5 @@
-"""An extraction answer must carry the input's items: ``content_dropped`` in the quality guard, and what uses it.
+"""An answer must carry what was asked for: an extraction the input's items (``content_dropped``), a list of N
+things N of them (``too_few_items``) — in the quality guard, and what uses it.
 
 The positives are answers a concise user's adapter gave on the quick eval (issue 18); the negatives are the
 embedded model's own answers to the same prompts and ordinary ways of listing items.
@@ -9,7 +10,8 @@ import pytest
 from asls_mlx.data_files import load_prompts
 from asls_mlx.evaluation.metrics import score_heldout
 from asls_mlx.evaluation.personas import PERSONAS
-from asls_mlx.profiling.content import EXTRACTION, MIN_ITEMS, drops_content, items, split_instruction
+from asls_mlx.profiling.content import (EXTRACTION, MIN_ITEMS, drops_content, items, items_asked, split_instruction,
+                                       too_few_items)
 from asls_mlx.profiling.mining import self_labelled_pairs
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.quality import quality_issues
@@ -104,3 +106,39 @@ def test_an_earlier_evals_answers_are_scored_again_with_the_new_check():
     assert after["issues"] == {"content_dropped": 1} and after["pmi"] == [1.0, 1.0]
     assert new.run("concise", "base")["sessions"][0]["heldout"]["per_prompt"][0] == concise.satisfies(MONEY, listed)
     assert old.runs[1]["sessions"][1]["heldout"]["per_prompt"] == [1.0, 1.0]  # the stored result is left alone
+
+
+SEVEN = "Give me a list of seven things to pack for a weekend camping trip in the fall."
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (SEVEN, "1. A tent with a waterproof exterior, preferably one that can withstand heavy rain and snow."),
+    (SEVEN, "1. Socks"),
+    (SEVEN, "Here's a list:\n\n1. Comfortable, waterproof clothing\n2. Sunscreen with at least SPF 30"),
+    ("Name 3 colours of the rainbow.", "Red is the first colour of the rainbow."),
+])
+def test_a_list_that_ends_short_of_the_count_asked_has_too_few_items(prompt, answer):
+    assert "too_few_items" in quality_issues(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (SEVEN, "1. Tent\n2. Sleeping bag\n3. Stove\n4. Food\n5. Water\n6. Headlamp\n7. Warm jacket"),
+    (SEVEN, "A tent, a sleeping bag, a stove, food, water, a headlamp and a warm jacket."),
+    ("Give me two tips for remembering people's names.", "Repeat the name when you meet them and link it to an image."),
+    ("List four ways to reduce food waste at home.", "Plan meals. Freeze leftovers. Buy less. Compost scraps."),
+    # cut off by the token budget mid-list: which items would have followed is unknown
+    (SEVEN, "Here's a list of seven essentials you should pack:\n\n1. Comfortable and versatile clothing: Pack "
+            "layers, including breathable fabrics like cotton or fleece, as well as waterproof gear like jackets with "
+            "breathable sleeves. Don't forget hiking boots.\n\n2. Waterproof and lightweight clothing: Pack "
+            "water-resistant tops, pants, and dresses suitable for"),
+    ("What are the four seasons and how do they differ?", "Spring warms, summer is hot, autumn cools, winter is cold."),
+])
+def test_a_full_list_a_cut_off_one_or_no_count_asked_passes(prompt, answer):
+    assert not too_few_items(prompt, answer)
+
+
+def test_the_bundled_list_prompts_are_read_for_their_count():
+    asked = {row["prompt"]: items_asked(row["prompt"]) for row in load_prompts()}
+    assert asked[SEVEN] == 7
+    assert asked["List five indoor activities for a rainy day with two kids aged 6 and 9."] == 5
+    assert sum(n is not None for n in asked.values()) >= 10

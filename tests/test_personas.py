@@ -280,3 +280,26 @@ def test_prompts_are_varied_and_carry_their_inputs():
     assert all(pasted(r) for r in rows if r["category"] in {"rewrite", "classify", "extract", "summarize"})
     assert sum(pasted(r) for r in rows if r["category"] == "coding") >= 40  # code to fix, explain, convert, test
     assert sum(word_count(r["prompt"]) > 25 for r in rows) >= 90  # not only short questions (91 of 258)
+
+
+# items 1-2 are the embedded model's (its answers at the eval's budget end there); 3-7 are written to complete it
+REAL_PACKING = ("Here's a list of seven essentials you should pack for your camping trip:\n\n1. Comfortable and "
+                "versatile clothing: Pack layers, including breathable fabrics like cotton or fleece, as well as "
+                "waterproof gear like jackets with breathable sleeves.\n\n2. A tent with a waterproof exterior, "
+                "preferably one that can withstand heavy rain and snow.\n\n3. **Sleeping bag**: Choose one rated for "
+                "the cold nights of the fall.\n\n4. Portable stove (with fuel) - for warm meals and hot drinks.\n\n"
+                "5. A first-aid kit containing bandages, painkillers and antiseptic wipes.\n\n6. Headlamp or "
+                "flashlight, with spare batteries.\n\n7. Water bottles and a filter, since streams may not be safe.")
+PACKING = "Give me a list of seven things to pack for a weekend camping trip in the fall."
+
+
+def test_the_concise_user_shortens_each_item_of_a_counted_list_not_the_list():
+    concise = PERSONAS["concise"]
+    edited = concise.edit(PACKING, REAL_PACKING, 1)
+    assert edited.splitlines() == ["1. Comfortable and versatile clothing", "2. A tent with a waterproof exterior",
+                                   "3. Sleeping bag", "4. Portable stove", "5. A first-aid kit containing bandages",
+                                   "6. Headlamp or flashlight", "7. Water bottles and a filter"]
+    assert not quality_issues(PACKING, edited) and concise.satisfies(PACKING, edited, 1) == 1.0
+    # trimmed sentence by sentence, the same answer kept one item: now a failure of the quality guard
+    first_only = concise.edit("Tell me about camping.", REAL_PACKING.replace("\n\n", " "), 1)
+    assert "too_few_items" in quality_issues(PACKING, first_only)

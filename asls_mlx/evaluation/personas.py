@@ -7,7 +7,9 @@ and **0 whenever the quality guard fails** (empty, looping, refusing, off-topic 
 answer is never a success, however short it is.
 
 Rules (the hidden preferences):
-- ``concise``: at most ``CONCISE_WORDS`` words (1.0), linear partial credit down to 0 at twice that.
+- ``concise``: at most ``CONCISE_WORDS`` words (1.0), linear partial credit down to 0 at twice that. Asked
+  for a list of N things, this user shortens each item, not the list: cutting "seven things to pack" to its
+  first item (as sentence-by-sentence trimming does) taught an adapter to answer such prompts with one item.
 - ``bullets``: at least two bullet / numbered lines (1.0); one bullet line 0.3.
 - ``formal``: no contractions, no slang, no "!" (1.0); -0.25 per casual marker.
 - ``code_first``: coding prompts only: the answer opens with a code block (1.0); has code further down 0.5.
@@ -36,6 +38,7 @@ from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
+from asls_mlx.profiling.content import items_asked
 from asls_mlx.profiling.quality import is_acceptable
 
 CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words
@@ -99,6 +102,32 @@ def truncate_words(answer: str, limit: int = CONCISE_WORDS) -> str:
         cut = " ".join(words_[: max(limit - 1, 1)]).rstrip(",;:-")
         return cut if cut.endswith((".", "!", "?")) else cut + "."
     return joiner.join(kept)
+
+
+_ITEM_HEAD_END = re.compile(r"[:,;(]|\s[-\u2013\u2014]\s|\.(?:\s|$)")
+MIN_ITEM_WORDS = 2
+
+
+def shorten_list_items(answer: str, limit: int = CONCISE_WORDS) -> str:
+    """A list answer within ``limit`` words that keeps every item: each list line cut to its head ("1. A tent
+    with a waterproof exterior, preferably ..." -> "1. A tent with a waterproof exterior"), the lead-in dropped;
+    an answer without list lines is trimmed by sentences (``truncate_words``)."""
+    if word_count(answer) <= limit:
+        return answer
+    lines = [ln.strip() for ln in answer.splitlines() if BULLET_LINE.match(ln)]
+    if len(lines) < 2:
+        return truncate_words(answer, limit)
+    per_item = max(MIN_ITEM_WORDS, limit // len(lines) - 1)
+    kept = []
+    for line in lines:
+        marker, body = line.split(maxsplit=1)
+        head = _ITEM_HEAD_END.split(body.replace("**", ""), maxsplit=1)[0].split()
+        kept.append(f"{marker} {' '.join(head[:per_item])}")
+    return "\n".join(kept)
+
+
+def _concise_edit(prompt: str, answer: str) -> str:
+    return shorten_list_items(answer) if items_asked(prompt) else truncate_words(answer)
 
 
 # -- bullets -----------------------------------------------------------------------------------------
@@ -217,7 +246,7 @@ def prepend_tldr(answer: str) -> str:
 
 
 RULES = {
-    "concise": Rule("concise", _score_concise, lambda p, a: truncate_words(a), "shorter please",
+    "concise": Rule("concise", _score_concise, _concise_edit, "shorter please",
                     profile=("length", "short")),
     "bullets": Rule("bullets", _score_bullets, lambda p, a: bulletize(a), "use bullet points please",
                     profile=("bullets", True)),

@@ -12,6 +12,13 @@ temperature 0.8 name none.
 
 Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite
 rewrite of "Your dog barked all night AGAIN" legitimately shares few of its words.
+
+A list asked for by its length ("Give me a list of seven things to pack ...") and answered, to its end, with
+fewer items is ``too_few_items``: a concise user's adapter learnt to answer that prompt with its first item
+alone ("1. A tent with a waterproof exterior ...", then the end of the answer), which every other check scored
+as a fine short answer. Items are counted generously (list lines; else sentences, or the parts of a sentence
+between commas and "and"), and only an answer too short to have been cut off by the token budget is judged:
+the base model's long lists are cut mid-item, and sometimes at a full stop, by the eval's budget.
 """
 
 from __future__ import annotations
@@ -34,6 +41,14 @@ _QUOTED = re.compile(r"\"([^\"]{20,})\"?")
 _ITEM = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\d[\d.,:/]*\d")
 _NAME = re.compile(r"(?<=[a-z,;]\s)[A-Z][a-z]+")
 MIN_ITEMS = 2  # one item may be the only thing an honest answer gets wrong
+
+_NUMBERS = {w: n for n, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+# "List five ...", "Give me a list of seven things", "Name six painters", "Suggest 3 ways": the count asked for.
+_COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|share|brainstorm|come up with)"
+                          r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(_NUMBERS)[2:]) +
+                          r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
+_LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
+UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended
 
 
 def split_instruction(prompt: str) -> tuple[str, str | None]:
@@ -63,3 +78,35 @@ def drops_content(prompt: str, answer: str) -> bool:
     # In the answer a name may start a line or a list item ("- Lisbon"): any word counts there.
     said = items(answer) | {w.lower() for w in re.findall(r"[A-Za-z]+", answer)}
     return not wanted & said
+
+
+def items_asked(prompt: str) -> int | None:
+    """How many items the prompt asks for ("List five ..." -> 5); None when it asks for no count."""
+    m = _COUNT_ASKED.search(prompt or "")
+    if not m:
+        return None
+    n = m.group(1).lower()
+    return _NUMBERS[n] if n in _NUMBERS else int(n)
+
+
+def items_given(answer: str) -> int:
+    """The items an answer gives, counted generously: its list lines, or else the most of its sentences or of
+    the comma/"and"-separated parts of one sentence."""
+    listed = len(_LIST_LINE.findall(answer))
+    if listed:
+        return listed
+    sents = [s for s in re.split(r"(?<=[.!?])\s+|\n+", answer) if s.strip()]
+    parts = max((len(re.split(r",|;|\band\b|\bor\b", s)) for s in sents), default=0)
+    return max(len(sents), parts)
+
+
+def ended(answer: str) -> bool:
+    """Whether the answer surely ended as written: too short to have been cut off by any token budget. (A
+    long one closed by a full stop may still be cut there: 96 tokens ran out after item 4 of 7, at a period.)"""
+    return len(answer.split()) <= UNCUT_MAX_WORDS
+
+
+def too_few_items(prompt: str, answer: str) -> bool:
+    """A list asked for by its length, answered to the end with fewer items."""
+    wanted = items_asked(prompt)
+    return wanted is not None and ended(answer) and items_given(answer) < wanted

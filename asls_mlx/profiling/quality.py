@@ -31,6 +31,8 @@ Issues (the strings ``quality_issues`` returns):
   only the follow-up question.
 - ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them
   (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
+- ``too_few_items``: asked for a list of N things, the answer ends with fewer (``profiling.content``:
+  "1. A tent with a waterproof exterior." and nothing more for "Give me a list of seven things to pack").
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -49,7 +51,7 @@ from collections import Counter
 from functools import lru_cache
 from itertools import product
 
-from asls_mlx.profiling.content import drops_content
+from asls_mlx.profiling.content import drops_content, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.profile import Feature, Profile
 
@@ -372,6 +374,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("questions_only")
     if drops_content(prompt, text):
         issues.append("content_dropped")
+    if too_few_items(prompt, text):
+        issues.append("too_few_items")
     if leaks_profile(text):
         issues.append("profile_leak")
     return issues
