@@ -142,3 +142,12 @@ def test_the_bundled_list_prompts_are_read_for_their_count():
     assert asked[SEVEN] == 7
     assert asked["List five indoor activities for a rainy day with two kids aged 6 and 9."] == 5
     assert sum(n is not None for n in asked.values()) >= 10
+
+
+def test_a_self_labelled_sample_with_too_few_items_is_never_the_chosen_answer():
+    short = Profile(length=Feature(2.3, 10.0, 5))  # ~10 words: the one-item sample fits it best
+    samples = ["1. A tent with a waterproof exterior.",
+               "1. Tent\n2. Sleeping bag\n3. Stove\n4. Food\n5. Water\n6. Headlamp\n7. Warm jacket",
+               " ".join(["You will want many things for camping and the fall can be cold at night."] * 4)]
+    pair = self_labelled_pairs(short, SEVEN, lambda prompt, k, seed: samples, k=3, seed=0)
+    assert pair is not None and "7. Warm jacket" in pair.chosen
