@@ -33,6 +33,8 @@ Issues (the strings ``quality_issues`` returns):
   (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
 - ``too_few_items``: asked for a list of N things, the answer ends with fewer (``profiling.content``:
   "1. A tent with a waterproof exterior." and nothing more for "Give me a list of seven things to pack").
+- ``no_label``: asked to classify with offered labels, the answer names none of them or reads the list back
+  (``profiling.labels``: 'The topic of this headline is "Sports, Politics, Business, Science or Entertainment."').
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -53,6 +55,7 @@ from itertools import product
 
 from asls_mlx.profiling.content import drops_content, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
+from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
 
 MIN_WORDS = 3  # "Yes." does not address a prompt; "Paris is the capital." does
@@ -376,6 +379,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("content_dropped")
     if too_few_items(prompt, text):
         issues.append("too_few_items")
+    if picks_no_label(prompt, text):
+        issues.append("no_label")
     if leaks_profile(text):
         issues.append("profile_leak")
     return issues
