@@ -151,3 +151,33 @@ def test_a_self_labelled_sample_with_too_few_items_is_never_the_chosen_answer():
                " ".join(["You will want many things for camping and the fall can be cold at night."] * 4)]
     pair = self_labelled_pairs(short, SEVEN, lambda prompt, k, seed: samples, k=3, seed=0)
     assert pair is not None and "7. Warm jacket" in pair.chosen
+
+
+GOLDFISH = ('Give me a one-sentence summary of this paragraph:\n"Many people think that goldfish have a memory of only '
+            'three seconds, but studies have shown that they can remember things for months. In experiments, goldfish '
+            'learned to push a lever to get food and still remembered how to do it weeks later. They can also be '
+            'trained to respond to sounds and colors, which suggests their memory is far better than the popular myth '
+            'claims."')
+
+
+@pytest.mark.parametrize("answer", [  # the concise adapters' answers on the quick eval
+    'Here\'s a one-sentence summary of the paragraph: "Many people think that goldfish have a memory of only three '
+    'seconds, but studies have shown that they can remember things for months. In experiments, goldfish learned to '
+    'push a lever to get food and still remembered how to do it weeks later."',
+    'Here\'s a one-sentence summary of the paragraph: "Many people believe that goldfish have a memory only three '
+    'seconds, but studies suggest they can remember things for months. In experiments, goldfish learned to push a '
+    'lever and remembered how to do it weeks later."',
+])
+def test_a_summary_that_reads_the_input_back_copied_it(answer):
+    assert "copied_input" in quality_issues(GOLDFISH, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (GOLDFISH, "Goldfish can remember things for months, far longer than the three-second myth says."),
+    (GOLDFISH, 'Here\'s a one-sentence summary of the paragraph: "Floats have been proven to remember things for '
+               'months, but studies suggest they\'re capable of learning complex behaviors."'),  # the base model's
+    (GOLDFISH.replace("Give me a one-sentence summary of", "Fix the spelling in"),  # no summary asked: a copy is fine
+     GOLDFISH.split("\n", 1)[1]),
+])
+def test_a_summary_in_its_own_words_or_no_summary_passes(prompt, answer):
+    assert "copied_input" not in quality_issues(prompt, answer)

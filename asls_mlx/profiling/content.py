@@ -13,6 +13,12 @@ temperature 0.8 name none.
 Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite
 rewrite of "Your dog barked all night AGAIN" legitimately shares few of its words.
 
+A summary that reads the input back ("Here's a one-sentence summary: \"Many people think that goldfish have a
+memory of only three seconds, but studies have shown ...\"", the input's first sentences word for word) is
+``copied_input``: most of its four-word sequences (``COPY_SHARE``, and at least ``COPY_MIN_SHARED`` of them) are the
+input's. On the stored quick evals the base model's summary shares 3% with its input, the adapters' real summaries
+0-35%, their copies 42-89% (some with a word changed here and there: "believe" for "think").
+
 A list asked for by its length ("Give me a list of seven things to pack ...") and answered, to its end, with
 fewer items is ``too_few_items``: a concise user's adapter learnt to answer that prompt with its first item
 alone ("1. A tent with a waterproof exterior ...", then the end of the answer), which every other check scored
@@ -48,6 +54,10 @@ _COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|
                           r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(_NUMBERS)[2:]) +
                           r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
+SUMMARY = re.compile(r"\b(?:summar(?:y|ize|ise)|tl;?dr|gist|in (?:one|a single) (?:sentence|line))\b", re.IGNORECASE)
+SHINGLE_WORDS = 4
+COPY_SHARE = 0.4
+COPY_MIN_SHARED = 12  # a short summary may rightly reuse a phrase or two ("they can remember things for months")
 UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended
 
 
@@ -107,6 +117,27 @@ def ended(answer: str) -> bool:
 
 
 def too_few_items(prompt: str, answer: str) -> bool:
-    """A list asked for by its length, answered to the end with fewer items."""
+    """A summary that reads the input back ("Here's a one-sentence summary: \"Many people think that goldfish have a
+memory of only three seconds, but studies have shown ...\"", the input's first sentences word for word) is
+``copied_input``: most of its four-word sequences (``COPY_SHARE``, and at least ``COPY_MIN_SHARED`` of them) are the
+input's. On the stored quick evals the base model's summary shares 3% with its input, the adapters' real summaries
+0-35%, their copies 42-89% (some with a word changed here and there: "believe" for "think").
+
+A list asked for by its length, answered to the end with fewer items."""
     wanted = items_asked(prompt)
     return wanted is not None and ended(answer) and items_given(answer) < wanted
+
+
+def _shingles(text: str, n: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
+    w = re.findall(r"[a-z0-9']+", text.translate(STRAIGHT_APOSTROPHES).lower())
+    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def copies_input(prompt: str, answer: str) -> bool:
+    """A request to summarise a pasted text, answered mostly with that text's own word sequences."""
+    instruction, pasted = split_instruction(prompt or "")
+    if pasted is None or not SUMMARY.search(instruction):
+        return False
+    said = _shingles(answer)
+    shared = len(said & _shingles(pasted))
+    return shared >= COPY_MIN_SHARED and shared / len(said) >= COPY_SHARE

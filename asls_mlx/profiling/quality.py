@@ -33,6 +33,7 @@ Issues (the strings ``quality_issues`` returns):
   (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
 - ``too_few_items``: asked for a list of N things, the answer ends with fewer (``profiling.content``:
   "1. A tent with a waterproof exterior." and nothing more for "Give me a list of seven things to pack").
+- ``copied_input``: asked to summarise a pasted text, the answer is mostly that text's own word sequences.
 - ``no_label``: asked to classify with offered labels, the answer names none of them or reads the list back
   (``profiling.labels``: 'The topic of this headline is "Sports, Politics, Business, Science or Entertainment."').
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
@@ -53,7 +54,7 @@ from collections import Counter
 from functools import lru_cache
 from itertools import product
 
-from asls_mlx.profiling.content import drops_content, too_few_items
+from asls_mlx.profiling.content import copies_input, drops_content, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
@@ -379,6 +380,8 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
         issues.append("content_dropped")
     if too_few_items(prompt, text):
         issues.append("too_few_items")
+    if copies_input(prompt, text):
+        issues.append("copied_input")
     if picks_no_label(prompt, text):
         issues.append("no_label")
     if leaks_profile(text):
