@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
 
@@ -346,6 +347,15 @@ def template_collapse(adapted: list[str], base: list[str], margin: float = 0.10,
     return template_share(adapted, n_words) - template_share(base, n_words) > margin + 1e-9
 
 
+# (issue, check(prompt, answer)) in the order the issues are listed
+_ANSWER_CHECKS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
+    ("hollow", is_hollow), ("evasive", lambda p, a: is_evasive(a)), ("boilerplate", is_boilerplate),
+    ("questions_only", asks_back_only),
+    ("content_dropped", drops_content), ("too_few_items", too_few_items), ("copied_input", copies_input),
+    ("no_label", picks_no_label), ("profile_leak", lambda p, a: leaks_profile(a)),
+)
+
+
 def quality_issues(prompt: str, answer: str) -> list[str]:
     """The list of problems with ``answer`` to ``prompt`` (empty list: acceptable). See module doc."""
     if not isinstance(answer, str) or not answer.strip():
@@ -368,24 +378,7 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
             and not prompt_content & _content(tokens) and len(tokens) >= MIN_WORDS
             and not _names_something(text)):
         issues.append("off_topic")
-    if is_hollow(prompt, text):
-        issues.append("hollow")
-    if is_evasive(text):
-        issues.append("evasive")
-    if is_boilerplate(prompt, text):
-        issues.append("boilerplate")
-    if asks_back_only(prompt, text):
-        issues.append("questions_only")
-    if drops_content(prompt, text):
-        issues.append("content_dropped")
-    if too_few_items(prompt, text):
-        issues.append("too_few_items")
-    if copies_input(prompt, text):
-        issues.append("copied_input")
-    if picks_no_label(prompt, text):
-        issues.append("no_label")
-    if leaks_profile(text):
-        issues.append("profile_leak")
+    issues += [name for name, check in _ANSWER_CHECKS if check(prompt, text)]
     return issues
 
 
