@@ -157,7 +157,9 @@ class EvalResult:
             f"{c['turns']} turns, {c['heldout']} held-out prompts, seed(s) {', '.join(map(str, ran))}, model {c.get('model') or 'default'}",
             "",
             "Held-out satisfaction (mean persona score; an answer with any quality issue: empty, looping, "
-            "refusing, off-topic, hollow, evasive, leaking the profile, scores 0), after the last session. "
+            "refusing, off-topic, hollow, evasive, dropping the content or items asked for, no label picked, the "
+            "input copied as its summary, leaking the profile, not about its prompt, a learnt template, scores 0), "
+            "after the last session. "
             f"Correctness: accuracy on {c.get('correctness') or 'all'} questions of the correctness set and "
             "its share of the base arm's; template share: held-out answers opening with the most common "
             "three words (Δ: minus the base arm's); leak: answers that talk about the user or the profile.",
