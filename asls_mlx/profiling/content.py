@@ -117,13 +117,7 @@ def ended(answer: str) -> bool:
 
 
 def too_few_items(prompt: str, answer: str) -> bool:
-    """A summary that reads the input back ("Here's a one-sentence summary: \"Many people think that goldfish have a
-memory of only three seconds, but studies have shown ...\"", the input's first sentences word for word) is
-``copied_input``: most of its four-word sequences (``COPY_SHARE``, and at least ``COPY_MIN_SHARED`` of them) are the
-input's. On the stored quick evals the base model's summary shares 3% with its input, the adapters' real summaries
-0-35%, their copies 42-89% (some with a word changed here and there: "believe" for "think").
-
-A list asked for by its length, answered to the end with fewer items."""
+    """A list asked for by its length, answered to the end with fewer items."""
     wanted = items_asked(prompt)
     return wanted is not None and ended(answer) and items_given(answer) < wanted
 

@@ -6,8 +6,8 @@ options and decides nothing; answered "This headline focuses on a local startup 
 are on topic, long enough, and a concise user's checker scored them 1.0; neither does the task. That is the
 ``no_label`` quality issue: the prompt offers labels ("as positive, negative or mixed", "spam or not spam",
 "(low, medium or high)") and the answer names none of them, or reads the list back: three or more labels, all
-or all but one of those offered (unless each of several inputs is to be labelled, when all may rightly appear). The embedded base model itself
-echoes the headline's options; it fails that prompt too, and is scored so.
+or all but one of those offered (unless each of several inputs is to be labelled, when all may rightly appear).
+The embedded base model itself echoes the headline's options; it fails that prompt too, and is scored so.
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ MIN_ECHOED = 3
 _JOINER = r"\s*(?:,|/|&)?\s*(?:\b(?:or|and)\b)?\s*"
 
 
+def _instruction(prompt: str) -> str:
+    """The prompt up to its pasted input (a line break or an opening quote): where the labels are offered."""
+    return re.split(r"[\n\"\u201c]", prompt or "", maxsplit=1)[0]
+
+
 def offered_labels(prompt: str) -> list[str]:
     """The labels a classification prompt offers, lower-case but for acronyms ("Classify ... as positive, negative
     or mixed" -> ["positive", "negative", "mixed"]); [] when the prompt is no classification or offers none."""
-    instruction = re.split(r"[\n\"\u201c]", prompt or "", maxsplit=1)[0]
+    instruction = _instruction(prompt)
     if not _CLASSIFY.search(instruction):
         return []
     found = _OPTIONS.findall(instruction)
@@ -61,8 +66,8 @@ def picks_no_label(prompt: str, answer: str) -> bool:
         return False
     if not any(_names(answer, label) for label in labels):
         return True
-    instruction = re.split(r"[\n\"\u201c]", prompt, maxsplit=1)[0]
-    return _longest_run(answer, labels) >= max(MIN_ECHOED, len(labels) - 1) and not _EACH.search(instruction)
+    echoed = _longest_run(answer, labels) >= max(MIN_ECHOED, len(labels) - 1)
+    return echoed and not _EACH.search(_instruction(prompt))
 
 
 def _longest_run(answer: str, labels: list[str]) -> int:
