@@ -15,7 +15,9 @@ from asls_mlx.evaluation.open_rules import (
     AMERICAN_TO_BRITISH, FOLLOW_UP_WORDS, IN_SHORT_WORDS, american_spellings, follow_up_question,
     has_spelling_variant, to_british,
 )
-from asls_mlx.evaluation.personas import OPEN_PERSONAS, PERSONAS, RULES, STYLE_PERSONAS, get_persona
+from asls_mlx.evaluation.personas import (
+    OPEN_PERSONAS, PERSONAS, RULES, STYLE_PERSONAS, drop_unfinished, get_persona,
+)
 from asls_mlx.evaluation.profile_truth import profile_truth
 from asls_mlx.evaluation.runner import persona_prompts
 from asls_mlx.profiling.features import is_coding_prompt, word_count
@@ -303,3 +305,40 @@ def test_the_concise_user_shortens_each_item_of_a_counted_list_not_the_list():
     # trimmed sentence by sentence, the same answer kept one item: now a failure of the quality guard
     first_only = concise.edit("Tell me about camping.", REAL_PACKING.replace("\n\n", " "), 1)
     assert "too_few_items" in quality_issues(PACKING, first_only)
+
+
+# -- an edit starts by deleting what the token budget cut off ------------------------------------------
+
+CUT_PROSE = REAL_SKY + " This phenomenon occurs because"
+CUT_CODE = ("Here is one way to do it, with a helper that sorts the rows by the key you name and returns a new list "
+            "so the original stays as it was, which matters when other code still reads the rows in the order they came in "
+            "from the file:\n```python\ndef sort_rows(rows, key):\n    return sorted(rows, key=lambda "
+            "row: row[key])\n\nprint(sort_rows(data, \"na")
+CUT_ITEM = ("Here are a few ways to sleep better that most people find easy to start with and keep up over time:\n"
+            "1. Keep a regular schedule. It sets your body's clock.\n"
+            "2. Avoid screens before bed. Blue light keeps you awake. Try to go to bed and wake up at the same time,")
+
+
+@pytest.mark.parametrize("answer, expected_end", [
+    (CUT_PROSE, "characteristic blue color."),
+    (CUT_CODE, "row: row[key])\n```"),
+    (CUT_ITEM, "Blue light keeps you awake."),
+])
+def test_drop_unfinished_deletes_the_cut_end(answer, expected_end):
+    assert drop_unfinished(answer).endswith(expected_end)
+
+
+@pytest.mark.parametrize("answer", [
+    REAL_SKY,  # ends with a full stop
+    "Sure, the capital is Paris and it has been since",  # too short to have been cut by any budget
+    CUT_ITEM.rsplit(" Blue", 1)[0] + "\n3. A cool dark room with heavy curtains and a fan on low",  # an item, no end
+])
+def test_drop_unfinished_keeps_what_ended(answer):
+    assert drop_unfinished(answer) == answer
+
+
+def test_edit_of_a_cut_answer_asks_the_follow_up_after_a_finished_sentence():
+    edited = get_persona("follow_up").edit(EXPLAIN, CUT_PROSE)
+    assert "occurs because" not in edited
+    body, question = edited.rsplit("\n\n", 1)
+    assert body.endswith("characteristic blue color.") and question.endswith("?")

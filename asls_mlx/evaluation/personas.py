@@ -38,7 +38,7 @@ from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
-from asls_mlx.profiling.content import items_asked
+from asls_mlx.profiling.content import ended, items_asked
 from asls_mlx.profiling.quality import is_acceptable
 
 CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words
@@ -245,6 +245,36 @@ def prepend_tldr(answer: str) -> str:
     return f"TL;DR: {summary}\n\n{(answer or '').strip()}"
 
 
+# -- every persona ------------------------------------------------------------------------------------
+
+_FINISHED = re.compile(r"[.!?:;)\]\"'*`]\s*$")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def drop_unfinished(answer: str) -> str:
+    """What a person editing an answer cut off by the token budget deletes first: its unfinished end.
+
+    Prose goes back to the last sentence end of its last line (the whole line when it has none); an open code block
+    loses its partial last line and is closed; a list item keeps its finished sentences, or all of itself when it has
+    none (its head is the item). An answer short enough to have ended (``content.ended``) or ending in punctuation
+    is returned as it is. Without this, an edit appended the follow-up question to "... This phenomenon occurs
+    because" and taught the fragment with it."""
+    text = (answer or "").rstrip()
+    if not text or ended(text) or _FINISHED.search(text):
+        return answer
+    lines = text.split("\n")
+    if text.count("```") % 2:
+        return "\n".join(lines[:-1]).rstrip() + "\n```" if len(lines) > 1 else answer
+    last = lines[-1]
+    item = BULLET_LINE.match(last)
+    ends = [m.end() for m in _SENTENCE_END.finditer(last) if not item or m.start() >= item.end()]
+    if item and not ends:
+        return answer
+    kept = lines[:-1] + [last[:ends[-1]]] if ends else lines[:-1]
+    out = "\n".join(kept).rstrip()
+    return out if out else answer
+
+
 RULES = {
     "concise": Rule("concise", _score_concise, _concise_edit, "shorter please",
                     profile=("length", "short")),
@@ -313,7 +343,7 @@ class Persona:
         """The answer moved toward this persona's preferences (unchanged if already satisfied)."""
         if self.satisfied(prompt, answer, session):
             return answer
-        text = answer or ""
+        text = drop_unfinished(answer or "")
         for rule in self.active_rules(session):
             if rule.applies(prompt) and rule.score(prompt, text) < 1.0:
                 text = rule.edit(prompt, text)
