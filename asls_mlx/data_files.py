@@ -25,6 +25,11 @@ def anchor_questions() -> list[str]:
     return [row["question"] for row in _jsonl("anchor_questions.jsonl")]
 
 
+def task_probes() -> list[str]:
+    """Short tasks (summarise, list N, extract, classify) the commit gate may ask besides its probe questions."""
+    return [row["prompt"] for row in _jsonl("task_probes.jsonl")]
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

@@ -28,7 +28,7 @@ from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_vers
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
 from asls_mlx.correctness import is_correct, load_gate_probes
-from asls_mlx.data_files import general_texts
+from asls_mlx.data_files import general_texts, task_probes
 from asls_mlx.engine import ChatEngine, SamplingOptions
 from asls_mlx.engine.models import weights_dir
 from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
@@ -151,9 +151,16 @@ def recover(store: Store, user: User, repo: AdapterRepo) -> None:
             shutil.rmtree(repo.path(info.version), ignore_errors=True)
 
 
-def gate_probes() -> dict[str, Callable[[str], bool]]:
-    """The commit gate's probe questions (``asls_mlx.correctness.load_gate_probes``), each with its checker."""
-    return {item.question: partial(is_correct, item) for item in load_gate_probes()}
+def gate_probes(tasks: bool = False) -> dict[str, Callable[[str], bool]]:
+    """The commit gate's probe questions (``asls_mlx.correctness.load_gate_probes``), each with its checker, and with
+    ``tasks`` the task probes (``data_files.task_probes``): those have no answer to check, the gate's quality
+    checks (copied input, too few items, no label, content dropped, ...) judge them."""
+    probes = {item.question: partial(is_correct, item) for item in load_gate_probes()}
+    return probes | ({prompt: _any_answer for prompt in task_probes()} if tasks else {})
+
+
+def _any_answer(answer: str) -> bool:
+    return True
 
 
 def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, dict[str, str] | None]:
@@ -167,7 +174,7 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
         return 0, None
     gate = gate_prompts(learner.store, learner.user.id, c.learning_config())
     if learner.store.active_adapter(learner.user.id) is None:  # the old weights are the base model's: the probes too
-        gate += [q for q in gate_probes() if q not in gate]
+        gate += [q for q in gate_probes(c.learning.task_probes) if q not in gate]
     profile = learner.profile
     system = c.system_text(profile)
     sampler = BatchSampler(learner.engine, c.system_prompt, c.sampling(temperature=c.self_labelled_temperature,
@@ -204,7 +211,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                                                           learner.config.system_prompt),
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
-            probes=gate_probes(),
+            probes=gate_probes(learner.config.learning.task_probes),
         )
         return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
                               progress, should_stop, pause)

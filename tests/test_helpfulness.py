@@ -4,10 +4,13 @@ The positives are the failures seen on the embedded model after adaptation (issu
 ordinary helpful answers, including legitimately short answers to short questions.
 """
 
+import re
+
 import pytest
 
 from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, AnswerCheck, GateChecks, answer_check, gate
 from asls_mlx.profiling import quality
+from asls_mlx.profiling.content import items_asked
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.quality import (
     is_evasive,
@@ -288,20 +291,20 @@ RIGHT = {"What is the capital of Germany?": "The capital of Germany is Berlin.",
          "Who painted the Mona Lisa?": "Leonardo da Vinci painted it.", "What organ pumps blood around the body?": "The heart pumps blood through the body."}
 
 
-def _probed(new: dict, old: dict, base: dict | None = None):
-    """answer_check on PROMPTS with PROBES, answering from ``new`` / ``old`` / ``base`` by which weights are in;
-    returns (result, the batches answered as (weights, prompts))."""
+def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBES, right: dict = RIGHT):
+    """answer_check on PROMPTS with ``probes``, answering from ``new`` / ``old`` / ``base`` by which weights are in
+    (else ``right``); returns (result, the batches answered as (weights, prompts))."""
     weights, batches = ["new"], []
 
     def answer_fn(qs):
         batches.append((weights[-1], list(qs)))
         table = {"new": new, "old": old, "base": base}[weights[-1]]
-        return [table.get(q, OLD[PROMPTS.index(q)] if q in PROMPTS else RIGHT[q]) for q in qs]
+        return [table.get(q, OLD[PROMPTS.index(q)] if q in PROMPTS else right[q]) for q in qs]
 
     def swap(to):
         return lambda: weights.append(to) or (lambda: weights.pop())
 
-    checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=PROBES,
+    checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=probes,
                         template_collapse=lambda a, b: template_collapse(a, b, margin=0.3))
     return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base")), batches
 
@@ -350,6 +353,57 @@ def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_
     # A concise user's adapter answers in a word or two: right, and no quality issue (not "too short").
     short = ["Moscow.", "Portuguese.", "Jane Austen.", "The heart.", "The yen.", "Four."]
     assert [probes[q](a) and not quality_issues(q, a) for q, a in zip(probes, short)] == [True] * 6
+    # With task_probes on, the session gate asks the task probes too.
+    from asls_mlx.adaptation.config import LearningConfig
+    from asls_mlx.data_files import task_probes
+
+    config = AssistantConfig(max_tokens=8, self_labelled=False, learning=LearningConfig(task_probes=True))
+    with Assistant(user="task-probed", model=str(tiny_model_dir), config=config) as a:
+        session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
+    assert list(seen[1].probes) == list(probes) + task_probes()
+
+
+# Base-model-like answers to the task probes that do each task (the embedded model's own pass too: e2e test).
+TASK_RIGHT = {
+    "library": "The library closes for two weeks in July for roof repairs, but books can go in the drop box.",
+    "museum": "The museum bus leaves at nine, so be at the gate by 8:45 with a packed lunch and a raincoat.",
+    "battery": "A phone with a bright screen and long battery life, let down by its low-light camera and soft case.",
+    "picnic": "1. Sandwiches\n2. Fresh fruit\n3. A blanket to sit on",
+    "vitamin": "1. Oranges\n2. Kiwis\n3. Strawberries",
+    "save water": "1. Fix dripping taps\n2. Take shorter showers\n3. Run the dishwasher only when full",
+    "ocean": "1. Dolphins\n2. Sharks\n3. Octopuses\n4. Sea turtles",
+}
+
+
+def test_task_probes_reject_an_adapter_that_stops_doing_short_tasks():
+    """After one session a concise user's adapter read a pasted paragraph back as its "summary" and cut a list of
+    seven to two items; the gate's probe questions (facts) did not see it. With ``task_probes`` the gate also asks
+    short tasks, and an answer that fails the task checks counts as a wrong probe answer."""
+    from asls_mlx.data_files import task_probes
+    from asls_mlx.session_update import gate_probes
+
+    tasks = task_probes()
+    assert len(tasks) >= 12 and set(gate_probes()) < set(gate_probes(tasks=True))
+    assert set(gate_probes(tasks=True)) - set(gate_probes()) == set(tasks)
+    probes = {q: gate_probes(tasks=True)[q] for q in tasks if any(k in q for k in TASK_RIGHT)}
+    right = {q: next(a for k, a in TASK_RIGHT.items() if k in q) for q in probes}
+    assert len(probes) == len(TASK_RIGHT) and not any(quality_issues(q, a) for q, a in right.items())
+    copied = {q: q.split("\n", 1)[1].strip('"') for q in probes if "summary" in q.lower() or "Summarize" in q}
+    cut = {q: "1. Sandwiches." for q in probes if items_asked(q)}
+    assert len(copied) == 3 and len(cut) == 4
+    result = _probed(copied | cut, {}, probes=probes, right=right)[0]
+    assert result == (1, None, None) and "7 more of 7 probe questions answered wrong" in result.notes[0]
+    assert _probed(dict(list(copied.items())[:1]), {}, probes=probes, right=right)[0] == (0, None, None)  # noise
+    assert _probed({}, {}, probes=probes, right=right)[0] == (0, None, None)
+
+
+def test_no_task_probe_is_a_prompt_the_eval_or_the_anchors_ask():
+    from asls_mlx.data_files import anchor_questions, load_prompts, task_probes
+
+    asked = [r["prompt"] for r in load_prompts()] + anchor_questions()
+    words = lambda t: frozenset(re.findall(r"[a-z]+", t.lower()))  # noqa: E731
+    for q in task_probes():
+        assert max(len(words(q) & words(a)) / len(words(q) | words(a)) for a in asked) < 0.6, q
 
 
 def test_the_gate_reason_names_the_template_collapse():

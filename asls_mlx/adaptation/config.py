@@ -49,6 +49,11 @@ class LearningConfig:
     # format, one per step beside a general text (``asls_mlx.adaptation.anchors``): prose alone did not keep third
     # sessions from answering fixed questions wrong. A candidate, not yet measured on the eval: off.
     answer_anchors: bool = False
+    # The commit gate also asks 12 short tasks (summarise a pasted note, list three things, extract, classify:
+    # ``data/task_probes.jsonl``) and counts an answer that fails the task checks as a wrong probe answer: after one
+    # session a concise user's adapter read a paragraph back as its "summary" and cut a list of seven to two items,
+    # though its chats held no summary or list. A candidate, not yet measured on the eval: off.
+    task_probes: bool = False
     # AdamW learning rate at full signal; good at LoRA rank 8, scale 20 (lora.LoraConfig).
     base_lr: float = 2e-4
     # No decay: the adapter is small and starts at identity; pairs are few.
