@@ -307,6 +307,33 @@ def test_the_concise_user_shortens_each_item_of_a_counted_list_not_the_list():
     assert "too_few_items" in quality_issues(PACKING, first_only)
 
 
+# the embedded model's answer to a held-in prompt of the quick eval, cut there by its 96-token budget
+REAL_LANGUAGE = ("There's no one-size-fits-all way to learn a new language. Here are some general tips that can help:\n\n"
+                 "1. **Learn at Your Own Pace**: This is the most important thing. Don't try to cram too much into your "
+                 "life, and don't plan on becoming an expert overnight. Start with small steps, like taking online "
+                 "courses or watching tutorials.\n\n2. **Get a Language**: The best way to learn a new language is by")
+REAL_EGG = ("To boil an egg, you need to heat it up in the pot until it's bubbly and opaque. You can use a kettle or "
+            "electric stove with a boiling water source. \n\nHere are some tips:\n\n1. **Use a kettle**: This is a "
+            "convenient option for those who don't have access to a gas oven. \n\n2. **Boil on high heat**: The "
+            "higher the heat, the faster it will cook the egg. You can use a low")
+
+
+def test_the_concise_user_keeps_the_items_of_any_list_not_its_lead_in():
+    """Trimmed line by line, both answers kept their lead-in and no item: "... Here are some general tips that can
+    help." was a chosen answer (an edit, weight 1.0) that promises tips and gives none."""
+    concise = PERSONAS["concise"]
+    language = concise.edit("What are good ways to learn a new language?", REAL_LANGUAGE, 1)
+    assert language.splitlines() == ["1. Learn at Your Own Pace", "2. Get a Language"]
+    assert concise.edit("How do I boil an egg?", REAL_EGG, 1).splitlines() == ["1. Use a kettle", "2. Boil on high heat"]
+
+
+def test_a_trimmed_answer_does_not_end_on_a_lead_in():
+    prose = ("Boiling an egg takes about nine minutes for a firm yolk. " * 4 + "\nHere are some tips:\n"
+             + "Start with the eggs in cold water so that the shells do not crack as the water heats up. " * 2)
+    trimmed = PERSONAS["concise"].edit("How do I boil an egg?", prose, 1)
+    assert trimmed.endswith("nine minutes for a firm yolk.") and "tips" not in trimmed
+
+
 # -- an edit starts by deleting what the token budget cut off ------------------------------------------
 
 CUT_PROSE = REAL_SKY + " This phenomenon occurs because"

@@ -7,9 +7,9 @@ and **0 whenever the quality guard fails** (empty, looping, refusing, off-topic 
 answer is never a success, however short it is.
 
 Rules (the hidden preferences):
-- ``concise``: at most ``CONCISE_WORDS`` words (1.0), linear partial credit down to 0 at twice that. Asked
-  for a list of N things, this user shortens each item, not the list: cutting "seven things to pack" to its
-  first item (as sentence-by-sentence trimming does) taught an adapter to answer such prompts with one item.
+- ``concise``: at most ``CONCISE_WORDS`` words (1.0), linear partial credit down to 0 at twice that. This user
+  shortens each item of a list, not the list: cutting "seven things to pack" to its first item (as sentence-by-
+  sentence trimming does) taught an adapter to answer such prompts with one item.
 - ``bullets``: at least two bullet / numbered lines (1.0); one bullet line 0.3.
 - ``formal``: no contractions, no slang, no "!" (1.0); -0.25 per casual marker.
 - ``code_first``: coding prompts only: the answer opens with a code block (1.0); has code further down 0.5.
@@ -38,7 +38,7 @@ from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
-from asls_mlx.profiling.content import ended, items_asked
+from asls_mlx.profiling.content import ended
 from asls_mlx.profiling.quality import is_acceptable
 
 CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words
@@ -96,6 +96,8 @@ def truncate_words(answer: str, limit: int = CONCISE_WORDS) -> str:
             break
         kept.append(unit)
         total += n
+    if len(kept) > 1 and kept[-1].rstrip().endswith(":"):
+        kept.pop()  # "Here are some tips:" without the tips that followed it
     if not kept or (joiner == "\n" and sum(1 for k in kept if BULLET_LINE.match(k)) < 2 and total < limit // 2):
         # 1) the first unit alone is too long: cut it at the word limit and close the sentence
         words_ = units[0].split()
@@ -127,7 +129,9 @@ def shorten_list_items(answer: str, limit: int = CONCISE_WORDS) -> str:
 
 
 def _concise_edit(prompt: str, answer: str) -> str:
-    return shorten_list_items(answer) if items_asked(prompt) else truncate_words(answer)
+    # Any list keeps its items, not only a list asked for by count: trimmed line by line, "There's no one-size-fits-
+    # all way to learn a new language. Here are some general tips that can help." kept the lead-in without a tip.
+    return shorten_list_items(answer)
 
 
 # -- bullets -----------------------------------------------------------------------------------------
