@@ -10,8 +10,8 @@ import pytest
 from asls_mlx.data_files import load_prompts
 from asls_mlx.evaluation.metrics import score_heldout
 from asls_mlx.evaluation.personas import PERSONAS
-from asls_mlx.profiling.content import (EXTRACTION, MIN_ITEMS, drops_content, items, items_asked, split_instruction,
-                                       too_few_items)
+from asls_mlx.profiling.content import (EXTRACTION, MIN_ITEMS, drops_content, items, items_asked, no_body,
+                                       split_instruction, too_few_items)
 from asls_mlx.profiling.mining import self_labelled_pairs
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.quality import quality_issues
@@ -181,3 +181,29 @@ def test_a_summary_that_reads_the_input_back_copied_it(answer):
 ])
 def test_a_summary_in_its_own_words_or_no_summary_passes(prompt, answer):
     assert "copied_input" not in quality_issues(prompt, answer)
+
+
+TEAM = "Write an email to my team saying the Thursday meeting is moved to Friday at 10 in room 4B."
+PATEL = ("Write an email to a client, Ms. Patel, telling her the website launch will be delayed by one week because "
+         "of a late change in the payment provider.")
+
+
+@pytest.mark.parametrize("prompt, answer", [  # adapters' answers on the quick evals (a concise user thumbed them up)
+    (TEAM, "Subject: Moving Project Status to Friday at 10am (Room 4B)"),
+    (PATEL, "Subject: Delayed Launch Date (October 23) - Email to Ms. Patel"),
+    (TEAM, "**Subject:** Team Update\nTo: All team\nDear team,"),
+    ("Reply to this email from a customer and offer a replacement:\n\"The kettle I bought last week stopped working.\"",
+     "Subject: Re: Your kettle"),
+])
+def test_an_email_that_is_only_its_header_has_no_body(prompt, answer):
+    assert "no_body" in quality_issues(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (TEAM, "Subject: Meeting moved\n\nHi team, Thursday's meeting is moved to Friday at 10 in room 4B. See you there!"),
+    (PATEL, "Dear Ms. Patel, the website launch moves by one week: the payment provider changed late. Sorry!"),
+    ("Write a regex that matches an email address.", r"`^[\w.+-]+@[\w-]+\.\w+$`"),  # asks for no e-mail
+    ("What is the subject line of a good email?", "Subject: short, specific."),
+])
+def test_an_email_with_a_body_or_no_email_asked_for_passes(prompt, answer):
+    assert not no_body(prompt, answer)

@@ -25,6 +25,11 @@ alone ("1. A tent with a waterproof exterior ...", then the end of the answer), 
 as a fine short answer. Items are counted generously (list lines; else sentences, or the parts of a sentence
 between commas and "and"), and only an answer too short to have been cut off by the token budget is judged:
 the base model's long lists are cut mid-item, and sometimes at a full stop, by the eval's budget.
+
+Asked to write an e-mail, a letter or a message, an answer that is only its header ("Subject: Delayed Launch
+Date (October 23) - Email to Ms. Patel" and nothing more) is ``no_body``: fewer than ``MIN_BODY_WORDS`` words once
+its Subject/To/From/Date lines are removed. The stored quick evals hold 13 such answers from adapters (a concise
+user thumbs up a short answer) and none from the base model.
 """
 
 from __future__ import annotations
@@ -58,6 +63,13 @@ SUMMARY = re.compile(r"\b(?:summar(?:y|ize|ise)|tl;?dr|gist|in (?:one|a single) 
 SHINGLE_WORDS = 4
 COPY_SHARE = 0.4
 COPY_MIN_SHARED = 12  # a short summary may rightly reuse a phrase or two ("they can remember things for months")
+# "Write an email to ...", "Draft a short note ...", "Reply to this email ..." (not "a regex that matches an email").
+WRITE_MESSAGE = re.compile(r"\b(?:write|draft|compose)\b(?:\s+(?:me|us))?\s+(?:an?|the|my|this)\s+(?:[\w-]+\s+){0,3}?"
+                           r"(?:e-?mail|letter|message|note|invitation)\b(?!\s+address)|"
+                           r"\brepl(?:y|ies)\s+to\s+(?:this|the|her|his|my|an?)\s+(?:\w+\s+){0,2}?(?:e-?mail|letter|message)\b",
+                           re.IGNORECASE)
+_HEADER_LINE = re.compile(r"^\W*(?:subject|to|from|date|cc|re)\W*:.*$", re.IGNORECASE | re.MULTILINE)
+MIN_BODY_WORDS = 8
 UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended
 
 
@@ -135,3 +147,9 @@ def copies_input(prompt: str, answer: str) -> bool:
     said = _shingles(answer)
     shared = len(said & _shingles(pasted))
     return shared >= COPY_MIN_SHARED and shared / len(said) >= COPY_SHARE
+
+
+def no_body(prompt: str, answer: str) -> bool:
+    """Asked to write or reply to an e-mail, letter or message: the answer is its header lines and little else."""
+    instruction, _ = split_instruction(prompt or "")
+    return bool(WRITE_MESSAGE.search(instruction)) and len(_HEADER_LINE.sub(" ", answer).split()) < MIN_BODY_WORDS

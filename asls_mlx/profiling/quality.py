@@ -36,6 +36,8 @@ Issues (the strings ``quality_issues`` returns):
 - ``copied_input``: asked to summarise a pasted text, the answer is mostly that text's own word sequences.
 - ``no_label``: asked to classify with offered labels, the answer names none of them or reads the list back
   (``profiling.labels``: 'The topic of this headline is "Sports, Politics, Business, Science or Entertainment."').
+- ``no_body``: asked to write an e-mail, letter or message, the answer is its header alone (``profiling.content``:
+  "Subject: Moving Project Status to Friday at 10am (Room 4B)" and nothing more).
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -55,7 +57,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
 
-from asls_mlx.profiling.content import copies_input, drops_content, too_few_items
+from asls_mlx.profiling.content import copies_input, drops_content, no_body, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
@@ -352,7 +354,7 @@ _ANSWER_CHECKS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("hollow", is_hollow), ("evasive", lambda p, a: is_evasive(a)), ("boilerplate", is_boilerplate),
     ("questions_only", asks_back_only),
     ("content_dropped", drops_content), ("too_few_items", too_few_items), ("copied_input", copies_input),
-    ("no_label", picks_no_label), ("profile_leak", lambda p, a: leaks_profile(a)),
+    ("no_label", picks_no_label), ("no_body", no_body), ("profile_leak", lambda p, a: leaks_profile(a)),
 )
 
 
