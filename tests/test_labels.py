@@ -42,6 +42,28 @@ def test_an_answer_that_picks_a_label_passes(prompt, answer):
     assert not picks_no_label(prompt, answer)
 
 
+FACT = 'Decide whether this statement is a fact or an opinion and explain:\n"Paris is the capital of France."'
+SPAM = 'Is this email spam or not spam? Give the label and one reason.\n"You won a FREE cruise! Click here."'
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (FACT, "The statement is not a fact or opinion based on subjective perception."),  # profile-in-prompt's, real
+    (FACT, "To determine whether the statement is a fact or an opinion, we need to consider the evidence."),
+    (SPAM, "Whether an email is spam or not spam depends on who sent it and why."),
+])
+def test_an_answer_that_only_restates_the_alternatives_picks_no_label(prompt, answer):
+    assert picks_no_label(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (FACT, "It is a fact. Whether a claim is a fact or an opinion depends on evidence, and this one can be checked."),
+    (SPAM, "Spam: a free prize and a link to click are the classic signs."),
+    (SPAM, "Not spam or spam? It is spam."),
+])
+def test_an_answer_that_decides_besides_restating_the_alternatives_passes(prompt, answer):
+    assert not picks_no_label(prompt, answer)
+
+
 def test_the_labels_of_every_bundled_classification_prompt_are_read():
     rows = {r["id"]: r["prompt"] for r in load_prompts()}
     assert offered_labels(rows["classify-02"]) == ["spam", "not spam"]

@@ -7,6 +7,8 @@ are on topic, long enough, and a concise user's checker scored them 1.0; neither
 ``no_label`` quality issue: the prompt offers labels ("as positive, negative or mixed", "spam or not spam",
 "(low, medium or high)") and the answer names none of them, or reads the list back: three or more labels, all
 or all but one of those offered (unless each of several inputs is to be labelled, when all may rightly appear).
+Labels named only in the question's alternatives restated ("To determine whether the statement is a fact or an
+opinion, we need to ...") decide nothing either.
 The embedded base model itself echoes the headline's options; it fails that prompt too, and is scored so.
 """
 
@@ -64,10 +66,17 @@ def picks_no_label(prompt: str, answer: str) -> bool:
     labels = offered_labels(prompt)
     if not labels:
         return False
-    if not any(_names(answer, label) for label in labels):
+    if not any(_names(_without_alternatives(answer, labels), label) for label in labels):
         return True
     echoed = _longest_run(answer, labels) >= max(MIN_ECHOED, len(labels) - 1)
     return echoed and not _EACH.search(_instruction(prompt))
+
+
+def _without_alternatives(answer: str, labels: list[str]) -> str:
+    """The answer without the question's alternatives restated ("whether the statement is a fact or an opinion"):
+    labels named only there decide nothing."""
+    one = "|".join(_stem_pattern(label) for label in sorted(labels, key=len, reverse=True))
+    return re.sub(rf"(?:{one})\w*(?:\s*,\s*(?:an?\s+)?(?:{one})\w*)*,?\s+or\s+(?:an?\s+)?(?:{one})\w*", " ", answer)
 
 
 def _longest_run(answer: str, labels: list[str]) -> int:
