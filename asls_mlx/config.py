@@ -21,7 +21,11 @@ class AssistantConfig:
 
     profile_in_prompt: bool = True  # profiling layer: the rendered profile joins the system prompt
     adapt: bool = True  # adaptation layer: train a LoRA adapter after sessions
-    self_labelled: bool = True  # mine pairs by sampling answers and ranking them with the profile
+    # Also mine pairs by sampling answers to the sessions' prompts and ranking them with the profile. Off: at 0.8 the
+    # chosen samples are often nonsense no check can see ("Subject: *<<[Insert Your Email Here]..."), and the quick
+    # eval without them (3 seeds) scored +0.05 [-0.01, +0.10] paired, committed 61% of updates (39% with them) and
+    # kept 1.18 of the base model's correctness (1.05): benchmarks/results/eval-recipe-no-self-labelled/.
+    self_labelled: bool = False
     # The learning settings a user changes most; they set the matching fields of ``learning``.
     drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score
     loss: str = _LEARNING.loss  # dpo | simpo | orpo | sft

@@ -45,7 +45,7 @@ ARMS: dict[str, dict] = {
     "profile_prompt": dict(profile_in_prompt=True, adapt=False, self_labelled=False, drift_adaptation=False),
     "adapt_no_profile": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False,
                              pair_sources=EXPLICIT_SOURCES, loss="dpo"),
-    "asls": dict(profile_in_prompt=True, adapt=True, self_labelled=True, drift_adaptation=True, loss="dpo"),
+    "asls": dict(profile_in_prompt=True, adapt=True, self_labelled=False, drift_adaptation=True, loss="dpo"),  # the defaults
     "sft": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False, loss="sft"),
 }
 FULL_PERSONAS = STYLE_PERSONAS + OPEN_PERSONAS
