@@ -227,7 +227,8 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
     """The whole pipeline for sessions that ended: profile update and behavioural pairs (skipped for
     sessions already processed), self-labelled pairs, training, gate, commit.
 
-    Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears "mining self-labelled pairs" and "training".
+    Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears "mining self-labelled pairs" (when
+    they are on) and "training".
     ``pause()`` blocks while the update must give the CPU to an answer (the background worker's
     ``yielding.YieldGate.wait``); it runs between the phases and between the optimizer steps.
     """
@@ -238,7 +239,7 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
         if not learner.store.session(sid).processed:
             process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed)
     added, answers_before = 0, None
-    if session_ids:
+    if session_ids and learner.config.adapt and learner.config.self_labelled:  # off by default: no phase to show
         pause()
         note("mining self-labelled pairs")
         added, answers_before = mine_self_labelled(learner, list(session_ids))

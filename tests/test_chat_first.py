@@ -348,7 +348,8 @@ def test_the_worker_gives_way_before_loading_between_phases_and_before_every_ste
         a.close()
     assert report.committed and report.steps >= 2
     steps = ["wait", "training"] * (report.steps - 1) + ["wait", "validating", "validating"]  # + the steps-done call
-    phases = ["wait", "loading model", "wait", "mining self-labelled pairs", "wait", "training", "wait", *steps]
+    # self-labelled pairs are off (the default): the user is not told about mining that does not happen
+    phases = ["wait", "loading model", "wait", "training", "wait", *steps]
     assert events[:len(phases)] == phases
     # then before the held-out checks, retention and the answers old vs new, and between the answers' tokens
     gate_answers = events[len(phases):]
