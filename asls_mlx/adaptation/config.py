@@ -47,7 +47,8 @@ class LearningConfig:
     retention_topk: int = 32
     # The retention term also holds the base model's own greedy answers to everyday questions, in the chat's
     # format, one per step beside a general text (``asls_mlx.adaptation.anchors``): prose alone did not keep third
-    # sessions from answering fixed questions wrong. A candidate, not yet measured on the eval: off.
+    # sessions from answering fixed questions wrong. Off: +0.05 over the old default (self-labelled pairs on) in two
+    # quick evals, +0.02 [-0.06, +0.11] over today's (benchmarks/results/eval-recipe-anchors-no-self-labelled/).
     answer_anchors: bool = False
     # The commit gate also asks 12 short tasks (summarise a pasted note, list three things, extract, classify:
     # ``data/task_probes.jsonl``) and counts an answer that fails the task checks as a wrong probe answer: after one
