@@ -163,6 +163,11 @@ def _any_answer(answer: str) -> bool:
     return True
 
 
+def _mines_self_labelled(config: AssistantConfig) -> bool:
+    """Whether an update samples and ranks answers for self-labelled pairs (off by default)."""
+    return config.adapt and config.self_labelled
+
+
 def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, dict[str, str] | None]:
     """Self-supervised pairs: sample answers to the sessions' prompts and let the profile rank them.
 
@@ -170,7 +175,7 @@ def mine_self_labelled(learner: Learner, session_ids: list[int]) -> tuple[int, d
     "before" answers come from the same weights as the samples, so they are decoded in the same batch.
     """
     c = learner.config
-    if not (c.adapt and c.self_labelled):
+    if not _mines_self_labelled(c):
         return 0, None
     gate = gate_prompts(learner.store, learner.user.id, c.learning_config())
     if learner.store.active_adapter(learner.user.id) is None:  # the old weights are the base model's: the probes too
@@ -227,8 +232,8 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
     """The whole pipeline for sessions that ended: profile update and behavioural pairs (skipped for
     sessions already processed), self-labelled pairs, training, gate, commit.
 
-    Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears "mining self-labelled pairs" (when
-    they are on) and "training".
+    Callers hold :func:`training_lock`, and ``learner.engine`` holds the user's active adapter. ``on_phase`` hears
+    "mining self-labelled pairs" (when they are on) and "training".
     ``pause()`` blocks while the update must give the CPU to an answer (the background worker's
     ``yielding.YieldGate.wait``); it runs between the phases and between the optimizer steps.
     """
@@ -239,7 +244,7 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
         if not learner.store.session(sid).processed:
             process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed)
     added, answers_before = 0, None
-    if session_ids and learner.config.adapt and learner.config.self_labelled:  # off by default: no phase to show
+    if session_ids and _mines_self_labelled(learner.config):  # no "mining" phase to show when nothing is mined
         pause()
         note("mining self-labelled pairs")
         added, answers_before = mine_self_labelled(learner, list(session_ids))

@@ -10,7 +10,7 @@ import pytest
 
 from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, AnswerCheck, GateChecks, answer_check, gate
 from asls_mlx.profiling import quality
-from asls_mlx.profiling.content import items_asked
+from asls_mlx.profiling.content import SUMMARY, items_asked
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.quality import (
     is_evasive,
@@ -388,7 +388,7 @@ def test_task_probes_reject_an_adapter_that_stops_doing_short_tasks():
     probes = {q: gate_probes(tasks=True)[q] for q in tasks if any(k in q for k in TASK_RIGHT)}
     right = {q: next(a for k, a in TASK_RIGHT.items() if k in q) for q in probes}
     assert len(probes) == len(TASK_RIGHT) and not any(quality_issues(q, a) for q, a in right.items())
-    copied = {q: q.split("\n", 1)[1].strip('"') for q in probes if "summary" in q.lower() or "Summarize" in q}
+    copied = {q: q.split("\n", 1)[1].strip('"') for q in probes if SUMMARY.search(q)}
     cut = {q: "1. Sandwiches." for q in probes if items_asked(q)}
     assert len(copied) == 3 and len(cut) == 4
     result = _probed(copied | cut, {}, probes=probes, right=right)[0]

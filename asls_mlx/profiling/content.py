@@ -66,8 +66,8 @@ COPY_MIN_SHARED = 12  # a short summary may rightly reuse a phrase or two ("they
 # "Write an email to ...", "Draft a short note ...", "Reply to this email ..." (not "a regex that matches an email").
 WRITE_MESSAGE = re.compile(r"\b(?:write|draft|compose)\b(?:\s+(?:me|us))?\s+(?:an?|the|my|this)\s+(?:[\w-]+\s+){0,3}?"
                            r"(?:e-?mail|letter|message|note|invitation)\b(?!\s+address)|"
-                           r"\brepl(?:y|ies)\s+to\s+(?:this|the|her|his|my|an?)\s+(?:\w+\s+){0,2}?(?:e-?mail|letter|message)\b",
-                           re.IGNORECASE)
+                           r"\brepl(?:y|ies)\s+to\s+(?:this|the|her|his|my|an?)\s+(?:\w+\s+){0,2}?"
+                           r"(?:e-?mail|letter|message)\b", re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^\W*(?:subject|to|from|date|cc|re)\W*:.*$", re.IGNORECASE | re.MULTILINE)
 MIN_BODY_WORDS = 8
 UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended

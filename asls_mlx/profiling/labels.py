@@ -57,6 +57,11 @@ def _stem_pattern(label: str) -> str:
     return pattern if label.isupper() else f"(?i:{pattern})"  # "send it" does not name it either
 
 
+def _any_label(labels: list[str]) -> str:
+    """A pattern naming any of the labels, the longest first ("not spam" before "spam")."""
+    return "|".join(_stem_pattern(label) for label in sorted(labels, key=len, reverse=True))
+
+
 def _names(answer: str, label: str) -> bool:
     return bool(re.search(_stem_pattern(label), answer))
 
@@ -66,7 +71,8 @@ def picks_no_label(prompt: str, answer: str) -> bool:
     labels = offered_labels(prompt)
     if not labels:
         return False
-    if not any(_names(_without_alternatives(answer, labels), label) for label in labels):
+    deciding = _without_alternatives(answer, labels)
+    if not any(_names(deciding, label) for label in labels):
         return True
     echoed = _longest_run(answer, labels) >= max(MIN_ECHOED, len(labels) - 1)
     return echoed and not _EACH.search(_instruction(prompt))
@@ -75,13 +81,13 @@ def picks_no_label(prompt: str, answer: str) -> bool:
 def _without_alternatives(answer: str, labels: list[str]) -> str:
     """The answer without the question's alternatives restated ("whether the statement is a fact or an opinion"):
     labels named only there decide nothing."""
-    one = "|".join(_stem_pattern(label) for label in sorted(labels, key=len, reverse=True))
+    one = _any_label(labels)
     return re.sub(rf"(?:{one})\w*(?:\s*,\s*(?:an?\s+)?(?:{one})\w*)*,?\s+or\s+(?:an?\s+)?(?:{one})\w*", " ", answer)
 
 
 def _longest_run(answer: str, labels: list[str]) -> int:
     """The most distinct labels named one after another, with only joiners between them."""
-    one = "|".join(_stem_pattern(label) for label in sorted(labels, key=len, reverse=True))
+    one = _any_label(labels)
     best = 0
     for m in re.finditer(rf"(?:{one})\w*(?:{_JOINER}(?:{one})\w*)+", answer):
         best = max(best, sum(_names(m.group(0), label) for label in labels))
