@@ -1,6 +1,6 @@
 """The quick eval's asls arm with learning settings changed: a training recipe measured against the default.
 
-    python benchmarks/eval_recipe.py --set self_labelled_temperature=0.6 [--seeds 0,1,2] [--baseline-seeds 2]
+    python benchmarks/eval_recipe.py --set self_labelled_temperature=0.6 [--set loss=sft] [--seeds 0,1,2] [--baseline-seeds 2]
                                      [--baseline-from DIR [--baseline-arm ARM]] [--out benchmarks/results/eval-recipe]
     python benchmarks/eval_recipe.py --compare DIR [--baseline-from DIR] [--rescore]   # print the comparison again
 
@@ -52,8 +52,10 @@ def parse_settings(items: list[str]) -> tuple[dict, dict]:
                 out[name] = int(raw)
             elif "float" in kind:
                 out[name] = float(raw)
+            elif kind == "str":
+                out[name] = raw.strip()
             else:
-                sys.exit(f"{name} is a {kind}: only number and true/false settings can be set here")
+                sys.exit(f"{name} is a {kind}: only number, text and true/false settings can be set here")
         except ValueError:
             sys.exit(f"{name}={raw!r}: {name} takes a {kind}")
     return ({k: v for k, v in out.items() if k in assistant}, {k: v for k, v in out.items() if k not in assistant})

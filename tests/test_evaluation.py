@@ -646,3 +646,20 @@ def test_the_runner_lets_the_simulated_user_judge_relevance_with_the_factorys_ju
                       out_dir=tmp_path / "out", assistant_factory=factory)
     chats = [s["chat"] for s in result.run("concise", "asls")["sessions"][1:]]
     assert all(set(c["actions"]) <= {"regenerate", "thumbs_down"} and c["final_satisfaction"] == 0.0 for c in chats)
+
+
+def test_a_recipe_setting_is_typed_by_its_config_field():
+    """``eval_recipe.py --set`` turns ``field=value`` into the field's type: a loss is text, a flag a bool, a
+    learning rate a float; an unknown field or a bad value stops with a message naming it, not a traceback."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_recipe.py"
+    spec = importlib.util.spec_from_file_location("eval_recipe", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    assistant, learning = recipe.parse_settings(["loss=sft", "task_probes=true", "base_lr=1e-4", "max_steps=6"])
+    assert assistant == {"loss": "sft", "max_steps": 6} and learning == {"task_probes": True, "base_lr": 1e-4}
+    for bad, named in (["nope=1"], "nope"), (["max_steps=many"], "max_steps"):
+        with pytest.raises(SystemExit, match=named):
+            recipe.parse_settings(bad)
