@@ -117,6 +117,9 @@ def _question(n_words: int) -> str:
     (ANSWER + "\n\n" + _question(FOLLOW_UP_WORDS + 1), 0.0),  # too long for one line
     (ANSWER + "\n\n" + _question(FOLLOW_UP_WORDS), 1.0),
     ("Here is code:\n```python\n# what is x?\n```", 0.0),  # a question inside code is no question to the user
+    (ANSWER + "\n\nHow about the leaf is being sold?", 0.0),  # asks the user nothing: a claim, not a follow-up
+    (ANSWER + "\n\nWhat is the capital of France?", 0.0),  # a quiz question
+    (ANSWER + "\n\nWant to see an example?", 1.0),
 ])
 def test_follow_up_score(answer, score):
     assert get_persona("follow_up").satisfies(EXPLAIN, answer) == score

@@ -282,6 +282,12 @@ ADDITIONS = [  # (follow-up, first answer, second answer, chosen: the first answ
      "Rome. Would you like to know more about Rome?",
      "Rome is the capital of Italy.\n\nWould you like to know more about Rome?"),  # the cut-off sentence goes
     ("end with a follow-up question please", ROME_FACTS, "Rome is the capital. It is old.", None),  # no question asked
+    # a question that asks the user nothing makes a claim: "How about the contract is being sold?" taught an adapter
+    # to answer "Extract every date ..." with "The contract is being sold." (quick eval, follow-up user, seed 0)
+    ("end with a follow-up question please", ROME_FACTS, "How about Rome is being sold?", None),
+    ("end with a follow-up question please", ROME_FACTS, "Rome is old. What is the capital of France?", None),
+    ("end with a follow-up question please", ROME_FACTS, "Rome. Is there anything else I can help with?",
+     ROME_FACTS + "\n\nIs there anything else I can help with?"),
     ("end with a follow-up question please", "Rome is the capital.\n\nWant to know more?", "Rome. Anything else?", None),
     ("start with 'In short:' please", ROME_FACTS, "In short: Rome is the capital of Italy.\n\nIt is an old city.",
      "In short: Rome is the capital of Italy.\n\n" + ROME_FACTS),

@@ -5,7 +5,8 @@ score (in [0, 1]), an edit toward it that keeps the answer's content (it adds a 
 checked on the embedded model's real answers:
 
 - ``follow_up``: the answer ends with a one-line follow-up question to the user (its own line, at most
-  ``FOLLOW_UP_WORDS`` words, after the answer itself). The edit appends one built from the prompt.
+  ``FOLLOW_UP_WORDS`` words, after the answer itself, asking the user something: ``additions.asks_the_user``). The
+  edit appends one built from the prompt.
 - ``british``: British spelling: none of ``AMERICAN_TO_BRITISH``'s words in the prose (code, inline code and
   links are left alone: renaming ``color`` in a program breaks it). The edit respells them; -0.25 a word.
 - ``in_short``: the first line is "In short:" and a one-sentence summary (``IN_SHORT_WORDS`` words at most).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from asls_mlx.profiling.additions import asks_the_user
 from asls_mlx.profiling.features import is_coding_prompt, word_count
 from asls_mlx.profiling.quality import strip_template
 
@@ -31,13 +33,14 @@ def _lines(answer: str) -> list[str]:
 
 
 def ends_with_follow_up(answer: str) -> bool:
-    """The last line is a question of at most ``FOLLOW_UP_WORDS`` words, after at least one line of answer
-    (a reply that is only a question asks instead of answering) and outside a code block."""
+    """The last line is a question to the user of at most ``FOLLOW_UP_WORDS`` words, after at least one line of
+    answer (a reply that is only a question asks instead of answering) and outside a code block. A question that
+    asks the user nothing ("How about the contract is being sold?") is not the follow-up this person wants."""
     lines = _lines(answer)
     if len(lines) < 2 or lines[-1].startswith("```"):
         return False
     last = lines[-1].strip("*_ ")
-    return last.endswith("?") and 1 <= word_count(last) <= FOLLOW_UP_WORDS
+    return last.endswith("?") and 1 <= word_count(last) <= FOLLOW_UP_WORDS and asks_the_user(last)
 
 
 def score_follow_up(prompt: str, answer: str) -> float:

@@ -19,6 +19,13 @@ _END_WITH_QUESTION = re.compile(r"\b(?:end|finish|close)\b.*\bquestions?\b", re.
 _OPEN_WITH_IN_SHORT = re.compile(r"\b(?:start|begin|open)\b.*\bin short\b", re.IGNORECASE)
 _IN_SHORT_LINE = re.compile(r"^\s*(?:\*\*)?in short:", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+# A follow-up question asks the person something ("Would you like ...?", "Shall I ...?", "Want more?"). A question
+# that addresses no one ("How about the contract is being sold?", "What is the capital of France?") makes a claim or
+# quizzes: composed onto an answer it taught an adapter to answer "Extract every date ..." with "The contract is
+# being sold." (quick eval, follow-up user, seed 0: all three of its updates rejected for that answer).
+_ASKS_THE_USER = re.compile(
+    r"\b(?:you|your|yours|yourself|i|me|let's)\b"
+    r"|^\W*(?:want|need|anything|any|more|other|further)\b", re.IGNORECASE)
 
 
 def compose_correction(request: str, original: str, corrected: str) -> str | None:
@@ -40,11 +47,16 @@ def compose_correction(request: str, original: str, corrected: str) -> str | Non
     return corrected
 
 
+def asks_the_user(question: str) -> bool:
+    """``question`` asks the person something (second person, an offer, a bare "Anything else?")."""
+    return bool(_ASKS_THE_USER.search(question or ""))
+
+
 def _closing_question(text: str) -> str | None:
-    """The last question sentence of ``text`` that is short enough to be a one-line follow-up question."""
+    """The last question sentence of ``text`` if it is a one-line follow-up question: short, asking the user."""
     for sentence in reversed(sentences(text)):
         if sentence.endswith("?"):
-            return sentence if word_count(sentence) <= MAX_ADDITION_WORDS else None
+            return sentence if word_count(sentence) <= MAX_ADDITION_WORDS and asks_the_user(sentence) else None
     return None
 
 
