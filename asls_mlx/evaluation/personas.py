@@ -80,14 +80,11 @@ def _score_concise(prompt: str, answer: str) -> float:
 
 
 def truncate_words(answer: str, limit: int = CONCISE_WORDS) -> str:
-    """Keep whole sentences (or bullet lines) up to ``limit`` words; cut the first one if it alone is over."""
+    """Keep whole sentences up to ``limit`` words; cut the first one if it alone is over. (A list answer is
+    shortened item by item instead: ``shorten_list_items``.)"""
     if word_count(answer) <= limit:
         return answer
-    lines = [ln for ln in answer.strip().splitlines() if ln.strip()]
-    if has_bullets(answer):
-        units, joiner = lines, "\n"  # a bullet list is cut at line boundaries, keeping the list
-    else:
-        units, joiner = sentences(answer), " "
+    units = sentences(answer)
     kept: list[str] = []
     total = 0
     for unit in units:
@@ -98,12 +95,10 @@ def truncate_words(answer: str, limit: int = CONCISE_WORDS) -> str:
         total += n
     if len(kept) > 1 and kept[-1].rstrip().endswith(":"):
         kept.pop()  # "Here are some tips:" without the tips that followed it
-    if not kept or (joiner == "\n" and sum(1 for k in kept if BULLET_LINE.match(k)) < 2 and total < limit // 2):
-        # 1) the first unit alone is too long: cut it at the word limit and close the sentence
-        words_ = units[0].split()
-        cut = " ".join(words_[: max(limit - 1, 1)]).rstrip(",;:-")
+    if not kept:  # the first sentence alone is too long: cut it at the word limit and close it
+        cut = " ".join(units[0].split()[: max(limit - 1, 1)]).rstrip(",;:-")
         return cut if cut.endswith((".", "!", "?")) else cut + "."
-    return joiner.join(kept)
+    return " ".join(kept)
 
 
 _ITEM_HEAD_END = re.compile(r"[:,;(]|\s[-\u2013\u2014]\s|\.(?:\s|$)")
