@@ -15,8 +15,9 @@ from asls_mlx.evaluation.open_rules import (
     AMERICAN_TO_BRITISH, FOLLOW_UP_WORDS, IN_SHORT_WORDS, american_spellings, follow_up_question,
     has_spelling_variant, to_british,
 )
+from asls_mlx.evaluation.trimming import drop_unfinished, truncate_words
 from asls_mlx.evaluation.personas import (
-    OPEN_PERSONAS, PERSONAS, RULES, STYLE_PERSONAS, drop_unfinished, get_persona,
+    OPEN_PERSONAS, PERSONAS, RULES, STYLE_PERSONAS, get_persona,
 )
 from asls_mlx.evaluation.profile_truth import profile_truth
 from asls_mlx.evaluation.runner import persona_prompts
@@ -335,6 +336,41 @@ def test_a_trimmed_answer_does_not_end_on_a_lead_in():
              + "Start with the eggs in cold water so that the shells do not crack as the water heats up. " * 2)
     trimmed = PERSONAS["concise"].edit("How do I boil an egg?", prose, 1)
     assert trimmed.endswith("nine minutes for a firm yolk.") and "tips" not in trimmed
+
+
+# the embedded model's answers to held-out prompts of the quick eval (base model, 96 tokens, unfinished end dropped)
+REAL_EMAIL = ("Subject: Project Status Update for Thursday Meeting\n\nDear Team,\n\nWe are pleased to announce a "
+              "significant milestone in our team's journey. The upcoming Thursday meeting will be moved to Friday at "
+              "10:00 in room 4B, and all team members should bring their project status. This is a timely update as "
+              "we approach the end of the quarter and want everyone to see where each project stands.")
+REAL_SLEEP = ("Improving sleep is a holistic approach that involves both mental and physical aspects of your life. "
+              "It's about taking care of yourself, not just for the sake of your health but also for your overall "
+              "well-being. Here are some tips to help you achieve better sleep:\n\n1.")
+LONG_CODE = ("Here is a short function that checks whether a number is prime by trying every divisor up to its square "
+             "root, which is enough because a larger factor would pair with a smaller one.\n```python\n"
+             "def is_prime(n):\n    if n < 2:\n        return False\n    for d in range(2, int(n ** 0.5) + 1):\n"
+             "        if n % d == 0:\n            return False\n    return True\n```\nIt returns True for 7.")
+
+
+def test_a_trimmed_answer_keeps_its_layout():
+    """Sentences joined into one line made the concise user's e-mail edit all Subject line (``no_body``: the pair
+    was dropped, and the adapter learnt e-mails that are a subject) and its code one line that does not parse."""
+    concise = PERSONAS["concise"]
+    email = concise.edit("Write an email to my team saying the Thursday meeting is moved.", REAL_EMAIL, 1)
+    assert email.startswith("Subject: Project Status Update for Thursday Meeting\n\nDear Team,\n\nWe are pleased")
+    assert "no_body" not in quality_issues("Write an email to my team saying the meeting is moved.", email)
+    code = truncate_words(LONG_CODE, 40)
+    assert code.splitlines()[1:3] == ["```python", "def is_prime(n):"] and code.endswith("\n```")
+    assert code.count("```") == 2
+
+
+def test_a_trimmed_answer_does_not_end_on_a_bare_list_marker():
+    """Cut by the budget after "1.", the answer promises tips it never gives: deleting the unfinished end deletes
+    the promise too, and a trim by words never stops on the marker."""
+    assert drop_unfinished(REAL_SLEEP).endswith("your overall well-being.")
+    for limit in (40, 45):
+        trimmed = truncate_words(REAL_SLEEP + " Sleep well.", limit)
+        assert trimmed.endswith("well-being.") and "1." not in trimmed and "tips" not in trimmed
 
 
 # -- an edit starts by deleting what the token budget cut off ------------------------------------------

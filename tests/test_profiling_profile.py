@@ -149,7 +149,8 @@ def test_length_fit(words, target, lo, hi):
 
 # -- evidence: a feature enters the profile only when the user expressed it ----------------------------
 
-from asls_mlx.evaluation.personas import bulletize, formalize, prepend_tldr, truncate_words  # noqa: E402
+from asls_mlx.evaluation.personas import bulletize, formalize, prepend_tldr  # noqa: E402
+from asls_mlx.evaluation.trimming import truncate_words  # noqa: E402
 from asls_mlx.profiling import record_feedback  # noqa: E402
 from asls_mlx.profiling.profile import PHRASES  # noqa: E402
 from asls_mlx.profiling.profile_update import (  # noqa: E402

@@ -38,7 +38,7 @@ from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
-from asls_mlx.profiling.content import ended
+from asls_mlx.evaluation.trimming import drop_unfinished, shorten_list_items
 from asls_mlx.profiling.quality import is_acceptable
 
 CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words
@@ -79,54 +79,10 @@ def _score_concise(prompt: str, answer: str) -> float:
     return max(0.0, 1.0 - (n - CONCISE_WORDS) / CONCISE_WORDS)
 
 
-def truncate_words(answer: str, limit: int = CONCISE_WORDS) -> str:
-    """Keep whole sentences up to ``limit`` words; cut the first one if it alone is over. (A list answer is
-    shortened item by item instead: ``shorten_list_items``.)"""
-    if word_count(answer) <= limit:
-        return answer
-    units = sentences(answer)
-    kept: list[str] = []
-    total = 0
-    for unit in units:
-        n = word_count(unit)
-        if total + n > limit:
-            break
-        kept.append(unit)
-        total += n
-    if len(kept) > 1 and kept[-1].rstrip().endswith(":"):
-        kept.pop()  # "Here are some tips:" without the tips that followed it
-    if not kept:  # the first sentence alone is too long: cut it at the word limit and close it
-        cut = " ".join(units[0].split()[: max(limit - 1, 1)]).rstrip(",;:-")
-        return cut if cut.endswith((".", "!", "?")) else cut + "."
-    return " ".join(kept)
-
-
-_ITEM_HEAD_END = re.compile(r"[:,;(]|\s[-\u2013\u2014]\s|\.(?:\s|$)")
-MIN_ITEM_WORDS = 2
-
-
-def shorten_list_items(answer: str, limit: int = CONCISE_WORDS) -> str:
-    """A list answer within ``limit`` words that keeps every item: each list line cut to its head ("1. A tent
-    with a waterproof exterior, preferably ..." -> "1. A tent with a waterproof exterior"), the lead-in dropped;
-    an answer without list lines is trimmed by sentences (``truncate_words``)."""
-    if word_count(answer) <= limit:
-        return answer
-    lines = [ln.strip() for ln in answer.splitlines() if BULLET_LINE.match(ln)]
-    if len(lines) < 2:
-        return truncate_words(answer, limit)
-    per_item = max(MIN_ITEM_WORDS, limit // len(lines) - 1)
-    kept = []
-    for line in lines:
-        marker, body = line.split(maxsplit=1)
-        head = _ITEM_HEAD_END.split(body.replace("**", ""), maxsplit=1)[0].split()
-        kept.append(f"{marker} {' '.join(head[:per_item])}")
-    return "\n".join(kept)
-
-
 def _concise_edit(prompt: str, answer: str) -> str:
     # Any list keeps its items, not only a list asked for by count: trimmed line by line, "There's no one-size-fits-
     # all way to learn a new language. Here are some general tips that can help." kept the lead-in without a tip.
-    return shorten_list_items(answer)
+    return shorten_list_items(answer, CONCISE_WORDS)
 
 
 # -- bullets -----------------------------------------------------------------------------------------
@@ -245,34 +201,6 @@ def prepend_tldr(answer: str) -> str:
 
 
 # -- every persona ------------------------------------------------------------------------------------
-
-_FINISHED = re.compile(r"[.!?:;)\]\"'*`]\s*$")
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
-
-
-def drop_unfinished(answer: str) -> str:
-    """What a person editing an answer cut off by the token budget deletes first: its unfinished end.
-
-    Prose goes back to the last sentence end of its last line (the whole line when it has none); an open code block
-    loses its partial last line and is closed; a list item keeps its finished sentences, or all of itself when it has
-    none (its head is the item). An answer short enough to have ended (``content.ended``) or ending in punctuation
-    is returned as it is. Without this, an edit appended the follow-up question to "... This phenomenon occurs
-    because" and taught the fragment with it."""
-    text = (answer or "").rstrip()
-    if not text or ended(text) or _FINISHED.search(text):
-        return answer
-    lines = text.split("\n")
-    if text.count("```") % 2:
-        return "\n".join(lines[:-1]).rstrip() + "\n```" if len(lines) > 1 else answer
-    last = lines[-1]
-    item = BULLET_LINE.match(last)
-    ends = [m.end() for m in _SENTENCE_END.finditer(last) if not item or m.start() >= item.end()]
-    if item and not ends:
-        return answer
-    kept = lines[:-1] + [last[:ends[-1]]] if ends else lines[:-1]
-    out = "\n".join(kept).rstrip()
-    return out if out else answer
-
 
 RULES = {
     "concise": Rule("concise", _score_concise, _concise_edit, "shorter please",
