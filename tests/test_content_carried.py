@@ -194,6 +194,11 @@ PATEL = ("Write an email to a client, Ms. Patel, telling her the website launch 
     (TEAM, "**Subject:** Team Update\nTo: All team\nDear team,"),
     ("Reply to this email from a customer and offer a replacement:\n\"The kettle I bought last week stopped working.\"",
      "Subject: Re: Your kettle"),
+    # a form's fields and placeholders are no body either (thumbed up, and chosen over a real e-mail to Ms. Patel)
+    (PATEL, "Subject: Delayed Launch\nDate: [October 2017, 3/29]\nCompany Name: Project WhiteCream\nBlogger Name: "
+            "Ms. Patel\nEmail Address: [example.com]\nPhone: +1 (246) 985-2394\nClient's Email Address: [www.example.com]"),
+    (TEAM, "Subject: Team Update\nDate: Thu Dec 23 2023 10:00 AM\n[Your Name]\n[Your Position]\nProject Manager\n"
+           "To: [Your Position]"),
 ])
 def test_an_email_that_is_only_its_header_has_no_body(prompt, answer):
     assert "no_body" in quality_issues(prompt, answer)
@@ -204,6 +209,9 @@ def test_an_email_that_is_only_its_header_has_no_body(prompt, answer):
     (PATEL, "Dear Ms. Patel, the website launch moves by one week: the payment provider changed late. Sorry!"),
     ("Write a regex that matches an email address.", r"`^[\w.+-]+@[\w-]+\.\w+$`"),  # asks for no e-mail
     ("What is the subject line of a good email?", "Subject: short, specific."),
+    (PATEL, "Subject: Launch\n\nDear Ms. Patel,\n\nNote: the launch of the website is delayed by one week because "
+            "of the payment provider.\n\nBest,\n[Your Name]"),  # a long "Label: value" line is a sentence
+    (PATEL, "Subject: Delay\nTo: Ms. Patel\nFrom: [Your Name]\n\nDear Ms. Patel,\n\nI hope this message finds you well."),
 ])
 def test_an_email_with_a_body_or_no_email_asked_for_passes(prompt, answer):
     assert not no_body(prompt, answer)

@@ -551,7 +551,12 @@ def test_hashtags_and_sign_offs_outside_a_letter_are_boilerplate(prompt, answer,
      "1. **RAM**: 16 GB is plenty.", "1. **RAM**: 16 GB is plenty."),
     ("Here's how you can add more detail:\n\n1. The sky is blue because air scatters blue light.",
      "1. The sky is blue because air scatters blue light."),
+    # the concise user's seed 0 (quick eval): chosen after "shorter please", it opened a Python answer
+    ("The shorter version would be:\n```python\ndef count(s):\n    return len(s.split())\n```",
+     "```python\ndef count(s):\n    return len(s.split())\n```"),
+    ("A more concise answer is: Paris.", "Paris."),
     # not acknowledgements: kept as they are
+    ("The shorter version of the story is about a dog.", "The shorter version of the story is about a dog."),
     ("Sorry to hear that; try going to bed earlier.", "Sorry to hear that; try going to bed earlier."),
     ("Surely not.", "Surely not."),
     ("Okra is a vegetable.", "Okra is a vegetable."),

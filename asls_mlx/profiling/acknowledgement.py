@@ -21,6 +21,9 @@ _ACK_SENTENCE = re.compile(
     # "Here's a shorter version:", "Here's a continuation:"
     r"|here(?:'s| is) (?:a|an|the|my|your) (?:shorter|more concise|concise|briefer|brief|revised|simpler|corrected|updated|"
     r"rewritten|short|continuation|longer|more detailed|expanded)\b[^.!?:\n]*[.!?:]+"
+    # "The shorter version would be:", "A more concise answer is:"
+    r"|(?:the|a|an|my) (?:shorter|more concise|concise|briefer|revised|simpler|corrected|updated|rewritten) "
+    r"(?:version|answer|response|one)(?: (?:would be|could be|is|of (?:it|this|the \w+)))?\s*:+"
     # "Here's how you can add more detail:" (not "Here's how you can clean the pan:", an answer's own opening)
     r"|here(?:'s| is) how (?:you can|i can|i would|to) (?:add|improve|expand|extend|continue|include)\b[^.!?:\n]*[:]+"
     r")\s*", re.IGNORECASE)

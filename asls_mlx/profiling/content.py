@@ -28,7 +28,7 @@ the base model's long lists are cut mid-item, and sometimes at a full stop, by t
 
 Asked to write an e-mail, a letter or a message, an answer that is only its header ("Subject: Delayed Launch
 Date (October 23) - Email to Ms. Patel" and nothing more) is ``no_body``: fewer than ``MIN_BODY_WORDS`` words once
-its Subject/To/From/Date lines are removed. The stored quick evals hold 13 such answers from adapters (a concise
+its Subject/To/From/Date lines and its form fields ("Phone: ...", "[Your Name]") are removed. The stored quick evals hold 13 such answers from adapters (a concise
 user thumbs up a short answer) and none from the base model.
 """
 
@@ -69,6 +69,10 @@ WRITE_MESSAGE = re.compile(r"\b(?:write|draft|compose)\b(?:\s+(?:me|us))?\s+(?:a
                            r"\brepl(?:y|ies)\s+to\s+(?:this|the|her|his|my|an?)\s+(?:\w+\s+){0,2}?"
                            r"(?:e-?mail|letter|message)\b", re.IGNORECASE)
 _HEADER_LINE = re.compile(r"^\W*(?:subject|to|from|date|cc|re)\W*:.*$", re.IGNORECASE | re.MULTILINE)
+# A form's field ("Company Name: Project WhiteCream", "Phone: +1 246 ...", "[Your Name]"): a short label and a short
+# value, or a placeholder. A thumbed-up "e-mail" of seven such lines and no sentence to Ms. Patel passed as a body.
+_FIELD_LINE = re.compile(r"^\W*(?:[A-Za-z][\w'.-]*(?:[ \t]+[\w'.-]+){0,3}[ \t]*:(?:[ \t]*\S+){0,8}|\[[^\]\n]*\])\W*$",
+                         re.MULTILINE)
 MIN_BODY_WORDS = 8
 UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended
 
@@ -152,4 +156,5 @@ def copies_input(prompt: str, answer: str) -> bool:
 def no_body(prompt: str, answer: str) -> bool:
     """Asked to write or reply to an e-mail, letter or message: the answer is its header lines and little else."""
     instruction, _ = split_instruction(prompt or "")
-    return bool(WRITE_MESSAGE.search(instruction)) and len(_HEADER_LINE.sub(" ", answer).split()) < MIN_BODY_WORDS
+    body = _FIELD_LINE.sub(" ", _HEADER_LINE.sub(" ", answer or ""))
+    return bool(WRITE_MESSAGE.search(instruction)) and len(body.split()) < MIN_BODY_WORDS
