@@ -40,7 +40,8 @@ def truncate_words(answer: str, limit: int) -> str:
     kept, total = 0, 0
     for unit, _, is_code in units:
         if total + word_count(unit) > limit:
-            kept += is_code and not any(code for _, _, code in units[:kept])
+            if is_code and not any(code for _, _, code in units[:kept]):
+                kept += 1  # the answer's code, however long
             break
         kept, total = kept + 1, total + word_count(unit)
     while kept > 1 and _BARE_MARKER.match(units[kept - 1][0]):
@@ -84,7 +85,8 @@ def drop_unfinished(answer: str) -> str:
 
     Prose goes back to the last sentence end of its last line (the whole line when it has none); an open code block
     loses its partial last line and is closed; a list item keeps its finished sentences, or all of itself when it has
-    none (its head is the item). An answer short enough to have ended (``content.ended``) or ending in punctuation
+    none (its head is the item); a bare list marker on the last line goes with the lead-in before it ("Here are
+    some tips:\n\n1."). An answer short enough to have ended (``content.ended``) or ending in punctuation
     is returned as it is. Without this, an edit appended the follow-up question to "... This phenomenon occurs
     because" and taught the fragment with it."""
     text = (answer or "").rstrip()
@@ -94,7 +96,6 @@ def drop_unfinished(answer: str) -> str:
         return text if text else answer
     if not text or ended(text) or _FINISHED.search(text):
         return answer
-    lines = text.split("\n")
     if text.count("```") % 2:
         return "\n".join(lines[:-1]).rstrip() + "\n```" if len(lines) > 1 else answer
     last = lines[-1]
