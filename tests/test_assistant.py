@@ -170,7 +170,7 @@ def test_self_labelled_mining_decodes_all_prompts_in_one_batch(tiny_model_dir):
 
         a.engine.complete_requests = fake_requests
         # no adapter is active yet: the old weights are the base model's, which answer the gate's probes too
-        gate = gate_prompts(a.store, a.user.id, a.config.learning_config()) + list(gate_probes())
+        gate = gate_prompts(a.store, a.user.id, a.config.learning_config()) + list(gate_probes(a.config.learning.task_probes))
         added, answers = mine_self_labelled(Learner(a.store, a.user, a.engine, a.config), [sid])
         n_prompts = min(len(EDITS), config.self_labelled_prompts)
         assert len(calls) == 1  # one batch: capped prompts x k samples, then the gate's greedy answers

@@ -343,7 +343,11 @@ def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_
 
     seen = []
     monkeypatch.setattr(session_update, "update_adapter", lambda target, config, checks, *rest: seen.append(checks))
-    with Assistant(user="probed", model=str(tiny_model_dir), config=AssistantConfig(max_tokens=8, self_labelled=False)) as a:
+    from asls_mlx.adaptation.config import LearningConfig
+    from asls_mlx.data_files import task_probes
+
+    config = AssistantConfig(max_tokens=8, self_labelled=False, learning=LearningConfig(task_probes=False))
+    with Assistant(user="probed", model=str(tiny_model_dir), config=config) as a:
         session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
     probes = seen[0].probes
     assert list(probes) == [p.question for p in load_gate_probes()] and len(probes) >= 6
@@ -353,12 +357,8 @@ def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_
     # A concise user's adapter answers in a word or two: right, and no quality issue (not "too short").
     short = ["Moscow.", "Portuguese.", "Jane Austen.", "The heart.", "The yen.", "Four."]
     assert [probes[q](a) and not quality_issues(q, a) for q, a in zip(probes, short)] == [True] * 6
-    # With task_probes on, the session gate asks the task probes too.
-    from asls_mlx.adaptation.config import LearningConfig
-    from asls_mlx.data_files import task_probes
-
-    config = AssistantConfig(max_tokens=8, self_labelled=False, learning=LearningConfig(task_probes=True))
-    with Assistant(user="task-probed", model=str(tiny_model_dir), config=config) as a:
+    # With task_probes on (the default), the session gate asks the task probes too.
+    with Assistant(user="task-probed", model=str(tiny_model_dir), config=AssistantConfig(max_tokens=8, self_labelled=False)) as a:
         session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
     assert list(seen[1].probes) == list(probes) + task_probes()
 
