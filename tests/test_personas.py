@@ -15,7 +15,8 @@ from asls_mlx.evaluation.open_rules import (
     AMERICAN_TO_BRITISH, FOLLOW_UP_WORDS, IN_SHORT_WORDS, american_spellings, follow_up_question,
     has_spelling_variant, to_british,
 )
-from asls_mlx.evaluation.trimming import drop_unfinished, truncate_words
+from asls_mlx.evaluation.trimming import truncate_words
+from asls_mlx.profiling.unfinished import drop_unfinished
 from asls_mlx.evaluation.personas import (
     OPEN_PERSONAS, PERSONAS, RULES, STYLE_PERSONAS, get_persona,
 )

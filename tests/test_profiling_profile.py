@@ -348,3 +348,16 @@ def test_headings_are_not_code_comments_nor_a_tldr_line():
     assert has_headings("Overview:\nIt rains.") and has_headings("# Title\nText.")
     assert not has_headings("```python\n# a comment\nx = 1\n```\nDone.")
     assert not has_headings("TL;DR: Here are the key points:\n- one\n- two")
+
+
+def test_deleting_the_end_the_token_budget_cut_off_is_no_wish_for_short_answers():
+    """The quick eval's follow-up user only adds a closing question, after deleting what the budget cut off; read
+    against the whole cut answer those edits looked like cuts, and its profile said "short answers" (seeds 1, 2)."""
+    finished = ("Start with a sunny spot and test the soil before you plant anything. Raised beds warm up early in "
+                "spring and drain well after heavy rain. Group plants that need the same amount of water together.")
+    cut = finished + ("\nThen think about how much time you can give the garden every week, because a large plot of "
+                      "vegetables needs daily watering in summer and weeding in")
+    edited = finished + "\n\nWould you like to know more about how to plan a garden?"
+    assert "length" not in _edited_profile(cut, edited).claims()
+    # a real cut of a finished answer still says so
+    assert _edited_profile(finished + " " + finished, finished).claims() == {"length": "short"}

@@ -38,7 +38,8 @@ from asls_mlx.profiling.features import (
     BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
-from asls_mlx.evaluation.trimming import drop_unfinished, shorten_list_items
+from asls_mlx.evaluation.trimming import shorten_list_items
+from asls_mlx.profiling.unfinished import drop_unfinished
 from asls_mlx.profiling.quality import is_acceptable
 
 CONCISE_WORDS = 50  # the paper-style "short answers" user: an answer of at most 50 words

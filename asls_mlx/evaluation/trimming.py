@@ -1,16 +1,16 @@
-"""How a simulated user trims an answer: what the token budget cut off goes first, then what is over the words the
-user wants. Each keeps the answer's own layout and never ends on a promise ("Here are some tips:") it does not keep.
+"""How a simulated user trims an answer: what the token budget cut off goes first (``drop_unfinished``), then what
+is over the words the user wants. Each keeps the answer's own layout and never ends on a promise ("Here are some
+tips:") it does not keep.
 """
 
 from __future__ import annotations
 
 import re
 
-from asls_mlx.profiling.content import ended
 from asls_mlx.profiling.features import BULLET_LINE, sentences, word_count
+from asls_mlx.profiling.unfinished import BARE_MARKER
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-_BARE_MARKER = re.compile(r"^\s*(?:[-*\u2022+]|\d+[.)])\s*$")
 
 
 def _units(text: str) -> list[tuple[str, int, bool]]:
@@ -44,7 +44,7 @@ def truncate_words(answer: str, limit: int) -> str:
                 kept += 1  # the answer's code, however long
             break
         kept, total = kept + 1, total + word_count(unit)
-    while kept > 1 and _BARE_MARKER.match(units[kept - 1][0]):
+    while kept > 1 and BARE_MARKER.match(units[kept - 1][0]):
         kept -= 1  # a list marker the cut left alone: "... better sleep:\n\n1."
     if kept > 1 and not units[kept - 1][2] and units[kept - 1][0].rstrip().endswith(":"):
         kept -= 1  # "Here are some tips:" without the tips that followed it
@@ -74,43 +74,3 @@ def shorten_list_items(answer: str, limit: int) -> str:
         head = _ITEM_HEAD_END.split(body.replace("**", ""), maxsplit=1)[0].split()
         kept.append(f"{marker} {' '.join(head[:per_item])}")
     return "\n".join(kept)
-
-
-_FINISHED = re.compile(r"[.!?:;)\]\"'*`]\s*$")
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
-
-
-def drop_unfinished(answer: str) -> str:
-    """What a person editing an answer cut off by the token budget deletes first: its unfinished end.
-
-    Prose goes back to the last sentence end of its last line (the whole line when it has none); an open code block
-    loses its partial last line and is closed; a list item keeps its finished sentences, or all of itself when it has
-    none (its head is the item); a bare list marker on the last line goes with the lead-in before it ("Here are
-    some tips:\n\n1."). An answer short enough to have ended (``content.ended``) or ending in punctuation
-    is returned as it is. Without this, an edit appended the follow-up question to "... This phenomenon occurs
-    because" and taught the fragment with it."""
-    text = (answer or "").rstrip()
-    lines = text.split("\n")
-    if len(lines) > 1 and _BARE_MARKER.match(lines[-1]):  # "Here are some tips:\n\n1." promises what never came
-        text = _without_lead_in("\n".join(lines[:-1]).rstrip())
-        return text if text else answer
-    if not text or ended(text) or _FINISHED.search(text):
-        return answer
-    if text.count("```") % 2:
-        return "\n".join(lines[:-1]).rstrip() + "\n```" if len(lines) > 1 else answer
-    last = lines[-1]
-    item = BULLET_LINE.match(last)
-    ends = [m.end() for m in _SENTENCE_END.finditer(last) if not item or m.start() >= item.end()]
-    if item and not ends:
-        return answer
-    kept = lines[:-1] + [last[:ends[-1]]] if ends else lines[:-1]
-    out = "\n".join(kept).rstrip()
-    return out if out else answer
-
-
-def _without_lead_in(text: str) -> str:
-    """``text`` without a last sentence that ends in ":" (a lead-in to what the budget cut off)."""
-    if not text.endswith(":"):
-        return text
-    ends = [m.end() for m in _SENTENCE_END.finditer(text[:-1])]
-    return text[: ends[-1]].rstrip() if ends else text

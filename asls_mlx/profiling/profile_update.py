@@ -33,6 +33,7 @@ from asls_mlx.profiling.profile import (
     BINARY, DECAY, FEATURES, MAX_WEIGHT, SHOW_CONFIDENCE, Feature, Profile, length_kind,
 )
 from asls_mlx.profiling.quality import STOPWORDS
+from asls_mlx.profiling.unfinished import drop_unfinished
 from asls_mlx.profiling.profile_topics import (  # noqa: F401 (INSTRUCTION_WORDS, topic_words: named here before the split)
     INSTRUCTION_WORDS, prompt_language, prompts_after, session_topics, topic_words,
 )
@@ -202,7 +203,8 @@ def session_evidence(store: Store, session_id: int, feedback: list[Feedback] | N
         elif fb.kind == "edit" and msg.edited_content is not None:
             edited = answer_features(msg.edited_content)
             replaced = _kept(msg.content, msg.edited_content) < EDIT_KEPT
-            _edit(answer_features(msg.content), edited, ev.expressed, replaced)
+            # against what the user saw as the answer: deleting the end the token budget cut off is no wish for brevity
+            _edit(answer_features(drop_unfinished(msg.content)), edited, ev.expressed, replaced)
             ev.support.append((edited, W_EDIT, False, True))  # what it expressed is counted above
         elif fb.kind == "statement":
             stated = [st for st in fb.payload.get("statements", []) if at > removed.get(_statement_key(st), float("-inf"))]
