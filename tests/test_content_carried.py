@@ -215,3 +215,14 @@ def test_an_email_that_is_only_its_header_has_no_body(prompt, answer):
 ])
 def test_an_email_with_a_body_or_no_email_asked_for_passes(prompt, answer):
     assert not no_body(prompt, answer)
+
+
+@pytest.mark.parametrize("answer, issues", [
+    ("These include oranges, lemons, and limes.", []),  # a concise adapter's answer to a task probe
+    ("Oranges, lemons and limes.", []),
+    ("Oranges and lemons.", ["off_topic", "too_few_items"]),  # two of three: neither the list nor on its topic
+])
+def test_a_short_list_of_what_was_asked_is_on_topic(answer, issues):
+    """The short-answer off-topic check looks for the prompt's words; a list of the items asked for names none of
+    them and is the answer (the gate turned down a concise user's adapter for it in the serve e2e test)."""
+    assert quality_issues("Name three fruits that are rich in vitamin C.", answer) == issues

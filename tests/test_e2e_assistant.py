@@ -4,6 +4,7 @@ answers down; after one session the new adapter answers held-out prompts shorter
 import pytest
 
 from asls_mlx import Assistant, AssistantConfig
+from asls_mlx.adaptation.config import LearningConfig
 from asls_mlx.profiling import quality_issues
 
 pytestmark = pytest.mark.e2e
@@ -20,8 +21,12 @@ def shorten(text: str) -> str:
 
 def test_one_session_of_edits_makes_answers_shorter_and_keeps_them_sound(default_model_dir):
     # Learning, not speed, is tested: a budget this large makes the number of steps independent of the clock.
+    # The gate asks only the six fact probes here: with the twelve task probes too (the default) this adapter is
+    # turned down, 2 more of 18 probes answered wrong than by the base model ("Who wrote the novel Pride and
+    # Prejudice?" -> "... by Elizabeth Bennet"); what this test checks is that the edits teach, and that what they
+    # teach keeps the held-out answers sound. The task probes' rejections are tested in test_helpfulness.py.
     config = AssistantConfig(max_tokens=80, train_after_session="wait", train_budget_s=600, self_labelled=True, self_labelled_prompts=3,
-                             self_labelled_max_tokens=64, profile_in_prompt=False)
+                             self_labelled_max_tokens=64, profile_in_prompt=False, learning=LearningConfig(task_probes=False))
     with Assistant(user="brief", model=str(default_model_dir), config=config) as a:
         before = a.answer_many(HELD_OUT)
         for prompt in HELD_IN:

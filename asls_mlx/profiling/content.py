@@ -132,6 +132,13 @@ def ended(answer: str) -> bool:
     return len(answer.split()) <= UNCUT_MAX_WORDS
 
 
+def gives_items_asked(prompt: str, answer: str) -> bool:
+    """A list asked for by its length ("Name three fruits ..."), answered with at least that many items: "Oranges,
+    lemons and limes." shares no word with its prompt and is still its answer."""
+    wanted = items_asked(prompt)
+    return wanted is not None and items_given(answer) >= wanted
+
+
 def too_few_items(prompt: str, answer: str) -> bool:
     """A list asked for by its length, answered to the end with fewer items."""
     wanted = items_asked(prompt)

@@ -57,7 +57,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
 
-from asls_mlx.profiling.content import copies_input, drops_content, no_body, too_few_items
+from asls_mlx.profiling.content import copies_input, drops_content, gives_items_asked, no_body, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
@@ -378,7 +378,7 @@ def quality_issues(prompt: str, answer: str) -> list[str]:
     prompt_content = _content(words(prompt or ""))
     if (len(prompt_content) >= 2 and len(tokens) <= OFF_TOPIC_MAX_WORDS
             and not prompt_content & _content(tokens) and len(tokens) >= MIN_WORDS
-            and not _names_something(text)):
+            and not _names_something(text) and not gives_items_asked(prompt, text)):
         issues.append("off_topic")
     issues += [name for name, check in _ANSWER_CHECKS if check(prompt, text)]
     return issues
