@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from asls_mlx.profiling.additions import asks_the_user
-from asls_mlx.profiling.features import is_coding_prompt, word_count
+from asls_mlx.profiling.features import CODE_BLOCK, is_coding_prompt, word_count
 from asls_mlx.profiling.quality import strip_template
 
 FOLLOW_UP_WORDS = 20  # a follow-up question longer than this is a paragraph, not a one-line question
@@ -192,7 +192,6 @@ IN_SHORT = re.compile(r"^\s*(?:\*\*)?In short:(?:\*\*)?[ \t]*", re.IGNORECASE)
 # Another summary label on the first line ("TL;DR:", "Summary:"): the edit relabels it instead of adding one.
 _OTHER_LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?\s?dr|summary|in short|in brief|bottom line|short answer)"
                           r"\W{0,4}?[:\-]\s*(?:\*\*)?\s*", re.IGNORECASE)
-_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
 # A sentence ends at . ! ? (and any closing quote or bracket) before a capital, a quote or a digit.
@@ -245,7 +244,7 @@ def _unquote(sentence: str) -> str:
 def _summary(text: str) -> str:
     """One sentence of ``text`` for the summary: the first that says something (not "Sure!", "Subject: ...",
     "Dear Ann," or "Here it is:"), without the quotes around pasted text, cut to ``IN_SHORT_WORDS`` words."""
-    body, _ = strip_template(_CODE_BLOCK.sub(" ", text or ""))
+    body, _ = strip_template(CODE_BLOCK.sub(" ", text or ""))
     found = [_unquote(s.lstrip("-*•#> ").strip()) for s in _sentences(body)]
     found = [s for s in found if word_count(s) > 0]
     said = [s for s in found if word_count(s) >= IN_SHORT_MIN_WORDS and not _FRAME.search(s)]

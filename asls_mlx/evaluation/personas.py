@@ -35,7 +35,7 @@ from asls_mlx.evaluation.open_rules import (
     to_british,
 )
 from asls_mlx.profiling.features import (
-    BULLET_LINE, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
+    BULLET_LINE, CODE_BLOCK, CONTRACTION, SLANG, code_first, has_bullets, has_code, is_coding_prompt, sentences,
     tldr_first, word_count,
 )
 from asls_mlx.evaluation.trimming import shorten_list_items
@@ -93,15 +93,12 @@ def _score_bullets(prompt: str, answer: str) -> float:
     return 1.0 if n >= 2 else 0.3 if n == 1 else 0.0
 
 
-_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-
-
 def bulletize(answer: str) -> str:
     """One bullet per sentence (code blocks kept as they are); a single sentence is split at its clauses."""
     if has_bullets(answer):
         return answer
-    blocks = _CODE_BLOCK.findall(answer)
-    prose = _CODE_BLOCK.sub(" ", answer)
+    blocks = CODE_BLOCK.findall(answer)
+    prose = CODE_BLOCK.sub(" ", answer)
     items = [s.lstrip("-*• ").strip() for s in sentences(prose)]
     items = [s for s in items if word_count(s) > 0]
     if len(items) < 2:
@@ -172,7 +169,7 @@ def move_code_first(answer: str) -> str:
     """Put the first code block at the top; without one, fence the code-looking lines (or a stub)."""
     if code_first(answer):
         return answer
-    m = _CODE_BLOCK.search(answer or "")
+    m = CODE_BLOCK.search(answer or "")
     if m:
         block = m.group(0) if m.group(0).rstrip().endswith("```") and len(m.group(0)) > 3 else m.group(0) + "\n```"
         rest = (answer[: m.start()] + answer[m.end():]).strip()
@@ -195,7 +192,7 @@ def prepend_tldr(answer: str) -> str:
     """Add a "TL;DR:" line made of the first sentence (cut to ``TLDR_WORDS`` words)."""
     if tldr_first(answer):
         return answer
-    first = (sentences(_CODE_BLOCK.sub(" ", answer or "")) or [""])[0].lstrip("-*•# ").strip()
+    first = (sentences(CODE_BLOCK.sub(" ", answer or "")) or [""])[0].lstrip("-*•# ").strip()
     w = first.split()
     summary = " ".join(w[:TLDR_WORDS]).rstrip(",;:") + ("" if len(w) <= TLDR_WORDS else ".")
     return f"TL;DR: {summary}\n\n{(answer or '').strip()}"

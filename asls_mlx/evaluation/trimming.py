@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import re
 
-from asls_mlx.profiling.features import BULLET_LINE, sentences, word_count
+from asls_mlx.profiling.features import BULLET_LINE, CODE_BLOCK, sentences, word_count
 from asls_mlx.profiling.unfinished import BARE_MARKER
-
-_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 
 
 def _units(text: str) -> list[tuple[str, int, bool]]:
     """``text``'s sentences and whole code blocks in order: (unit, end offset in ``text``, is code)."""
     out, pos = [], 0
-    for block in [*_CODE_BLOCK.finditer(text), None]:
+    for block in [*CODE_BLOCK.finditer(text), None]:
         prose = text[pos: block.start() if block else len(text)]
         at = pos
         for unit in sentences(prose):

@@ -62,13 +62,13 @@ def has_bullets(text: str) -> bool:
     return len(BULLET_LINE.findall(text or "")) >= 2
 
 
-_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a fenced code block, or one cut off before its close
 
 
 def has_headings(text: str) -> bool:
     """A markdown heading or a short "Title:" line outside code (a "# comment" in code is no heading, a
     "TL;DR: ..." line is a summary)."""
-    lines = _FENCED.sub("", text or "")
+    lines = CODE_BLOCK.sub("", text or "")
     return any(not TLDR_START.match(m.group(0)) for m in HEADING_LINE.finditer(lines))
 
 
