@@ -227,7 +227,7 @@ def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_di
 @pytest.mark.parametrize(
     "after, score, reason",
     [
-        ("the island of the island of the island of the island of the island of", None, "quality guard"),
+        ("the island of the island of the island of the island of the island of", None, "repetition"),
         ("A fine and complete answer to the question, clearly worded.", lambda q, a: 0.9 if "short" in a else 0.3, "fit the profile worse"),
     ],
 )
