@@ -155,8 +155,8 @@ def gate(
         notes = "".join(f"; {note}" for note in quality_notes[:2])  # all of them are in the run's metrics
         notes += f"; {len(quality_notes) - 2} more" if len(quality_notes) > 2 else ""
         # a failure: one of the user's answers newly broken, or the template, below-base or probe check failed
-        return GateDecision(False, f"the new adapter's answers are worse ({quality_failures} new failures, "
-                                   f"max {max_quality_failures}){notes}")
+        failures = f"{quality_failures} new failure" + ("s" if quality_failures != 1 else "")
+        return GateDecision(False, f"the new adapter's answers are worse ({failures}, max {max_quality_failures}){notes}")
     n = min(before.get("n", 0), after.get("n", 0))
     if n == 0:
         if require_validation:
