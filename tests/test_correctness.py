@@ -172,3 +172,14 @@ def test_rates_per_category_and_kept_ratio():
     assert accuracy_by_category(cats, ["Paris", "41", "Kyoto"]) == {"facts": 0.5, "arithmetic": 0.0}
     with pytest.raises(ValueError):
         correctness_rate(items, base[:3])
+
+
+def test_a_gate_probe_answer_that_adds_a_true_number_is_right():
+    """A concise user's adapter was turned down for "A square has four equal sides, which is the definition of a
+    ..." (the rest stated the angles): the probe allows the numbers a right answer about a square states."""
+    from asls_mlx.correctness import load_gate_probes
+
+    square = next(p for p in load_gate_probes() if "square" in p.question)
+    assert judge(square, "A square has four equal sides, which is the definition of a square: all sides are "
+                         "equal and the angles are 90 degrees.") == "correct"
+    assert judge(square, "A square has 4 sides, or maybe 5.") == "hedge"
