@@ -321,6 +321,7 @@ def test_the_gate_asks_probe_questions_so_forgetting_shows_whatever_the_session_
     assert result == (1, None, None) and PROBE_FLOOR == 2
     assert result.notes[0].startswith("forgets what the base model knew: 3 more of 3 probe questions answered wrong")
     assert '"What is the capital of Germany?" -> "Would you like' in result.notes[0]
+    assert len(result.notes) == 3 and all('-> "Would you like' in n for n in result.notes)  # every lost probe named
     assert batches == [("new", PROMPTS + list(PROBES)), ("old", PROMPTS + list(PROBES))]  # one batch each
     one = dict(list(asks.items())[:1])
     assert _probed(one, {})[0] == (0, None, None)  # one probe of three wrong: noise

@@ -296,6 +296,7 @@ def _probe_failures(probes: list[str], base: list[str], after: list[str], checks
     if lost >= PROBE_FLOOR:
         notes.append(f"forgets what the base model knew: {lost} more of {len(probes)} probe questions answered wrong "
                      f"than by the base model; {found[0]}")
+        notes.extend(found[1:])  # the run's metrics keep every lost probe: a wrong check shows among them
         return 1
     if _collapses(after, base, checks):
         notes.append(f"template collapse: the new adapter's answers to the {len(probes)} probe questions open alike "
