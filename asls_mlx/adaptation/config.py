@@ -112,6 +112,11 @@ class LearningConfig:
     retention_bound: float = 1.10
     # The adapter's layout for a user's first adapter (a later one keeps the layout of the one it continues).
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # An update the gate rejects (not a diverged one) is tried once more scaled down: adapter weights old + this x
+    # (trained - old), judged by the whole gate afresh. A session's one to three pairs can move the embedded model
+    # too far in three steps (the follow-up user's first update then answered "What language is spoken in Brazil?"
+    # in Portuguese), while less of the same move may be both safe and a lesson. None: no second try.
+    retry_scale: float | None = None
     # Train only on pairs from these sources (ablations); None: all.
     pair_sources: frozenset | None = None
 
@@ -121,6 +126,9 @@ class LearningConfig:
     def validate(self) -> None:
         """Raise ``ASLSError`` with the reason when a value cannot work (an unknown loss)."""
         check_loss(self.loss)
+        if self.retry_scale is not None and not 0.0 < self.retry_scale < 1.0:
+            raise ASLSError(f"retry_scale is {self.retry_scale}: use a share of the update between 0 and 1 "
+                            "(0.5: half of it), or None for no second try.")
 
     def schedule(self, n_new_pairs: int, drift: float = 0.0) -> tuple[int, float, float]:
         """``adapt_schedule`` with this config's limits (drift ignored unless ``drift_adaptation``)."""

@@ -65,6 +65,7 @@ class UpdateReport:
     profile_fit: tuple = (None, None)  # mean profile score of greedy answers, old adapter -> new
     answer_failures: int | None = None  # gate prompts whose new answer fails a check the old one passed
     answer_notes: tuple = ()  # failures that are not one answer's (template collapse)
+    scale: float = 1.0  # the share of the trained change the gate last judged (LearningConfig.retry_scale)
     # seconds per phase: prepare (pairs, held-out metrics before), reference (+ frozen-block cache),
     # steps, validate (held-out metrics, retention, answers old vs new), commit
     timings: dict = field(default_factory=dict)
@@ -77,6 +78,8 @@ class UpdateReport:
             acc = f", held-out preference {self.before['accuracy']:.2f} → {self.after['accuracy']:.2f}"
         note = self.stop_note()
         note = f" ({note})" if note else ""
+        if self.committed and self.scale != 1.0:
+            note += f" ({self.scale:g} of the trained change: the whole of it was rejected)"
         if self.committed:
             return f"adapter v{self.version} — trained on {self.new_pairs} new pairs{acc}{note}"
         return f"kept adapter {_name(self.previous_version)}: new one rejected ({self.reason}){note}"
@@ -160,6 +163,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         return _reject(target, prep, report, f"no training step ran ({result.stopped_reason})", status="failed")
     pause()
     decision = _validate(target, config, checks, prep, result, report, pause)
+    if not decision.commit and config.retry_scale and not result.diverged:
+        decision = _retry_scaled(target, config, checks, prep, result, report, decision, pause)
     if not decision.commit:
         return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected",
                        metrics=_run_metrics(config, prep, result, report, drift))
@@ -251,6 +256,24 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     return decision
 
 
+def _retry_scaled(target: UpdateTarget, config: LearningConfig, checks: GateChecks, prep: _Prepared,
+                  result: TrainResult, report: UpdateReport, rejected: GateDecision,
+                  pause: Callable[[], float]) -> GateDecision:
+    """The trained update rejected: put in ``config.retry_scale`` of it (old + s x (trained - old), per weight) and
+    let the whole gate judge that afresh. For a first adapter the old B is 0, so the change of weights is scaled by
+    s up to the small drift of A; both decisions are in the reason."""
+    scale, model, first_time = config.retry_scale, target.model, prep.timings.get("validate", 0.0)
+    trained = lora_parameters(model)
+    set_lora_weights(model, {k: prep.old_weights[k] + scale * (v - prep.old_weights[k]) for k, v in trained.items()})
+    pause()
+    retried = _validate(target, config, checks, prep, result, report, pause)
+    prep.timings["validate"] += first_time
+    report.scale = scale
+    if retried.commit:
+        return GateDecision(True, f"{scale:g} of the update: {retried.reason} (the whole update: {rejected.reason})")
+    return GateDecision(False, f"{rejected.reason}; {scale:g} of the update too: {retried.reason}")
+
+
 def _commit(target: UpdateTarget, config: LearningConfig, prep: _Prepared, result: TrainResult, report: UpdateReport,
             decision: GateDecision, drift: float, session_ids) -> UpdateReport:
     """Write the version folder, then the store rows that make it active (last: until then the old one is)."""
@@ -286,7 +309,7 @@ def _run_metrics(config: LearningConfig, prep: _Prepared, result: TrainResult, r
         "loss": config.loss, "steps": result.steps, "seconds": round(report.seconds, 2), "losses": result.losses,
         "new_pairs": len(prep.new), "val_before": prep.before, "val_after": report.after,
         "retention_ratio": report.retention_ratio, "lr": prep.lr, "drift": drift, "stopped": result.stopped_reason,
-        "planned_steps": result.planned,
+        "planned_steps": result.planned, "scale": report.scale,
         "profile_fit_before": report.profile_fit[0], "profile_fit_after": report.profile_fit[1],
         "answer_failures": report.answer_failures, "answer_notes": list(report.answer_notes),
         "timings": {k: round(v, 2) for k, v in prep.timings.items()},  # the update's expected time (`asls train`)
