@@ -115,7 +115,9 @@ class LearningConfig:
     # An update the gate rejects (not a diverged one) is tried once more scaled down: adapter weights old + this x
     # (trained - old), judged by the whole gate afresh. A session's one to three pairs can move the embedded model
     # too far in three steps (the follow-up user's first update then answered "What language is spoken in Brazil?"
-    # in Portuguese), while less of the same move may be both safe and a lesson. None: no second try.
+    # in Portuguese), while less of the same move may be both safe and a lesson. None: no second try. Off: at 0.5 the
+    # quick eval committed 71% of updates instead of 29%, and scored -0.03 [-0.10, +0.03] paired, correctness kept
+    # 0.97 vs 1.08 (benchmarks/results/eval-recipe-retry-scale/).
     retry_scale: float | None = None
     # Train only on pairs from these sources (ablations); None: all.
     pair_sources: frozenset | None = None
