@@ -1,6 +1,7 @@
 """A rejected update tried once more scaled down (``LearningConfig.retry_scale``), on the tiny random model: the gate
 judges the smaller change afresh, commits it only if it passes, and the run says which share it kept and why."""
 
+from contextlib import contextmanager
 from dataclasses import replace
 
 import mlx.core as mx
@@ -19,6 +20,17 @@ EDITS = [("What is the capital of France?", "Paris is the capital."),
          ("Name a fruit that is red", "An apple is red.")]
 LOOP = "the island of the island of the island of the island of the island of"
 SOUND = "A short, sound answer to the question asked here."
+
+
+@contextmanager
+def _edited_session(model_dir):
+    """A user who edited three answers down, their session ended, nothing trained yet."""
+    with Assistant(user="retry", model=str(model_dir), config=AssistantConfig(**FAST)) as a:
+        for q, e in EDITS:
+            a.chat(q)
+            a.edit(e)
+        a.end_session(train="none")
+        yield a
 
 
 def _moved(model) -> float:
@@ -44,11 +56,7 @@ def _update(a, scale, breaks_above):
 @pytest.mark.parametrize("breaks_above, committed", [(0.75, True), (0.25, False)])
 def test_a_rejected_update_is_tried_again_at_half_and_committed_only_if_that_passes(tiny_model_dir, breaks_above,
                                                                                       committed):
-    with Assistant(user="retry", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
-        for q, e in EDITS:
-            a.chat(q)
-            a.edit(e)
-        a.end_session(train="none")
+    with _edited_session(tiny_model_dir) as a:
         report, seen = _update(a, 0.5, breaks_above)
         full, old, half = seen[0], seen[1], seen[2]  # new answers first, then the old (base) model's, then half
         assert old == 0 and full > 0 and half == pytest.approx(full / 2, rel=1e-3)  # B was 0: exactly half
@@ -65,11 +73,7 @@ def test_a_rejected_update_is_tried_again_at_half_and_committed_only_if_that_pas
 
 
 def test_without_a_retry_scale_a_rejection_is_final(tiny_model_dir):
-    with Assistant(user="retry", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
-        for q, e in EDITS:
-            a.chat(q)
-            a.edit(e)
-        a.end_session(train="none")
+    with _edited_session(tiny_model_dir) as a:
         report, seen = _update(a, None, 0.75)
         assert not report.committed and len(seen) == 2 and report.scale == 1.0
 
