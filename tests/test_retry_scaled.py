@@ -58,7 +58,7 @@ def test_a_rejected_update_is_tried_again_at_half_and_committed_only_if_that_pas
                                                                                       committed):
     with _edited_session(tiny_model_dir) as a:
         report, seen = _update(a, 0.5, breaks_above)
-        full, old, half = seen[0], seen[1], seen[2]  # new answers first, then the old (base) model's, then half
+        full, old, half = seen  # new answers, the old (base) model's (decoded once for both checks), the half's
         assert old == 0 and full > 0 and half == pytest.approx(full / 2, rel=1e-3)  # B was 0: exactly half
         assert report.committed is committed and report.scale == 0.5
         run = a.store.training_runs(a.user.id)[-1]

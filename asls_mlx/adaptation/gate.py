@@ -192,14 +192,17 @@ def wanted(pairs, config) -> list:
 class AnswerCheck(tuple):
     """``answer_check``'s result: unpacks as (failures, fit_before, fit_after); ``notes`` names the failures
     that are not one answer's (template collapse), for the gate's reason; ``fits``: each prompt's
-    (profile fit before, after)."""
+    (profile fit before, after); ``answers_before``: the old weights' answers it judged against, given or
+    generated, so a second check against the same old weights need not decode them again."""
 
     notes: tuple = ()
     fits: tuple = ()
+    answers_before: dict = {}
 
-    def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=(), fits=()):
+    def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=(), fits=(),
+                answers_before: dict | None = None):
         result = super().__new__(cls, (failures, fit_before, fit_after))
-        result.notes, result.fits = tuple(notes), tuple(fits)
+        result.notes, result.fits, result.answers_before = tuple(notes), tuple(fits), dict(answers_before or {})
         return result
 
 
@@ -259,9 +262,10 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
-        return AnswerCheck(failures, None, None, notes)
+        return AnswerCheck(failures, None, None, notes, answers_before=known)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
-    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit)
+    return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit,
+                       known)
 
 
 def _below_base(prompts: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:

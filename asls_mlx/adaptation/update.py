@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from asls_mlx.adaptation.base_cache import BaseCache
@@ -112,6 +112,8 @@ class _Prepared:
     run_id: int
     started: float = 0.0
     timings: dict = field(default_factory=dict)
+    # the old weights' answers to the gate's prompts, once the gate has them (a retry judges against the same)
+    old_answers: dict = field(default_factory=dict)
 
 
 def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig(), checks: GateChecks = GateChecks(),
@@ -244,7 +246,9 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         swap_to_old = swap_to(lambda: set_lora_weights(model, prep.old_weights))
         swap_to_base = swap_to(lambda: reset_lora(model))  # B = 0: the base model's outputs
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
-        check = answer_check(prompts, checks, swap_to_old, None if prep.previous is None else swap_to_base)
+        check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before),
+                             swap_to_old, None if prep.previous is None else swap_to_base)
+        prep.old_answers = check.answers_before
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)
     report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())
