@@ -210,7 +210,8 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         anchors = (interleave(texts, anchor_texts(engine, learner.config.system_prompt, target.base_cache))
                    if learner.config.learning.answer_anchors else None)
         checks = GateChecks(
-            general_texts=texts, training_texts=anchors, answers_before=answers_before, quality_issues=quality_issues,
+            general_texts=texts, training_texts=anchors, answers_before=answers_before,
+            quality_issues=gate_quality_issues(engine.tokenizer),
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
             relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
                                                           learner.config.system_prompt),
@@ -222,6 +223,19 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                               progress, should_stop, pause)
     finally:
         engine.reset_cache()
+
+
+def gate_quality_issues(tokenizer, budget: int = GATE_OPTIONS.max_tokens) -> Callable[[str, str], list[str]]:
+    """``quality_issues`` for the gate's answers, which stop at ``budget`` tokens: an answer that used them all was
+    cut off, so ``too_few_items`` (a list answered *to the end* with fewer items) does not apply to it. The word
+    count that tells the chat's answers ended (``content.ended``) assumes a 96-token budget; a markdown list of
+    three items filled the gate's 64 tokens in 43 words, and its cut-off third item was no lesson learnt."""
+    def issues(prompt: str, answer: str) -> list[str]:
+        found = quality_issues(prompt, answer)
+        if "too_few_items" in found and len(tokenizer.encode(answer)) >= budget - 2:  # re-encoding may differ by one
+            found.remove("too_few_items")
+        return found
+    return issues
 
 
 def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
@@ -256,6 +270,6 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
 
 __all__ = [
     "EndedSessions", "GATE_OPTIONS", "Learner", "SessionUpdate", "TrainingBusy", "activate_active_adapter", "base_model_cache",
-    "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
+    "gate_quality_issues", "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
     "train_and_gate", "training_lock", "user_dir",
 ]

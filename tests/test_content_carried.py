@@ -153,6 +153,28 @@ def test_a_self_labelled_sample_with_too_few_items_is_never_the_chosen_answer():
     assert pair is not None and "7. Warm jacket" in pair.chosen
 
 
+class _WordTokenizer:
+    """One token per word: the gate's budget below is counted in these."""
+
+    def encode(self, text: str) -> list[str]:
+        return text.split()
+
+
+PICNIC = "List three things to bring to a picnic."
+TWO_ITEMS = ("1. **Sandwiches** with cheese, ham and crackers, wrapped so they stay fresh on the way\n"
+             "2. **Fresh fruit** such as apples, grapes and strawberries, washed and packed in a small box")
+
+
+@pytest.mark.parametrize("budget, flagged", [(len(TWO_ITEMS.split()), False), (64, True)])
+def test_the_gates_answer_cut_by_its_token_budget_is_not_a_list_that_ended_short(budget, flagged):
+    """The gate answers in 64 tokens, fewer than the chat's answers get: a list that used them all was cut off,
+    not ended after two items, though its word count (under 45) reads as ended to ``content.ended``."""
+    from asls_mlx.session_update import gate_quality_issues
+
+    assert "too_few_items" in quality_issues(PICNIC, TWO_ITEMS)  # the chat's check: short enough to have ended
+    assert ("too_few_items" in gate_quality_issues(_WordTokenizer(), budget)(PICNIC, TWO_ITEMS)) is flagged
+
+
 GOLDFISH = ('Give me a one-sentence summary of this paragraph:\n"Many people think that goldfish have a memory of only '
             'three seconds, but studies have shown that they can remember things for months. In experiments, goldfish '
             'learned to push a lever to get food and still remembered how to do it weeks later. They can also be '

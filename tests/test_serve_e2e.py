@@ -1,7 +1,11 @@
 """`asls serve` with the embedded model, driven by the real `openai` client as a user's tools would:
-two users chat (streaming and not), one edits answers down, ends the session, the update trains in the
-background, and the next answer's header names the new adapter; then both users' streams run at once
-and each answer equals the one that user gets alone."""
+two users chat (streaming and not), one edits each answer to its whole sentences and a follow-up question,
+ends the session, the update trains in the background, and the next answer's header names the new adapter;
+then both users' streams run at once and each answer equals the one that user gets alone.
+
+The edits teach something the gate lets through: a user who cut every answer to its first 20 words taught the
+embedded model to stop lists early ("List four animals that live in the ocean." answered with fewer), and
+the gate rightly turned that adapter down."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import pytest
 
 from serve_helpers import start_server
 
+from asls_mlx.profiling.unfinished import drop_unfinished
+
 pytestmark = pytest.mark.e2e
 openai = pytest.importorskip("openai")
 
@@ -18,9 +24,9 @@ PROMPTS = ["Tell me about the moon.", "Tell me about honey bees.", "Tell me abou
            "Tell me about chess."]
 
 
-def shorten(text: str) -> str:
-    first = text.split(". ")[0].split()[:20]
-    return " ".join(first).rstrip(".") + "."
+def with_follow_up(text: str) -> str:
+    """The user's edit: the answer's whole sentences and a question to go on with."""
+    return drop_unfinished(text) + "\n\nWant me to go deeper on any part of this?"
 
 
 def _stream_text(client, user, messages, **kw):
@@ -45,10 +51,9 @@ def test_two_users_learning_through_the_openai_client(default_model_dir, tmp_pat
                 text, cid, version = reply.choices[0].message.content, reply.id, int(raw.headers["x-asls-adapter-version"])
             assert text and version == 0
             conversation.append({"role": "assistant", "content": text})
-            # Once the live profile says "short", an answer may already be what the edit would make it: no pair.
-            changed += shorten(text).strip() != text.strip()
+            changed += with_follow_up(text).strip() != text.strip()
             status, body, _ = server.request("POST", "/asls/feedback", {"user": "brief", "completion_id": cid, "kind": "edit",
-                                                                        "text": shorten(text)})
+                                                                        "text": with_follow_up(text)})
             assert status == 200, body
         other, _ = _stream_text(client, "other", [{"role": "user", "content": "Tell me about rivers."}], max_tokens=24)
         assert other
