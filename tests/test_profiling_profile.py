@@ -248,6 +248,24 @@ def test_an_edit_says_what_it_changed_on_purpose(edit, claims):
     assert _edited_profile(HEADED_LONG, edit(HEADED_LONG)).claims() == claims
 
 
+TWO_SENTENCE_SUMMARY = ('In short: This C code prints "3" because integer division drops the fraction. In other words, '
+                        "seven divided by two gives three, and the remainder one is thrown away.")
+
+
+def test_redoing_a_summary_line_as_one_sentence_is_no_cut():
+    """An in-short user's adapter learnt the "In short:" line but wrote two sentences; the user's edit redoes it as
+    one (the eval's simulated in-short user: a 30% cut of the words, and the profile then claimed short answers).
+    The line is the summary, not the answer's length: only a cut of what follows it is."""
+    from asls_mlx.evaluation.open_rules import prepend_in_short
+
+    redone = prepend_in_short(TWO_SENTENCE_SUMMARY)
+    assert redone.startswith("In short:") and len(redone.split()) < 0.85 * len(TWO_SENTENCE_SUMMARY.split())
+    assert _edited_profile(TWO_SENTENCE_SUMMARY, redone).claims() == {}
+    body = "\n\n" + HEADED_LONG
+    cut_body = "\n\n" + truncate_words(HEADED_LONG, 20)
+    assert _edited_profile(TWO_SENTENCE_SUMMARY + body, redone + cut_body, user="cutter").claims() == {"length": "short"}
+
+
 def test_a_formal_rewording_says_formal_and_a_replacement_only_the_structure_typed():
     casual = "Hey! It's easy, you'll see: dig, plant and water. Don't skip the watering, it's key!"
     assert _edited_profile(casual, formalize(casual)).claims() == {"formality": "formal"}

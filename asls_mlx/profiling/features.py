@@ -115,13 +115,16 @@ class AnswerFeatures:
     tldr_first: bool
     formality: float
     label: str = ""  # the first line's label ("in short", "tl;dr"), lower case; "" without one
+    label_line_words: int = 0  # words on that labelled first line; 0 without a label
 
 
 def answer_features(text: str) -> AnswerFeatures:
+    label = first_label(text)
     return AnswerFeatures(
         words=word_count(text), bullets=has_bullets(text), headings=has_headings(text),
         code=has_code(text), code_first=code_first(text), tldr_first=tldr_first(text),
-        formality=formality(text), label=first_label(text),
+        formality=formality(text), label=label,
+        label_line_words=word_count((text or "").strip().split("\n", 1)[0]) if label else 0,
     )
 
 

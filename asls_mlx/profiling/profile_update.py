@@ -109,7 +109,12 @@ SUMMARY_LABELS = frozenset({"in short", "tl;dr", "tldr", "summary", "bottom line
 
 def _edit(orig: AnswerFeatures, new: AnswerFeatures, obs: Obs, replaced: bool = False) -> None:
     """What an edit changed on purpose (see the module doc); of a replacement, only the structure it added."""
-    ratio = (new.words + 1) / (orig.words + 1)
+    # A summary line kept under its label and redone ("In short:" and two sentences -> one) says nothing about
+    # length: the rest of the answer does (an in-short user's redo of a learnt two-sentence summary read as a
+    # 30% cut, and the profile claimed short answers).
+    resummarised = orig.label == new.label and new.label in SUMMARY_LABELS
+    body = (lambda f: f.words - f.label_line_words) if resummarised else (lambda f: f.words)
+    ratio = (body(new) + 1) / (body(orig) + 1)
     cut = ratio < CUT_RATIO
     pairs = (("bullets", orig.bullets, new.bullets), ("headings", orig.headings, new.headings),
              ("code_first", orig.code_first, new.code_first), ("tldr", orig.tldr_first, new.tldr_first))
