@@ -30,6 +30,12 @@ def task_probes() -> list[str]:
     return [row["prompt"] for row in _jsonl("task_probes.jsonl")]
 
 
+def task_anchors() -> list[str]:
+    """Short tasks (list N things, summarise, extract, classify) whose base-model answers may anchor training
+    (``LearningConfig.task_anchors``); none of them is a task probe."""
+    return [row["prompt"] for row in _jsonl("task_anchors.jsonl")]
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 from asls_mlx.adaptation.anchors import anchor_texts, interleave
 from asls_mlx.adaptation.base_cache import BaseCache
+from asls_mlx.adaptation.config import TASK_ANSWER_TOKENS
 from asls_mlx.adaptation.trainer import Progress
 from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN, GateChecks, gate_prompts
 from asls_mlx.adaptation.relevance import answer_pmi
@@ -28,7 +29,7 @@ from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_vers
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.config import AssistantConfig
 from asls_mlx.correctness import is_correct, load_gate_probes
-from asls_mlx.data_files import general_texts, task_probes
+from asls_mlx.data_files import general_texts, task_anchors, task_probes
 from asls_mlx.engine import ChatEngine, SamplingOptions
 from asls_mlx.engine.models import weights_dir
 from asls_mlx.engine.sampling import BatchSampler, greedy_answers, single_turn
@@ -207,10 +208,9 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         target = UpdateTarget(learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo,
                               engine.model_id, base_model_cache(engine.model_id))
         texts = general_texts()
-        anchors = (interleave(texts, anchor_texts(engine, learner.config.system_prompt, target.base_cache))
-                   if learner.config.learning.answer_anchors else None)
         checks = GateChecks(
-            general_texts=texts, training_texts=anchors, answers_before=answers_before,
+            general_texts=texts, training_texts=training_texts(engine, learner.config, target.base_cache),
+            answers_before=answers_before,
             quality_issues=gate_quality_issues(engine.tokenizer),
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
             relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
@@ -223,6 +223,17 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                               progress, should_stop, pause)
     finally:
         engine.reset_cache()
+
+
+def training_texts(engine: ChatEngine, config: AssistantConfig, base_cache: BaseCache | None = None) -> list[str] | None:
+    """The retention term's texts when they are more than the general texts: those interleaved with the base model's
+    answers to the anchor questions (``answer_anchors``) and to the anchor tasks (``task_anchors``); None: general
+    text alone."""
+    learning, system = config.learning, config.system_prompt
+    anchors = anchor_texts(engine, system, base_cache) if learning.answer_anchors else []
+    if learning.task_anchors:
+        anchors += anchor_texts(engine, system, base_cache, task_anchors(), TASK_ANSWER_TOKENS)
+    return interleave(general_texts(), anchors) if anchors else None
 
 
 def gate_quality_issues(tokenizer, budget: int = GATE_OPTIONS.max_tokens) -> Callable[[str, str], list[str]]:
@@ -271,5 +282,5 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
 __all__ = [
     "EndedSessions", "GATE_OPTIONS", "Learner", "SessionUpdate", "TrainingBusy", "activate_active_adapter", "base_model_cache",
     "gate_quality_issues", "learn_from_sessions", "mine_self_labelled", "process_ended_sessions", "recover",
-    "train_and_gate", "training_lock", "user_dir",
+    "train_and_gate", "training_lock", "training_texts", "user_dir",
 ]

@@ -94,3 +94,43 @@ def test_an_update_trains_on_anchors_only_when_asked_and_judges_retention_on_gen
     assert trained[0] == general and judged[0] == general
     assert trained[1] == interleave(general, anchors) and judged[1] == general
     assert trained[1][1] == anchors[0] and len(trained[1]) == len(general) + len(anchors)
+
+
+def test_no_task_anchor_is_a_task_the_gate_or_the_eval_asks():
+    from asls_mlx.data_files import task_anchors, task_probes
+
+    asked = task_probes() + [p.question for p in load_gate_probes()] + [r["prompt"] for r in load_prompts()]
+    tasks = task_anchors()
+    assert len(tasks) == len(set(tasks)) >= 12
+    for q in tasks:
+        closest = max(len(_words(q) & _words(a)) / len(_words(q) | _words(a)) for a in asked)
+        assert closest < 0.6, q
+
+
+def test_task_anchors_hold_the_base_models_whole_answers_to_tasks_in_longer_rows(tiny_model_dir, monkeypatch):
+    """With ``task_anchors`` the retention texts interleave the general texts with the base model's answers to the
+    anchor tasks, decoded to TASK_ANSWER_TOKENS, and the rows grow to TASK_ANCHOR_ROW tokens to hold a list's end."""
+    from asls_mlx.adaptation import anchors as answer_anchors
+    from asls_mlx.adaptation.config import TASK_ANCHOR_ROW, TASK_ANSWER_TOKENS
+    from asls_mlx.data_files import general_texts, task_anchors
+    from asls_mlx.engine.sampling import greedy_answers
+    from asls_mlx.session_update import training_texts
+
+    budgets = []
+
+    def recorded(engine, prompts, system, max_tokens=48, options=None):
+        budgets.append(max_tokens)
+        return greedy_answers(engine, prompts, system, max_tokens)
+
+    monkeypatch.setattr(answer_anchors, "greedy_answers", recorded)
+    on = AssistantConfig(**FAST, learning=LearningConfig(task_anchors=True))
+    with Assistant(user="tasks", model=str(tiny_model_dir), config=on) as a:
+        texts = training_texts(a.engine, a.config)
+        assert training_texts(a.engine, AssistantConfig(**FAST)) is None  # off: the general texts alone
+    general, tasks = general_texts(), task_anchors()
+    assert budgets == [TASK_ANSWER_TOKENS]
+    assert len(texts) == len(general) + len(tasks) and texts[0] == general[0]
+    assert texts == interleave(general, [t for t in texts if t not in general])
+    assert all(task in text for task, text in zip(tasks, [t for t in texts if t not in general]))
+    assert on.learning_config().training_args().retention_length == TASK_ANCHOR_ROW
+    assert LearningConfig().training_args().retention_length == LearningConfig().retention_length == 64

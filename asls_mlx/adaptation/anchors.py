@@ -23,15 +23,17 @@ from asls_mlx.engine.sampling import greedy_answers, single_turn
 ANSWER_TOKENS = 32  # the retention rows keep the first 64 tokens: template and question take ~30 of them
 
 
-def anchor_texts(engine: ChatEngine, system: str, base_cache: BaseCache | None = None) -> list[str]:
-    """Each anchor question with the base model's greedy answer, rendered as the chat renders a turn."""
-    questions = anchor_questions()
+def anchor_texts(engine: ChatEngine, system: str, base_cache: BaseCache | None = None,
+                 questions: list[str] | None = None, answer_tokens: int = ANSWER_TOKENS) -> list[str]:
+    """Each anchor question (default: ``data/anchor_questions.jsonl``) with the base model's greedy answer of up to
+    ``answer_tokens`` tokens, rendered as the chat renders a turn."""
+    questions = anchor_questions() if questions is None else questions
 
     def answer() -> dict:
         with adapter_disabled(engine.model):
-            return {"answers": np.array(greedy_answers(engine, questions, system, max_tokens=ANSWER_TOKENS))}
+            return {"answers": np.array(greedy_answers(engine, questions, system, max_tokens=answer_tokens))}
 
-    key = array_key(base_fingerprint(engine.model), system, questions, ANSWER_TOKENS)
+    key = array_key(base_fingerprint(engine.model), system, questions, answer_tokens)
     answers = [str(a) for a in cached(base_cache, "anchor-answers", key, ("answers",), answer)["answers"]]
     template = engine.tokenizer.apply_chat_template
     return [template(single_turn(system, q) + [{"role": "assistant", "content": a}], tokenize=False)

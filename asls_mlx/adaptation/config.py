@@ -16,6 +16,10 @@ from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.errors import ASLSError
 
 LOSS_NAMES = ("dpo", "simpo", "orpo", "sft")  # the keys of ``losses.LOSSES``
+# Task anchors (``LearningConfig.task_anchors``): the base model's answer budget, and the retention rows' length
+# that holds the chat template, the task and that answer (the 12 anchors take 71-133 tokens).
+TASK_ANSWER_TOKENS = 96
+TASK_ANCHOR_ROW = 160
 
 
 def check_loss(name: str) -> None:
@@ -50,6 +54,13 @@ class LearningConfig:
     # sessions from answering fixed questions wrong. Off: +0.05 over the old default (self-labelled pairs on) in two
     # quick evals, +0.02 [-0.06, +0.11] over today's (benchmarks/results/eval-recipe-anchors-no-self-labelled/).
     answer_anchors: bool = False
+    # The retention term also holds the base model's whole answers (``TASK_ANSWER_TOKENS``) to 12 short tasks: list
+    # two to five things, summarise, extract, classify (``data/task_anchors.jsonl``, none of them a task probe), one
+    # per step beside a general text; rows are then at least ``TASK_ANCHOR_ROW`` tokens long, to hold a list's end.
+    # A concise user's first update (benchmarks/update_replay.py, the quick eval's seed 2) cut three of the gate's
+    # lists short with the default retention; with these anchors and retention_weight 2, one, and its held-out
+    # answers fit as well (5 of 12); weight 2 without them still cut three. Off until measured on the eval.
+    task_anchors: bool = False
     # The commit gate also asks 12 short tasks (summarise a pasted note, list three things, extract, classify:
     # ``data/task_probes.jsonl``) and counts an answer that fails the task checks as a wrong probe answer: after one
     # session a concise user's adapter read a paragraph back as its "summary" and cut a list of seven to two items,
@@ -148,6 +159,8 @@ class LearningConfig:
         """The ``TrainingArgs`` of one session: this config's values, with the schedule's steps, lr and replay."""
         shared = {f.name: getattr(self, f.name) for f in fields(TrainingArgs) if hasattr(self, f.name)}
         shared["lr"] = self.base_lr if lr is None else lr
+        if self.task_anchors:
+            shared["retention_length"] = max(self.retention_length, TASK_ANCHOR_ROW)
         if max_steps is not None:
             shared["max_steps"] = max_steps
         if replay_fraction is not None:
