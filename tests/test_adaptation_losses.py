@@ -140,8 +140,9 @@ def test_an_unknown_loss_is_rejected_with_the_choices():
 
 def test_training_args_derive_from_the_learning_config():
     config, default = LearningConfig(), TrainingArgs()
-    shared = [f.name for f in fields(TrainingArgs) if hasattr(config, f.name)]
+    shared = [f.name for f in fields(TrainingArgs) if hasattr(config, f.name) and f.name != "retention_length"]
     assert len(shared) >= 15 and all(getattr(default, n) == getattr(config, n) for n in shared)
+    assert default.retention_length == config.retention_row() > config.retention_length  # rows hold a task anchor
     assert default.lr == config.base_lr
     assert config.training_args() == default
     custom = LearningConfig(loss="simpo", beta=0.3, max_epochs=None, time_limit_s=5.0, seed=4)

@@ -11,6 +11,7 @@ from asls_mlx.data_files import anchor_questions, load_prompts
 from asls_mlx.evaluation.correctness import load_correctness_set
 
 FAST = dict(max_tokens=12, train_budget_s=20, self_labelled=False)
+NO_TASKS = LearningConfig(task_anchors=False)  # the answer anchors alone
 EDITS = [("What is the capital of France?", "Paris is the capital."),
          ("How do I boil an egg?", "Boil it for nine minutes."),
          ("Name a fruit that is red", "An apple is red.")]
@@ -47,7 +48,7 @@ def test_anchors_are_the_base_models_answers_in_the_chat_template_and_are_kept(t
 
     monkeypatch.setattr(answer_anchors, "greedy_answers", counted)
     cache = BaseCache(tmp_path / "cache")
-    with Assistant(user="anchors", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+    with Assistant(user="anchors", model=str(tiny_model_dir), config=AssistantConfig(**FAST, learning=NO_TASKS)) as a:
         system = a.config.system_prompt
         texts = anchor_texts(a.engine, system, cache)
         expected = greedy_answers(a.engine, anchor_questions(), system, answer_anchors.ANSWER_TOKENS)
@@ -85,7 +86,7 @@ def test_an_update_trains_on_anchors_only_when_asked_and_judges_retention_on_gen
     monkeypatch.setattr(update, "train_on_pairs", train)
     monkeypatch.setattr(update, "retention_perplexity", retention)
     for i, on in enumerate((False, True)):
-        config = AssistantConfig(**FAST, learning=LearningConfig(answer_anchors=on))
+        config = AssistantConfig(**FAST, learning=LearningConfig(answer_anchors=on, task_anchors=False))
         with Assistant(user=f"anchored{i}", model=str(tiny_model_dir), config=config) as a:
             _session_with_edits(a)
             a.end_session(train="wait")
@@ -126,11 +127,11 @@ def test_task_anchors_hold_the_base_models_whole_answers_to_tasks_in_longer_rows
     on = AssistantConfig(**FAST, learning=LearningConfig(task_anchors=True))
     with Assistant(user="tasks", model=str(tiny_model_dir), config=on) as a:
         texts = training_texts(a.engine, a.config)
-        assert training_texts(a.engine, AssistantConfig(**FAST)) is None  # off: the general texts alone
+        assert training_texts(a.engine, AssistantConfig(**FAST, learning=NO_TASKS)) is None  # the general texts alone
     general, tasks = general_texts(), task_anchors()
     assert budgets == [TASK_ANSWER_TOKENS]
     assert len(texts) == len(general) + len(tasks) and texts[0] == general[0]
     assert texts == interleave(general, [t for t in texts if t not in general])
     assert all(task in text for task, text in zip(tasks, [t for t in texts if t not in general]))
     assert on.learning_config().training_args().retention_length == TASK_ANCHOR_ROW
-    assert LearningConfig().training_args().retention_length == LearningConfig().retention_length == 64
+    assert NO_TASKS.training_args().retention_length == NO_TASKS.retention_length == 64
