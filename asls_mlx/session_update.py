@@ -209,7 +209,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
                               engine.model_id, base_model_cache(engine.model_id))
         texts = general_texts()
         checks = GateChecks(
-            general_texts=texts, training_texts=training_texts(engine, learner.config, target.base_cache),
+            general_texts=texts, training_texts=training_texts(engine, learner.config, texts, target.base_cache),
             answers_before=answers_before,
             quality_issues=gate_quality_issues(engine.tokenizer),
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
@@ -225,15 +225,16 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         engine.reset_cache()
 
 
-def training_texts(engine: ChatEngine, config: AssistantConfig, base_cache: BaseCache | None = None) -> list[str] | None:
-    """The retention term's texts when they are more than the general texts: those interleaved with the base model's
-    answers to the anchor questions (``answer_anchors``) and to the anchor tasks (``task_anchors``); None: general
-    text alone."""
+def training_texts(engine: ChatEngine, config: AssistantConfig, general: list[str],
+                   base_cache: BaseCache | None = None) -> list[str] | None:
+    """The retention term's texts when they are more than ``general``: those interleaved with the base model's
+    answers to the anchor questions (``answer_anchors``) and to the anchor tasks (``task_anchors``); None: the
+    general texts alone."""
     learning, system = config.learning, config.system_prompt
     anchors = anchor_texts(engine, system, base_cache) if learning.answer_anchors else []
     if learning.task_anchors:
         anchors += anchor_texts(engine, system, base_cache, task_anchors(), TASK_ANSWER_TOKENS)
-    return interleave(general_texts(), anchors) if anchors else None
+    return interleave(general, anchors) if anchors else None
 
 
 def gate_quality_issues(tokenizer, budget: int = GATE_OPTIONS.max_tokens) -> Callable[[str, str], list[str]]:

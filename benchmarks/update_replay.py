@@ -52,12 +52,11 @@ def make_optimizer(variant: str, lr: float):
 def judge(engine, system: str, probes: dict, persona, heldout: list[str], max_tokens: int) -> dict:
     from asls_mlx.engine import SamplingOptions
     from asls_mlx.engine.sampling import greedy_answers
-    from asls_mlx.profiling import quality_issues
-    from asls_mlx.session_update import GATE_OPTIONS
+    from asls_mlx.session_update import GATE_OPTIONS, gate_quality_issues
 
-    questions = list(probes)
+    questions, issues = list(probes), gate_quality_issues(engine.tokenizer)
     answers = greedy_answers(engine, questions, system, options=GATE_OPTIONS)
-    bad = {q for q, a in zip(questions, answers) if quality_issues(q, a) or not probes[q](a)}
+    bad = {q for q, a in zip(questions, answers) if issues(q, a) or not probes[q](a)}
     held = greedy_answers(engine, heldout, system, options=SamplingOptions(max_tokens=max_tokens, temperature=0.0))
     return {"bad_probes": bad, "satisfied": sum(persona.satisfied(p, a) for p, a in zip(heldout, held)),
             "words": sum(len(a.split()) for a in held) / len(held), "sample": held[:2]}
@@ -73,7 +72,8 @@ def replay(variant: str, engine, config, pairs, run, start: dict) -> dict:
     model, tokenizer = engine.model, engine.tokenizer
     set_lora_weights(model, start)
     args = config.learning_config().training_args(max_steps=int(run.metrics["steps"]), lr=float(run.metrics["lr"]))
-    texts = training_texts(engine, config) or general_texts()
+    general = general_texts()
+    texts = training_texts(engine, config, general) or general
     data = prepare(model, tokenizer, training_examples(tokenizer, pairs, (), args), args, texts)
     result = train(model, make_optimizer(variant, args.lr), data.batches(0), args, loss=make_loss(args))
     after = lora_parameters(model)

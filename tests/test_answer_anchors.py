@@ -126,8 +126,9 @@ def test_task_anchors_hold_the_base_models_whole_answers_to_tasks_in_longer_rows
     monkeypatch.setattr(answer_anchors, "greedy_answers", recorded)
     on = AssistantConfig(**FAST, learning=LearningConfig(task_anchors=True))
     with Assistant(user="tasks", model=str(tiny_model_dir), config=on) as a:
-        texts = training_texts(a.engine, a.config)
-        assert training_texts(a.engine, AssistantConfig(**FAST, learning=NO_TASKS)) is None  # the general texts alone
+        texts = training_texts(a.engine, a.config, general_texts())
+        alone = training_texts(a.engine, AssistantConfig(**FAST, learning=NO_TASKS), general_texts())
+        assert alone is None  # the general texts alone
     general, tasks = general_texts(), task_anchors()
     assert budgets == [TASK_ANSWER_TOKENS]
     assert len(texts) == len(general) + len(tasks) and texts[0] == general[0]
