@@ -20,7 +20,7 @@ from asls_mlx.data_files import anchor_questions
 from asls_mlx.engine import ChatEngine
 from asls_mlx.engine.sampling import greedy_answers, single_turn
 
-ANSWER_TOKENS = 32  # the retention rows keep the first 64 tokens: template and question take ~30 of them
+ANSWER_TOKENS = 32  # rows of 64 tokens (retention_length) hold it: template and question take ~30 of them
 
 
 def anchor_texts(engine: ChatEngine, system: str, base_cache: BaseCache | None = None,
