@@ -237,15 +237,19 @@ def training_texts(engine: ChatEngine, config: AssistantConfig, general: list[st
     return interleave(general, anchors) if anchors else None
 
 
+CUT_OFF_ISSUES = ("too_few_items", "deferred")
+
+
 def gate_quality_issues(tokenizer, budget: int = GATE_OPTIONS.max_tokens) -> Callable[[str, str], list[str]]:
     """``quality_issues`` for the gate's answers, which stop at ``budget`` tokens: an answer that used them all was
-    cut off, so ``too_few_items`` (a list answered *to the end* with fewer items) does not apply to it. The word
+    cut off, so ``too_few_items`` (a list answered *to the end* with fewer items) and ``deferred`` (a lead-in with
+    nothing after it) do not apply to it. The word
     count that tells the chat's answers ended (``content.ended``) assumes a 96-token budget; a markdown list of
     three items filled the gate's 64 tokens in 43 words, and its cut-off third item was no lesson learnt."""
     def issues(prompt: str, answer: str) -> list[str]:
         found = quality_issues(prompt, answer)
-        if "too_few_items" in found and len(tokenizer.encode(answer)) >= budget - 2:  # re-encoding may differ by one
-            found.remove("too_few_items")
+        if set(found) & set(CUT_OFF_ISSUES) and len(tokenizer.encode(answer)) >= budget - 2:  # re-encoding may differ
+            found = [i for i in found if i not in CUT_OFF_ISSUES]
         return found
     return issues
 

@@ -3,7 +3,8 @@ retention, sessions to recover.
 
 Satisfaction counts only helpful answers: every metric applies the quality guard
 (``profiling.quality.quality_issues``: empty, looping, refusing, off-topic, hollow, evasive, content or items
-dropped, no label picked, input copied as a summary, an e-mail without its body, profile leak) itself, whatever
+dropped, no label picked, input copied as a summary, an e-mail without its body, the task offered or announced
+instead of done, a text no shorter than the one to shorten, a citation with no surname first, profile leak) itself, whatever
 the persona checks, so an answer in the user's style that stops doing the task ("The answer is:" and nothing else,
 the profile text echoed) scores 0 satisfaction and costs a full rewrite (edit cost 1.0); it never counts as a success.
 """

@@ -158,7 +158,9 @@ class EvalResult:
             "",
             "Held-out satisfaction (mean persona score; an answer with any quality issue: empty, looping, "
             "refusing, off-topic, hollow, evasive, dropping the content or items asked for, no label picked, the "
-            "input copied as its summary, an e-mail without its body, leaking the profile, not about its prompt, a learnt template, scores 0), "
+            "input copied as its summary, an e-mail without its body, the task offered or announced instead of done, a text "
+            "no shorter than the one to shorten, a citation with no surname first, leaking the profile, not about its "
+            "prompt, a learnt template, scores 0), "
             "after the last session. "
             f"Correctness: accuracy on {c.get('correctness') or 'all'} questions of the correctness set and "
             "its share of the base arm's; template share: held-out answers opening with the most common "

@@ -10,7 +10,9 @@ quality issue. On the bundled extraction prompts the base model's greedy answers
 of 12 (the twelfth lists countries where cities were asked: wrong too); a quarter of its samples at
 temperature 0.8 name none.
 
-Rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite
+A request to shorten a text ("Make this paragraph shorter without losing anything important") is judged the same
+way: "We want to make sure everyone knows about the upcoming schedule updates." keeps neither day of the elevator
+notice it shortens. Other rewrites, summaries and requests for a gist ("extract the key points") are not judged this way: a polite
 rewrite of "Your dog barked all night AGAIN" legitimately shares few of its words.
 
 A summary that reads the input back ("Here's a one-sentence summary: \"Many people think that goldfish have a
@@ -59,6 +61,9 @@ _COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|
                           r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(_NUMBERS)[2:]) +
                           r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
+# "Make this shorter", "Shorten this to one sentence", "Trim this down": a rewrite that must keep what matters.
+SHORTEN = re.compile(r"\b(?:shorter|shorten|condense|trim|cut (?:it|this|that) down|more concise|in fewer words)\b",
+                     re.IGNORECASE)
 SUMMARY = re.compile(r"\b(?:summar(?:y|ize|ise)|tl;?dr|gist|in (?:one|a single) (?:sentence|line))\b", re.IGNORECASE)
 SHINGLE_WORDS = 4
 COPY_SHARE = 0.4
@@ -94,9 +99,10 @@ def items(text: str) -> set[str]:
 
 
 def drops_content(prompt: str, answer: str) -> bool:
-    """An extraction prompt whose input has at least MIN_ITEMS items, answered without any of them."""
+    """An extraction prompt, or a request to shorten, whose input has at least MIN_ITEMS items, answered without any."""
     instruction, pasted = split_instruction(prompt or "")
-    if pasted is None or not EXTRACTION.search(instruction) or GIST.search(instruction):
+    asked = (EXTRACTION.search(instruction) and not GIST.search(instruction)) or SHORTEN.search(instruction)
+    if pasted is None or not asked:
         return False
     wanted = items(pasted)
     if len(wanted) < MIN_ITEMS:

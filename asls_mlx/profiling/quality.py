@@ -38,6 +38,9 @@ Issues (the strings ``quality_issues`` returns):
   (``profiling.labels``: 'The topic of this headline is "Sports, Politics, Business, Science or Entertainment."').
 - ``no_body``: asked to write an e-mail, letter or message, the answer is its header alone (``profiling.content``:
   "Subject: Moving Project Status to Friday at 10am (Room 4B)" and nothing more).
+- ``deferred``, ``not_shorter``, ``no_citation`` (``profiling.task_done``): the answer offers or announces the task
+  instead of doing it ("Would you like me to provide the MLA 9 citation?"), is no shorter than the text it was asked
+  to shorten, or writes a requested citation without any author's surname first.
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -61,6 +64,7 @@ from asls_mlx.profiling.content import copies_input, drops_content, gives_items_
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
+from asls_mlx.profiling.task_done import defers_task, no_citation, not_shorter
 
 MIN_WORDS = 3  # "Yes." does not address a prompt; "Paris is the capital." does
 OFF_TOPIC_MAX_WORDS = 6  # only very short answers can be judged off-topic by word overlap
@@ -354,7 +358,8 @@ _ANSWER_CHECKS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("hollow", is_hollow), ("evasive", lambda p, a: is_evasive(a)), ("boilerplate", is_boilerplate),
     ("questions_only", asks_back_only),
     ("content_dropped", drops_content), ("too_few_items", too_few_items), ("copied_input", copies_input),
-    ("no_label", picks_no_label), ("no_body", no_body), ("profile_leak", lambda p, a: leaks_profile(a)),
+    ("no_label", picks_no_label), ("no_body", no_body), ("deferred", defers_task), ("not_shorter", not_shorter),
+    ("no_citation", no_citation), ("profile_leak", lambda p, a: leaks_profile(a)),
 )
 
 
