@@ -18,6 +18,7 @@ from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, lora_paramete
 from asls_mlx.adaptation.trainer import TrainingArgs, adapt_schedule, train_on_pairs
 from asls_mlx.adaptation.versions import AdapterRepo
 from asls_mlx.errors import ASLSError
+from asls_mlx.store import PreferencePair
 
 GENERAL = ["The river runs to the sea and the sea is wide.", "Bread is made of flour, water and salt."]
 TRAIN, HELD_OUT = TOPICS[:8], TOPICS[8:]
@@ -33,6 +34,21 @@ def args(**kw):
 def perturb(model, seed=3):
     mx.random.seed(seed)
     set_lora_weights(model, {k: v + 0.05 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
+
+
+def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(tiny_model_dir):
+    """A closing question added to a full-length answer: cut to the answers' heads, chosen and rejected were the
+    same tokens. The shared head becomes context; the pair's rows still spell prompt + whole answer where they fit."""
+    _, tok = fresh_model(tiny_model_dir, None)
+    long = " ".join(f"Step {i}: stir the pot and wait." for i in range(40))
+    pair = PreferencePair("How do I make soup?", long + "\n\nWould you like a recipe for bread too?", long, "edit", 1.0)
+    enc = encode_pairs(tok, [pair], max_length=64)[0]
+    assert enc.chosen != enc.rejected and len(enc.prompt) + len(enc.chosen) <= 64
+    assert "Would you like a recipe" in tok.decode(list(enc.chosen)) and list(enc.rejected) == [tok.eos_token_id]
+    assert tok.decode(list(enc.prompt)).endswith("stir the pot and wait.")  # the context ends where they part
+    short = PreferencePair("How do I make soup?", "Stir and wait.\n\nWant bread too?", "Stir and wait.", "edit", 1.0)
+    fits = encode_pairs(tok, [short], max_length=64)[0]
+    assert tok.decode(list(fits.chosen)).startswith("Stir and wait.")  # a pair that fits is encoded as it is
 
 
 def test_batching_truncates_buckets_and_masks_answers_only(tiny_model_dir):

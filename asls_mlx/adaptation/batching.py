@@ -85,10 +85,30 @@ def with_replay(pairs, replay_pairs, fraction: float, seed: int) -> list:
     return pool
 
 
+def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[int]) -> tuple[list, list, list]:
+    """Move the answers' common first tokens to the end of the prompt: the answers start where they differ.
+
+    For a pair too long to fit, keeping the answers' heads can keep only what they share: a user who added a closing
+    question to a full-length chat answer (256 tokens) gave a chosen and a rejected answer that are the same tokens
+    once cut, and the pair taught nothing but the answer's head. DPO's log-ratios of a shared head cancel between
+    chosen and rejected, so as context it changes nothing of the preference; the SFT term then imitates what the
+    user's version adds, not the model's own words before it. Pairs that fit are encoded as they are."""
+    shared = 0
+    for c, r in zip(chosen, rejected):
+        if c != r:
+            break
+        shared += 1
+    if shared >= min(len(chosen), len(rejected)):
+        return prompt, chosen, rejected  # one answer is the other's start (or both are the same): nothing to move
+    return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
+
+
 def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None) -> EncodedPair:
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
+    if r_full is not None and len(p) + max(len(c_full), len(r_full)) > max_length:
+        p, c_full, r_full = shared_head_as_context(p, c_full, r_full)
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full
     p_t, _ = truncate(p, longest, max_length)
