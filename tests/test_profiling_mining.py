@@ -313,3 +313,21 @@ def test_a_correction_that_asks_to_add_something_prefers_the_first_answer_with_t
     infer_session_signals(s, sid)
     pairs = [p for p in mine_pairs(s, "adds", sid) if p.source == "correction"]
     assert [(p.chosen, p.rejected) for p in pairs] == ([] if expected is None else [(expected, first)])
+
+
+def test_a_users_own_edit_is_taught_in_the_form_they_chose_a_models_answer_must_do_the_task():
+    """The citation and shortening checks hold the model's answers to a standard; a user's edit is what they want."""
+    cite = "Format this book as an MLA 9 citation: author Laura Finch, title The Quiet Coast, publisher Harrow Press."
+    s = open_store()
+    u = s.get_or_create_user("cite")
+    sid = s.start_session(u.id)
+    q = s.add_message(sid, "user", cite)
+    a = s.add_message(sid, "assistant", "The Quiet Coast is a novel by Laura Finch, published by Harrow Press.",
+                      parent_id=q)
+    s.set_edit(a, "Laura Finch. The Quiet Coast. Harrow Press.")  # the user's own form, no surname first
+    q2 = s.add_message(sid, "user", cite.replace("Laura Finch", "Sam Ortega"), parent_id=a)
+    a2 = s.add_message(sid, "assistant", "The Quiet Coast is a novel by Sam Ortega.", parent_id=q2)
+    s.add_feedback(a2, "thumbs_up")
+    infer_session_signals(s, sid)
+    pairs = mine_pairs(s, "cite", sid)
+    assert [(p.source, p.chosen) for p in pairs] == [("edit", "Laura Finch. The Quiet Coast. Harrow Press.")]

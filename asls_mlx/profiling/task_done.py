@@ -41,8 +41,8 @@ OFFER = re.compile(r"^\W*(?:so,? )?(?:would you like me to|do you want me to|(?:
 BEYOND = re.compile(r"\b(?:more|longer|further|another|other|additional|else|deeper|expand|elaborate|extra|also|"
                     r"any (?:part|line|point|step|section)|clarify|tweak|adjust|change|modify|tailor|example|"
                     r"examples|next|again|different|alternative)\b", re.I)
-# Verbs of offering carry nothing of what is offered.
-_OFFER_VERBS = frozenset("provide give write create make help share show draft prepare put offer send "
+# Verbs of offering and their fillers carry nothing of what is offered.
+_OFFER_WORDS = frozenset("provide give write create make help share show draft prepare put offer send "
                          "generate produce come up with you your some few".split())
 _ASKS_FOR_QUESTIONS = re.compile(r"\bquestions?\b|\bquiz\b|\bask\b", re.I)
 _LEAD_IN = re.compile(r":\s*(?:\*\*)?\s*$")
@@ -74,7 +74,7 @@ def offers_the_task(prompt: str, answer: str) -> bool:
     m = OFFER.match(units[-1]) if units else None
     if not m or BEYOND.search(m.group(1)):
         return False
-    offered = _content(m.group(1)) - _OFFER_VERBS
+    offered = _content(m.group(1)) - _OFFER_WORDS
     return bool(offered) and len(offered & _content(instruction)) * 2 >= len(offered)
 
 
