@@ -51,6 +51,22 @@ def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(ti
     assert tok.decode(list(fits.chosen)).startswith("Stir and wait.")  # a pair that fits is encoded as it is
 
 
+def test_free_openings_leave_an_anchors_first_answer_tokens_out_of_the_retention_term(tiny_model_dir):
+    from asls_mlx.adaptation.batching import free_openings, text_batch
+
+    _, tok = fresh_model(tiny_model_dir, None)
+    turn = tok.apply_chat_template([{"role": "user", "content": "List three fruits."},
+                                    {"role": "assistant", "content": "Apples, pears and plums are fruits."}],
+                                   tokenize=False)
+    tokens, mask = text_batch(tok, [GENERAL[0], turn], 160)
+    freed = free_openings(tok, tokens, mask, 3)
+    assert freed[0].tolist() == mask[0].tolist()  # general text: no chat turn, nothing freed
+    gone = [j for j, (a, b) in enumerate(zip(mask[1].tolist(), freed[1].tolist())) if a != b]
+    assert len(gone) == 3 and gone == list(range(gone[0], gone[0] + 3))
+    predicted = tok.decode(tokens[1].tolist()[gone[0] + 1:gone[-1] + 2])  # column t predicts token t + 1
+    assert "Apples, pears and plums".startswith(predicted.strip()) and predicted.strip()
+
+
 def test_batching_truncates_buckets_and_masks_answers_only(tiny_model_dir):
     _, tok = fresh_model(tiny_model_dir, None)
     p, a = truncate(list(range(100)), list(range(1000, 1100)), 64)

@@ -330,3 +330,20 @@ def batch_schedule(lengths: list[int], batch_size: int, seed: int, start: int, c
             epochs[e] = [batches[i] for i in rng.permutation(per_epoch)]
         out.append(epochs[e][b])
     return out
+
+
+def free_openings(tokenizer, tokens: mx.array, mask: mx.array, n: int) -> mx.array:
+    """``mask`` (``text_batch``'s) without the targets of the first ``n`` answer tokens of each row that is a chat
+    turn: those after the last assistant header (``add_generation_prompt``'s tokens) in the row."""
+    bare = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=True)
+    full = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True)
+    header = list(full)[len(list(bare)):]
+    if n <= 0 or not header:
+        return mask
+    rows, out = np.asarray(tokens).tolist(), np.array(mask)
+    for i, row in enumerate(rows):
+        starts = [j for j in range(len(row) - len(header) + 1) if row[j:j + len(header)] == header]
+        if starts:
+            first = starts[-1] + len(header)  # the first answer token; mask column t predicts token t + 1
+            out[i, max(first - 1, 0):first - 1 + n] = 0.0
+    return mx.array(out)

@@ -66,6 +66,10 @@ class LearningConfig:
     # satisfaction 0.39 vs 0.37, paired +0.02 [-0.04, +0.08], correctness kept 1.08 as before
     # (benchmarks/results/eval-recipe-task-anchors/).
     task_anchors: bool = True
+    # The first this-many answer tokens of each anchor (after the chat's assistant header) are left out of the
+    # retention term: the anchors then hold how a task is finished, not how its answer opens, and an opening the user
+    # asks for ("In short: ...") is free to change. 0: every token held (the default until measured).
+    anchor_free_opening: int = 0
     # The commit gate also asks 12 short tasks (summarise a pasted note, list three things, extract, classify:
     # ``data/task_probes.jsonl``) and counts an answer that fails the task checks as a wrong probe answer: after one
     # session a concise user's adapter read a paragraph back as its "summary" and cut a list of seven to two items,
@@ -192,6 +196,7 @@ class TrainingArgs:
     retention_texts_per_step: int = _DEFAULT.retention_texts_per_step
     retention_length: int = _DEFAULT.retention_row()
     retention_topk: int = _DEFAULT.retention_topk
+    anchor_free_opening: int = _DEFAULT.anchor_free_opening
     lr: float = _DEFAULT.base_lr
     weight_decay: float = _DEFAULT.weight_decay
     resume_moments: bool = _DEFAULT.resume_moments

@@ -18,7 +18,8 @@ import numpy as np
 
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
 from asls_mlx.adaptation.batching import (
-    EncodedPair, TrainBatch, batch_schedule, collate, encode_pairs, no_retention, text_batch, with_replay,
+    EncodedPair, TrainBatch, batch_schedule, collate, encode_pairs, free_openings, no_retention, text_batch,
+    with_replay,
 )
 from asls_mlx.adaptation.config import TrainingArgs
 from asls_mlx.adaptation.logprobs import base_topk, pair_batch, reference_logps
@@ -131,6 +132,7 @@ def prepare(
     if args.loss in REFERENCE_LOSSES:
         reference = reference_logps(model, examples, reference, prefix=prefix)
     tokens, mask = text_batch(tokenizer, general_texts, args.retention_length)
+    mask = free_openings(tokenizer, tokens, mask, args.anchor_free_opening) if args.anchor_free_opening else mask
     retention = no_retention()
     if tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(tokens[:1, :2]).shape[-1])
