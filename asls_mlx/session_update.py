@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
-from asls_mlx.adaptation.anchors import anchor_texts, interleave
+from asls_mlx.adaptation.anchors import anchor_texts, cached_base_answers, interleave
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.config import TASK_ANSWER_TOKENS
 from asls_mlx.adaptation.trainer import Progress
@@ -218,11 +218,21 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
             probes=gate_probes(learner.config.learning.task_probes),
+            base_probe_answers=probe_answer_cache(target.base_cache, engine.model, system, learner.config),
         )
         return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
                               progress, should_stop, pause)
     finally:
         engine.reset_cache()
+
+
+def probe_answer_cache(base_cache: BaseCache | None, model, system: str, config: AssistantConfig):
+    """The gate's base-model answers to its probes, kept in the base cache — only when the system prompt carries no
+    profile: the base cache is shared by the machine's users and holds no user data (a profile's text, or answers
+    shaped by it, are the user's and go when the user does)."""
+    if system != config.system_prompt:
+        return None
+    return partial(cached_base_answers, base_cache, "gate-probe-answers", model, system, GATE_OPTIONS.max_tokens)
 
 
 def training_texts(engine: ChatEngine, config: AssistantConfig, general: list[str],

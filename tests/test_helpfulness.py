@@ -291,7 +291,8 @@ RIGHT = {"What is the capital of Germany?": "The capital of Germany is Berlin.",
          "Who painted the Mona Lisa?": "Leonardo da Vinci painted it.", "What organ pumps blood around the body?": "The heart pumps blood through the body."}
 
 
-def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBES, right: dict = RIGHT):
+def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBES, right: dict = RIGHT,
+            base_probe_answers=None):
     """answer_check on PROMPTS with ``probes``, answering from ``new`` / ``old`` / ``base`` by which weights are in
     (else ``right``); returns (result, the batches answered as (weights, prompts))."""
     weights, batches = ["new"], []
@@ -305,8 +306,29 @@ def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBE
         return lambda: weights.append(to) or (lambda: weights.pop())
 
     checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=probes,
-                        template_collapse=lambda a, b: template_collapse(a, b, margin=0.3))
+                        template_collapse=lambda a, b: template_collapse(a, b, margin=0.3),
+                        base_probe_answers=base_probe_answers)
     return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base")), batches
+
+
+def test_the_base_models_probe_answers_are_decoded_once_and_then_read_from_a_cache():
+    """They depend on the base weights and the system prompt only; a later update reads them (the gate's decoding
+    is most of a session update's time). The decisions are the ones the gate takes decoding them."""
+    asks = {q: f"Would you like to know more about {q.split()[-1].rstrip('?').lower()} today?" for q in PROBES}
+    for base, old in ((None, {}), ({}, asks)):  # no active adapter (the old weights are the base model's), then one
+        kept: dict = {}
+
+        def cache(probes, decode):
+            if tuple(probes) not in kept:
+                kept[tuple(probes)] = decode(probes)
+            return kept[tuple(probes)]
+
+        first, batches = _probed(asks, old, base=base, base_probe_answers=cache)
+        assert first == _probed(asks, old, base=base)[0] == (1, None, None)  # the same decision as without the cache
+        assert ("old" if base is None else "base", list(PROBES)) in batches  # decoded with the base weights
+        again, batches = _probed(asks, old, base=base, base_probe_answers=cache)
+        assert again == first and again.notes == first.notes
+        assert not any(w != "new" and set(qs) & set(PROBES) for w, qs in batches)  # read, not decoded
 
 
 def test_the_gate_asks_probe_questions_so_forgetting_shows_whatever_the_session_asked():
@@ -581,3 +603,27 @@ def test_strip_acknowledgement_keeps_only_the_content(answer, content):
 ])
 def test_an_answer_that_only_asks_back_is_a_failure(prompt, answer, flagged):
     assert ("questions_only" in quality_issues(prompt, answer)) is flagged
+
+
+def test_the_session_gate_keeps_the_base_models_probe_answers_only_for_a_prompt_without_a_profile(tiny_model_dir,
+                                                                                              tmp_path):
+    """Kept beside the model for every later update and every user of the machine: never answers shaped by a
+    user's profile, which are that user's."""
+    from asls_mlx import AssistantConfig
+    from asls_mlx.adaptation.base_cache import BaseCache
+    from asls_mlx.session_update import probe_answer_cache
+    from adaptation_fixtures import fresh_model
+
+    model, _ = fresh_model(tiny_model_dir, None)
+    config, decoded = AssistantConfig(), []
+
+    def decode(qs):
+        decoded.append(list(qs))
+        return [f"answer {i}" for i, _ in enumerate(qs)]
+
+    probes = list(PROBES)
+    assert probe_answer_cache(BaseCache(tmp_path), model, config.system_prompt + "\nKeep answers short.", config) is None
+    first = probe_answer_cache(BaseCache(tmp_path), model, config.system_prompt, config)(probes, decode)
+    later = probe_answer_cache(BaseCache(tmp_path), model, config.system_prompt, config)(probes, decode)  # a new process
+    assert first == later == ["answer 0", "answer 1", "answer 2"] and decoded == [probes]
+    assert [p.name.split("-")[:3] for p in tmp_path.iterdir()] == [["gate", "probe", "answers"]]

@@ -12,6 +12,8 @@ The answers depend only on the base model and the system prompt: decoded once an
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
@@ -29,15 +31,23 @@ def anchor_texts(engine: ChatEngine, system: str, base_cache: BaseCache | None =
     ``answer_tokens`` tokens, rendered as the chat renders a turn."""
     questions = anchor_questions() if questions is None else questions
 
-    def answer() -> dict:
+    def decode(qs: list[str]) -> list[str]:
         with adapter_disabled(engine.model):
-            return {"answers": np.array(greedy_answers(engine, questions, system, max_tokens=answer_tokens))}
+            return greedy_answers(engine, qs, system, max_tokens=answer_tokens)
 
-    key = array_key(base_fingerprint(engine.model), system, questions, answer_tokens)
-    answers = [str(a) for a in cached(base_cache, "anchor-answers", key, ("answers",), answer)["answers"]]
+    answers = cached_base_answers(base_cache, "anchor-answers", engine.model, system, answer_tokens, questions, decode)
     template = engine.tokenizer.apply_chat_template
     return [template(single_turn(system, q) + [{"role": "assistant", "content": a}], tokenize=False)
             for q, a in zip(questions, answers)]
+
+
+def cached_base_answers(base_cache: BaseCache | None, kind: str, model, system: str, max_tokens: int,
+                        questions: list[str], decode: Callable[[list[str]], list[str]]) -> list[str]:
+    """``decode(questions)``, the base model's greedy answers, kept in ``base_cache`` for these base weights, system
+    prompt, questions and token budget: nothing else changes them."""
+    key = array_key(base_fingerprint(model), system, questions, max_tokens)
+    stored = cached(base_cache, kind, key, ("answers",), lambda: {"answers": np.array(decode(questions))})
+    return [str(a) for a in stored["answers"]]
 
 
 def interleave(first: list[str], second: list[str]) -> list[str]:

@@ -4,11 +4,10 @@ Over-optimising a small model on a handful of pairs gives repetition loops and r
 gives anything else, and preference accuracy on log-probs does not see them. So the gate checks, in
 order of cost: divergence and non-finite numbers, forgetting (general-text perplexity within a bound of
 the base model's), held-out preference (not significantly worse than before: a handful of held-out pairs is
-noise, not evidence, so a sign test decides), and then — generating — the answers the
-old and the new adapter give to the user's own prompts: no new quality failures (loops, refusals, empty,
-off-topic, hollow, evasive, talk about the user's profile), no collapse of the answers to one template, and a
-fit to the user's profile not worse than before; and a few fixed probe questions, answered right by the base model,
-not answered worse by the new adapter (what a session asked says little about what an adapter forgot).
+noise, not evidence, so a sign test decides), and then — generating — the answers the old and the new adapter give
+to the user's own prompts: no new quality failures (``profiling.quality``), no collapse to one template, a fit to the
+profile not worse; and fixed probe questions and tasks, done right by the base model, not done worse by the new
+adapter (what a session asked says little about what an adapter forgot).
 """
 
 from __future__ import annotations
@@ -40,8 +39,7 @@ MIN_HELDOUT_PAIRS = 8
 # smaller falls must be significant by the sign test, as held-out preference (0.87 -> 0.81 on 6 is noise).
 LARGE_FIT_FALL = 0.15
 # In the session gate (six prompts) a learnt template must open this much larger a share of the answers than before:
-# two more answers of six alike, not one (the quick eval's follow-up user: v3 opened 8 of 12 answers "Here's how
-# you can add ...", v2 2 of 12).
+# two more of six alike, not one (the quick eval's follow-up user: v3 opened 8 of 12 "Here's how you can add ...").
 GATE_TEMPLATE_MARGIN = 0.3
 # Against the base model (a chain of adapters), a new adapter is rejected when this many more of its answers fail:
 # one answer flips by chance with any change of weights, and the base model's answers were never chosen by the gate.
@@ -65,6 +63,7 @@ class GateChecks:
     ``probes``: fixed questions beyond the user's (question -> whether an answer to it is right), answered by the
     new adapter and the base model: what the user asked in a session says little about what an adapter forgot.
     ``training_texts``: the retention term's texts when they are not ``general_texts`` (answer anchors mixed in).
+    ``base_probe_answers``: (probes, their decoder with the base weights) -> the base model's answers, from a cache.
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -76,6 +75,7 @@ class GateChecks:
     template_collapse: CollapseFn | None = None
     relevance: RelevanceFn | None = None
     probes: dict[str, Callable[[str], bool]] = field(default_factory=dict)
+    base_probe_answers: Callable[[list[str], AnswerFn], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,9 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     probes = [q for q in checks.probes if q not in prompts]
     new = dict(zip(prompts + probes, checks.answer_fn(prompts + probes)))
     after = [new[q] for q in prompts]
-    known = dict(checks.answers_before or {})
+    base_probes = _base_probe_answers(probes, checks, swap_to_old if swap_to_base is None else swap_to_base)
     # without an active adapter the old one is the base model: it answers the probes too
+    known = {**(base_probes if swap_to_base is None else {}), **(checks.answers_before or {})}
     missing = [q for q in prompts + (probes if swap_to_base is None else []) if q not in known]
     if missing:
         known.update(zip(missing, _answers_with(swap_to_old, checks.answer_fn, missing)))
@@ -258,7 +259,8 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
     base = known  # without an active adapter the old answers are the base model's
     if swap_to_base is not None:
-        base = dict(zip(prompts + probes, _answers_with(swap_to_base, checks.answer_fn, prompts + probes)))
+        todo = [q for q in prompts + probes if q not in base_probes]
+        base = {**dict(zip(todo, _answers_with(swap_to_base, checks.answer_fn, todo))), **base_probes}
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
@@ -328,6 +330,13 @@ def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> bo
     """Whether ``after`` opens with one template far more often than ``reference`` (judged on MIN_TEMPLATE_PROMPTS
     answers or more)."""
     return bool(checks.template_collapse) and len(after) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, reference)
+
+
+def _base_probe_answers(probes: list[str], checks: GateChecks, swap: Callable[[], Callable[[], None]]) -> dict:
+    """``checks.base_probe_answers`` of ``probes`` ({} without it: they ride in the batch of the user's prompts)."""
+    if not probes or checks.base_probe_answers is None:
+        return {}
+    return dict(zip(probes, checks.base_probe_answers(probes, lambda qs: _answers_with(swap, checks.answer_fn, qs))))
 
 
 def _answers_with(swap: Callable[[], Callable[[], None]], answer_fn: AnswerFn, prompts: list[str]) -> list[str]:
