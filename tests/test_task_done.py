@@ -112,6 +112,7 @@ def test_a_shortened_text_that_keeps_no_day_or_name_dropped_the_content():
     ("Convert this MLA citation to APA 7:\nBrooks, Martin. The History of Salt Roads. Eastgate Books, 2008.",
      "The History of Salt Roads. Eastgate Books, 2009.", True),
     ("Who was Laura Finch?", "Laura Finch is a novelist.", False),  # no citation asked
+    ("Format this as an APA citation: website, 2022, www.example.org", "Example. (2022).", False),  # no name to check
 ])
 def test_a_citation_without_an_authors_surname_first_is_no_citation(prompt, answer, flagged):
     assert no_citation(prompt, answer) is flagged

@@ -20,7 +20,8 @@ evals and caught by no other check:
   input's names and numbers is ``content_dropped``, see ``profiling.content``.)
 - ``no_citation``: asked to write or convert a reference in a citation style (MLA, APA, Chicago, Harvard), the
   answer never puts an author's surname first ("Finch, Laura." / "Finch, L."), which all of these styles do for
-  the first author. The embedded base model fails this often too ("The Quiet Coast is a novel by Laura Finch"):
+  the first author (a prompt that names no one is not judged; one whose author is an organisation would be
+  misjudged: every bundled citation prompt names a person). The embedded base model fails this often too ("The Quiet Coast is a novel by Laura Finch"):
   it is correctness where correctness can be checked, not only a sign of adaptation.
 
 The follow-up persona's own closing questions ("Want me to go deeper on any part of this?") and the base model's
@@ -112,4 +113,4 @@ def no_citation(prompt: str, answer: str) -> bool:
         return False
     names = {(m.group(2), m.group(1)) for m in _GIVEN_FIRST.finditer(prompt)}
     names |= {(m.group(1), m.group(2)) for m in _LISTED_SURNAME_FIRST.finditer(prompt)}
-    return not names & {(m.group(1), m.group(2)) for m in _SURNAME_FIRST.finditer(answer)}
+    return bool(names) and not names & {(m.group(1), m.group(2)) for m in _SURNAME_FIRST.finditer(answer)}
