@@ -226,7 +226,8 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         engine.reset_cache()
 
 
-def probe_answer_cache(base_cache: BaseCache | None, model, system: str, config: AssistantConfig):
+def probe_answer_cache(base_cache: BaseCache | None, model, system: str,
+                       config: AssistantConfig) -> Callable[[list[str], Callable], list[str]] | None:
     """The gate's base-model answers to its probes, kept in the base cache — only when the system prompt carries no
     profile: the base cache is shared by the machine's users and holds no user data (a profile's text, or answers
     shaped by it, are the user's and go when the user does)."""
@@ -253,9 +254,9 @@ CUT_OFF_ISSUES = ("too_few_items", "deferred")
 def gate_quality_issues(tokenizer, budget: int = GATE_OPTIONS.max_tokens) -> Callable[[str, str], list[str]]:
     """``quality_issues`` for the gate's answers, which stop at ``budget`` tokens: an answer that used them all was
     cut off, so ``too_few_items`` (a list answered *to the end* with fewer items) and ``deferred`` (a lead-in with
-    nothing after it) do not apply to it. The word
-    count that tells the chat's answers ended (``content.ended``) assumes a 96-token budget; a markdown list of
-    three items filled the gate's 64 tokens in 43 words, and its cut-off third item was no lesson learnt."""
+    nothing after it) do not apply to it. The word count that tells the chat's answers ended (``content.ended``)
+    assumes a 96-token budget; a markdown list of three items filled the gate's 64 tokens in 43 words, and its
+    cut-off third item was no lesson learnt."""
     def issues(prompt: str, answer: str) -> list[str]:
         found = quality_issues(prompt, answer)
         if set(found) & set(CUT_OFF_ISSUES) and len(tokenizer.encode(answer)) >= budget - 2:  # re-encoding may differ
