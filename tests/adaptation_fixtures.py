@@ -25,3 +25,10 @@ def short_pairs(topics=TOPICS, split="train", weight=1.0):
         PreferencePair(f"Tell me about {t}.", f"{t.title()}: fine.", f"About {t}: {LONG}.", "self", weight, split=split)
         for t in topics
     ]
+
+
+class WordTokenizer:
+    """One token per word: a token budget (the gate's) counted in words."""
+
+    def encode(self, text: str) -> list[str]:
+        return text.split()

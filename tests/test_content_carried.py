@@ -7,6 +7,7 @@ embedded model's own answers to the same prompts and ordinary ways of listing it
 
 import pytest
 
+from adaptation_fixtures import WordTokenizer
 from asls_mlx.data_files import load_prompts
 from asls_mlx.evaluation.metrics import score_heldout
 from asls_mlx.evaluation.personas import PERSONAS
@@ -153,13 +154,6 @@ def test_a_self_labelled_sample_with_too_few_items_is_never_the_chosen_answer():
     assert pair is not None and "7. Warm jacket" in pair.chosen
 
 
-class _WordTokenizer:
-    """One token per word: the gate's budget below is counted in these."""
-
-    def encode(self, text: str) -> list[str]:
-        return text.split()
-
-
 PICNIC = "List three things to bring to a picnic."
 TWO_ITEMS = ("1. **Sandwiches** with cheese, ham and crackers, wrapped so they stay fresh on the way\n"
              "2. **Fresh fruit** such as apples, grapes and strawberries, washed and packed in a small box")
@@ -172,7 +166,7 @@ def test_the_gates_answer_cut_by_its_token_budget_is_not_a_list_that_ended_short
     from asls_mlx.session_update import gate_quality_issues
 
     assert "too_few_items" in quality_issues(PICNIC, TWO_ITEMS)  # the chat's check: short enough to have ended
-    assert ("too_few_items" in gate_quality_issues(_WordTokenizer(), budget)(PICNIC, TWO_ITEMS)) is flagged
+    assert ("too_few_items" in gate_quality_issues(WordTokenizer(), budget)(PICNIC, TWO_ITEMS)) is flagged
 
 
 GOLDFISH = ('Give me a one-sentence summary of this paragraph:\n"Many people think that goldfish have a memory of only '

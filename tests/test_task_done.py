@@ -5,6 +5,7 @@ evals; the passing ones are what a person would accept, and the follow-up person
 
 import pytest
 
+from adaptation_fixtures import WordTokenizer
 from asls_mlx.data_files import load_prompts
 from asls_mlx.evaluation.open_rules import append_follow_up, follow_up_question
 from asls_mlx.profiling.content import drops_content
@@ -71,13 +72,8 @@ def test_the_gates_answer_cut_after_its_lead_in_did_not_defer():
 
     lead_in = "Here's a simple and efficient way to check if a number is prime in Python, step by step:"
     prompt = "Write a Python function to check if a number is prime."
-    assert "deferred" in gate_quality_issues(_WordTokenizer(), 64)(prompt, lead_in)
-    assert "deferred" not in gate_quality_issues(_WordTokenizer(), len(lead_in.split()))(prompt, lead_in)
-
-
-class _WordTokenizer:
-    def encode(self, text: str) -> list[str]:
-        return text.split()
+    assert "deferred" in gate_quality_issues(WordTokenizer(), 64)(prompt, lead_in)
+    assert "deferred" not in gate_quality_issues(WordTokenizer(), len(lead_in.split()))(prompt, lead_in)
 
 
 @pytest.mark.parametrize("answer, flagged", [

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
+from asls_mlx.engine.generate import common_prefix
+
 BUCKET = 8  # shape granularity: padding waste < 8 tokens per row and segment
 
 
@@ -93,11 +95,7 @@ def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[
     once cut, and the pair taught nothing but the answer's head. DPO's log-ratios of a shared head cancel between
     chosen and rejected, so as context it changes nothing of the preference; the SFT term then imitates what the
     user's version adds, not the model's own words before it. Pairs that fit are encoded as they are."""
-    shared = 0
-    for c, r in zip(chosen, rejected):
-        if c != r:
-            break
-        shared += 1
+    shared = common_prefix(chosen, rejected)
     if shared >= min(len(chosen), len(rejected)):
         return prompt, chosen, rejected  # one answer is the other's start (or both are the same): nothing to move
     return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
@@ -335,10 +333,12 @@ def batch_schedule(lengths: list[int], batch_size: int, seed: int, start: int, c
 def free_openings(tokenizer, tokens: mx.array, mask: mx.array, n: int) -> mx.array:
     """``mask`` (``text_batch``'s) without the targets of the first ``n`` answer tokens of each row that is a chat
     turn: those after the last assistant header (``add_generation_prompt``'s tokens) in the row."""
+    if n <= 0:
+        return mask
     bare = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=True)
     full = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True)
     header = list(full)[len(list(bare)):]
-    if n <= 0 or not header:
+    if not header:
         return mask
     rows, out = np.asarray(tokens).tolist(), np.array(mask)
     for i, row in enumerate(rows):

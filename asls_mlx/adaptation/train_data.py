@@ -132,7 +132,7 @@ def prepare(
     if args.loss in REFERENCE_LOSSES:
         reference = reference_logps(model, examples, reference, prefix=prefix)
     tokens, mask = text_batch(tokenizer, general_texts, args.retention_length)
-    mask = free_openings(tokenizer, tokens, mask, args.anchor_free_opening) if args.anchor_free_opening else mask
+    mask = free_openings(tokenizer, tokens, mask, args.anchor_free_opening)
     retention = no_retention()
     if tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(tokens[:1, :2]).shape[-1])
