@@ -281,6 +281,9 @@ ADDITIONS = [  # (follow-up, first answer, second answer, chosen: the first answ
     ("end with a follow-up question please", "Rome is the capital of Italy. It has been a capital for a long",
      "Rome. Would you like to know more about Rome?",
      "Rome is the capital of Italy.\n\nWould you like to know more about Rome?"),  # the cut-off sentence goes
+    # cut off in a numbered list: "2." starts an item, it ends no sentence (it stayed, bare, before the question)
+    ("end with a follow-up question please", ROME_FACTS + "\n\n2. The Colosseum was finished in the year",
+     "Rome. Would you like to know more about Rome?", ROME_FACTS + "\n\nWould you like to know more about Rome?"),
     ("end with a follow-up question please", ROME_FACTS, "Rome is the capital. It is old.", None),  # no question asked
     # a question that asks the user nothing makes a claim: "How about the contract is being sold?" taught an adapter
     # to answer "Extract every date ..." with "The contract is being sold." (quick eval, follow-up user, seed 0)
