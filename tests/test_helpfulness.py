@@ -596,6 +596,13 @@ def test_strip_acknowledgement_keeps_only_the_content(answer, content):
     # What the follow-up persona's adapter answered (quick eval, seed 0: 10 of 12 held-out answers).
     ("What is the capital of Canada?", "How about the capital city? Is there anything else you're interested in?", True),
     ("How can I sleep better?", "Have you tried going to bed earlier? What time do you sleep?", True),
+    # Greetings and offers of help say nothing asked for (follow-up persona's adapters, "Any advice?").
+    ("I have a presentation tomorrow and I am nervous. Any advice?",
+     "Hey there, I'm here to help with your upcoming presentation. What's on your mind?", True),
+    ("I have a presentation tomorrow and I am nervous. Any advice?",
+     "Hey there, welcome to the world of science! How about we talk about something fun? What do you need?", True),
+    ("I have a presentation tomorrow and I am nervous. Any advice?", "Sure! Practise it twice. Want more tips?", False),
+    ("What is the capital of Canada?", "Sure, the capital of Canada is Ottawa. Anything else?", False),
     # The answer, then the follow-up question the persona wants; a short answer to a short question; questions asked for.
     ("How can I sleep better?", "Go to bed at the same time every day. Would you like more tips?", False),
     ("What is the capital of Canada?", "Ottawa.\n\nWould you like to know more about Canada?", False),

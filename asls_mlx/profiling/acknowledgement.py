@@ -45,3 +45,15 @@ def strip_acknowledgement(answer: str, max_sentences: int = 3) -> str:
         return answer
     text = text.strip()
     return text[:1].upper() + text[1:]
+
+
+# A sentence that greets or offers help and says nothing that was asked: "Hey there!", "Sure!", "Hey there, I'm here
+# to help with your upcoming presentation." ("Sure, the capital is Paris." says something.)
+_GREETING = r"(?:(?:hey|hi|hello)(?: there| buddy| mate)?|sure|of course|absolutely|great question)"
+_PLEASANTRY = re.compile(rf"^\W*(?:{_GREETING}\W*$|(?:{_GREETING}\W+)?(?:welcome\b|(?:i'm|i am) (?:here|happy|glad) "
+                         rf"to help\b|i'd (?:be happy|love) to help\b|how about (?:we|i)\b|let's (?:chat|talk)\b))", re.I)
+
+
+def is_pleasantry(sentence: str) -> bool:
+    """``sentence`` only greets or offers help (see above)."""
+    return bool(_PLEASANTRY.match(sentence.translate(STRAIGHT_APOSTROPHES)))

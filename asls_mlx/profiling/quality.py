@@ -26,8 +26,9 @@ Issues (the strings ``quality_issues`` returns):
   letter or message. The embedded model's own answers to 120 prompts have none; an adapter trained on answers
   that carried them (the follow-up persona's corrected answers) put them under 3 of 12 new answers.
 - ``questions_only``: the answer only asks back ("How about the capital city? Is there anything else?"): no
-  statement with two content words, unless the prompt asks for questions. The follow-up persona's adapter
-  learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected answers that were
+  statement with two content words but greetings and offers of help ("Hey there, I'm here to help with your
+  presentation. What's on your mind?" to "Any advice?"), unless the prompt asks for questions. The follow-up
+  persona's adapter learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected answers that were
   only the follow-up question.
 - ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them
   (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
@@ -60,6 +61,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from itertools import product
 
+from asls_mlx.profiling.acknowledgement import is_pleasantry
 from asls_mlx.profiling.content import copies_input, drops_content, gives_items_asked, no_body, too_few_items
 from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
@@ -296,7 +298,7 @@ def asks_back_only(prompt: str, answer: str) -> bool:
     if not _content(words(prompt or "")):
         return False  # "Hi!" may be answered "Hello there, how can I help?"
     need = 1 if short_question(prompt or "") else 2  # "Ottawa." answers "What is the capital of Canada?"
-    return not any(len(_content_words(words(p))) >= need for p in parts if not p.endswith("?"))
+    return not any(len(_content_words(words(p))) >= need for p in parts if not p.endswith("?") and not is_pleasantry(p))
 
 
 def is_boilerplate(prompt: str, answer: str) -> bool:
