@@ -57,6 +57,16 @@ def sentences(text: str) -> list[str]:
     return [p.strip() for p in parts if p and p.strip()]
 
 
+# Function words and request filler: what a prompt and an answer share without being about the same thing.
+STOPWORDS = frozenset(
+    "a an the and or but if then so of to in on at by for with from as is are was were be been being "
+    "it its this that these those i you he she we they me my your our their what which who whom how why "
+    "when where do does did can could would should will shall may might must not no yes please tell "
+    "explain give show about into over under more most some any all very just also than too there here "
+    "has have had get make like one two".split()
+)
+
+
 def has_bullets(text: str) -> bool:
     """At least two bullet or numbered lines: one dash is not a list."""
     return len(BULLET_LINE.findall(text or "")) >= 2

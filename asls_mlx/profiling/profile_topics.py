@@ -12,9 +12,8 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from asls_mlx.profiling.features import words
+from asls_mlx.profiling.features import STOPWORDS, words
 from asls_mlx.profiling.profile import DECAY, TOPIC_KEEP
-from asls_mlx.profiling.quality import STOPWORDS
 from asls_mlx.profiling.signals import corrections
 
 if TYPE_CHECKING:

@@ -28,11 +28,10 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from asls_mlx.profiling.features import AnswerFeatures, answer_features, words
+from asls_mlx.profiling.features import STOPWORDS, AnswerFeatures, answer_features, words
 from asls_mlx.profiling.profile import (
     BINARY, DECAY, FEATURES, MAX_WEIGHT, SHOW_CONFIDENCE, Feature, Profile, length_kind,
 )
-from asls_mlx.profiling.quality import STOPWORDS
 from asls_mlx.profiling.unfinished import drop_unfinished
 from asls_mlx.profiling.profile_topics import (  # noqa: F401 (INSTRUCTION_WORDS, topic_words: named here before the split)
     INSTRUCTION_WORDS, prompt_language, prompts_after, session_topics, topic_words,

@@ -63,7 +63,7 @@ from itertools import product
 
 from asls_mlx.profiling.acknowledgement import is_pleasantry
 from asls_mlx.profiling.content import copies_input, drops_content, gives_items_asked, no_body, too_few_items
-from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, sentences, words
+from asls_mlx.profiling.features import STOPWORDS, STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
 from asls_mlx.profiling.task_done import defers_task, no_citation, not_shorter
@@ -91,13 +91,6 @@ REFUSALS = [re.compile(p, re.IGNORECASE) for p in (
     r"\bas an ai(?: language model| assistant)?,? i (?:can't|cannot|don't|do not|am unable|am not able)",
     r"\bi (?:can't|cannot|am unable to|am not able to) (?:assist|help) with (?:that|this|your request)",
 )]
-STOPWORDS = frozenset(
-    "a an the and or but if then so of to in on at by for with from as is are was were be been being "
-    "it its this that these those i you he she we they me my your our their what which who whom how why "
-    "when where do does did can could would should will shall may might must not no yes please tell "
-    "explain give show about into over under more most some any all very just also than too there here "
-    "has have had get make like one two".split()
-)
 
 
 def _content(tokens: list[str]) -> set[str]:
