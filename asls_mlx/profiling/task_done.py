@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 
 from asls_mlx.profiling.content import SHORTEN, ended, split_instruction
-from asls_mlx.profiling.features import STRAIGHT_APOSTROPHES, word_count, words
+from asls_mlx.profiling.features import STOPWORDS, STRAIGHT_APOSTROPHES, word_count, words
 
 # An action the assistant proposes to take: the thing it offers is what follows.
 OFFER = re.compile(r"^\W*(?:so,? )?(?:would you like me to|do you want me to|(?:do you )?want me to|shall i|should i|"
@@ -55,11 +55,10 @@ _GIVEN_FIRST = re.compile(r"\b([A-Z])[a-z]+(?: [A-Z]\.)? ([A-Z][a-z'-]+)\b")
 _SURNAME_FIRST = re.compile(r"\b([A-Z][a-z'-]+), ([A-Z])(?:[a-z]+\b|\.)")
 _LISTED_SURNAME_FIRST = re.compile(r"\b([A-Z][a-z'-]+), ([A-Z])[a-z]*\.")  # in a prompt "Tanaka, Priya Raman" is a list
 NOT_SHORTER = 0.9
-_STOP = frozenset("a an the this that these those of to in on at by for with from as is it and or me i".split())
 
 
 def _content(text: str) -> set[str]:
-    return {w for w in words(text) if w not in _STOP and (len(w) >= 3 or w.isdigit())}
+    return {w for w in words(text) if w not in STOPWORDS and (len(w) >= 3 or w.isdigit())}
 
 
 def _units(answer: str) -> list[str]:
