@@ -49,6 +49,31 @@ def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(ti
     short = PreferencePair("How do I make soup?", "Stir and wait.\n\nWant bread too?", "Stir and wait.", "edit", 1.0)
     fits = encode_pairs(tok, [short], max_length=64)[0]
     assert tok.decode(list(fits.chosen)).startswith("Stir and wait.")  # a pair that fits is encoded as it is
+    changed = encode_pairs(tok, [short], max_length=64, shared_head=True)[0]  # LearningConfig.sft_on_change
+    assert "Want bread too?" in tok.decode(list(changed.chosen)) and "Stir" not in tok.decode(list(changed.chosen))
+    assert tok.decode(list(changed.prompt)).endswith("Stir and wait.") and list(changed.rejected) == [tok.eos_token_id]
+
+
+def test_the_shared_head_as_context_leaves_the_dpo_margin_as_it_was(tiny_model_dir):
+    """``sft_on_change`` changes the SFT term's target only: a shared head's log-ratios cancel in DPO's margin."""
+    from asls_mlx.adaptation.logprobs import pairs_logps
+
+    model, tok = fresh_model(tiny_model_dir, LoraConfig(rank=4))
+    perturb(model)
+    pair = PreferencePair("How do I make soup?", "Stir and wait. Then taste it.\n\nWant bread too?",
+                          "Stir and wait. Then serve it cold.", "edit", 1.0)
+
+    def margin(shared_head):
+        enc = encode_pairs(tok, [pair], max_length=512, shared_head=shared_head)[0]
+        rows = [(enc.prompt, enc.chosen, enc.rejected)]
+        pc, pr = pairs_logps(model, rows).tolist()
+        with adapter_disabled(model):
+            rc, rr = pairs_logps(model, rows).tolist()
+        return (pc - rc) - (pr - rr), len(enc.chosen)
+
+    (whole, n_whole), (changed, n_changed) = margin(False), margin(True)
+    assert n_changed < n_whole and abs(whole) > 1e-4
+    assert changed == pytest.approx(whole, abs=1e-3)
 
 
 def test_free_openings_leave_an_anchors_first_answer_tokens_out_of_the_retention_term(tiny_model_dir):

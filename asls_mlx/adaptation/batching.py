@@ -101,11 +101,14 @@ def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[
     return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
 
 
-def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None) -> EncodedPair:
+def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None,
+                shared_head: bool = False) -> EncodedPair:
+    """``pair`` as token ids fitted into ``max_length``; ``shared_head``: the answers' shared head always goes into
+    the context (``shared_head_as_context``), not only when the pair is too long."""
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
-    if r_full is not None and len(p) + max(len(c_full), len(r_full)) > max_length:
+    if r_full is not None and (shared_head or len(p) + max(len(c_full), len(r_full)) > max_length):
         p, c_full, r_full = shared_head_as_context(p, c_full, r_full)
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full
@@ -118,8 +121,9 @@ def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = Non
     return EncodedPair(tuple(p_t), tuple(c), tuple(r) if r is not None else None, float(getattr(pair, "weight", 1.0)), label, pair_key(p_t, c, r))
 
 
-def encode_pairs(tokenizer, pairs, max_length: int = 512, system: str | None = None) -> list[EncodedPair]:
-    return [encode_pair(tokenizer, p, max_length, system) for p in pairs]
+def encode_pairs(tokenizer, pairs, max_length: int = 512, system: str | None = None,
+                 shared_head: bool = False) -> list[EncodedPair]:
+    return [encode_pair(tokenizer, p, max_length, system, shared_head) for p in pairs]
 
 
 @dataclass

@@ -42,6 +42,11 @@ class LearningConfig:
     simpo_gamma: float = 0.5
     # Weight of the NLL of the chosen answers next to the preference term: keeps the answers fluent.
     sft_weight: float = 0.2
+    # The SFT term imitates only what the chosen answer changes: the answers' shared head goes into the context of
+    # every pair (``batching.shared_head_as_context``; DPO's log-ratios of a shared head cancel, so the preference
+    # term is the same). A closing question the user added to an answer is then the whole likelihood target instead
+    # of ~12 of its ~100 tokens (an edit as preference and as likelihood target of what the user changed).
+    sft_on_change: bool = False
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
     # may not forget how to write in general, nor how to finish a task. 2.0 with the task anchors (measured
     # together, below); 0.5 before them, and 2.0 without them kept a concise user's update cutting lists short.
@@ -194,6 +199,7 @@ class TrainingArgs:
     simpo_beta: float = _DEFAULT.simpo_beta
     simpo_gamma: float = _DEFAULT.simpo_gamma
     sft_weight: float = _DEFAULT.sft_weight
+    sft_on_change: bool = _DEFAULT.sft_on_change
     retention_weight: float = _DEFAULT.retention_weight
     retention_texts_per_step: int = _DEFAULT.retention_texts_per_step
     retention_length: int = _DEFAULT.retention_row()

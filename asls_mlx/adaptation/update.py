@@ -324,7 +324,7 @@ def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args
     """Persist the reference log-probs computed in this update beside their pairs."""
     rows = []
     for p in pairs:
-        key = encode_pair(target.tokenizer, p, args.max_length).key  # the key train() and the metrics used
+        key = encode_pair(target.tokenizer, p, args.max_length, shared_head=args.sft_on_change).key  # as train() did
         if p.id is not None and key in refs and key not in stored:
             rows.append((p.id, key, *refs[key]))
     if rows:
