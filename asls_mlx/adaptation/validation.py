@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import mlx.core as mx
 import numpy as np
 
 from asls_mlx.adaptation.base_cache import BaseCache, array_key, base_fingerprint, cached
