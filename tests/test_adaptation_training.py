@@ -52,6 +52,9 @@ def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(ti
     changed = encode_pairs(tok, [short], max_length=64, shared_head=True)[0]  # LearningConfig.sft_on_change
     assert "Want bread too?" in tok.decode(list(changed.chosen)) and "Stir" not in tok.decode(list(changed.chosen))
     assert tok.decode(list(changed.prompt)).endswith("Stir and wait.") and list(changed.rejected) == [tok.eos_token_id]
+    cut = PreferencePair("How do I make soup?", "Stir and wait.", "Stir and wait.\n\nThen taste it.", "edit", 1.0)
+    kept = encode_pairs(tok, [cut], max_length=64, shared_head=True)[0]  # an answer cut short: nothing added to it
+    assert tok.decode(list(kept.chosen)).startswith("Stir and wait.")
 
 
 def test_the_shared_head_as_context_leaves_the_dpo_margin_as_it_was(tiny_model_dir):

@@ -87,29 +87,34 @@ def with_replay(pairs, replay_pairs, fraction: float, seed: int) -> list:
     return pool
 
 
-def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[int]) -> tuple[list, list, list]:
+def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[int],
+                           adds_only: bool = False) -> tuple[list, list, list]:
     """Move the answers' common first tokens to the end of the prompt: the answers start where they differ.
 
     For a pair too long to fit, keeping the answers' heads can keep only what they share: a user who added a closing
     question to a full-length chat answer (256 tokens) gave a chosen and a rejected answer that are the same tokens
     once cut, and the pair taught nothing but the answer's head. DPO's log-ratios of a shared head cancel between
     chosen and rejected, so as context it changes nothing of the preference; the SFT term then imitates what the
-    user's version adds, not the model's own words before it. Pairs that fit are encoded as they are."""
+    user's version adds, not the model's own words before it. Pairs that fit are encoded as they are.
+
+    ``adds_only``: only when the chosen answer goes on past the shared head (a closing question added): one that
+    only stops there (an answer cut short) keeps its whole text as the SFT term's target."""
     shared = common_prefix(chosen, rejected)
-    if shared >= min(len(chosen), len(rejected)):
+    if shared >= min(len(chosen), len(rejected)) or adds_only and len(chosen) - shared <= 1:
         return prompt, chosen, rejected  # one answer is the other's start (or both are the same): nothing to move
     return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
 
 
 def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None,
                 shared_head: bool = False) -> EncodedPair:
-    """``pair`` as token ids fitted into ``max_length``; ``shared_head``: the answers' shared head always goes into
-    the context (``shared_head_as_context``), not only when the pair is too long."""
+    """``pair`` as token ids fitted into ``max_length``; ``shared_head``: the answers' shared head goes into the
+    context whenever the chosen answer adds to it (``shared_head_as_context``), not only when the pair is too long."""
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
     if r_full is not None and (shared_head or len(p) + max(len(c_full), len(r_full)) > max_length):
-        p, c_full, r_full = shared_head_as_context(p, c_full, r_full)
+        fits = len(p) + max(len(c_full), len(r_full)) <= max_length
+        p, c_full, r_full = shared_head_as_context(p, c_full, r_full, adds_only=fits)
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full
     p_t, _ = truncate(p, longest, max_length)

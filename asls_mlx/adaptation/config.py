@@ -42,10 +42,10 @@ class LearningConfig:
     simpo_gamma: float = 0.5
     # Weight of the NLL of the chosen answers next to the preference term: keeps the answers fluent.
     sft_weight: float = 0.2
-    # The SFT term imitates only what the chosen answer changes: the answers' shared head goes into the context of
-    # every pair (``batching.shared_head_as_context``; DPO's log-ratios of a shared head cancel, so the preference
-    # term is the same). A closing question the user added to an answer is then the whole likelihood target instead
-    # of ~12 of its ~100 tokens (an edit as preference and as likelihood target of what the user changed).
+    # The SFT term imitates only what the chosen answer adds: the answers' shared head goes into the context of a
+    # pair whose chosen answer goes on past it (``batching.shared_head_as_context``; DPO's log-ratios of a shared
+    # head cancel, so the preference term is the same). A closing question the user added to an answer is then the
+    # whole likelihood target instead of ~12 of its ~100 tokens; an answer cut short keeps its whole text.
     sft_on_change: bool = False
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
     # may not forget how to write in general, nor how to finish a task. 2.0 with the task anchors (measured
