@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asls_mlx  # noqa: F401  (BLAS before mlx.core)
 import mlx_lm
 
@@ -10,6 +12,12 @@ from asls_mlx.store import PreferencePair
 
 TOPICS = ["the sea", "a cat", "green tea", "old maps", "rain", "bikes", "jazz", "bread", "stars", "snow", "owls", "clocks"]
 LONG = "well, there is a great deal to say here, and then there is even more to add about it"
+
+
+def one_try(assistant):
+    """The assistant's learning config without the second, scaled-down try of a rejected update: a test of one gate
+    decision (tests/test_retry_scaled.py tests the second try)."""
+    return replace(assistant.config.learning_config(), retry_scale=None)
 
 
 def fresh_model(model_dir, config: LoraConfig | None = LoraConfig()):

@@ -238,6 +238,7 @@ def test_forgetting_a_session_retrains_from_the_last_clean_version(tiny_model_di
 )
 def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir, after, score, reason):
     """The commit gate generates: a new adapter whose answers loop, or fit the user worse, is rejected."""
+    from adaptation_fixtures import one_try
     from asls_mlx.adaptation.gate import GateChecks
     from asls_mlx.adaptation.update import UpdateTarget, update_adapter
     from asls_mlx.profiling import quality_issues
@@ -254,8 +255,7 @@ def test_gate_answers_with_both_adapters_and_rejects_a_worse_one(tiny_model_dir,
 
         engine = a.engine
         report = update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
-                                a.config.learning_config(), GateChecks(answer_fn=answer_fn, profile_score=score,
-                                                                       quality_issues=quality_issues))
+                                one_try(a), GateChecks(answer_fn=answer_fn, profile_score=score, quality_issues=quality_issues))
         assert len(calls) == 2 and calls[0] > 0
         assert not report.committed and reason in report.reason
         assert a.store.active_adapter(a.user.id) is None

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from adaptation_fixtures import one_try
 from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, AnswerCheck, GateChecks, answer_check, gate
 from asls_mlx.profiling import quality
 from asls_mlx.profiling.content import SUMMARY, items_asked
@@ -463,7 +464,7 @@ def test_the_gate_rejects_an_adapter_whose_answers_collapse_to_one_template(tiny
 
         engine = a.engine
         report = update_adapter(UpdateTarget(a.store, a.user.id, engine.model, engine.tokenizer, a.repo, engine.model_id),
-                                a.config.learning_config(),
+                                one_try(a),
                                 GateChecks(answer_fn=answer_fn, quality_issues=quality_issues,
                                            template_collapse=template_collapse))
         assert len(calls) == 2 and len(calls[0]) >= MIN_TEMPLATE_PROMPTS
@@ -499,8 +500,7 @@ def test_the_gate_answers_with_the_base_weights_to_hold_a_chain_to_the_base_mode
                 return [f"{q.rstrip('?')}: here are a few clear, useful details worth knowing about it." for q in prompts]
             return [f"How about {q.split()[-1].rstrip('?').lower()}? Is there anything else you want to know?" for q in prompts]
 
-        report = update_adapter(target(), a.config.learning_config(),
-                                GateChecks(answer_fn=answer_fn, quality_issues=quality_issues))
+        report = update_adapter(target(), one_try(a), GateChecks(answer_fn=answer_fn, quality_issues=quality_issues))
         assert asked == [False, False, True]  # new, old (v1), base
         assert not report.committed and "worse than the base model" in report.reason, report.reason
         assert a.store.active_adapter(a.user.id).version == 1
