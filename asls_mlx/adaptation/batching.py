@@ -112,8 +112,8 @@ def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = Non
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
-    if r_full is not None and (shared_head or len(p) + max(len(c_full), len(r_full)) > max_length):
-        fits = len(p) + max(len(c_full), len(r_full)) <= max_length
+    fits = r_full is None or len(p) + max(len(c_full), len(r_full)) <= max_length
+    if r_full is not None and (shared_head or not fits):
         p, c_full, r_full = shared_head_as_context(p, c_full, r_full, adds_only=fits)
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full

@@ -13,15 +13,13 @@ from __future__ import annotations
 import re
 
 from asls_mlx.profiling.features import sentences, word_count
+from asls_mlx.profiling.unfinished import BARE_MARKER
 
 MAX_ADDITION_WORDS = 25  # a "question" or "In short:" line longer than this is a paragraph, not the addition asked for
 _END_WITH_QUESTION = re.compile(r"\b(?:end|finish|close)\b.*\bquestions?\b", re.IGNORECASE)
 _OPEN_WITH_IN_SHORT = re.compile(r"\b(?:start|begin|open)\b.*\bin short\b", re.IGNORECASE)
 _IN_SHORT_LINE = re.compile(r"^\s*(?:\*\*)?in short:", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
-# "2." opening a list item ends no sentence: cut there, "... sound waves.\n\n2." kept a bare list number before the
-# closing question (quick eval, follow-up user, seed 0)
-_LIST_NUMBER = re.compile(r"\s*\d+[.)]")
 # A follow-up question asks the person something ("Would you like ...?", "Shall I ...?", "Want more?"). A question
 # that addresses no one ("How about the contract is being sold?", "What is the capital of France?") makes a claim or
 # quizzes: composed onto an answer it taught an adapter to answer "Extract every date ..." with "The contract is
@@ -69,8 +67,10 @@ def _whole_sentences(text: str) -> str:
     text = (text or "").rstrip()
     if "```" in text or not text or text[-1] in ".!?\"')]:":
         return text
+    # "2." opening a list item ends no sentence: cut there, "... sound waves.\n\n2." kept a bare list number before
+    # the closing question (quick eval, follow-up user, seed 0)
     ends = [m for m in _SENTENCE_END.finditer(text)
-            if not _LIST_NUMBER.fullmatch(text, text.rfind("\n", 0, m.start()) + 1, m.end())]
+            if not BARE_MARKER.match(text[text.rfind("\n", 0, m.start()) + 1:m.end()])]
     if not ends or ends[-1].end() < len(text) / 3:
         return text
     return text[: ends[-1].end()]

@@ -28,8 +28,8 @@ Issues (the strings ``quality_issues`` returns):
 - ``questions_only``: the answer only asks back ("How about the capital city? Is there anything else?"): no
   statement with two content words but greetings and offers of help ("Hey there, I'm here to help with your
   presentation. What's on your mind?" to "Any advice?"), unless the prompt asks for questions. The follow-up
-  persona's adapter learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected answers that were
-  only the follow-up question.
+  persona's adapter learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected
+  answers that were only the follow-up question.
 - ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them
   (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
 - ``too_few_items``: asked for a list of N things, the answer ends with fewer (``profiling.content``:
