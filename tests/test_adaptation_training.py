@@ -10,7 +10,8 @@ from mlx.utils import tree_flatten
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
 from asls_mlx.adaptation import prefix_cache
-from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
+from asls_mlx.adaptation.batching import (BUCKET, adds_one_line, batch_schedule, collate, encode_pairs, pair_rows,
+                                          truncate)
 from asls_mlx.adaptation.gate import heldout_harm, sign_test_p, gate
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
 from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
@@ -55,6 +56,25 @@ def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(ti
     cut = PreferencePair("How do I make soup?", "Stir and wait.", "Stir and wait.\n\nThen taste it.", "edit", 1.0)
     kept = encode_pairs(tok, [cut], max_length=64, shared_head=True)[0]  # an answer cut short: nothing added to it
     assert tok.decode(list(kept.chosen)).startswith("Stir and wait.")
+    rewrite = PreferencePair("How do I make soup?", "Stir and wait. Serve it hot.", "Stir and wait. Then taste it.",
+                             "edit", 1.0)
+    whole = encode_pairs(tok, [rewrite], max_length=64, shared_head=True)[0]  # a rewrite: its whole text teaches
+    assert tok.decode(list(whole.chosen)).startswith("Stir and wait.")
+
+
+@pytest.mark.parametrize("chosen, rejected, added", [
+    ("Stir.\n\nWould you like a bread recipe too?", "Stir.", True),
+    ("Stir.\n\nWould you like a bread recipe too?", "Stir.\n\nThen ser", True),  # a cut end replaced
+    ("```\nx = 1\n```\n\nWant tests?", "```\nx = 1", True),  # a closing fence is markup, not a line
+    ("Stir.\nWhat else?", "Stir.\nWhen it boils, serve.", True),  # parted within the line's first word
+    ("Stir and serve hot.", "Stir and wait, then taste.", False),  # parted mid-line: a rewrite
+    ("Stir.", "Stir.\n\nThen taste it.", False),  # cut short: nothing added
+    ("Stir.\n\nTaste it.\n\nWant more?", "Stir.", False),  # two lines added
+    ("Stir.\n\n" + "Then taste it and season. " * 10, "Stir.", False),  # a paragraph, not a line
+    ("1. Stir\n2. Serve", "Boil the water first.", False),  # nothing shared
+])
+def test_adds_one_line_tells_an_added_line_from_a_rewrite(chosen, rejected, added):
+    assert adds_one_line(chosen, rejected) is added
 
 
 def test_the_shared_head_as_context_leaves_the_dpo_margin_as_it_was(tiny_model_dir):
@@ -64,7 +84,7 @@ def test_the_shared_head_as_context_leaves_the_dpo_margin_as_it_was(tiny_model_d
     model, tok = fresh_model(tiny_model_dir, LoraConfig(rank=4))
     perturb(model)
     pair = PreferencePair("How do I make soup?", "Stir and wait. Then taste it.\n\nWant bread too?",
-                          "Stir and wait. Then serve it cold.", "edit", 1.0)
+                          "Stir and wait. Then taste it.\n\nServe it cold.", "edit", 1.0)
 
     def margin(shared_head):
         enc = encode_pairs(tok, [pair], max_length=512, shared_head=shared_head)[0]

@@ -16,6 +16,7 @@ retention rows of that step, named.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -105,15 +106,36 @@ def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[
     return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
 
 
+ADDED_LINE_MAX_CHARS = 200  # a closing question or a one-line summary, not a paragraph
+
+
+def adds_one_line(chosen: str, rejected: str) -> bool:
+    """``chosen`` is ``rejected``'s head (from its start to a line break) plus one new short line: the user added a
+    closing question or a summary line to the answer. A rewrite (the answers part mid-line, or the chosen one goes on
+    for several lines) is not: its whole text is the lesson."""
+    head = os.path.commonprefix([chosen, rejected])
+    if not chosen[len(head):].startswith("\n"):
+        line_start = head.rfind("\n") + 1
+        if line_start == 0 or " " in head[line_start:].strip():
+            return False  # the answers part mid-line: a rewrite
+        head = head[:line_start]  # they part within a line's first word: the line is new
+    added = chosen[len(head):]
+    if not head.strip():
+        return False
+    lines = [line for line in added.splitlines() if line.strip(" `*_#-")]
+    return len(lines) == 1 and len(added.strip()) <= ADDED_LINE_MAX_CHARS
+
+
 def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None,
                 shared_head: bool = False) -> EncodedPair:
     """``pair`` as token ids fitted into ``max_length``; ``shared_head``: the answers' shared head goes into the
-    context whenever the chosen answer adds to it (``shared_head_as_context``), not only when the pair is too long."""
+    context whenever the chosen answer adds one line to it (``adds_one_line``, ``shared_head_as_context``), not only
+    when the pair is too long."""
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
     fits = r_full is None or len(p) + max(len(c_full), len(r_full)) <= max_length
-    if r_full is not None and (shared_head or not fits):
+    if r_full is not None and (not fits or shared_head and adds_one_line(pair.chosen, pair.rejected)):
         p, c_full, r_full = shared_head_as_context(p, c_full, r_full, adds_only=fits)
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full

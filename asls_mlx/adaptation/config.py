@@ -43,11 +43,12 @@ class LearningConfig:
     # Weight of the NLL of the chosen answers next to the preference term: keeps the answers fluent.
     sft_weight: float = 0.2
     # The SFT term imitates only what the chosen answer adds: the answers' shared head goes into the context of a
-    # pair whose chosen answer goes on past it (``batching.shared_head_as_context``; DPO's log-ratios of a shared
-    # head cancel, so the preference term is the same). A closing question the user added to an answer is then the
-    # whole likelihood target instead of ~12 of its ~100 tokens; an answer cut short keeps its whole text. Off: the
-    # quick eval's follow-up user then learnt the question (0.08 [0.00, 0.17] vs 0.00; 4 of 12 answers on one seed)
-    # but the concise user fit worse (-0.13 [-0.28, +0.02]) (benchmarks/results/eval-recipe-sft-on-change/).
+    # pair whose chosen answer is the rejected one's head plus one short new line (``batching.adds_one_line``: a
+    # closing question, a summary line; DPO's log-ratios of a shared head cancel, so the preference term is the
+    # same). That line is then the whole likelihood target instead of ~12 of ~100 tokens; a rewrite keeps its whole
+    # text. Moving the head for every pair that goes on past it taught the quick eval's follow-up user the question
+    # (0.08 [0.00, 0.17] vs 0.00) but the concise user, whose edits rewrite, fit worse (-0.13 [-0.28, +0.02])
+    # (benchmarks/results/eval-recipe-sft-on-change/).
     sft_on_change: bool = False
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
     # may not forget how to write in general, nor how to finish a task. 2.0 with the task anchors (measured
