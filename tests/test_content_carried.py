@@ -19,6 +19,8 @@ from asls_mlx.profiling.quality import quality_issues
 
 MONEY = ('Pull out every amount of money in this paragraph and say what each one is for:\n"The venue costs $1,200, '
          'catering is $850, and we set aside $300 for decorations. The band asked for $640."')
+DATES = ('Extract every date in this text and write each in the format YYYY-MM-DD:\n"The contract was signed on '
+         'January 5, 2023, renewed on 3/15/2024, and ends on the 30th of June 2025."')
 CITIES = ('List the cities mentioned in this text and the country each is in:\n"After a week in Lisbon we took the '
           'train to Madrid, flew to Rome, and ended the trip in Vienna."')
 
@@ -35,13 +37,27 @@ def test_an_extraction_answer_naming_none_of_the_items_dropped_the_content(answe
 
 @pytest.mark.parametrize("prompt, answer", [
     (MONEY, "The venue costs $1,200, catering is $850, decorations $300 and the band $640."),
-    (MONEY, "- Venue: 1200 dollars\n- Catering: 850"),  # one item is a partial answer, not a dropped one
+    (CITIES, "- Lisbon (Portugal)\n- Madrid (Spain)"),  # two of four cities: partial, not dropped
     (CITIES, "- Lisbon (Portugal)\n- Madrid (Spain)\n- Rome (Italy)\n- Vienna (Austria)"),
-    ('Extract every date in this text and write each in the format YYYY-MM-DD:\n"The contract was signed on '
-     'January 5, 2023 and ends on June 30, 2025."', "2023-01-05, 2025-06-30"),
+    (DATES, "2023-01-05, 2024-03-15, 2025-06-30"),  # every date's numbers, written anew
+    (DATES, "January 5, 2023; March 15, 2024; June 30, 2025"),  # the month's name is its number
+    ('Extract all the names of people from this text:\n"On 12 March, Maria Lopez met David Kim at 5 pm."',
+     "Maria Lopez and David Kim."),  # names asked for: the numbers are not
 ])
 def test_an_extraction_answer_that_names_an_item_passes(prompt, answer):
     assert not drops_content(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [  # adapters' answers on the quick evals, each naming some amounts
+    (MONEY, "- Venue: 1200 dollars\n- Catering: 850"),
+    (MONEY, "It includes details such as the venue's cost (120 dollars), catering options (850 dollars), and the amount "
+            "spent by the speaker(s) to decorate the venue."),  # "120 dollars" is not $1,200
+    (MONEY, '"The venue costs $1,200, catering is $850, and we\'ll set aside $300 for decorations. This includes '
+            'travel to the speakers\' event."'),  # the text read back with its last amount rewritten away
+    (DATES, "2023-01-05, 2025-06-30"),
+])
+def test_an_extraction_of_every_amount_or_date_that_leaves_one_out_dropped_content(prompt, answer):
+    assert "content_dropped" in quality_issues(prompt, answer)
 
 
 @pytest.mark.parametrize("prompt, answer", [
@@ -231,6 +247,45 @@ def test_an_email_that_is_only_its_header_has_no_body(prompt, answer):
 ])
 def test_an_email_with_a_body_or_no_email_asked_for_passes(prompt, answer):
     assert not no_body(prompt, answer)
+
+
+MOVED = ("Write an email to my team saying the Thursday meeting is moved to Friday at 10:00 in room 4B, and that "
+         "everyone should bring their project status.")
+HOTEL = ("Write an email to a hotel asking if I can check in early, around 11 am, on June 2. My booking number is 58213 "
+         "and I will arrive on an overnight flight.")
+
+
+@pytest.mark.parametrize("prompt, answer", [  # adapters' answers on the quick evals
+    (MOVED, "Subject: Project Status Update for Thursday Meeting\n\nDear Team,\n\nWe are pleased to announce that the "
+            "upcoming Thursday meeting will be held on Thursday at 10:00 AM in room 4B."),  # the day it moved to, lost
+    (MOVED, "Hi team, I'm moving the meeting from Thursday to Friday at 10:30am. See you there."),  # the wrong time
+    (MOVED, "Dear Team,\n\nI am writing to inform you of a recent project I led on a new product development "
+            "initiative. As part of the project, I had the opportunity to meet with various stakeholders"),  # astray
+    (HOTEL, "Dear [Hotel Name],\n\nI would like to request an early check-in on June 2, around 11 AM. I will arrive on "
+            "an overnight flight."),  # the booking number the user gave, left out
+    ("Write a short thank-you email to Mrs. Chen, my daughter's teacher, for organizing the school trip.",
+     "Dear [Teacher's Name],\n\nThank you so much for organizing the school trip!"),
+])
+def test_a_message_that_leaves_out_a_fact_it_was_asked_to_state(prompt, answer):
+    assert "facts_missing" in quality_issues(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (MOVED, "Subject: Meeting moved\n\nHi team, Thursday's meeting is moved to Friday at 10am in room 4B. Please "
+            "bring your project status."),  # "10am" states 10:00
+    (MOVED, "Hi team,\n\nthe Thursday meeting is now on FRIDAY, 10:00 AM, room 4B. Bring your project status!"),
+    (HOTEL, "Dear Sir or Madam,\n\nMy booking number is 58213. Could I check in early, around 11am on June 2nd? I "
+            "arrive on an overnight flight.\n\nThank you!"),
+    ("Write an email to a client, Ms. Patel, telling her the launch moves to October 21.",
+     "Dear Ms. Patel,\n\nthe launch moves to October 21st. Sorry for the delay."),  # "21st" states 21
+    ("Write a short note in French to my neighbour Paul saying thanks for the plants.",
+     "Cher Paul,\n\nMerci beaucoup pour les plantes !"),  # the language it is written in is no fact to state
+    ("Reply to this email and say yes:\n\"Hi, can you meet Dr. Lee on Monday at 14:00 in Berlin?\"",
+     "Yes, that works for me. See you then!"),  # a reply need not repeat the e-mail it answers
+    ("What is the capital of France on a Monday?", "Paris."),  # no message asked for
+])
+def test_a_message_that_states_its_facts_or_no_message_passes(prompt, answer):
+    assert "facts_missing" not in quality_issues(prompt, answer)
 
 
 @pytest.mark.parametrize("answer, issues", [

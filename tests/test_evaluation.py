@@ -14,7 +14,7 @@ from asls_mlx.data_files import general_texts
 from asls_mlx.evaluation.correctness import CATEGORIES, load_correctness_set
 from asls_mlx.evaluation.runner import correctness_subset, load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
-from asls_mlx.profiling.content import EXTRACTION, items, split_instruction
+from asls_mlx.profiling.content import EXTRACTION, items, message_facts, split_instruction
 
 EXPLAIN = "Explain the water cycle."
 CODE = "Write a Python function that reverses a string."
@@ -187,6 +187,8 @@ class FakeAssistant:
         pasted = split_instruction(prompt)[1]
         if pasted is not None and EXTRACTION.search(prompt):  # an extraction names what it extracts
             kept[0] = sorted(items(pasted))[0] + ": " + kept[0]
+        if message_facts(prompt):  # a message states what it was asked to
+            kept[0] = " ".join(sorted(message_facts(prompt))) + ": " + kept[0]
         if self.kwargs["adapt"] and self.sessions >= 2:
             return "\n".join("- " + s for s in kept)
         return " ".join(kept)

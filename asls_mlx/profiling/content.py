@@ -8,7 +8,10 @@ complete cannot be checked without a reference, but one that names none of the i
 e-mail addresses and mid-sentence names — has certainly dropped the content: that is the ``content_dropped``
 quality issue. On the bundled extraction prompts the base model's greedy answers name at least one item in 11
 of 12 (the twelfth lists countries where cities were asked: wrong too); a quarter of its samples at
-temperature 0.8 name none.
+temperature 0.8 name none. Asked for every amount, date or number ("Pull out every amount of money"), the answer
+must carry each of the input's numbers (by value: "2024-03-15" and "March 15, 2024" carry "3/15/2024"): adapters
+named "120 dollars" for "$1,200", or read the text back with its last amount rewritten away; the base model names
+all four amounts.
 
 A request to shorten a text ("Make this paragraph shorter without losing anything important") is judged the same
 way: "We want to make sure everyone knows about the upcoming schedule updates." keeps neither day of the elevator
@@ -27,6 +30,13 @@ alone ("1. A tent with a waterproof exterior ...", then the end of the answer), 
 as a fine short answer. Items are counted generously (list lines; else sentences, or the parts of a sentence
 between commas and "and"), and only an answer too short to have been cut off by the token budget is judged:
 the base model's long lists are cut mid-item, and sometimes at a full stop, by the eval's budget.
+
+Asked to write a message that states facts ("saying the Thursday meeting is moved to Friday at 10:00 in room 4B"),
+an answer that leaves one of them out is ``facts_missing``: the facts are the instruction's numbers and times, and its
+names, days and months (capitalised mid-sentence, or after a title: "Mr. Alvarez"). Adapters wrote "The upcoming
+Thursday meeting will be held on Thursday ..." and "10:30am"; the base model states all three within the eval's 96
+tokens. A message cut off by the budget is judged too: one that spent 65 words without the news went astray (on
+every stored answer, those went on about "a project I led" or "a significant milestone"). A user's own edit is exempt.
 
 Asked to write an e-mail, a letter or a message, an answer that is only its header ("Subject: Delayed Launch
 Date (October 23) - Email to Ms. Patel" and nothing more) is ``no_body``: fewer than ``MIN_BODY_WORDS`` words once
@@ -47,7 +57,11 @@ EXTRACTION = re.compile(r"\b(?:extract|pull out|list (?:all|every|each|the \w+ (
 GIST = re.compile(r"\b(?:(?:key|main|central) (?:points?|ideas?|themes?|arguments?|messages?|takeaways?)|takeaways?|"
                   r"lessons?|gist|summary|moral)\b", re.IGNORECASE)
 # The input starts after the instruction's colon or line break (five or more words), or is quoted.
-_INPUT_AFTER = re.compile(r"[:\n]\s*((?:\S+\s+){4,}\S[\s\S]*)$")
+# "Pull out every amount of money", "Extract all the names and the dates": each of the input's numbers is asked for.
+EVERY = re.compile(r"\b(?:every|all|each)\b", re.IGNORECASE)
+NUMBER_KIND = re.compile(r"\b(?:amounts?|money|prices?|costs?|numbers?|dates?|times?|figures?|quantit(?:y|ies)|"
+                         r"deadlines?)\b", re.IGNORECASE)
+_INPUT_AFTER = re.compile(r"(?:(?<!\d):|\n)\s*((?:\S+\s+){4,}\S[\s\S]*)$")  # not a time's colon ("10:00")
 _QUOTED = re.compile(r"\"([^\"]{20,})\"?")
 # Items: e-mail addresses, numbers of two or more characters ("12", "1,200", "14:35", "3/15/2024"; a lone digit
 # is too common to say anything), and capitalised words that do not start a sentence (names, places, days).
@@ -109,7 +123,21 @@ def drops_content(prompt: str, answer: str) -> bool:
         return False
     # In the answer a name may start a line or a list item ("- Lisbon"): any word counts there.
     said = items(answer) | {w.lower() for w in re.findall(r"[A-Za-z]+", answer)}
-    return not wanted & said
+    if not wanted & said:
+        return True
+    every_number = EVERY.search(instruction) and NUMBER_KIND.search(instruction) and not SHORTEN.search(instruction)
+    return bool(every_number and _numbers(pasted) - _numbers(answer))
+
+
+_MONTHS = {m: n for n, m in enumerate("january february march april may june july august september october november "
+                                      "december".split(), 1)}
+_MONTH = re.compile(r"\b(" + "|".join(m.title() for m in _MONTHS) + r")\b")  # capitalised: "you may" is no month
+
+
+def _numbers(text: str) -> set[int]:
+    # by value, so that a date written anew still carries its numbers: "3/15/2024" in "2024-03-15" or "March 15, 2024"
+    months = {_MONTHS[m.lower()] for m in _MONTH.findall(text)}
+    return {int(d) for d in re.findall(r"\d+", text.replace(",", ""))} | months
 
 
 def items_asked(prompt: str) -> int | None:
@@ -171,3 +199,30 @@ def no_body(prompt: str, answer: str) -> bool:
     instruction, _ = split_instruction(prompt or "")
     body = _FIELD_LINE.sub(" ", _HEADER_LINE.sub(" ", answer or ""))
     return bool(WRITE_MESSAGE.search(instruction)) and len(body.split()) < MIN_BODY_WORDS
+
+
+_TITLE_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?\s+([A-Z][a-z]+)")
+# Not facts a message states: titles, and the language it is to be written in ("Write a note in French").
+_NOT_FACTS = frozenset("mr mrs ms mx dr prof english french spanish german italian portuguese dutch chinese "
+                       "japanese korean arabic russian hindi".split())
+
+
+def message_facts(prompt: str) -> set[str]:
+    """The facts a message is asked to state (normalised as ``items``); none unless the prompt asks for a message."""
+    instruction, _ = split_instruction(prompt or "")
+    if not WRITE_MESSAGE.search(instruction):
+        return set()
+    found = items(instruction) | {n.lower() for n in _TITLE_NAME.findall(instruction)}
+    return found - _NOT_FACTS
+
+
+def _states(answer: str, fact: str) -> bool:
+    # "21st" states 21, "10am" and "10:00 AM" state 10:00, "9:00" states 9, "$1,200" states 1200.
+    forms = [re.escape(fact)] + ([re.escape(fact[:-3])] if re.fullmatch(r"\d{1,2}:00", fact) else [])
+    pattern = r"(?<!\w)(?<!\d:)(?:%s)(?::00)?(?:st|nd|rd|th|\s?[ap]\.?m\.?)?(?!\w|:\d)" % "|".join(forms)
+    return re.search(pattern, answer.lower().replace(",", "")) is not None
+
+
+def facts_missing(prompt: str, answer: str) -> bool:
+    """Asked to write a message stating facts (days, times, names, numbers), the answer leaves one out."""
+    return any(not _states(answer, fact) for fact in message_facts(prompt))

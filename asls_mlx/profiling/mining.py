@@ -161,10 +161,11 @@ def split_of(user_name: str, prompt: str) -> str:
 def _acceptable_chosen(p: PreferencePair) -> bool:
     # The user's own edit may be terse ("Try Milo.") and still be exactly what they want: only a
     # loop, a refusal, garbage or nothing disqualifies it. Model answers must pass the whole guard. Nor does a
-    # standard the user did not hold to (a citation in the form they chose, a rewrite as long as they liked it).
+    # standard the user did not hold to (a citation in the form they chose, a rewrite as long as they liked it, a
+    # message without a detail they chose to leave out).
     issues = set(quality_issues(p.prompt, p.chosen))
     if p.source == "edit":
-        issues -= {"too_short", "off_topic", "not_shorter", "no_citation"}
+        issues -= {"too_short", "off_topic", "not_shorter", "no_citation", "facts_missing"}
     return not issues
 
 

@@ -30,15 +30,16 @@ Issues (the strings ``quality_issues`` returns):
   presentation. What's on your mind?" to "Any advice?"), unless the prompt asks for questions. The follow-up
   persona's adapter learnt to answer so (12 of 12 new answers on its quick eval, correctness 0) from corrected
   answers that were only the follow-up question.
-- ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them
-  (``profiling.content``: "This sentence provides information about an expense." for "Pull out every amount").
+- ``content_dropped``: asked to pull items out of a pasted text, the answer names none of them, or not each number
+  when every amount or date is asked for (``profiling.content``: "This sentence provides information about an
+  expense." or "120 dollars" for "Pull out every amount").
 - ``too_few_items``: asked for a list of N things, the answer ends with fewer (``profiling.content``:
   "1. A tent with a waterproof exterior." and nothing more for "Give me a list of seven things to pack").
 - ``copied_input``: asked to summarise a pasted text, the answer is mostly that text's own word sequences.
 - ``no_label``: asked to classify with offered labels, the answer names none of them or reads the list back
   (``profiling.labels``: 'The topic of this headline is "Sports, Politics, Business, Science or Entertainment."').
-- ``no_body``: asked to write an e-mail, letter or message, the answer is its header alone (``profiling.content``:
-  "Subject: Moving Project Status to Friday at 10am (Room 4B)" and nothing more).
+- ``no_body``, ``facts_missing``: asked to write a message, the answer is its header alone ("Subject: Moving Project
+  Status to Friday at 10am (Room 4B)"), or leaves out a fact it was to state ("... will be held on Thursday").
 - ``deferred``, ``not_shorter``, ``no_citation`` (``profiling.task_done``): the answer offers or announces the task
   instead of doing it ("Would you like me to provide the MLA 9 citation?"), is no shorter than the text it was asked
   to shorten, or writes a requested citation without any author's surname first.
@@ -62,7 +63,8 @@ from functools import lru_cache
 from itertools import product
 
 from asls_mlx.profiling.acknowledgement import is_pleasantry
-from asls_mlx.profiling.content import copies_input, drops_content, gives_items_asked, no_body, too_few_items
+from asls_mlx.profiling.content import (copies_input, drops_content, facts_missing, gives_items_asked, no_body,
+                                       too_few_items)
 from asls_mlx.profiling.features import STOPWORDS, STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
@@ -353,8 +355,8 @@ _ANSWER_CHECKS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("hollow", is_hollow), ("evasive", lambda p, a: is_evasive(a)), ("boilerplate", is_boilerplate),
     ("questions_only", asks_back_only),
     ("content_dropped", drops_content), ("too_few_items", too_few_items), ("copied_input", copies_input),
-    ("no_label", picks_no_label), ("no_body", no_body), ("deferred", defers_task), ("not_shorter", not_shorter),
-    ("no_citation", no_citation), ("profile_leak", lambda p, a: leaks_profile(a)),
+    ("no_label", picks_no_label), ("no_body", no_body), ("facts_missing", facts_missing), ("deferred", defers_task),
+    ("not_shorter", not_shorter), ("no_citation", no_citation), ("profile_leak", lambda p, a: leaks_profile(a)),
 )
 
 
