@@ -10,8 +10,7 @@ from mlx.utils import tree_flatten
 
 from adaptation_fixtures import TOPICS, fresh_model, short_pairs
 from asls_mlx.adaptation import prefix_cache
-from asls_mlx.adaptation.batching import (BUCKET, adds_one_line, batch_schedule, collate, encode_pairs, pair_rows,
-                                          truncate)
+from asls_mlx.adaptation.batching import BUCKET, batch_schedule, collate, encode_pairs, pair_rows, truncate
 from asls_mlx.adaptation.gate import heldout_harm, sign_test_p, gate
 from asls_mlx.adaptation.validation import preference_metrics, retention_perplexity
 from asls_mlx.adaptation.logprobs import fast_answer_logps, naive_answer_logps, reference_logps, uses_answer_only
@@ -60,21 +59,6 @@ def test_a_long_answer_with_a_changed_end_keeps_its_difference_when_truncated(ti
                              "edit", 1.0)
     whole = encode_pairs(tok, [rewrite], max_length=64, shared_head=True)[0]  # a rewrite: its whole text teaches
     assert tok.decode(list(whole.chosen)).startswith("Stir and wait.")
-
-
-@pytest.mark.parametrize("chosen, rejected, added", [
-    ("Stir.\n\nWould you like a bread recipe too?", "Stir.", True),
-    ("Stir.\n\nWould you like a bread recipe too?", "Stir.\n\nThen ser", True),  # a cut end replaced
-    ("```\nx = 1\n```\n\nWant tests?", "```\nx = 1", True),  # a closing fence is markup, not a line
-    ("Stir.\nWhat else?", "Stir.\nWhen it boils, serve.", True),  # parted within the line's first word
-    ("Stir and serve hot.", "Stir and wait, then taste.", False),  # parted mid-line: a rewrite
-    ("Stir.", "Stir.\n\nThen taste it.", False),  # cut short: nothing added
-    ("Stir.\n\nTaste it.\n\nWant more?", "Stir.", False),  # two lines added
-    ("Stir.\n\n" + "Then taste it and season. " * 10, "Stir.", False),  # a paragraph, not a line
-    ("1. Stir\n2. Serve", "Boil the water first.", False),  # nothing shared
-])
-def test_adds_one_line_tells_an_added_line_from_a_rewrite(chosen, rejected, added):
-    assert adds_one_line(chosen, rejected) is added
 
 
 def test_the_shared_head_as_context_leaves_the_dpo_margin_as_it_was(tiny_model_dir):

@@ -16,12 +16,12 @@ retention rows of that step, named.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
+from asls_mlx.adaptation.sft_target import added_opening, adds_one_line
 from asls_mlx.engine.generate import common_prefix
 
 BUCKET = 8  # shape granularity: padding waste < 8 tokens per row and segment
@@ -35,6 +35,7 @@ class EncodedPair:
     weight: float
     label: int
     key: str  # sha256 of the token ids: the reference log-prob cache key
+    sft_tokens: int | None = None  # the SFT term imitates the chosen answer's first n tokens only (None: all)
 
     @property
     def length(self) -> int:
@@ -106,37 +107,21 @@ def shared_head_as_context(prompt: list[int], chosen: list[int], rejected: list[
     return prompt + chosen[:shared], chosen[shared:], rejected[shared:]
 
 
-ADDED_LINE_MAX_CHARS = 200  # a closing question or a one-line summary, not a paragraph
-
-
-def adds_one_line(chosen: str, rejected: str) -> bool:
-    """``chosen`` is ``rejected``'s head (from its start to a line break) plus one new short line: the user added a
-    closing question or a summary line to the answer. A rewrite (the answers part mid-line, or the chosen one goes on
-    for several lines) is not: its whole text is the lesson."""
-    head = os.path.commonprefix([chosen, rejected])
-    if not chosen[len(head):].startswith("\n"):
-        line_start = head.rfind("\n") + 1
-        if line_start == 0 or " " in head[line_start:].strip():
-            return False  # the answers part mid-line: a rewrite
-        head = head[:line_start]  # they part within a line's first word: the line is new
-    added = chosen[len(head):]
-    if not head.strip():
-        return False
-    lines = [line for line in added.splitlines() if line.strip(" `*_#-")]
-    return len(lines) == 1 and len(added.strip()) <= ADDED_LINE_MAX_CHARS
-
-
 def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = None,
                 shared_head: bool = False) -> EncodedPair:
-    """``pair`` as token ids fitted into ``max_length``; ``shared_head``: the answers' shared head goes into the
-    context whenever the chosen answer adds one line to it (``adds_one_line``, ``shared_head_as_context``), not only
-    when the pair is too long."""
+    """``pair`` as token ids fitted into ``max_length``. ``shared_head`` (``LearningConfig.sft_on_change``): the SFT
+    term imitates what the user added. A line added at the end (``adds_one_line``): the answers' shared head goes
+    into the context (``shared_head_as_context``; without the option only when the pair is too long). A line added
+    at the start (``added_opening``): ``sft_tokens`` counts its tokens, and the SFT term imitates those alone."""
     p = prompt_ids(tokenizer, pair.prompt, system)
     c_full = answer_ids(tokenizer, pair.chosen)
     r_full = answer_ids(tokenizer, pair.rejected) if pair.rejected is not None else None
     fits = r_full is None or len(p) + max(len(c_full), len(r_full)) <= max_length
+    sft_tokens = None
     if r_full is not None and (not fits or shared_head and adds_one_line(pair.chosen, pair.rejected)):
         p, c_full, r_full = shared_head_as_context(p, c_full, r_full, adds_only=fits)
+    elif r_full is not None and shared_head and (opening := added_opening(pair.chosen, pair.rejected)):
+        sft_tokens = len(answer_ids(tokenizer, opening)) - 1  # the line's tokens, without the eos
     # Both answers must see the same prompt: truncate for the longer one.
     longest = c_full if r_full is None or len(c_full) >= len(r_full) else r_full
     p_t, _ = truncate(p, longest, max_length)
@@ -145,7 +130,8 @@ def encode_pair(tokenizer, pair, max_length: int = 512, system: str | None = Non
     label = int(getattr(pair, "label", 0) or 0)
     if r is None and label == 0:
         label = 1
-    return EncodedPair(tuple(p_t), tuple(c), tuple(r) if r is not None else None, float(getattr(pair, "weight", 1.0)), label, pair_key(p_t, c, r))
+    return EncodedPair(tuple(p_t), tuple(c), tuple(r) if r is not None else None, float(getattr(pair, "weight", 1.0)),
+                       label, pair_key(p_t, c, r), min(sft_tokens, len(c)) if sft_tokens else None)
 
 
 def encode_pairs(tokenizer, pairs, max_length: int = 512, system: str | None = None,

@@ -159,11 +159,14 @@ def _answer_logps(model, batch: TrainBatch) -> tuple[mx.array, mx.array]:
     return logps, batch.select.sum(1)
 
 
-def _pair_logps(model, batch: TrainBatch) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-    """(chosen log-probs, rejected log-probs, chosen counts, rejected counts): chosen rows come first."""
+def _pair_logps(model, batch: TrainBatch) -> tuple[mx.array, ...]:
+    """(chosen log-probs, rejected log-probs, chosen counts, rejected counts, SFT log-probs, SFT counts): chosen
+    rows come first, then rejected ones, then, when the batch has them, the rows of what the SFT term imitates of
+    each chosen answer (``sft_target.with_sft_rows``); without them the SFT term reads the chosen rows."""
     logps, counts = _answer_logps(model, batch)
     n = batch.n_examples
-    return logps[:n], logps[n:], counts[:n], counts[n:]
+    sft = slice(2 * n, 3 * n) if logps.shape[0] == 3 * n else slice(0, n)
+    return logps[:n], logps[n:2 * n], counts[:n], counts[n:2 * n], logps[sft], counts[sft]
 
 
 def _with_retention(model, batch: TrainBatch, args: TrainingArgs, total: mx.array, metrics: dict):
@@ -184,23 +187,23 @@ def _with_sft(model, batch: TrainBatch, args: TrainingArgs, preference, metrics:
 
 def dpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
     """DPO against the batch's reference log-probs, + SFT + retention."""
-    pc, pr, nc, _ = _pair_logps(model, batch)
+    pc, pr, _, _, ps, ns = _pair_logps(model, batch)
     pref, metrics = dpo_loss(pc, pr, batch.reference_chosen, batch.reference_rejected, args.beta, batch.weights)
-    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+    return _with_sft(model, batch, args, pref, metrics, ps, ns)
 
 
 def simpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
     """SimPO on per-token log-probs (no reference), + SFT + retention."""
-    pc, pr, nc, nr = _pair_logps(model, batch)
+    pc, pr, nc, nr, ps, ns = _pair_logps(model, batch)
     pref, metrics = simpo_loss(pc / nc, pr / nr, args.simpo_beta, args.simpo_gamma, batch.weights)
-    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+    return _with_sft(model, batch, args, pref, metrics, ps, ns)
 
 
 def orpo(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):
     """ORPO's odds-ratio term on per-token log-probs + its NLL term (the SFT term) + retention."""
-    pc, pr, nc, nr = _pair_logps(model, batch)
+    pc, pr, nc, nr, ps, ns = _pair_logps(model, batch)
     pref, metrics = orpo_loss(pc / nc, pr / nr, args.beta, batch.weights)
-    return _with_sft(model, batch, args, pref, metrics, pc, nc)
+    return _with_sft(model, batch, args, pref, metrics, ps, ns)
 
 
 def sft(model, batch: TrainBatch, args: TrainingArgs = _DEFAULT_ARGS):

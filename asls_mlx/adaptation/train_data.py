@@ -24,6 +24,7 @@ from asls_mlx.adaptation.batching import (
 from asls_mlx.adaptation.config import TrainingArgs
 from asls_mlx.adaptation.logprobs import base_topk, pair_batch, reference_logps
 from asls_mlx.adaptation.prefix_cache import PrefixCache
+from asls_mlx.adaptation.sft_target import with_sft_rows
 from asls_mlx.adaptation.losses import PAIRED_LOSSES, REFERENCE_LOSSES
 
 
@@ -71,6 +72,8 @@ class TrainingData:
         loss = self.args.loss
         if loss in PAIRED_LOSSES:
             b, inputs = pair_batch(self.prefix.model, [(p.prompt, p.chosen, p.rejected) for p in examples], self.prefix)
+            if any(p.sft_tokens for p in examples):  # the SFT term imitates a line the user added (sft_target)
+                b = with_sft_rows(b, [p.sft_tokens for p in examples])
         else:
             rows = [(p.prompt, p.chosen) for p in examples]
             b = collate(rows)
