@@ -42,12 +42,12 @@ class LearningConfig:
     simpo_gamma: float = 0.5
     # Weight of the NLL of the chosen answers next to the preference term: keeps the answers fluent.
     sft_weight: float = 0.2
-    # The SFT term imitates only what the chosen answer adds: the answers' shared head goes into the context of a
-    # pair whose chosen answer is the rejected one's head plus one short new line (``batching.adds_one_line``: a
-    # closing question, a summary line; DPO's log-ratios of a shared head cancel, so the preference term is the
-    # same). That line is then the whole likelihood target instead of ~12 of ~100 tokens; a rewrite keeps its whole
-    # text. Moving the head for every pair that goes on past it taught the quick eval's follow-up user the question
-    # (0.08 [0.00, 0.17] vs 0.00) but the concise user, whose edits rewrite, fit worse (-0.13 [-0.28, +0.02])
+    # The SFT term imitates only the line the user added to the answer (``sft_target``): a closing question after
+    # the answer's head (the shared head goes into the context; DPO's log-ratios of a shared head cancel), or an
+    # "In short:" line before it (the SFT term reads that line's tokens alone; the preference sees both answers
+    # whole). That line is then the whole likelihood target instead of ~15 of ~100 tokens; a rewrite keeps its
+    # whole text. Moving the head for every pair that goes on past it taught the quick eval's follow-up user the
+    # question (0.08 [0.00, 0.17] vs 0.00) but the concise user, whose edits rewrite, fit worse (-0.13 [-0.28, +0.02])
     # (benchmarks/results/eval-recipe-sft-on-change/).
     sft_on_change: bool = False
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
