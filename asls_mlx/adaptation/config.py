@@ -46,10 +46,12 @@ class LearningConfig:
     # the answer's head (the shared head goes into the context; DPO's log-ratios of a shared head cancel), or an
     # "In short:" line before it (the SFT term reads that line's tokens alone; the preference sees both answers
     # whole). That line is then the whole likelihood target instead of ~15 of ~100 tokens; a rewrite keeps its
-    # whole text. Moving the head for every pair that goes on past it taught the quick eval's follow-up user the
-    # question (0.08 [0.00, 0.17] vs 0.00) but the concise user, whose edits rewrite, fit worse (-0.13 [-0.28, +0.02])
-    # (benchmarks/results/eval-recipe-sft-on-change/).
-    sft_on_change: bool = False
+    # whole text. Quick eval, 3 seeds: the follow-up user 0.14 [0.03, 0.25] instead of 0.03, the concise user's runs
+    # unchanged, 82% of 17 updates committed instead of 76%, +0.06 [+0.00, +0.12] paired
+    # (benchmarks/results/eval-recipe-sft-on-line/); the "In short:" user -0.01 [-0.14, +0.10] (8 of 36 answers open
+    # with the line instead of 3; eval-recipe-sft-on-line-in-short/). Moving the head for every pair that goes on
+    # past it had cost the concise user, whose edits rewrite, -0.13 (eval-recipe-sft-on-change/).
+    sft_on_change: bool = True
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
     # may not forget how to write in general, nor how to finish a task. 2.0 with the task anchors (measured
     # together, below); 0.5 before them, and 2.0 without them kept a concise user's update cutting lists short.
