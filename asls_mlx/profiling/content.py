@@ -56,11 +56,11 @@ EXTRACTION = re.compile(r"\b(?:extract|pull out|list (?:all|every|each|the \w+ (
 # ... unless what it asks for is a gist, which may name nothing of the input ("extract the key points").
 GIST = re.compile(r"\b(?:(?:key|main|central) (?:points?|ideas?|themes?|arguments?|messages?|takeaways?)|takeaways?|"
                   r"lessons?|gist|summary|moral)\b", re.IGNORECASE)
-# The input starts after the instruction's colon or line break (five or more words), or is quoted.
 # "Pull out every amount of money", "Extract all the names and the dates": each of the input's numbers is asked for.
 EVERY = re.compile(r"\b(?:every|all|each)\b", re.IGNORECASE)
 NUMBER_KIND = re.compile(r"\b(?:amounts?|money|prices?|costs?|numbers?|dates?|times?|figures?|quantit(?:y|ies)|"
                          r"deadlines?)\b", re.IGNORECASE)
+# The input starts after the instruction's colon or line break (five or more words), or is quoted.
 _INPUT_AFTER = re.compile(r"(?:(?<!\d):|\n)\s*((?:\S+\s+){4,}\S[\s\S]*)$")  # not a time's colon ("10:00")
 _QUOTED = re.compile(r"\"([^\"]{20,})\"?")
 # Items: e-mail addresses, numbers of two or more characters ("12", "1,200", "14:35", "3/15/2024"; a lone digit
