@@ -285,3 +285,30 @@ def test_another_process_reads_while_we_write(store, isolated_home):
             store.add_message(sid, "user", f"m{i}")
     assert proc.wait(timeout=60) == 0
     assert len(store.messages(sid)) == 60
+
+
+def test_a_database_another_process_holds_is_waited_for_and_never_called_unusable(tmp_path, monkeypatch):
+    """A store opened while another connection holds the database (a crash's log being recovered, a commit on a
+    loaded machine) waits; past its patience it says the database is busy, never that it should be moved aside."""
+    from asls_mlx.store import db
+
+    open_store(tmp_path / "asls.db").close()
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.05)
+
+    def hold() -> sqlite3.Connection:  # an exclusive lock that keeps even readers out until the connection closes
+        holder = sqlite3.connect(tmp_path / "asls.db", isolation_level=None, check_same_thread=False)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("COMMIT")
+        return holder
+
+    threading.Timer(0.6, hold().close).start()
+    store = open_store(tmp_path / "asls.db")  # waits out the holder's 0.6 s
+    assert store.get_or_create_user("ada") is not None
+    store.close()
+    holder = hold()
+    monkeypatch.setattr(db, "OPEN_BUSY_S", 0.3)
+    with pytest.raises(db.StoreBusy, match="is busy") as err:
+        open_store(tmp_path / "asls.db")
+    assert "move it aside" not in str(err.value)
+    holder.close()

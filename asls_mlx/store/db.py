@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,16 @@ from asls_mlx.store.history import HistoryMixin
 from asls_mlx.store.learning import LearningMixin
 
 BUSY_TIMEOUT_S = 10.0  # long enough to wait out a training commit, short enough to surface a real hang
+OPEN_BUSY_S = 60.0  # opening waits this long for another process that holds the database, then says so
+
+
+class StoreBusy(ASLSError):
+    """Another process holds the database: it is not broken, and trying again later works."""
+
+
+def _busy(e: BaseException) -> bool:
+    return isinstance(e, StoreBusy) or (isinstance(e, sqlite3.OperationalError)
+                                        and ("locked" in str(e) or "busy" in str(e)))
 
 
 def open_store(path: Path | None = None) -> Store:
@@ -47,15 +58,26 @@ class Store(HistoryMixin, LearningMixin):
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         self._closed = False
-        conn = self._conn()
-        try:
-            schema.migrate(conn, str(self.path))
-        except sqlite3.DatabaseError as e:
-            self.close()
-            raise ASLSError(f"{self.path} is not a usable asls database ({e}); move it aside") from e
-        except BaseException:
-            self.close()
-            raise
+        # Another process may hold the database longer than one busy timeout (it recovers the log of a killed
+        # process, or commits while the machine is loaded): that is no reason to call a good database unusable.
+        deadline = time.monotonic() + OPEN_BUSY_S
+        while True:
+            try:
+                schema.migrate(self._conn(), str(self.path))
+                break
+            except (sqlite3.DatabaseError, StoreBusy) as e:
+                if _busy(e) and time.monotonic() < deadline:
+                    self._drop_thread_conn()
+                    time.sleep(0.25)
+                    continue
+                self.close()
+                if _busy(e):
+                    raise StoreBusy(f"{self.path} is busy: another asls process has held it for over "
+                                    f"{OPEN_BUSY_S:.0f} s ({e}); try again when it is done") from e
+                raise ASLSError(f"{self.path} is not a usable asls database ({e}); move it aside") from e
+            except BaseException:
+                self.close()
+                raise
         self._fix_modes()
 
     # -- connections and transactions ------------------------------------------------------------
@@ -77,6 +99,10 @@ class Store(HistoryMixin, LearningMixin):
                 # Deleted rows are overwritten with zeros, not just unlinked: forget leaves no trace.
                 conn.execute("PRAGMA secure_delete = ON")
             except sqlite3.DatabaseError as e:
+                if conn is not None:
+                    conn.close()
+                if _busy(e):
+                    raise StoreBusy(f"{self.path} is busy: another asls process holds it ({e}); try again") from e
                 raise ASLSError(f"{self.path} is not a usable asls database ({e}); move it aside") from e
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
@@ -84,6 +110,14 @@ class Store(HistoryMixin, LearningMixin):
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    def _drop_thread_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                self._conns.remove(conn)
+            conn.close()
 
     def _fix_modes(self) -> None:
         for suffix in ("", "-wal", "-shm"):
