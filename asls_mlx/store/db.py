@@ -40,6 +40,15 @@ def _busy(e: BaseException) -> bool:
                                         and ("locked" in str(e) or "busy" in str(e)))
 
 
+def _open_error(path: Path, e: BaseException, waited_s: float | None = None) -> ASLSError:
+    """The error to raise for a database that could not be opened: busy (held by another process) or unusable."""
+    if not _busy(e):
+        return ASLSError(f"{path} is not a usable asls database ({e}); move it aside")
+    cause = e.__cause__ if isinstance(e, StoreBusy) and e.__cause__ is not None else e  # sqlite's own words, once
+    held = f"has held it for over {waited_s:.0f} s" if waited_s else "holds it"
+    return StoreBusy(f"{path} is busy: another asls process {held} ({cause}); try again when it is done")
+
+
 def open_store(path: Path | None = None) -> Store:
     """Open (creating and migrating if needed) the history database; default ``home()/asls.db``."""
     return Store(Path(path) if path is not None else home() / "asls.db")
@@ -71,10 +80,7 @@ class Store(HistoryMixin, LearningMixin):
                     time.sleep(0.25)
                     continue
                 self.close()
-                if _busy(e):
-                    raise StoreBusy(f"{self.path} is busy: another asls process has held it for over "
-                                    f"{OPEN_BUSY_S:.0f} s ({e}); try again when it is done") from e
-                raise ASLSError(f"{self.path} is not a usable asls database ({e}); move it aside") from e
+                raise _open_error(self.path, e, OPEN_BUSY_S) from e
             except BaseException:
                 self.close()
                 raise
@@ -101,9 +107,7 @@ class Store(HistoryMixin, LearningMixin):
             except sqlite3.DatabaseError as e:
                 if conn is not None:
                     conn.close()
-                if _busy(e):
-                    raise StoreBusy(f"{self.path} is busy: another asls process holds it ({e}); try again") from e
-                raise ASLSError(f"{self.path} is not a usable asls database ({e}); move it aside") from e
+                raise _open_error(self.path, e) from e
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
             self._local.depth = 0
