@@ -23,6 +23,7 @@ import math
 from asls_mlx.adaptation.batching import answer_ids, prompt_ids, truncate
 from asls_mlx.adaptation.logprobs import rows_logps
 from asls_mlx.adaptation.lora import adapter_disabled
+from asls_mlx.engine.backend_choice import backend_of
 
 # Everyday requests of the kinds people ask (a fact, a how-to, an explanation, a piece of writing): an answer
 # about as likely after all of them as after its own prompt (a template, an apology, an answer to another
@@ -56,10 +57,12 @@ def answer_pmi(model, tokenizer, prompts: list[str], answers: list[str], system:
         for context in (prompt, *refs):
             rows.append(truncate(prompt_ids(tokenizer, context, system), ans, MAX_LENGTH))
         spans.append((start, len(rows), len(ans)))
-    logps: list[float] = []
     with adapter_disabled(model):
-        for i in range(0, len(rows), batch_size):
-            logps += rows_logps(model, rows[i : i + batch_size]).tolist()
+        logps = backend_of(model).answer_logps(model, rows)
+        if logps is None:
+            logps = []
+            for i in range(0, len(rows), batch_size):
+                logps += rows_logps(model, rows[i : i + batch_size]).tolist()
     out = []
     for (start, end, n_tokens), answer in zip(spans, answers):
         if not (answer or "").strip():

@@ -56,3 +56,8 @@ class Backend(ABC):
     @abstractmethod
     def generate_batch(self, model: nn.Module, rows: Sequence[Row], stop_tokens: Collection[int]) -> list[list[int]]:
         """The new tokens of each row, decoded together, without the stop token that ended it."""
+
+    def answer_logps(self, model: nn.Module, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float] | None:
+        """Per (prompt ids, answer ids) row, the sum of the answer's token log-probs under ``model`` as its
+        weights stand (no gradient); None where the caller's MLX forward computes them as fast."""
+        return None

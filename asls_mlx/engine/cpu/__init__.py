@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from asls_mlx.engine.backend import Backend, Row
-from asls_mlx.engine.cpu import batch_answers, cpu_kernels, patches, stream_decode
+from asls_mlx.engine.cpu import answer_scores, batch_answers, cpu_kernels, patches, stream_decode
 from asls_mlx.engine.cpu.numpy_forward import supports
 from asls_mlx.engine.mlx_backend import batch_generator_answers, mlx_lm_stream
 
@@ -55,6 +55,9 @@ class CpuBackend(Backend):
             return batch_answers.generate(model, rows, set(stop_tokens))
         with patches.host_matvec():
             return batch_generator_answers(model, rows, stop_tokens)
+
+    def answer_logps(self, model: nn.Module, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float] | None:
+        return answer_scores.answer_logps(model, rows) if self.numpy_decode and supports(model) else None
 
 
 def _each_with_host_matvec(steps: Iterator[Any]) -> Iterator[Any]:

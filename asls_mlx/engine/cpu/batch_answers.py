@@ -76,7 +76,7 @@ def _kv_bytes_per_position(model: nn.Module) -> int:
     return sum(2 * 4 * getattr(l.self_attn.k_proj, "linear", l.self_attn.k_proj).weight.shape[0] for l in model.model.layers)
 
 
-def _prefill(model: nn.Module, prompts: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[list[HostKVCache], np.ndarray]]:
+def prefill(model: nn.Module, prompts: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[list[HostKVCache], np.ndarray]]:
     """Per distinct prompt: its blocks' caches and the logits after it."""
     distinct = list(dict.fromkeys(prompts))
     shared = min(len(p) for p in distinct) - 1  # each prompt keeps >= 1 token of its own for its logits
@@ -128,7 +128,7 @@ def _angles(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray, n
 
 def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) -> list[list[int]]:
     prompts = [tuple(int(t) for t in r.prompt) for r in rows]
-    prefilled = _prefill(model, prompts)
+    prefilled = prefill(model, prompts)
     capacity = max(len(p) for p in prompts) + max(max(r.max_tokens, 1) for r in rows)
     kv = []
     for i, layer in enumerate(model.model.layers):
