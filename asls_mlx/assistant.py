@@ -274,7 +274,7 @@ class Assistant(LearnedData, BackgroundTraining):
         hooks = progress_hooks(progress)
         sid, self.session_id, self._last_assistant, self._held_profile = self.session_id, None, None, None
         before = load_profile(self.store, self.user)
-        ended = process_ended_sessions(self.store, self.user, self.config.seed)
+        ended = process_ended_sessions(self.store, self.user, self.config.seed, length_pairs=self.config.length_pairs)
         profile = self.profile
         summary = SessionSummary(sid, profile, profile.diff(before), ended.pairs_mined)
         if not self.config.adapt or mode == "none" or not ended.session_ids:

@@ -8,6 +8,7 @@ from asls_mlx.adaptation.config import LearningConfig, check_loss
 from asls_mlx.adaptation.lora import LoraConfig
 from asls_mlx.engine import SamplingOptions
 from asls_mlx.errors import ASLSError
+from asls_mlx.profiling.mining import LENGTH_PAIRS
 
 TRAIN_MODES = ("background", "idle", "wait", "next_start", "none")
 # background: a worker process starts when the session ends; idle: the same, but it waits until the user has not
@@ -26,6 +27,11 @@ class AssistantConfig:
     # eval without them (3 seeds) scored +0.05 [-0.01, +0.10] paired, committed 61% of updates (39% with them) and
     # kept 1.18 of the base model's correctness (1.05): benchmarks/results/eval-recipe-no-self-labelled/.
     self_labelled: bool = False
+    # When the profile claims short answers, also mine "trim" pairs: an answer the user turned down (thumbs-down,
+    # regenerated, corrected) and did not edit, cut to its opening sentences at the user's length, beats the
+    # answer as it was (``profiling.trim``): the model's own words, only shorter, as the user's edits make them.
+    # Off until the quick eval shows it helps (``benchmarks/eval_recipe.py --set length_pairs=true``).
+    length_pairs: bool = LENGTH_PAIRS
     # The learning settings a user changes most; they set the matching fields of ``learning``.
     drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score
     loss: str = _LEARNING.loss  # dpo | simpo | orpo | sft

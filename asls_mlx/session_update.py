@@ -38,6 +38,7 @@ from asls_mlx.locks import FileLock
 from asls_mlx.paths import private_dir
 from asls_mlx.profiling import Profile, load_profile, mine_self_labelled_pairs, process_session, quality_issues
 from asls_mlx.profiling import score as score_answer
+from asls_mlx.profiling.mining import LENGTH_PAIRS
 from asls_mlx.profiling.quality import template_collapse
 from asls_mlx.store import Store, User
 
@@ -107,7 +108,8 @@ def base_model_cache(model_id: str) -> BaseCache:
     return BaseCache(weights_dir() / ".base-cache" / re.sub(r"[^A-Za-z0-9._-]", "_", model_id))
 
 
-def process_ended_sessions(store: Store, user: User, seed: int, current: int | None = None) -> EndedSessions:
+def process_ended_sessions(store: Store, user: User, seed: int, current: int | None = None,
+                           length_pairs: bool = LENGTH_PAIRS) -> EndedSessions:
     """Profile update and behavioural pairs for every ended session not processed yet (all but ``current``).
 
     Idempotent: a processed session is never mined again, so the pipeline may run this as often as it likes.
@@ -115,7 +117,8 @@ def process_ended_sessions(store: Store, user: User, seed: int, current: int | N
     ended = EndedSessions()
     for s in store.sessions(user.id):
         if not s.processed and s.id != current:
-            ended.pairs_mined += len(process_session(store, user, s.id, generate=None, seed=seed).pairs)
+            ended.pairs_mined += len(process_session(store, user, s.id, generate=None, seed=seed,
+                                                     length_pairs=length_pairs).pairs)
             ended.session_ids.append(s.id)
     return ended
 
@@ -283,7 +286,8 @@ def learn_from_sessions(learner: Learner, session_ids: list[int] = (),
     recover(learner.store, learner.user, learner.repo)
     for sid in session_ids:
         if not learner.store.session(sid).processed:
-            process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed)
+            process_session(learner.store, learner.user, sid, generate=None, seed=learner.config.seed,
+                            length_pairs=learner.config.length_pairs)
     added, answers_before = 0, None
     if session_ids and _mines_self_labelled(learner.config):  # no "mining" phase to show when nothing is mined
         pause()

@@ -241,11 +241,12 @@ def train_now(assistant, progress: Callable | None = None, on_phase: Callable[[s
     ends). Then one gated update runs here, on the assistant's model, with its progress and phases."""
     a, note = assistant, on_phase or (lambda _phase: None)
     note("reading the conversation so far")
-    ended = process_ended_sessions(a.store, a.user, a.config.seed, current=a.session_id)
+    ended = process_ended_sessions(a.store, a.user, a.config.seed, current=a.session_id,
+                                   length_pairs=a.config.length_pairs)
     current = [a.session_id] if a.session_id is not None else []
     for sid in current:
         infer_session_signals(a.store, sid)
-        mine_pairs(a.store, a.user, sid, generate=None, seed=a.config.seed)
+        mine_pairs(a.store, a.user, sid, generate=None, seed=a.config.seed, length_pairs=a.config.length_pairs)
     counts = pair_counts(a.store, a.user, ended.session_ids + current)
     waiting, held_out = counts.waiting, counts.held_out
     if waiting == 0:

@@ -2,15 +2,14 @@
 
 from contextlib import nullcontext
 
-import mlx.core as mx
-import mlx_lm
 import pytest
 
 from asls_mlx.adaptation.logprobs import rows_logps
-from asls_mlx.adaptation.lora import LoraConfig, adapter_disabled, attach_lora, lora_parameters, set_lora_weights
-from asls_mlx.engine.backend_choice import backend_of, release_backend, use_backend
-from asls_mlx.engine.cpu import CpuBackend, answer_scores, numpy_forward
+from asls_mlx.adaptation.lora import adapter_disabled
+from asls_mlx.engine.backend_choice import backend_of
+from asls_mlx.engine.cpu import answer_scores
 from asls_mlx.engine.mlx_backend import MlxBackend
+from test_batch_answers import fast_model  # noqa: F401  (the CPU backend's tiny model with a random adapter)
 
 SHARED = [5, 9, 33, 60, 7]
 ROWS = [  # prompts shared by several answers, of several lengths; a one-token answer; a prompt of one token
@@ -23,15 +22,8 @@ ROWS = [  # prompts shared by several answers, of several lengths; a one-token a
 
 
 @pytest.fixture()
-def model(tiny_model_dir):
-    model, _ = mlx_lm.load(str(tiny_model_dir))
-    use_backend(model, CpuBackend())
-    attach_lora(model, LoraConfig(num_layers=2))
-    mx.random.seed(4)
-    set_lora_weights(model, {k: v + 0.1 * mx.random.normal(v.shape) for k, v in lora_parameters(model).items()})
-    assert numpy_forward.supports(model)
-    yield model
-    release_backend(model)
+def model(fast_model):
+    return fast_model[0]
 
 
 @pytest.mark.parametrize("stack,head_rows", [(2048, 256), (4, 3)])  # one stack; several stacks and head blocks

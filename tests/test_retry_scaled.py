@@ -72,6 +72,19 @@ def test_a_rejected_update_is_tried_again_at_half_and_committed_only_if_that_pas
             assert _moved(a.engine.model) == 0  # the old (base) weights are back
 
 
+def test_a_retry_judges_against_the_base_models_answers_decoded_once(tiny_model_dir):
+    """With an earlier adapter active the gate also compares with the base model: its answers serve the retry too."""
+    with _edited_session(tiny_model_dir) as a:
+        assert _update(a, 0.5, breaks_above=2.0)[0].committed  # sound answers: v1
+        for q, e in EDITS:
+            a.chat(q + " Tell me again.")
+            a.edit(e)
+        a.end_session(train="none")
+        report, seen = _update(a, 0.5, breaks_above=0.9)  # the whole update loops: rejected, tried at half
+        assert report.scale == 0.5 and len(seen) == 4  # new, old (v1), base, half: nothing decoded twice
+        assert seen.count(0.0) == 1
+
+
 def test_without_a_retry_scale_a_rejection_is_final(tiny_model_dir):
     with _edited_session(tiny_model_dir) as a:
         report, seen = _update(a, None, 0.75)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from asls_mlx.adaptation.harm import HARM_ALPHA, MIN_HELDOUT_PAIRS, heldout_harm, profile_fit_harm, sign_test_p
 from asls_mlx.adaptation.relevance import irrelevant
 
 AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with the model's current weights
@@ -31,13 +32,6 @@ MIN_TEMPLATE_PROMPTS = 4
 # concise user lost an update to "How do I boil an egg?" -> "1. First, you need to bring the water to a rolling
 # boil ...", PMI 0.73 -> 0.49 at threshold 0.5). The calibration run flags 95% of swapped answers at 0.4 as at 0.5.
 RELEVANCE_MARGIN = 0.1
-# Held-out preference rejects an update only when a one-sided sign test on its pairs says p < 5%.
-HARM_ALPHA = 0.05
-# Without per-pair margins, held-out means decide only on this many pairs or more.
-MIN_HELDOUT_PAIRS = 8
-# A fall of the mean profile fit this large rejects on any number of gate prompts (0.9 -> 0.3 on 3 prompts);
-# smaller falls must be significant by the sign test, as held-out preference (0.87 -> 0.81 on 6 is noise).
-LARGE_FIT_FALL = 0.15
 # In the session gate (six prompts) a learnt template must open this much larger a share of the answers than before:
 # two more of six alike, not one (the quick eval's follow-up user: v3 opened 8 of 12 "Here's how you can add ...").
 GATE_TEMPLATE_MARGIN = 0.3
@@ -64,6 +58,8 @@ class GateChecks:
     new adapter and the base model: what the user asked in a session says little about what an adapter forgot.
     ``training_texts``: the retention term's texts when they are not ``general_texts`` (answer anchors mixed in).
     ``base_probe_answers``: (probes, their decoder with the base weights) -> the base model's answers, from a cache.
+    ``answers_base``: the base model's answers to (some of) the gate's prompts and probes, if the caller has them
+    (a rejected update's second try is judged against the same).
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -76,6 +72,7 @@ class GateChecks:
     relevance: RelevanceFn | None = None
     probes: dict[str, Callable[[str], bool]] = field(default_factory=dict)
     base_probe_answers: Callable[[list[str], AnswerFn], list[str]] | None = None
+    answers_base: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,45 +83,6 @@ class GateDecision:
 
 def _finite(*xs) -> bool:
     return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
-
-
-def sign_test_p(worse: int, better: int) -> float:
-    """One-sided sign test: the chance of ``worse`` or more of ``worse + better`` changed pairs going the
-    wrong way if the update changed nothing (each way 1/2)."""
-    n = worse + better
-    return sum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n if n else 1.0
-
-
-def heldout_harm(before: dict, after: dict, alpha: float = HARM_ALPHA, tie: float = 1e-6) -> str | None:
-    """Why the held-out preference pairs say the new adapter is worse, or None when they do not.
-
-    With the per-pair ``margins`` of both: a paired sign test, first on the pairs whose verdict flipped
-    (right -> wrong vs wrong -> right), then on the pairs whose margin moved; harm only when p < ``alpha``.
-    So 1-4 pairs can never reject on their own (4 of 4 going wrong happens 1 time in 16 by chance): a session's
-    3 held-out pairs falling 1.000 -> 0.667 is noise, not evidence. Without per-pair margins (older records):
-    the means, and only on ``MIN_HELDOUT_PAIRS`` pairs or more.
-    """
-    b, a = before.get("margins"), after.get("margins")
-    if b is not None and a is not None and len(a) == len(b):
-        flips_bad = sum(x > tie >= y for x, y in zip(b, a))
-        flips_good = sum(y > tie >= x for x, y in zip(b, a))
-        p = sign_test_p(flips_bad, flips_good)
-        if p < alpha:
-            return (f"held-out accuracy fell {before['accuracy']:.3f} -> {after['accuracy']:.3f} on {len(a)} pairs "
-                    f"({flips_bad} turned wrong, {flips_good} right; sign test p={p:.3f})")
-        fell, rose = sum(y < x - tie for x, y in zip(b, a)), sum(y > x + tie for x, y in zip(b, a))
-        p = sign_test_p(fell, rose)
-        if p < alpha:
-            return (f"held-out reward margin fell {before['margin']:.4f} -> {after['margin']:.4f} on {len(a)} pairs "
-                    f"({fell} fell, {rose} rose; sign test p={p:.3f})")
-        return None
-    if min(before.get("n", 0), after.get("n", 0)) < MIN_HELDOUT_PAIRS:
-        return None
-    if after["accuracy"] < before["accuracy"] - tie:
-        return f"held-out accuracy fell {before['accuracy']:.3f} -> {after['accuracy']:.3f}"
-    if after["margin"] < before["margin"] - tie:
-        return f"held-out reward margin fell {before['margin']:.4f} -> {after['margin']:.4f}"
-    return None
 
 
 def gate(
@@ -193,35 +151,20 @@ class AnswerCheck(tuple):
     """``answer_check``'s result: unpacks as (failures, fit_before, fit_after); ``notes`` names the failures
     that are not one answer's (template collapse), for the gate's reason; ``fits``: each prompt's
     (profile fit before, after); ``answers_before``: the old weights' answers it judged against, given or
-    generated, so a second check against the same old weights need not decode them again."""
+    generated, so a second check against the same old weights need not decode them again; ``answers_base``: the
+    same for the base model's."""
 
     notes: tuple = ()
     fits: tuple = ()
     answers_before: dict = {}
+    answers_base: dict = {}
 
     def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=(), fits=(),
-                answers_before: dict | None = None):
+                answers_before: dict | None = None, answers_base: dict | None = None):
         result = super().__new__(cls, (failures, fit_before, fit_after))
         result.notes, result.fits, result.answers_before = tuple(notes), tuple(fits), dict(answers_before or {})
+        result.answers_base = dict(answers_base or {})
         return result
-
-
-def profile_fit_harm(fits, min_gain: float = -0.02, alpha: float = HARM_ALPHA, tie: float = 1e-6) -> str | None:
-    """Why the new answers fit the user's profile worse, or None when they do not. ``fits``: per prompt
-    (before, after). Harm: the mean falls by more than ``-min_gain`` and either by LARGE_FIT_FALL or more, or
-    significantly (one-sided sign test over the prompts whose fit moved, p < ``alpha``)."""
-    if not fits:
-        return None
-    before = sum(b for b, _ in fits) / len(fits)
-    after = sum(a for _, a in fits) / len(fits)
-    if after >= before + min_gain:
-        return None
-    fell, rose = sum(a < b - tie for b, a in fits), sum(a > b + tie for b, a in fits)
-    p = sign_test_p(fell, rose)
-    if before - after >= LARGE_FIT_FALL or p < alpha:
-        return (f"answers fit the profile worse ({before:.2f} -> {after:.2f} on {len(fits)} prompts; "
-                f"{fell} fell, {rose} rose; sign test p={p:.3f})")
-    return None
 
 
 def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]],
@@ -259,15 +202,16 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
     base = known  # without an active adapter the old answers are the base model's
     if swap_to_base is not None:
-        todo = [q for q in prompts + probes if q not in base_probes]
-        base = {**dict(zip(todo, _answers_with(swap_to_base, checks.answer_fn, todo))), **base_probes}
+        given = {**(checks.answers_base or {}), **base_probes}
+        todo = [q for q in prompts + probes if q not in given]
+        base = {**dict(zip(todo, _answers_with(swap_to_base, checks.answer_fn, todo) if todo else [])), **given}
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
-        return AnswerCheck(failures, None, None, notes, answers_before=known)
+        return AnswerCheck(failures, None, None, notes, answers_before=known, answers_base=base)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit,
-                       known)
+                       known, base)
 
 
 def _below_base(prompts: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:
@@ -375,14 +319,14 @@ def _relevance_moves(prompts: list[str], before: list[str], after: list[str], re
                      notes: list, worse: set, fixed: set) -> None:
     """Add to ``worse`` the new answers that are clearly not about their prompt while the old answer clearly was
     (PMI below the threshold by ``RELEVANCE_MARGIN``, and above it by as much: near the threshold a flag flips by
-    chance, as on a small or noisy model), and to ``fixed`` the reverse. Only answers that changed are judged."""
+    chance, as on a small or noisy model), and to ``fixed`` the reverse. Only answers that changed are judged, old and
+    new in one call (their prompts are read once)."""
     changed = [i for i, (b, a) in enumerate(zip(before, after)) if a != b]
     if not changed:
         return
     qs = [prompts[i] for i in changed]
-    pmi_after = relevance(qs, [after[i] for i in changed])
-    pmi_before = relevance(qs, [before[i] for i in changed])
-    for i, a, b in zip(changed, pmi_after, pmi_before):
+    pmi = relevance(qs + qs, [after[i] for i in changed] + [before[i] for i in changed])
+    for i, a, b in zip(changed, pmi[: len(qs)], pmi[len(qs):]):
         if irrelevant(a + RELEVANCE_MARGIN) and not irrelevant(b - RELEVANCE_MARGIN):
             worse.add(i)
             notes.append(f"not about its prompt (PMI {a:.2f}, was {b:.2f}): {_quote(prompts[i])} -> {_quote(after[i])}")

@@ -19,7 +19,8 @@ from typing import Callable
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.config import LearningConfig, TrainingArgs, stop_note
-from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, profile_fit_harm, wanted
+from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, wanted
+from asls_mlx.adaptation.harm import profile_fit_harm
 from asls_mlx.adaptation.logprobs import decide_fast_paths
 from asls_mlx.adaptation.prefix_cache import PrefixCache
 from asls_mlx.adaptation.relevance import irrelevant
@@ -112,8 +113,10 @@ class _Prepared:
     run_id: int
     started: float = 0.0
     timings: dict = field(default_factory=dict)
-    # the old weights' answers to the gate's prompts, once the gate has them (a retry judges against the same)
+    # the old weights' and the base model's answers to the gate's prompts, once the gate has them (a retry judges
+    # against the same)
     old_answers: dict = field(default_factory=dict)
+    base_answers: dict = field(default_factory=dict)
 
 
 def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig(), checks: GateChecks = GateChecks(),
@@ -246,9 +249,10 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         swap_to_old = swap_to(lambda: set_lora_weights(model, prep.old_weights))
         swap_to_base = swap_to(lambda: reset_lora(model))  # B = 0: the base model's outputs
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
-        check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before),
+        check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before,
+                                              answers_base=prep.base_answers or checks.answers_base),
                              swap_to_old, None if prep.previous is None else swap_to_base)
-        prep.old_answers = check.answers_before
+        prep.old_answers, prep.base_answers = check.answers_before, check.answers_base
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)
     report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())

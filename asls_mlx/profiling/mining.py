@@ -8,7 +8,10 @@ Sources and weights (how sure we are that chosen really is preferred):
 - correction 0.8: the answer after "shorter please" > the answer before it (0.5 for "no, I meant").
 - regenerate 0.7: the answer the user kept (thumbed up, or the final one they moved on from) > each
   discarded one;
-- self 0.5 x margin: for this session's prompts and a few past ones, ``generate`` samples k answers,
+- self: labelled by the profile, not by the user.
+  0.5 when the profile claims short answers: an answer the user turned down (thumbs-down, regenerated, corrected)
+  and did not edit, cut to its opening sentences at the user's length (``trim.trimmed``) > it (``length_pairs``);
+  0.5 x margin: for this session's prompts and a few past ones, ``generate`` samples k answers,
   the profile scorer ranks them (degenerate ones always lose), best > worst if the margin is large.
 Then: drop degenerate pairs, de-duplicate by normalised text hash (stronger sources first), cap
 pairs per prompt, and split by prompt hash: ~20% of prompts are held out for validation — stable,
@@ -28,6 +31,7 @@ from asls_mlx.profiling.additions import compose_correction
 from asls_mlx.profiling.quality import is_acceptable, quality_issues
 from asls_mlx.profiling.scorer import score
 from asls_mlx.profiling.signals import classify_followup
+from asls_mlx.profiling.trim import short_length, trimmed
 from asls_mlx.profiling.profile_update import _user, load_profile
 from asls_mlx.store.records import PreferencePair, normalize_text, pair_hash
 
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
 
 Generate = Callable[[str, int, int], list[str]]
 WEIGHTS = {"edit": 1.0, "thumbs": 0.9, "correction": 0.8, "rephrase": 0.5, "regenerate": 0.7,
-           "unpaired": 0.5, "rewrite": 0.5, "self": 0.5}
+           "unpaired": 0.5, "rewrite": 0.5, "trim": 0.5, "self": 0.5}
 SOURCE_ORDER = ("edit", "thumbs", "correction", "regenerate", "self")  # dedupe keeps the first
 MIN_MARGIN = 0.15  # self-labelled: a smaller score gap is noise, not a preference
 # Training also imitates the chosen answer (the SFT term), so a self-labelled chosen answer must fit
@@ -46,6 +50,9 @@ MIN_CHOSEN_FIT = 0.6
 MAX_PER_PROMPT = 4  # one chatty prompt must not dominate a training batch
 SELF_PAST_PROMPTS = 4  # past prompts revisited per session for self-labelling
 VAL_BUCKETS = 5  # 1 in 5 prompts held out (~20%)
+# Mine the trimmed answers' pairs by default (``AssistantConfig.length_pairs`` follows this).
+LENGTH_PAIRS = False
+TURNED_DOWN = frozenset({"thumbs_down", "correction", "regenerate"})  # feedback that says "not this answer"
 
 
 def _turns(store: Store, session_id: int) -> list[tuple[Message, list[Message]]]:
@@ -58,8 +65,8 @@ def _turns(store: Store, session_id: int) -> list[tuple[Message, list[Message]]]
     return [(m, answers.get(m.id, [])) for m in msgs if m.role == "user"]
 
 
-def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] | None
-                   ) -> list[PreferencePair]:
+def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] | None,
+                   trim_words: int | None = None) -> list[PreferencePair]:
     fb: dict[int, set[str]] = {}
     corr: dict[int, dict] = {}
     for f in store.feedback(session_id=session_id):
@@ -68,7 +75,6 @@ def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] 
             corr[f.message_id] = f.payload
     msgs = {m.id: m for m in store.messages(session_id)}
     by_source: dict[str, list[PreferencePair]] = {s: [] for s in SOURCE_ORDER}
-    followups = {p.get("followup_message_id") for p in corr.values()}
 
     def pair(src: str, q: Message, chosen: str, rejected: str | None, weight: float, ids: tuple,
              label: int = 0) -> None:
@@ -103,6 +109,7 @@ def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] 
                     if a.id != kept.id:
                         pair("regenerate", q, kept.content, a.content, WEIGHTS["regenerate"],
                              (q.id, kept.id, a.id))
+        by_source["self"] += _trimmed_pairs(q, answers, fb, trim_words, session_id) if trim_words else []
         for a in answers:  # correction: the answer to the follow-up beats the corrected one
             payload = corr.get(a.id)
             follow = msgs.get(payload.get("followup_message_id")) if payload else None
@@ -116,8 +123,21 @@ def _session_pairs(store: Store, session_id: int, rewrite: Callable[[str], str] 
                 if (chosen := compose_correction(follow.content, a.content, strip_acknowledgement(after[0].content))):
                     pair("correction", q, chosen, a.content, w, (q.id, a.id, follow.id, after[0].id))
     # A follow-up like "shorter please" is not a prompt of its own: drop pairs whose prompt it is.
-    return [p for src in SOURCE_ORDER for p in by_source[src]
-            if not set(p.message_ids[:1]) & followups]
+    followups = {c.get("followup_message_id") for c in corr.values()}
+    return [p for src in SOURCE_ORDER for p in by_source[src] if not set(p.message_ids[:1]) & followups]
+
+
+def _trimmed_pairs(q: Message, answers: list[Message], fb: dict[int, set[str]], words: int,
+                   session_id: int) -> list[PreferencePair]:
+    """An answer the user turned down and did not edit, cut to ``words`` (``trim.trimmed``), beats it."""
+    out = []
+    for a in answers:
+        kinds = fb.get(a.id, set())
+        if (a.edited_content is None and "thumbs_up" not in kinds and kinds & TURNED_DOWN
+                and (short := trimmed(q.content, a.content, words))):
+            out.append(PreferencePair(q.content, short, a.content, "self", WEIGHTS["trim"], message_ids=(q.id, a.id),
+                                      session_id=session_id))
+    return out
 
 
 def _self_prompts(store: Store, user: User, session_id: int, rng: random.Random) -> list[tuple[Message, int]]:
@@ -214,15 +234,17 @@ def _ensure_val(store: Store, user: User, new: list[PreferencePair]) -> None:
 def mine_pairs(store: Store, user: str | User, session: int, generate: Generate | None = None,
                k: int = 4, seed: int = 0, rewrite: Callable[[str], str] | None = None,
                profile: Profile | None = None, min_margin: float = MIN_MARGIN,
-               max_prompts: int | None = None) -> list[PreferencePair]:
+               max_prompts: int | None = None, length_pairs: bool = LENGTH_PAIRS) -> list[PreferencePair]:
     """Mine, clean, split and store the session's pairs; returns the newly stored ones (with ids).
 
     ``generate(prompt, k, seed) -> list[str]`` samples k answers (temperature > 0) for self-labelling;
     without it only behavioural pairs are mined. Deterministic for a given ``seed``. If ``generate``
     has a ``prefetch(requests)`` method it first gets every ``(prompt, k, seed)`` at once, so a model
-    can decode them all in one batch. ``max_prompts`` caps the prompts re-answered.
+    can decode them all in one batch. ``max_prompts`` caps the prompts re-answered. ``length_pairs``: the
+    trimmed answers' pairs (when the profile claims short answers, ``trim.trimmed``).
     """
-    return _mine(store, _user(store, user), session, generate, k, seed, rewrite, profile, min_margin, max_prompts)
+    return _mine(store, _user(store, user), session, generate, k, seed, rewrite, profile, min_margin, max_prompts,
+                 length_pairs=length_pairs)
 
 
 def mine_self_labelled_pairs(store: Store, user: str | User, session: int, generate: Generate, k: int = 4,
@@ -239,10 +261,10 @@ def mine_self_labelled_pairs(store: Store, user: str | User, session: int, gener
 
 def _mine(store: Store, u: User, session: int, generate: Generate | None, k: int, seed: int,
           rewrite: Callable[[str], str] | None, profile: Profile | None, min_margin: float,
-          max_prompts: int | None, sources: set[str] | None = None) -> list[PreferencePair]:
+          max_prompts: int | None, sources: set[str] | None = None, length_pairs: bool = LENGTH_PAIRS) -> list[PreferencePair]:
     """Behavioural pairs, then self-labelled ones; clean, split, store those of ``sources`` (None: all)."""
     prof = profile if profile is not None else load_profile(store, u)
-    mined = _session_pairs(store, session, rewrite)
+    mined = _session_pairs(store, session, rewrite, short_length(prof) if length_pairs else None)
     if generate is not None:
         rng = random.Random(seed)
         targets = _self_prompts(store, u, session, rng)[:max_prompts]

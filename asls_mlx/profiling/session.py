@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from asls_mlx.profiling.mining import Generate, mine_pairs
+from asls_mlx.profiling.mining import LENGTH_PAIRS, Generate, mine_pairs
 from asls_mlx.profiling.profile import Profile
 from asls_mlx.profiling.signals import infer_session_signals
 from asls_mlx.profiling.profile_update import _user, load_profile, update_profile
@@ -32,8 +32,8 @@ class SessionResult:
 
 
 def process_session(store: Store, user: str | User, session: int, generate: Generate | None = None,
-                    seed: int = 0, k: int = 4, rewrite: Callable[[str], str] | None = None
-                    ) -> SessionResult:
+                    seed: int = 0, k: int = 4, rewrite: Callable[[str], str] | None = None,
+                    length_pairs: bool = LENGTH_PAIRS) -> SessionResult:
     """Run the profiling layer on a finished session. Processing a session twice adds nothing.
 
     1) end the session; 2) add inferred correction/statement/acceptance events; 3) update the profile
@@ -54,6 +54,6 @@ def process_session(store: Store, user: str | User, session: int, generate: Gene
     infer_session_signals(store, session)
     profile = update_profile(store, u, session)
     pairs = mine_pairs(store, u, session, generate=generate, k=k, seed=seed, rewrite=rewrite,
-                       profile=profile)
+                       profile=profile, length_pairs=length_pairs)
     store.mark_session_processed(session)
     return SessionResult(profile, previous, pairs, profile.drift)
