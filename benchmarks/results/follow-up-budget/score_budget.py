@@ -1,11 +1,14 @@
-"""Held-out answers of a stored eval user at a chosen token budget, scored as the eval scores them (style x helpful)."""
+"""python score_budget.py HOME USER BUDGET asls|base OUT.json
+
+Held-out answers of a stored eval user at a chosen token budget, scored as the eval scores them (style x helpful)."""
 import os, sys, json
 os.environ["ASLS_HOME"] = sys.argv[1]
 from asls_mlx.assistant import Assistant
 from asls_mlx.config import AssistantConfig
 from asls_mlx.evaluation.personas import PERSONAS
 from asls_mlx.evaluation.runner import heldout_record
-r = json.load(open("/work/main/benchmarks/results/eval-quick-2026-11-28b/results.json"))
+from pathlib import Path
+r = json.load(open(Path(__file__).resolve().parents[1] / "eval-quick-2026-11-28b" / "results.json"))
 prompts = [run["heldout_prompts"] for run in r["runs"] if run["persona"] == "follow_up"][0]
 user, budget, arm = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 cfg = AssistantConfig(profile_in_prompt=(arm != "base"), adapt=(arm != "base"))
