@@ -32,6 +32,9 @@ class AssistantConfig:
     # answer as it was (``profiling.trim``): the model's own words, only shorter, as the user's edits make them.
     # Off until the quick eval shows it helps (``benchmarks/eval_recipe.py --set length_pairs=true``).
     length_pairs: bool = LENGTH_PAIRS
+    # Train and validate the pairs after the chat's configured system prompt (``LearningConfig.pair_system``) instead
+    # of the tokenizer's default system turn, which the chat never sends. Off until the quick eval shows it helps.
+    pairs_in_chat_prompt: bool = False
     # The learning settings a user changes most; they set the matching fields of ``learning``.
     drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score
     loss: str = _LEARNING.loss  # dpo | simpo | orpo | sft
@@ -94,7 +97,8 @@ class AssistantConfig:
         """``learning`` with the shortcut fields (loss, max_steps, ...) applied: what an adapter update uses."""
         return replace(self.learning, loss=self.loss, time_limit_s=self.time_limit_s, max_steps=self.max_steps,
                        drift_adaptation=self.drift_adaptation, seed=self.seed, pair_sources=self.pair_sources,
-                       lora=replace(self.learning.lora, num_layers=self.lora_layers))
+                       lora=replace(self.learning.lora, num_layers=self.lora_layers),
+                       pair_system=self.system_prompt if self.pairs_in_chat_prompt else self.learning.pair_system)
 
     @property
     def time_limit_s(self) -> float:

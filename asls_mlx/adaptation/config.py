@@ -52,6 +52,10 @@ class LearningConfig:
     # with the line instead of 3; eval-recipe-sft-on-line-in-short/). Moving the head for every pair that goes on
     # past it had cost the concise user, whose edits rewrite, -0.13 (eval-recipe-sft-on-change/).
     sft_on_change: bool = True
+    # The system turn the pairs are trained and validated with (None: the tokenizer's default one; SmolLM2's is
+    # "You are a helpful AI assistant named SmolLM, trained by Hugging Face", which the chat never sends).
+    # ``AssistantConfig.pairs_in_chat_prompt`` sets it to the chat's configured system prompt.
+    pair_system: str | None = None
     # Weight of KL(base || adapted) on the retention texts (general text, and the task anchors below): the adapter
     # may not forget how to write in general, nor how to finish a task. 2.0 with the task anchors (measured
     # together, below); 0.5 before them, and 2.0 without them kept a concise user's update cutting lists short.
@@ -207,6 +211,7 @@ class TrainingArgs:
     simpo_gamma: float = _DEFAULT.simpo_gamma
     sft_weight: float = _DEFAULT.sft_weight
     sft_on_change: bool = _DEFAULT.sft_on_change
+    pair_system: str | None = _DEFAULT.pair_system
     retention_weight: float = _DEFAULT.retention_weight
     retention_texts_per_step: int = _DEFAULT.retention_texts_per_step
     retention_length: int = _DEFAULT.retention_row()

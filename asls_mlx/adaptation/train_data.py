@@ -32,7 +32,7 @@ def training_examples(tokenizer, pairs, replay_pairs, args: TrainingArgs) -> lis
     """The session's pairs plus replayed ones (``args.replay_fraction``), encoded, that ``args.loss`` can
     train on: pair losses need a rejected answer; SFT takes chosen answers and liked unpaired ones."""
     pool = with_replay(pairs, replay_pairs, args.replay_fraction, args.seed)
-    encoded = encode_pairs(tokenizer, pool, args.max_length, shared_head=args.sft_on_change)
+    encoded = encode_pairs(tokenizer, pool, args.max_length, args.pair_system, shared_head=args.sft_on_change)
     if args.loss in PAIRED_LOSSES:
         return [p for p in encoded if p.rejected is not None]
     return [p for p in encoded if p.rejected is not None or p.label > 0]

@@ -213,7 +213,7 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
     stored_refs = set(ref_cache)
     decide_fast_paths(model, target.base_cache)
     prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
-    before = preference_metrics(model, target.tokenizer, val, ref_cache, prefix=prefix)
+    before = preference_metrics(model, target.tokenizer, val, ref_cache, prefix=prefix, system=config.pair_system)
     run_id = store.add_training_run(target.user_id, [p.id for p in new], session_ids, parent_version=previous)
     args = config.training_args(max_steps=steps, lr=lr, replay_fraction=replay_fraction)
     return _Prepared(new, replay, val, previous, lr, args, old_weights, optimizer_state, ref_cache, stored_refs, prefix,
@@ -226,7 +226,8 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     ``pause()`` between them."""
     model, timings = target.model, prep.timings
     validating = time.perf_counter()
-    report.after = preference_metrics(model, target.tokenizer, prep.val, prep.ref_cache, prefix=prep.prefix)
+    report.after = preference_metrics(model, target.tokenizer, prep.val, prep.ref_cache, prefix=prep.prefix,
+                                      system=config.pair_system)
     timings["validate_heldout"] = time.perf_counter() - validating
     pause()
     retention = (retention_perplexity(model, target.tokenizer, list(checks.general_texts), base_cache=target.base_cache)
@@ -328,7 +329,7 @@ def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args
     """Persist the reference log-probs computed in this update beside their pairs."""
     rows = []
     for p in pairs:
-        key = encode_pair(target.tokenizer, p, args.max_length, shared_head=args.sft_on_change).key  # as train() did
+        key = encode_pair(target.tokenizer, p, args.max_length, args.pair_system, args.sft_on_change).key  # as train() did
         if p.id is not None and key in refs and key not in stored:
             rows.append((p.id, key, *refs[key]))
     if rows:

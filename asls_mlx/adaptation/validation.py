@@ -17,16 +17,18 @@ RETENTION_ROWS = 4  # general-text rows per pass of the retention check; pause p
 
 
 def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256,
-                       batch_size: int = 8, tie: float = 1e-4, prefix: PrefixCache | None = None) -> dict:
+                       batch_size: int = 8, tie: float = 1e-4, prefix: PrefixCache | None = None,
+                       system: str | None = None) -> dict:
     """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
 
     margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
     (a tie — e.g. the base model itself, up to float noise ``tie`` — is not a success). Returns
     {accuracy, margin, n, margins (per pair, in order)};
     ``ref_cache`` is filled with any reference log-probs it had to compute. ``prefix`` (shared with
-    the trainer) lets the reference and both policy passes start after the frozen blocks.
+    the trainer) lets the reference and both policy passes start after the frozen blocks. ``system``: the pairs'
+    system turn, as in training (``LearningConfig.pair_system``).
     """
-    pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length) if p.rejected is not None]
+    pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length, system) if p.rejected is not None]
     if not pairs:
         return {"accuracy": float("nan"), "margin": float("nan"), "n": 0}
     ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {}, prefix=prefix)
