@@ -30,10 +30,12 @@ class AssistantConfig:
     # When the profile claims short answers, also mine "trim" pairs: an answer the user turned down (thumbs-down,
     # regenerated, corrected) and did not edit, cut to its opening sentences at the user's length, beats the
     # answer as it was (``profiling.trim``): the model's own words, only shorter, as the user's edits make them.
-    # Off until the quick eval shows it helps (``benchmarks/eval_recipe.py --set length_pairs=true``).
+    # Off: the quick eval's concise user answered shorter and failed more tasks, paired -0.07 [-0.21, +0.06]
+    # over 3 seeds (benchmarks/results/eval-recipe-length-pairs/).
     length_pairs: bool = LENGTH_PAIRS
     # Train and validate the pairs after the chat's configured system prompt (``LearningConfig.pair_system``) instead
-    # of the tokenizer's default system turn, which the chat never sends. Off until the quick eval shows it helps.
+    # of the tokenizer's default system turn, which the chat never sends. Off: it taught less on the quick eval,
+    # paired -0.13 [-0.22, -0.04] over 3 seeds x 2 users (benchmarks/results/eval-recipe-pairs-in-chat-prompt/).
     pairs_in_chat_prompt: bool = False
     # The learning settings a user changes most; they set the matching fields of ``learning``.
     drift_adaptation: bool = _LEARNING.drift_adaptation  # steps / lr / replay follow the profile's drift score

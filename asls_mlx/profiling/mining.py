@@ -50,7 +50,7 @@ MIN_CHOSEN_FIT = 0.6
 MAX_PER_PROMPT = 4  # one chatty prompt must not dominate a training batch
 SELF_PAST_PROMPTS = 4  # past prompts revisited per session for self-labelling
 VAL_BUCKETS = 5  # 1 in 5 prompts held out (~20%)
-# Mine the trimmed answers' pairs by default (``AssistantConfig.length_pairs`` follows this).
+# Whether mining adds the trimmed answers' pairs unless told (``AssistantConfig.length_pairs`` follows this).
 LENGTH_PAIRS = False
 TURNED_DOWN = frozenset({"thumbs_down", "correction", "regenerate"})  # feedback that says "not this answer"
 
