@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import mlx.nn as nn
 import numpy as np
 
-from asls_mlx.engine.cpu.batch_answers import prefill
-from asls_mlx.engine.cpu.numpy_forward import attend, blocks, embed, head, linear, project_qkv, rope_angles
+from asls_mlx.engine.cpu.batch_answers import angles_at, prefill
+from asls_mlx.engine.cpu.numpy_forward import attend, blocks, embed, head, linear, project_qkv
 
 STACK_POSITIONS = 2048  # answer positions through the blocks at once, at most (unless one answer is longer)
 HEAD_ROWS = 256  # positions per LM-head block: 256 x 49k logits are 50 MB on SmolLM2
@@ -65,10 +65,7 @@ def _suffix_hidden(model: nn.Module, suffixes: list[np.ndarray], caches: list[li
     angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def attention(i: int, attn: Any, h: np.ndarray) -> np.ndarray:
-        key = (attn.rope.dims, float(attn.rope.base), float(attn.rope.scale))
-        if key not in angles:
-            angles[key] = rope_angles(attn.rope, positions)
-        q, k, v = project_qkv(attn, h, *angles[key])
+        q, k, v = project_qkv(attn, h, *angles_at(angles, attn.rope, positions))
         out = []
         for cache, offset, rows in zip(caches, offsets, segments):
             keys = np.concatenate([cache[i].keys[:, :offset], k[:, rows]], axis=1)

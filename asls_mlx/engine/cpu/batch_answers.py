@@ -107,7 +107,7 @@ def _prefill_suffixes(model: nn.Module, suffixes: list[np.ndarray], caches: list
     angles: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def attention(i: int, attn: Any, h: np.ndarray) -> np.ndarray:
-        q, k, v = project_qkv(attn, h, *_angles(angles, attn.rope, positions))
+        q, k, v = project_qkv(attn, h, *angles_at(angles, attn.rope, positions))
         out = []
         for cache, rows in zip(caches, segments):
             keys, values = cache[i].append(k[:, rows], v[:, rows])
@@ -118,7 +118,7 @@ def _prefill_suffixes(model: nn.Module, suffixes: list[np.ndarray], caches: list
     return head(model, x[ends - 1])
 
 
-def _angles(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def angles_at(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``rope_angles`` at ``positions``, computed once per RoPE setting for all blocks of a forward."""
     key = (rope.dims, float(rope.base), float(rope.scale))
     if key not in memo:
@@ -215,7 +215,7 @@ def _step(model: nn.Module, tokens: np.ndarray, kv: list, positions: np.ndarray)
 
     def attention(i: int, attn: Any, h: np.ndarray) -> np.ndarray:
         keys, values = kv[i]
-        return _attention_rows(attn, h, keys, values, positions, span, mask, _angles(angles, attn.rope, positions))
+        return _attention_rows(attn, h, keys, values, positions, span, mask, angles_at(angles, attn.rope, positions))
 
     return head(model, blocks(model, embed(model, tokens), attention))
 
