@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from asls_mlx.adaptation.anchors import anchor_texts, cached_base_answers, interleave
-from asls_mlx.adaptation.base_cache import BaseCache
+from asls_mlx.adaptation.base_cache import BaseCache, base_fingerprint
 from asls_mlx.adaptation.config import TASK_ANSWER_TOKENS
 from asls_mlx.adaptation.trainer import Progress
 from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN, GateChecks, gate_prompts
+from asls_mlx.adaptation.gate_memory import FILE_NAME as GATE_ANSWERS
+from asls_mlx.adaptation.gate_memory import GateMemory, weights_name
 from asls_mlx.adaptation.relevance import answer_pmi
 from asls_mlx.adaptation.update import UpdateReport, UpdateTarget, activate_version, update_adapter
 from asls_mlx.adaptation.versions import AdapterRepo
@@ -204,29 +206,51 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
 
     The model's weights change in place: on return it holds the active adapter (new or kept). ``pause``: the
     hook that gives the CPU to an answer between steps and phases (``adaptation.update.update_adapter``).
+    The gate's answers and their relevance scores are kept for the next update (``adaptation.gate_memory``).
     """
-    engine, profile = learner.engine, learner.profile
-    system = learner.config.system_text(profile)
+    engine, profile, config = learner.engine, learner.profile, learner.config
+    system = config.system_text(profile)
     try:
         target = UpdateTarget(learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo,
                               engine.model_id, base_model_cache(engine.model_id))
+        memory = gate_memory(learner)
+        active = learner.store.active_adapter(learner.user.id)
+        old = weights_name(active.version if active else None)
         texts = general_texts()
         checks = GateChecks(
-            general_texts=texts, training_texts=training_texts(engine, learner.config, texts, target.base_cache),
-            answers_before=answers_before,
+            general_texts=texts, training_texts=training_texts(engine, config, texts, target.base_cache),
+            answers_before={**memory.answers(system, old), **(answers_before or {})},
+            answers_base=memory.answers(system, "base"),
             quality_issues=gate_quality_issues(engine.tokenizer),
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
-            relevance=lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts, answers,
-                                                          learner.config.system_prompt),
+            relevance=memory.remembered(lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts,
+                                                                            answers, config.system_prompt)),
             answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
-            probes=gate_probes(learner.config.learning.task_probes),
-            base_probe_answers=probe_answer_cache(target.base_cache, engine.model, system, learner.config),
+            probes=gate_probes(config.learning.task_probes),
+            base_probe_answers=probe_answer_cache(target.base_cache, engine.model, system, config),
         )
-        return update_adapter(target, learner.config.learning_config(), checks, profile.drift, list(session_ids),
-                              progress, should_stop, pause)
+        report = update_adapter(target, config.learning_config(), checks, profile.drift, list(session_ids),
+                                progress, should_stop, pause)
+        for weights, answers in ((old, report.answers.get("old")), ("base", report.answers.get("base")),
+                                 (weights_name(report.version), report.answers.get("new"))):
+            memory.keep(system, weights, answers or {})
+        memory.keep_only({p.prompt for p in learner.store.pairs(learner.user.id, split=None)} | set(checks.probes))
+        memory.save()
+        return report
     finally:
         engine.reset_cache()
+
+
+def gate_memory(learner: Learner) -> GateMemory:
+    """The user's kept gate answers for this base model, gate options and relevance prompt."""
+    setting = f"{base_fingerprint(learner.engine.model).hex()}|{GATE_OPTIONS}|{learner.config.system_prompt}"
+    return GateMemory(user_dir(learner.store, learner.user) / GATE_ANSWERS, setting)
+
+
+def forget_gate_answers(store: Store, user: User) -> None:
+    """Delete the user's kept gate answers: they quote the user's prompts, and a forgotten session's go with it."""
+    (store.path.parent / "users" / str(user.id) / GATE_ANSWERS).unlink(missing_ok=True)
 
 
 def probe_answer_cache(base_cache: BaseCache | None, model, system: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from asls_mlx.errors import ASLSError
 from asls_mlx.profiling import LearnedFeature, Profile, direction, learned, live_profile, load_profile, teaches
 from asls_mlx.profiling.profile import FEATURES
+from asls_mlx.session_update import forget_gate_answers
 from asls_mlx.store import ForgetSummary, PreferencePair, Store, User
 
 
@@ -58,6 +59,7 @@ def forget(store: Store, user: User, session_id: int | None = None, since=None, 
 
 
 def _withdraw_tainted(store: Store, user: User, summary: ForgetSummary) -> None:
+    forget_gate_answers(store, user)
     for path in summary.tainted_paths:
         shutil.rmtree(path, ignore_errors=True)
     store.requeue_pairs(user.id, summary.tainted_versions)

@@ -31,10 +31,17 @@ PROMPTS = [
     "Explain what a mortgage is.", "Tell me about honey bees.", "What is photosynthesis?", "How do vaccines work?",
     "Tell me about chess.",
 ]
+# the user's second session (the "second" configuration: its update is timed, the first session's is not)
+SECOND_PROMPTS = [
+    "Tell me about the ocean.", "How do I make tea?", "What is a volcano?", "Give me tips for studying.",
+    "Explain what a budget is.", "Tell me about ants.", "What is gravity?", "How do batteries work?",
+    "Tell me about jazz.",
+]
 CONFIGS = {
     "before": {"env": {"ASLS_FAST_KERNELS": "off"}, "lora_layers": -1, "base_cache": "cold"},
     "now": {"env": {}, "lora_layers": 16, "base_cache": "cold"},
     "later": {"env": {}, "lora_layers": 16, "base_cache": "warm"},
+    "second": {"env": {}, "lora_layers": 16, "base_cache": "warm", "sessions": 2},
 }
 PHASES = ["mine", "self_labelled", "prepare", "reference", "steps", "validate", "validate_heldout", "validate_retention",
           "commit"]
@@ -45,7 +52,21 @@ def shorten(text: str) -> str:
     return " ".join(first).rstrip(".") + "."
 
 
-def worker(lora_layers: int, model: str | None, base_cache: str) -> dict:
+def session(a, prompts: list[str]) -> None:
+    """A scripted 10-turn session: edits answers down, regenerates and likes, dislikes, asks for shorter answers."""
+    for i, prompt in enumerate(prompts):
+        reply = a.chat(prompt)
+        if i % 2 == 0:
+            a.edit(shorten(reply.text))
+        elif i in (1, 5):
+            a.regenerate()
+            a.good()
+        else:
+            a.bad()
+    a.chat("Please keep your answers shorter.")  # turn 10: an explicit correction
+
+
+def worker(lora_layers: int, model: str | None, base_cache: str, sessions: int = 1) -> dict:
     import shutil
 
     import asls_mlx  # noqa: F401
@@ -54,33 +75,27 @@ def worker(lora_layers: int, model: str | None, base_cache: str) -> dict:
 
     config = AssistantConfig(max_tokens=96, train_after_session="none", lora_layers=lora_layers)
     with Assistant(user="bench", model=model, config=config) as a:
-        for i, prompt in enumerate(PROMPTS):
-            reply = a.chat(prompt)
-            if i % 2 == 0:
-                a.edit(shorten(reply.text))
-            elif i in (1, 5):
-                a.regenerate()
-                a.good()
-            else:
-                a.bad()
-        a.chat("Please keep your answers shorter.")  # turn 10: an explicit correction
         cache = base_model_cache(a.engine.model_id)
         if base_cache == "cold":
             shutil.rmtree(cache.directory, ignore_errors=True)
         elif not cache.directory.is_dir():
             raise SystemExit("no base cache yet: run the 'now' configuration first")
+        if sessions == 2:  # the first session and its update, not timed
+            session(a, PROMPTS)
+            a.end_session(train="wait")
+        session(a, SECOND_PROMPTS if sessions == 2 else PROMPTS)
         # what end_session(train="wait") and the background worker do, with the phases timed apart
         t0 = time.perf_counter()
         summary = a.end_session(train="none")
         mine = time.perf_counter() - t0
-        learner, sessions = Learner(a.store, a.user, a.engine, a.config), [summary.session_id]
+        learner, ended = Learner(a.store, a.user, a.engine, a.config), [summary.session_id]
         with training_lock(a.store, a.user):
             t0 = time.perf_counter()
-            added, answers_before = mine_self_labelled(learner, sessions)
+            added, answers_before = mine_self_labelled(learner, ended)
             summary.pairs_mined += added
             self_labelled = time.perf_counter() - t0
             t1 = time.perf_counter()
-            report = train_and_gate(learner, sessions, answers_before)
+            report = train_and_gate(learner, ended, answers_before)
             update = time.perf_counter() - t1
     from common import peak_rss_mb
 
@@ -100,7 +115,8 @@ def run_config(name: str, model: str | None) -> dict:
     cfg = CONFIGS[name]
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, ASLS_HOME=home, **cfg["env"])
-        cmd = [sys.executable, __file__, "--worker", str(cfg["lora_layers"]), "--base-cache", cfg["base_cache"]]
+        cmd = [sys.executable, __file__, "--worker", str(cfg["lora_layers"]), "--base-cache", cfg["base_cache"],
+               "--sessions", str(cfg.get("sessions", 1))]
         cmd += ["--model", model] if model else []
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -134,9 +150,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--base-cache", default="cold", help=argparse.SUPPRESS)
+    ap.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.model, args.base_cache)))
+        print(json.dumps(worker(args.worker, args.model, args.base_cache, args.sessions)))
         return
 
     import asls_mlx  # noqa: F401

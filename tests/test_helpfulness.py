@@ -361,12 +361,19 @@ def test_the_gate_asks_probe_questions_so_forgetting_shows_whatever_the_session_
     assert result == (0, None, None) and all(len(set(qs)) == len(qs) for _, qs in batches)
 
 
+def _checks_into(seen: list):
+    """A stand-in for ``update_adapter`` that keeps the gate checks it was given and trains nothing."""
+    from asls_mlx.adaptation.update import UpdateReport
+
+    return lambda target, config, checks, *rest: seen.append(checks) or UpdateReport(False, "not run")
+
+
 def test_the_session_gate_asks_the_bundled_probe_questions_with_the_correctness_checker(tiny_model_dir, monkeypatch):
     from asls_mlx import Assistant, AssistantConfig, session_update
     from asls_mlx.correctness import load_gate_probes, load_correctness_set
 
     seen = []
-    monkeypatch.setattr(session_update, "update_adapter", lambda target, config, checks, *rest: seen.append(checks))
+    monkeypatch.setattr(session_update, "update_adapter", _checks_into(seen))
     from asls_mlx.adaptation.config import LearningConfig
     from asls_mlx.data_files import task_probes
 
@@ -515,7 +522,7 @@ def test_the_session_gate_judges_template_collapse_two_answers_of_six_at_a_time(
     from asls_mlx.adaptation.gate import GATE_TEMPLATE_MARGIN
 
     seen = []
-    monkeypatch.setattr(session_update, "update_adapter", lambda target, config, checks, *rest: seen.append(checks))
+    monkeypatch.setattr(session_update, "update_adapter", _checks_into(seen))
     with Assistant(user="wired", model=str(tiny_model_dir), config=AssistantConfig(max_tokens=8, self_labelled=False)) as a:
         session_update.train_and_gate(session_update.Learner(a.store, a.user, a.engine, a.config))
     collapse = seen[0].template_collapse

@@ -1,5 +1,6 @@
 """The profile moves the right way, follows drift, renders, diffs, and scores answers sensibly."""
 
+import math
 import re
 
 import pytest
@@ -379,3 +380,14 @@ def test_deleting_the_end_the_token_budget_cut_off_is_no_wish_for_short_answers(
     assert "length" not in _edited_profile(cut, edited).claims()
     # a real cut of a finished answer still says so
     assert _edited_profile(finished + " " + finished, finished).claims() == {"length": "short"}
+
+
+def test_the_profile_states_a_length_to_the_nearest_five_words_above_ten():
+    """The model cannot follow one word more or less; a text that moved with each session's estimate (24, 23, 26)
+    made every update decode again the gate answers kept under the last one."""
+    from asls_mlx.profiling.profile import stated_words
+
+    assert [stated_words(n) for n in (3, 9, 10, 13, 23, 24, 26, 27, 129)] == [3, 9, 10, 15, 25, 25, 25, 25, 130]
+    prof = Profile()
+    prof.length = Feature(math.log(24), 1.0)
+    assert prof.render() == "Keep answers short (about 25 words)." and prof.describe("length") == "about 24 words"

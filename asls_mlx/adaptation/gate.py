@@ -152,18 +152,20 @@ class AnswerCheck(tuple):
     that are not one answer's (template collapse), for the gate's reason; ``fits``: each prompt's
     (profile fit before, after); ``answers_before``: the old weights' answers it judged against, given or
     generated, so a second check against the same old weights need not decode them again; ``answers_base``: the
-    same for the base model's."""
+    same for the base model's; ``answers_after``: the new weights' (kept with the version if it is committed)."""
 
     notes: tuple = ()
     fits: tuple = ()
     answers_before: dict = {}
     answers_base: dict = {}
+    answers_after: dict = {}
 
     def __new__(cls, failures: int, fit_before: float | None, fit_after: float | None, notes=(), fits=(),
-                answers_before: dict | None = None, answers_base: dict | None = None):
+                answers_before: dict | None = None, answers_base: dict | None = None,
+                answers_after: dict | None = None):
         result = super().__new__(cls, (failures, fit_before, fit_after))
         result.notes, result.fits, result.answers_before = tuple(notes), tuple(fits), dict(answers_before or {})
-        result.answers_base = dict(answers_base or {})
+        result.answers_base, result.answers_after = dict(answers_base or {}), dict(answers_after or {})
         return result
 
 
@@ -208,10 +210,10 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
-        return AnswerCheck(failures, None, None, notes, answers_before=known, answers_base=base)
+        return AnswerCheck(failures, None, None, notes, answers_before=known, answers_base=base, answers_after=new)
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit,
-                       known, base)
+                       known, base, new)
 
 
 def _below_base(prompts: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:

@@ -67,6 +67,9 @@ class UpdateReport:
     answer_failures: int | None = None  # gate prompts whose new answer fails a check the old one passed
     answer_notes: tuple = ()  # failures that are not one answer's (template collapse)
     scale: float = 1.0  # the share of the trained change the gate last judged (LearningConfig.retry_scale)
+    # the gate's greedy answers (prompt -> answer) of the old weights, the base model's and, if committed, the new
+    # version's: the next update judges against the same (``gate_memory``)
+    answers: dict = field(default_factory=dict)
     # seconds per phase: prepare (pairs, held-out metrics before), reference (+ frozen-block cache),
     # steps, validate (held-out metrics, retention, answers old vs new), commit
     timings: dict = field(default_factory=dict)
@@ -117,6 +120,7 @@ class _Prepared:
     # against the same)
     old_answers: dict = field(default_factory=dict)
     base_answers: dict = field(default_factory=dict)
+    new_answers: dict = field(default_factory=dict)  # the weights the gate judged last
 
 
 def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig(), checks: GateChecks = GateChecks(),
@@ -170,6 +174,8 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
     decision = _validate(target, config, checks, prep, result, report, pause)
     if not decision.commit and config.retry_scale and not result.diverged:
         decision = _retry_scaled(target, config, checks, prep, result, report, decision, pause)
+    report.answers = {"old": prep.old_answers, "base": prep.base_answers,
+                      "new": prep.new_answers if decision.commit else {}}
     if not decision.commit:
         return _reject(target, prep, report, decision.reason, status="failed" if result.diverged else "rejected",
                        metrics=_run_metrics(config, prep, result, report, drift))
@@ -237,6 +243,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     limits = dict(bound=config.retention_bound, diverged=result.diverged, require_validation=False)
     passes_so_far = gate(prep.before, report.after, report.retention_ratio, **limits).commit
     failures, fit_before, fit_after, notes, fits = 0, None, None, (), ()
+    prep.new_answers = {}
     if checks.answer_fn and passes_so_far:
         pause()
 
@@ -253,7 +260,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before,
                                               answers_base=prep.base_answers or checks.answers_base),
                              swap_to_old, None if prep.previous is None else swap_to_base)
-        prep.old_answers, prep.base_answers = check.answers_before, check.answers_base
+        prep.old_answers, prep.base_answers, prep.new_answers = check.answers_before, check.answers_base, check.answers_after
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)
     report.answer_failures, report.answer_notes = (failures, tuple(notes)) if checks.answer_fn and passes_so_far else (None, ())

@@ -54,6 +54,13 @@ PHRASES: dict[tuple[str, Any], str] = {
 }
 
 
+def stated_words(n: int) -> int:
+    """A length as the profile text states it to the model: to the nearest 5 words above 10. The model cannot
+    follow one word more or less, and a text that moved with every session's estimate (24, 23, 26 words) made
+    each update decode again the gate answers kept from the last one (``adaptation.gate_memory``)."""
+    return n if n <= 10 else 5 * round(n / 5)
+
+
 @dataclass
 class Feature:
     """A decayed weighted mean of observations, with its weight and how many observations it saw.
@@ -168,7 +175,8 @@ class Profile:
                 sentences.append(PHRASES[("language", None)].format(
                     language=LANGUAGE_NAMES.get(value, value)))
             else:
-                sentences.append(PHRASES[(name, value)].format(n=self.target_words))
+                n = stated_words(self.target_words) if name == "length" else None
+                sentences.append(PHRASES[(name, value)].format(n=n))
         return " ".join(sentences)
 
     def describe(self, name: str) -> str:
