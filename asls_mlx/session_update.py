@@ -214,8 +214,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         target = UpdateTarget(learner.store, learner.user.id, engine.model, engine.tokenizer, learner.repo,
                               engine.model_id, base_model_cache(engine.model_id))
         memory = gate_memory(learner)
-        active = learner.store.active_adapter(learner.user.id)
-        old = weights_name(active.version if active else None)
+        old = _active_weights(learner)
         texts = general_texts()
         checks = GateChecks(
             general_texts=texts, training_texts=training_texts(engine, config, texts, target.base_cache),
@@ -233,13 +232,18 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         report = update_adapter(target, config.learning_config(), checks, profile.drift, list(session_ids),
                                 progress, should_stop, pause)
         for weights, answers in ((old, report.answers.get("old")), ("base", report.answers.get("base")),
-                                 (weights_name(report.version), report.answers.get("new"))):
+                                 (_active_weights(learner), report.answers.get("new"))):
             memory.keep(system, weights, answers or {})
         memory.keep_only({p.prompt for p in learner.store.pairs(learner.user.id, split=None)} | set(checks.probes))
         memory.save()
         return report
     finally:
         engine.reset_cache()
+
+
+def _active_weights(learner: Learner) -> str:
+    active = learner.store.active_adapter(learner.user.id)
+    return weights_name(active.version, active.created_at) if active else "base"
 
 
 def gate_memory(learner: Learner) -> GateMemory:

@@ -29,7 +29,7 @@ def test_kept_answers_come_back_per_system_prompt_and_weights(tmp_path):
     assert again.answers(SYSTEM, "v2") == {} and again.answers("another prompt", "base") == {}
     assert GateMemory(path, "model B").answers(SYSTEM, "base") == {}  # other base weights or gate options: nothing
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert weights_name(None) == "base" and weights_name(3) == "v3"
+    assert weights_name(None) == "base" and weights_name(3) == "v3" and weights_name(3, 1.5) == "v3@1.500000"
 
 
 def test_the_newest_versions_and_system_prompts_stay(tmp_path):

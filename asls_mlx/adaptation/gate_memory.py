@@ -27,9 +27,12 @@ KEPT_VERSIONS = 2  # adapter versions per system prompt, besides the base model 
 RelevanceFn = Callable[[list[str], list[str]], list[float]]
 
 
-def weights_name(version: int | None) -> str:
-    """The key of an adapter version's answers ("base" without one)."""
-    return "base" if version is None else f"v{version}"
+def weights_name(version: int | None, created_at: float | None = None) -> str:
+    """The key of an adapter version's answers ("base" without one); with the time it was recorded, a number that
+    came back after a forget cannot read the answers of the weights it named before."""
+    if version is None:
+        return "base"
+    return f"v{version}" if created_at is None else f"v{version}@{created_at:.6f}"
 
 
 def _digest(text: str) -> str:
