@@ -64,6 +64,29 @@ def test_reference_logps_are_stored_reused_and_forgotten(tiny_model_dir, tmp_pat
     store.close()
 
 
+def test_held_out_pairs_that_add_a_line_are_not_computed_again(tiny_model_dir, tmp_path, monkeypatch):
+    """With ``sft_on_change`` a pair whose chosen answer adds one line trains with the shared head in its context,
+    while the held-out check reads it whole: the reference log-probs of both readings are stored, so the next update
+    computes its new pairs only."""
+    from asls_mlx.store import PreferencePair
+
+    model, tok = fresh_model(tiny_model_dir, config=None)
+    store = open_store(tmp_path / "asls.db")
+    uid = store.get_or_create_user("line").id
+    repo = AdapterRepo(tmp_path / "adapters")
+    val = [PreferencePair(f"Tell me about {t}.", f"About {t}: fine.\nWant to know more?", f"About {t}: fine.", "edit", 1.0,
+                          split="val") for t in TOPICS[10:13]]
+    store.add_pairs(uid, short_pairs(TOPICS[:4]) + val)
+    computed = _counting(monkeypatch)
+    _update(store, uid, model, tok, repo)
+    second = short_pairs(TOPICS[4:8])
+    store.add_pairs(uid, second)
+    computed.clear()
+    _update(store, uid, model, tok, repo)
+    assert sum(computed) == len(second)
+    store.close()
+
+
 def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     model, tok = fresh_model(tiny_model_dir, config=None)
     store = open_store(tmp_path / "asls.db")

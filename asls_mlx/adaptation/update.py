@@ -219,7 +219,8 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
     stored_refs = set(ref_cache)
     decide_fast_paths(model, target.base_cache)
     prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
-    before = preference_metrics(model, target.tokenizer, val, ref_cache, prefix=prefix, system=config.pair_system)
+    before = preference_metrics(model, target.tokenizer, val, ref_cache, prefix=prefix, system=config.pair_system,
+                                max_length=config.max_length)
     run_id = store.add_training_run(target.user_id, [p.id for p in new], session_ids, parent_version=previous)
     args = config.training_args(max_steps=steps, lr=lr, replay_fraction=replay_fraction)
     return _Prepared(new, replay, val, previous, lr, args, old_weights, optimizer_state, ref_cache, stored_refs, prefix,
@@ -233,7 +234,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
     model, timings = target.model, prep.timings
     validating = time.perf_counter()
     report.after = preference_metrics(model, target.tokenizer, prep.val, prep.ref_cache, prefix=prep.prefix,
-                                      system=config.pair_system)
+                                      system=config.pair_system, max_length=config.max_length)
     timings["validate_heldout"] = time.perf_counter() - validating
     pause()
     retention = (retention_perplexity(model, target.tokenizer, list(checks.general_texts), base_cache=target.base_cache)
@@ -333,12 +334,14 @@ def _run_metrics(config: LearningConfig, prep: _Prepared, result: TrainResult, r
 
 
 def _store_references(target: UpdateTarget, pairs, refs: dict, stored: set, args: TrainingArgs) -> None:
-    """Persist the reference log-probs computed in this update beside their pairs."""
+    """Persist the reference log-probs computed in this update beside their pairs: under the key of the pair as
+    trained and, where it differs (``sft_on_change`` moves an added line's shared head into the context), as the
+    held-out check reads it (``preference_metrics``), or the held-out pairs' were computed again every update."""
     rows = []
     for p in pairs:
-        key = encode_pair(target.tokenizer, p, args.max_length, args.pair_system, args.sft_on_change).key  # as train() did
-        if p.id is not None and key in refs and key not in stored:
-            rows.append((p.id, key, *refs[key]))
+        keys = {encode_pair(target.tokenizer, p, args.max_length, args.pair_system, shared_head).key
+                for shared_head in {args.sft_on_change, False}}
+        rows += [(p.id, key, *refs[key]) for key in keys if p.id is not None and key in refs and key not in stored]
     if rows:
         target.store.add_reference_logps(target.base_model_id, rows)
 
