@@ -247,8 +247,11 @@ def _active_weights(learner: Learner) -> str:
 
 
 def gate_memory(learner: Learner) -> GateMemory:
-    """The user's kept gate answers for this base model, gate options and relevance prompt."""
-    setting = f"{base_fingerprint(learner.engine.model).hex()}|{GATE_OPTIONS}|{learner.config.system_prompt}"
+    """The user's kept gate answers for this base model, decoding backend (its float sums may differ), gate options and
+    relevance prompt."""
+    engine = learner.engine
+    setting = (f"{base_fingerprint(engine.model).hex()}|{type(engine.backend).__name__}|{GATE_OPTIONS}|"
+               f"{learner.config.system_prompt}")
     return GateMemory(user_dir(learner.store, learner.user) / GATE_ANSWERS, setting)
 
 
