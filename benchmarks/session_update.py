@@ -2,6 +2,7 @@
 
     python benchmarks/session_update.py                  # before, now, later (below)
     python benchmarks/session_update.py --only now later # the current defaults, first and later updates
+    python benchmarks/session_update.py --only second    # a user's second session's update (gate answers kept)
 
 A scripted user has a 10-turn session through the public API (edits answers down, regenerates and
 likes, dislikes, asks for shorter answers). Then, timed: mining (``end_session``: profile and
@@ -11,6 +12,8 @@ empty ASLS_HOME; the chat turns themselves are not part of the update and are no
 The goal (issue 8): mine + train + validate + commit <= 30 s. "now" is the first update on a machine
 (the base model's retention targets and perplexity computed and kept, ``adaptation.base_cache``);
 "later" is any later update, each in a fresh process as the background trainer runs them, reading them.
+"second" is the same user's second session: its update reads the gate answers the first one kept
+(``adaptation.gate_memory``).
 """
 
 from __future__ import annotations
