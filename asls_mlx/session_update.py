@@ -85,7 +85,11 @@ class SessionUpdate:
 
 def user_dir(store: Store, user: User) -> Path:
     """The user's private directory beside the history: adapters, locks, the trainer's progress and log."""
-    return private_dir(store.path.parent / "users" / str(user.id))
+    return private_dir(_user_path(store, user))
+
+
+def _user_path(store: Store, user: User) -> Path:
+    return store.path.parent / "users" / str(user.id)
 
 
 class TrainingBusy(ASLSError):
@@ -257,7 +261,7 @@ def gate_memory(learner: Learner) -> GateMemory:
 
 def forget_gate_answers(store: Store, user: User) -> None:
     """Delete the user's kept gate answers: they quote the user's prompts, and a forgotten session's go with it."""
-    (store.path.parent / "users" / str(user.id) / GATE_ANSWERS).unlink(missing_ok=True)
+    (_user_path(store, user) / GATE_ANSWERS).unlink(missing_ok=True)  # not user_dir: a forget creates no folder
 
 
 def probe_answer_cache(base_cache: BaseCache | None, model, system: str,

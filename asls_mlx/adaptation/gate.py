@@ -186,7 +186,7 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
     # the new answers are judged against the old adapter's and again against the base model's: their PMI once
-    checks = replace(checks, relevance=_remembered(checks.relevance))
+    checks = replace(checks, relevance=remembered_pmi(checks.relevance))
     probes = [q for q in checks.probes if q not in prompts]
     new = dict(zip(prompts + probes, checks.answer_fn(prompts + probes)))
     after = [new[q] for q in prompts]
@@ -257,11 +257,12 @@ def _probe_failures(probes: list[str], base: list[str], after: list[str], checks
     return 0
 
 
-def _remembered(relevance: RelevanceFn | None) -> RelevanceFn | None:
-    """``relevance`` computing each (prompt, answer)'s PMI once (an answer's PMI does not depend on the others')."""
+def remembered_pmi(relevance: RelevanceFn | None, known: dict | None = None) -> RelevanceFn | None:
+    """``relevance`` computing each (prompt, answer)'s PMI once (an answer's PMI does not depend on the others'),
+    into ``known`` ((prompt, answer) -> PMI; a new dict when not given)."""
     if relevance is None:
         return None
-    known: dict[tuple[str, str], float] = {}
+    known = {} if known is None else known
 
     def pmi(prompts: list[str], answers: list[str]) -> list[float]:
         todo = list(dict.fromkeys(pair for pair in zip(prompts, answers) if pair not in known))
@@ -342,5 +343,5 @@ def _quote(text: str, n: int = 60) -> str:
     return '"' + (text if len(text) <= n else text[: n - 1] + "…") + '"'
 
 
-__all__ = ["BASE_FLOOR", "GATE_TEMPLATE_MARGIN", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "PROBE_FLOOR", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate",
+__all__ = ["BASE_FLOOR", "GATE_TEMPLATE_MARGIN", "HARM_ALPHA", "MIN_HELDOUT_PAIRS", "PROBE_FLOOR", "AnswerCheck", "AnswerFn", "CollapseFn", "GateChecks", "GateDecision", "QualityFn", "RelevanceFn", "ScoreFn", "answer_check", "first_prompts", "gate", "remembered_pmi",
            "gate_prompts", "heldout_harm", "profile_fit_harm", "sign_test_p", "wanted"]

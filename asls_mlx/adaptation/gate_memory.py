@@ -15,17 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
-
+from asls_mlx.adaptation.gate import RelevanceFn, remembered_pmi
 from asls_mlx.paths import atomic_write_text
 
 FORMAT = 1
 FILE_NAME = "gate-answers.json"  # in the user's directory
 KEPT_SYSTEMS = 2  # the user's latest system prompts (a profile that changes back and forth)
 KEPT_VERSIONS = 2  # adapter versions per system prompt, besides the base model (a rollback, a kept old one)
-
-RelevanceFn = Callable[[list[str], list[str]], list[float]]
-
 
 def weights_name(version: int | None, created_at: float | None = None) -> str:
     """The key of an adapter version's answers ("base" without one); with the time it was recorded, a number that
@@ -80,13 +76,12 @@ class GateMemory:
 
     def remembered(self, relevance: RelevanceFn) -> RelevanceFn:
         """``relevance`` reading kept scores first; what it computes or reads is kept at ``save()``."""
+        known = remembered_pmi(relevance, self._pmi)
+
         def pmi(prompts: list[str], answers: list[str]) -> list[float]:
-            pairs = list(zip(prompts, answers))
-            todo = list(dict.fromkeys(p for p in pairs if p not in self._pmi))
-            if todo:
-                self._pmi.update(zip(todo, relevance([q for q, _ in todo], [a for _, a in todo])))
-            self._pmi_used.update((p, self._pmi[p]) for p in pairs)
-            return [self._pmi[p] for p in pairs]
+            scores = known(prompts, answers)
+            self._pmi_used.update(zip(zip(prompts, answers), scores))
+            return scores
         return pmi
 
     def keep_only(self, prompts: set[str]) -> None:
