@@ -36,6 +36,11 @@ def task_anchors() -> list[str]:
     return [row["prompt"] for row in _jsonl("task_anchors.jsonl")]
 
 
+def code_tests() -> list[dict]:
+    """Test cases of the held-out prompts that ask for a Python function: id (the prompt's), function, cases."""
+    return _jsonl("code_tests.jsonl")
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

@@ -11,6 +11,7 @@ from asls_mlx.evaluation.metrics import levenshtein, score_heldout, sessions_to_
 from asls_mlx.evaluation.personas import CONCISE_WORDS
 from asls_mlx.adaptation.update import UpdateReport
 from asls_mlx.data_files import general_texts
+from asls_mlx.evaluation.code_check import cases_by_prompt
 from asls_mlx.evaluation.correctness import CATEGORIES, load_correctness_set
 from asls_mlx.evaluation.runner import correctness_subset, load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
@@ -441,6 +442,9 @@ class HelpfulnessFake(FakeAssistant):
             return "Zyxw." if wrong else self.ACCEPTED[prompt] + "."
         if degraded:
             return HOLLOW if sum(map(ord, prompt)) % 2 else LEAK
+        if prompt in cases_by_prompt():  # a function that passes the prompt's test cases (code_check)
+            cases = {repr(args): expected for args, expected in cases_by_prompt()[prompt]["cases"]}
+            return f"```python\ndef answer(*args):\n    return {cases!r}[repr(list(args))]\n```"
         return f"{prompt.rstrip('?.')}: {SHORT}"
 
     def answer_many(self, prompts, max_tokens=None):
