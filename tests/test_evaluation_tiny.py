@@ -47,3 +47,37 @@ def test_run_eval_on_tiny_model(tiny_model_dir, tmp_path):
     assert "Kept vs base" in md
     assert "| base |" in md and "| asls |" in md
     assert (out / "home" / "asls.db").exists() or any((out / "home").iterdir())
+
+
+def test_parts_in_parallel_processes_give_the_single_process_runs(tiny_model_dir, tmp_path):
+    """``jobs=2``: each persona x seed in its own process and directory, combined in the single-process order;
+    the same users, prompts and answers (a tiny model's greedy answers do not depend on the BLAS threads)."""
+    from asls_mlx.evaluation.parallel import part_dir
+
+    common = dict(arms=["base", "profile_prompt"], personas=["concise", "follow_up"], sessions=1, turns=1, heldout=2,
+                  seeds=[0, 1], model=str(tiny_model_dir), max_tokens=8, correctness=0)
+    seen = []
+    together = run_eval(**common, out_dir=tmp_path / "parallel", jobs=2, progress=seen.append)
+    alone = run_eval(**common, out_dir=tmp_path / "single", jobs=1)
+
+    def key(run):
+        return run["persona"], run["arm"], run["seed"]
+
+    assert [key(r) for r in together.runs] == [key(r) for r in alone.runs]
+    assert len(together.runs) == 8 and together.config["personas"] == ["concise", "follow_up"]
+    for a, b in zip(together.runs, alone.runs):
+        assert a["heldout_prompts"] == b["heldout_prompts"]
+        assert [s["answers"] for s in a["sessions"]] == [s["answers"] for s in b["sessions"]]
+    assert json.loads((tmp_path / "parallel" / "results.json").read_text())["config"]["seeds"] == [0, 1]
+    assert (part_dir(tmp_path / "parallel", "follow_up", 1) / "results.json").exists()
+    assert any(m.startswith("concise s0: ") for m in seen) and "follow_up s1: done" in seen
+
+
+def test_a_failing_part_stops_the_parallel_eval_with_its_message(tmp_path):
+    import pytest
+
+    from asls_mlx.errors import ASLSError
+
+    with pytest.raises(ASLSError, match=r"(?s)part concise s0 failed \(exit 1\):\n.*error: .*no-such-model"):
+        run_eval(arms=["base"], personas=["concise", "follow_up"], sessions=1, turns=1, heldout=1, seeds=[0],
+                 model=str(tmp_path / "no-such-model"), out_dir=tmp_path / "out", jobs=2, correctness=0)

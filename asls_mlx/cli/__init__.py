@@ -200,9 +200,22 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds of the simulated users and of sampling; each persona x arm runs once per seed "
                         "(default: 0,1,2; quick: 0)")
     p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds S)")
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="persona x seed parts run at once, each in its own process (default: one per core, as memory "
+                        "allows; 1: all in this process)")
     p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
                    help="wall-clock safety net of each training update (default 600 s); the steps depend on the data "
                         "only, not on how busy the machine is (--train-budget is its old name)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of 1 or more, not {text!r}")
+    return value
 
 
 def _seed_list(text: str) -> list[int]:

@@ -215,13 +215,14 @@ class EvalResult:
 
     @classmethod
     def combine(cls, results: list["EvalResult"]) -> "EvalResult":
-        """One result from runs of the same settings with other seeds (e.g. ``--seeds 0`` then ``--seeds 1,2``):
-        its intervals pool every seed's answers. Refuses results whose settings differ beyond the seeds, or that
-        ran the same persona x arm x seed twice."""
+        """One result from runs of the same settings with other seeds or personas (e.g. ``--seeds 0`` then
+        ``--seeds 1,2``; the parts of ``--jobs``): its intervals pool every seed's answers. Refuses results whose
+        settings differ beyond the seeds and personas, or that ran the same persona x arm x seed twice."""
         first = results[0].config
-        same = {k: v for k, v in first.items() if k not in ("seeds", "seed")}
+        parts = ("seeds", "seed", "personas")
+        same = {k: v for k, v in first.items() if k not in parts}
         for r in results[1:]:
-            other = {k: v for k, v in r.config.items() if k not in ("seeds", "seed")}
+            other = {k: v for k, v in r.config.items() if k not in parts}
             if other != same:
                 diff = sorted(k for k in set(same) | set(other) if same.get(k) != other.get(k))
                 raise ASLSError(f"cannot combine eval results with different settings: {', '.join(diff)}")
@@ -230,7 +231,9 @@ class EvalResult:
         if len(set(keys)) != len(keys):
             raise ASLSError("cannot combine eval results that ran the same persona x arm x seed twice")
         seeds = sorted({s for r in results for s in r.config.get("seeds", [r.config.get("seed")])})
-        return cls(config=dict(first, seeds=seeds, seed=seeds[0]), runs=runs, seconds=sum(r.seconds for r in results))
+        personas = list(dict.fromkeys(p for r in results for p in r.config.get("personas", [])))
+        config = dict(first, seeds=seeds, seed=seeds[0]) | ({"personas": personas} if personas else {})
+        return cls(config=config, runs=runs, seconds=sum(r.seconds for r in results))
 
     def save(self, out_dir: Path, progress: Progress | None = None) -> list[Path]:
         """Write results.json, results.md and (with matplotlib) learning_curves.png to ``out_dir``."""

@@ -32,6 +32,7 @@ from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accura
                                              base_accuracy_kept, correctness_rate, load_correctness_set)
 from asls_mlx.evaluation.homes import asls_home, fresh_home
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
+from asls_mlx.evaluation.parallel import default_jobs, run_parts
 from asls_mlx.evaluation.profile_truth import precision_recall, profile_truth
 from asls_mlx.evaluation.personas import OPEN_PERSONAS, STYLE_PERSONAS, Persona, get_persona
 from asls_mlx.evaluation.results import EvalResult, Progress, to_jsonable
@@ -297,7 +298,7 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
              train_budget_s: float | None = None, policy: FeedbackPolicy = FeedbackPolicy(),
              share_baseline: bool | None = None, assistant_factory: AssistantFactory | None = None,
              temperature: float = 0.0, correctness: int | None | str = "default",
-             seeds: list[int] | None = None) -> EvalResult:
+             seeds: list[int] | None = None, jobs: int | None = 1) -> EvalResult:
     """Run the benchmark; None arguments take the quick or full defaults (``QUICK`` / ``FULL``).
 
     assistant_factory: (user, arm, AssistantConfig kwargs) -> assistant; default: the real Assistant on
@@ -311,12 +312,21 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
         ``AssistantConfig.train_time_limit_s``); the steps are decided by the data, whatever the load.
     out_dir: where results.json / results.md / learning_curves.png go; simulated users live in
         ``out_dir/home`` (ASLS_HOME, wiped at start). None: write nothing, use the current ASLS_HOME.
+    jobs: persona x seed parts run at once, each in its own process (``evaluation.parallel``; None: one per core
+        that memory allows); needs ``out_dir`` and the real assistant, else the parts run here one by one.
     """
     defaults = QUICK if quick else FULL
     seeds = list(seeds or ([seed] if seed is not None else defaults["seeds"]))
     cfg = _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, model, seeds, max_tokens,
                        train_budget_s, share_baseline, temperature, policy, correctness)
     progress = progress or (lambda msg: None)
+    parts = [(p, s) for s in seeds for p in cfg["personas"]]
+    jobs = default_jobs(len(parts)) if jobs is None else jobs
+    if jobs > 1 and len(parts) > 1 and out_dir is not None and assistant_factory is None:
+        same = dict(arms=arms, sessions=sessions, turns=turns, heldout=heldout, quick=quick, max_tokens=max_tokens,
+                    model=str(model) if model else None, train_budget_s=train_budget_s, policy=policy.__dict__,
+                    share_baseline=share_baseline, temperature=temperature, correctness=correctness)
+        return run_parts(same, parts, min(jobs, len(parts)), out_dir, progress)
     home = fresh_home(out_dir)
     t0 = time.perf_counter()
     prompts, texts = load_prompts(), general_texts()
@@ -371,7 +381,7 @@ def _eval_config(defaults, arms, personas, sessions, turns, heldout, quick, mode
 
 def main_eval(quick: bool = False, out: Path | None = None, arms=None, personas=None, model=None,
               progress: Progress | None = None, **kwargs) -> EvalResult:
-    """Entry point for ``asls eval [--quick] [--out DIR] [--arms ...] [--personas ...]``."""
+    """Entry point for ``asls eval [--quick] [--out DIR] [--arms ...] [--personas ...] [--jobs N]``."""
     out = Path(out) if out is not None else Path("asls-eval")
     return run_eval(arms=arms, personas=personas, quick=quick, model=model, out_dir=out, progress=progress,
                     **kwargs)
