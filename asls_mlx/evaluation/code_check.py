@@ -83,23 +83,15 @@ def answer_code(answer: str) -> list[tuple[str, bool]]:
     return [(_finished(code) if was_cut else code, was_cut) for code, was_cut in python]
 
 
-def _limits() -> None:  # in the child, before it runs Python
-    import resource
-
-    for limit, value in ((resource.RLIMIT_CPU, CPU_SECONDS), (resource.RLIMIT_AS, MEMORY_BYTES),
-                         (resource.RLIMIT_FSIZE, 0)):
-        with contextlib.suppress(ValueError, OSError):  # macOS refuses some limits
-            resource.setrlimit(limit, (value, value))
-
-
 def run_cases(blocks: list[str], test: dict) -> tuple[bool, int]:
     """(whether a function of the code ``blocks`` passes all of ``test``'s cases, how many functions they define):
     ``code_sandbox``, in a limited child; a block that does not parse defines nothing."""
-    request = json.dumps({"blocks": blocks, "function": test["function"], "cases": test["cases"]})
+    request = json.dumps({"blocks": blocks, "function": test["function"], "cases": test["cases"],
+                          "limits": {"cpu_seconds": CPU_SECONDS, "memory_bytes": MEMORY_BYTES}})
     with tempfile.TemporaryDirectory() as cwd:
         try:
             done = subprocess.run([sys.executable, "-I", "-S", str(SANDBOX)], input=request, capture_output=True,
-                                  text=True, timeout=TIMEOUT_S, cwd=cwd, env={}, preexec_fn=_limits)
+                                  text=True, timeout=TIMEOUT_S, cwd=cwd, env={})
         except subprocess.TimeoutExpired:
             return False, 1  # a function that never returns
     lines = done.stdout.strip().splitlines()

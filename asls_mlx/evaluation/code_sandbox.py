@@ -1,10 +1,11 @@
 """Run an answer's Python functions on test cases, in a child process: ``python -I -S code_sandbox.py``.
 
-Reads ``{"blocks": [str], "function": str, "cases": [[args, expected], ...]}`` on stdin and prints
+Reads ``{"blocks": [str], "function": str, "cases": [[args, expected], ...], "limits": {...}}`` on stdin and prints
 ``{"passed": bool, "tried": [names]}``: whether any function the code blocks define returns the expected value for every
-case (the function named ``function`` first). The parent (``code_check``) limits the process's CPU time, memory and
-file writes and gives it an empty working directory; here the code gets no ``open``, ``input``, ``eval``/``exec``
-and imports only from a short list of pure modules, and only its definitions run (no example calls at top level).
+case (the function named ``function`` first). The process first limits its own CPU time and memory (``limits``) and
+forbids file writes; the parent (``code_check``) gives it an empty working directory, no environment and a wall-clock
+timeout. The code gets no ``open``, ``input``, ``eval``/``exec`` and imports only from a short list of pure
+modules, and only its definitions run (no example calls at top level).
 This is a guard against a small model's mistakes in answers to the evaluation's own prompts, not a sandbox for
 hostile code.
 """
@@ -68,8 +69,19 @@ def _passes(fn, cases) -> bool:
         return False
 
 
+def _limit(limits: dict) -> None:
+    """CPU seconds, memory and no file writes, before the answer's code runs (macOS refuses some: then not that one)."""
+    import resource
+
+    for kind, value in ((resource.RLIMIT_CPU, limits["cpu_seconds"]), (resource.RLIMIT_AS, limits["memory_bytes"]),
+                        (resource.RLIMIT_FSIZE, 0)):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(kind, (value, value))
+
+
 def main() -> None:
     request = json.load(sys.stdin)
+    _limit(request["limits"])
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         space = _define(request["blocks"])
