@@ -81,3 +81,14 @@ def test_a_failing_part_stops_the_parallel_eval_with_its_message(tmp_path):
     with pytest.raises(ASLSError, match=r"(?s)part concise s0 failed \(exit 1\):\n.*error: .*no-such-model"):
         run_eval(arms=["base"], personas=["concise", "follow_up"], sessions=1, turns=1, heldout=1, seeds=[0],
                  model=str(tmp_path / "no-such-model"), out_dir=tmp_path / "out", jobs=2, correctness=0)
+
+
+def test_default_jobs_is_one_per_core_within_memory(monkeypatch):
+    import os
+
+    from asls_mlx.evaluation import parallel
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096}.get(name, (10 << 30) // 4096))
+    assert parallel.default_jobs(1) == 1 and parallel.default_jobs(2) == 2
+    assert parallel.default_jobs(30) == 3  # 4 cores, but 10 GB hold 3 parts of PART_MEMORY_BYTES
