@@ -66,24 +66,26 @@ def run_parts(kwargs: dict, parts: list[tuple[str, int]], jobs: int, out_dir: Pa
     last output in the error (the parts already finished keep their results under ``out_dir/parts``)."""
     t0, waiting, running = time.perf_counter(), list(parts), []
     threads = side_by_side_threads(jobs)
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            persona, seed = waiting.pop(0)
-            label, tail = f"{persona} s{seed}", []
-            proc = _start(kwargs, persona, seed, out_dir, threads)
-            relay = threading.Thread(target=_relay, args=(proc, label, progress, tail), daemon=True)
-            relay.start()
-            running.append((proc, relay, label, tail))
-        time.sleep(0.2)
-        for entry in [r for r in running if r[0].poll() is not None]:
-            proc, relay, label, tail = entry
-            relay.join()
-            running.remove(entry)
-            if proc.returncode != 0:
-                for other in running:
-                    other[0].terminate()
-                raise ASLSError(f"the eval's part {label} failed (exit {proc.returncode}):\n" + "\n".join(tail[-8:]))
-            progress(f"{label}: done")
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                persona, seed = waiting.pop(0)
+                label, tail = f"{persona} s{seed}", []
+                proc = _start(kwargs, persona, seed, out_dir, threads)
+                relay = threading.Thread(target=_relay, args=(proc, label, progress, tail), daemon=True)
+                relay.start()
+                running.append((proc, relay, label, tail))
+            time.sleep(0.2)
+            for entry in [r for r in running if r[0].poll() is not None]:
+                proc, relay, label, tail = entry
+                relay.join()
+                running.remove(entry)
+                if proc.returncode != 0:
+                    raise ASLSError(f"the eval's part {label} failed (exit {proc.returncode}):\n" + "\n".join(tail[-8:]))
+                progress(f"{label}: done")
+    finally:  # a failed part, Ctrl-C: the other parts stop too
+        for proc, *_ in running:
+            proc.terminate()
     result = EvalResult.combine([EvalResult.load(part_dir(out_dir, p, s)) for p, s in parts])
     result.seconds = time.perf_counter() - t0
     for path in result.save(out_dir, progress):

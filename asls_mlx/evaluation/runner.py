@@ -49,6 +49,7 @@ ARMS: dict[str, dict] = {
     "asls": dict(profile_in_prompt=True, adapt=True, self_labelled=False, drift_adaptation=True, loss="dpo"),  # the defaults
     "sft": dict(profile_in_prompt=False, adapt=True, self_labelled=False, drift_adaptation=False, loss="sft"),
 }
+BUILT_IN_ARMS = tuple(ARMS)  # benchmarks may add arms to ARMS in their own process
 FULL_PERSONAS = STYLE_PERSONAS + OPEN_PERSONAS
 # --quick: one style and one open persona, one seed; a smoke test of the whole loop, not a result.
 QUICK = dict(personas=("concise", "follow_up"), arms=("base", "profile_prompt", "asls"), sessions=3, turns=4,
@@ -322,7 +323,8 @@ def run_eval(arms=None, personas=None, sessions: int | None = None, turns: int |
     progress = progress or (lambda msg: None)
     parts = [(p, s) for s in seeds for p in cfg["personas"]]
     jobs = default_jobs(len(parts)) if jobs is None else jobs
-    if jobs > 1 and len(parts) > 1 and out_dir is not None and assistant_factory is None:
+    if jobs > 1 and len(parts) > 1 and out_dir is not None and assistant_factory is None and set(cfg["arms"]) <= set(
+            BUILT_IN_ARMS):  # a part's process knows the built-in arms only
         same = dict(arms=arms, sessions=sessions, turns=turns, heldout=heldout, quick=quick, max_tokens=max_tokens,
                     model=str(model) if model else None, train_budget_s=train_budget_s, policy=policy.__dict__,
                     share_baseline=share_baseline, temperature=temperature, correctness=correctness)
