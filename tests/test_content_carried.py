@@ -249,6 +249,21 @@ def test_an_email_with_a_body_or_no_email_asked_for_passes(prompt, answer):
     assert not no_body(prompt, answer)
 
 
+def test_a_long_word_before_many_more_on_a_label_line_is_read_at_once():
+    """The field-line pattern once tried every way to cut a long word into eight: the standard eval hung for hours
+    on a code answer's line (the alarm fails this test instead of letting it hang)."""
+    import signal
+
+    line = "Note: " + "a" * 80 + " b c d e f g h i j k"
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the field-line pattern backtracks without end"))
+    signal.alarm(10)
+    try:
+        assert not no_body(PATEL, f"Dear Ms. Patel,\n{line}\nBest regards")
+        assert not no_body(TEAM, line)  # more than eight words after the label: a sentence, not a form field
+    finally:
+        signal.alarm(0)
+
+
 MOVED = ("Write an email to my team saying the Thursday meeting is moved to Friday at 10:00 in room 4B, and that "
          "everyone should bring their project status.")
 HOTEL = ("Write an email to a hotel asking if I can check in early, around 11 am, on June 2. My booking number is 58213 "

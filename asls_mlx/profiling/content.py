@@ -90,8 +90,11 @@ WRITE_MESSAGE = re.compile(r"\b(?:write|draft|compose)\b(?:\s+(?:me|us))?\s+(?:a
 _HEADER_LINE = re.compile(r"^\W*(?:subject|to|from|date|cc|re)\W*:.*$", re.IGNORECASE | re.MULTILINE)
 # A form's field ("Company Name: Project WhiteCream", "Phone: +1 246 ...", "[Your Name]"): a short label and a short
 # value, or a placeholder. A thumbed-up "e-mail" of seven such lines and no sentence to Ms. Patel passed as a body.
-_FIELD_LINE = re.compile(r"^\W*(?:[A-Za-z][\w'.-]*(?:[ \t]+[\w'.-]+){0,3}[ \t]*:(?:[ \t]*\S+){0,8}|\[[^\]\n]*\])\W*$",
-                         re.MULTILINE)
+# The value's words are split by whitespace only: with the space optional (``(?:[ \t]*\S+){0,8}``) a line of more than
+# eight words after a 60-character one tried every way to cut that word in eight, for hours (a code answer's
+# "for c in sentence: ..." line in the standard eval).
+_FIELD_LINE = re.compile(r"^\W*(?:[A-Za-z][\w'.-]*(?:[ \t]+[\w'.-]+){0,3}[ \t]*:(?:[ \t]*\S+(?:[ \t]+\S+){0,7})?"
+                         r"|\[[^\]\n]*\])\W*$", re.MULTILINE)
 MIN_BODY_WORDS = 8
 UNCUT_MAX_WORDS = 45  # the smallest budget any answer gets (96 tokens) holds ~65 words: a shorter one ended
 
@@ -197,8 +200,10 @@ def copies_input(prompt: str, answer: str) -> bool:
 def no_body(prompt: str, answer: str) -> bool:
     """Asked to write or reply to an e-mail, letter or message: the answer is its header lines and little else."""
     instruction, _ = split_instruction(prompt or "")
+    if not WRITE_MESSAGE.search(instruction):
+        return False
     body = _FIELD_LINE.sub(" ", _HEADER_LINE.sub(" ", answer or ""))
-    return bool(WRITE_MESSAGE.search(instruction)) and len(body.split()) < MIN_BODY_WORDS
+    return len(body.split()) < MIN_BODY_WORDS
 
 
 _TITLE_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Mx|Dr|Prof)\.?\s+([A-Z][a-z]+)")
