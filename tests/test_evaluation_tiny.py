@@ -78,7 +78,7 @@ def test_a_failing_part_stops_the_parallel_eval_with_its_message(tmp_path):
 
     from asls_mlx.errors import ASLSError
 
-    with pytest.raises(ASLSError, match=r"(?s)part concise s0 failed \(exit 1\):\n.*error: .*no-such-model"):
+    with pytest.raises(ASLSError, match=r"(?s)part (concise|follow_up) s0 failed \(exit 1\):\n.*error: .*no-such-model"):
         run_eval(arms=["base"], personas=["concise", "follow_up"], sessions=1, turns=1, heldout=1, seeds=[0],
                  model=str(tmp_path / "no-such-model"), out_dir=tmp_path / "out", jobs=2, correctness=0)
 
