@@ -283,8 +283,8 @@ class Assistant(LearnedData, BackgroundTraining):
             update = self._learn(ended.session_ids, *hooks)
             summary.pairs_mined += update.self_labelled_pairs
             summary.training = update.report
-        elif mode in ("background", "idle"):
-            self._start_worker(ended.session_ids, mode)
+        elif mode in ("background", "idle") and (self.config.self_labelled or self.pairs_waiting()):
+            self._start_worker(ended.session_ids, mode)  # (with nothing to train it would start only to say so)
             summary.background = True
         return summary
 

@@ -127,6 +127,14 @@ def test_background_training_is_picked_up_without_restart(tiny_model_dir):
         assert a.chat("hello").adapter_version == 1
 
 
+def test_a_session_with_nothing_to_train_starts_no_background_update(tiny_model_dir):
+    with Assistant(user="quiet", model=str(tiny_model_dir), config=AssistantConfig(**FAST)) as a:
+        a.chat("What is the capital of France?")
+        summary = a.end_session(train="background")
+        assert summary.pairs_mined == 0 and a.pairs_waiting() == 0
+        assert not summary.background and not a.training_status().get("running")
+
+
 def _next_logits(a):
     import mlx.core as mx
 
