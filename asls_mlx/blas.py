@@ -332,6 +332,11 @@ def thread_env(threads: int, env: dict[str, str] | None = None) -> dict[str, str
     return {THREAD_TIMEOUT_ENV: QUICK_SLEEP, **(os.environ if env is None else env), THREADS_ENV: str(max(1, int(threads)))}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def side_by_side_threads(processes: int = 2, cores: int | None = None) -> int:
     """BLAS threads for each of ``processes`` processes working at once: an equal share of the cores, at least 1.
 
@@ -340,7 +345,7 @@ def side_by_side_threads(processes: int = 2, cores: int | None = None) -> int:
     benchmarks/results/blas_threads_2core.json).
     """
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
     return max(1, cores // max(1, processes))
 
 

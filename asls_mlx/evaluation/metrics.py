@@ -147,12 +147,12 @@ def score_heldout(persona, prompts: list[str], answers: list[str], session: int 
     rows = list(zip(prompts, answers))
     template = template_opening(list(answers), base_template_share)
     found = [quality_issues(p, a) for p, a in rows]
-    for i, (_, a) in enumerate(rows):
+    for i, (p, a) in enumerate(rows):
         if irrelevant is not None and irrelevant[i]:
             found[i] = found[i] + [IRRELEVANT_ISSUE]
         if template is not None and opening(a) == template:
             found[i] = found[i] + [TEMPLATE_ISSUE]
-        if wrong_code(rows[i][0], a):
+        if wrong_code(p, a):
             found[i] = found[i] + [CODE_ISSUE]
     issues: dict[str, int] = {}
     for name in (i for f in found for i in f):

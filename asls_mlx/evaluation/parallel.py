@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from asls_mlx.blas import side_by_side_threads, thread_env
+from asls_mlx.blas import side_by_side_threads, thread_env, usable_cores
 from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.results import EvalResult, Progress
 
@@ -31,7 +31,7 @@ PART_MEMORY_BYTES = 3 << 30  # a part's peak: the model, its adapter's training 
 
 def default_jobs(parts: int) -> int:
     """How many parts to run at once: one per core, as many as memory holds (``PART_MEMORY_BYTES`` each)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
