@@ -220,6 +220,10 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
         memory = gate_memory(learner)
         old = _active_weights(learner)
         texts = general_texts()
+
+        def gate_answers(prompts: list[str], loras: list | None = None) -> list[str]:
+            return greedy_answers(engine, prompts, system, options=GATE_OPTIONS, loras=loras)
+
         checks = GateChecks(
             general_texts=texts, training_texts=training_texts(engine, config, texts, target.base_cache),
             answers_before={**memory.answers(system, old), **(answers_before or {})},
@@ -228,7 +232,7 @@ def train_and_gate(learner: Learner, session_ids: list[int] = (), answers_before
             template_collapse=lambda after, before: template_collapse(after, before, margin=GATE_TEMPLATE_MARGIN),
             relevance=memory.remembered(lambda prompts, answers: answer_pmi(engine.model, engine.tokenizer, prompts,
                                                                             answers, config.system_prompt)),
-            answer_fn=lambda prompts: greedy_answers(engine, prompts, system, options=GATE_OPTIONS),
+            answer_fn=gate_answers, answers_with=gate_answers,
             profile_score=lambda prompt, answer: score_answer(profile, prompt, answer),
             probes=gate_probes(config.learning.task_probes),
             base_probe_answers=probe_answer_cache(target.base_cache, engine.model, system, config),

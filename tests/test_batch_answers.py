@@ -149,3 +149,49 @@ def test_rows_beyond_the_kv_budget_are_batched_by_length(fast_model, monkeypatch
     assert len(seen) >= 3 and sorted(len(p) for b in seen for p in (r.prompt for r in b)) == sorted(map(len, prompts))
     assert all(len(b) * batch_answers._length(b) <= budget for b in seen if len(b) > 1)
     assert [r.prompt for r in seen[-1]] == [long_prompt]  # longest last, alone
+
+
+def test_rows_decoded_with_their_own_adapter_weights_equal_each_set_swapped_in(fast_model):
+    """The commit gate's new, old and base answers in one batch (``Row.lora``): each row as if its weights were the
+    model's (mlx-lm's loop with them swapped in); rows of every set end at different steps, so the batch shrinks
+    with the sets mixed. The pure-MLX path (``decode_by_lora``: set by set, swapped in) gives the same tokens, and
+    the model's own weights are back afterwards."""
+    from asls_mlx.engine.mlx_backend import MlxBackend
+
+    model, _ = fast_model
+    current = dict(lora_parameters(model))
+    mx.random.seed(7)
+    other = {k: v + 0.1 * mx.random.normal(v.shape) for k, v in current.items()}
+    sets = [None, {}, other]  # the model's own weights, the base model (no adapter), another adapter
+    references = []
+    for i, prompt in enumerate(PROMPTS * 2):
+        lora = sets[i % 3]
+        set_lora_weights(model, current if lora is None else lora or {k: v * (0 if k.endswith("lora_b") else 1)
+                                                                         for k, v in current.items()})
+        references.append(_mlx_lm_tokens(model, prompt, 12))
+    set_lora_weights(model, current)
+    assert len({tuple(r) for r in references[:3]}) == 3  # the sets answer the same prompt differently
+    stop = {references[2][3], references[4][6]}
+    rows = [Row(p, 12, GREEDY, (), sets[i % 3]) for i, p in enumerate(PROMPTS * 2)]
+    expected = [_expected(r, 12, stop) for r in references]
+    assert len({len(e) for e in expected}) >= 3
+    assert batch_answers.generate(model, rows, stop) == expected
+    assert MlxBackend().generate_batch(model, rows, stop) == expected
+    assert all(mx.array_equal(v, lora_parameters(model)[k]).item() for k, v in current.items())
+    assert batch_answers.generate(model, [Row(p, 12, GREEDY) for p in PROMPTS], stop) == expected[0:1] + [
+        _expected(_mlx_lm_tokens(model, p, 12), 12, stop) for p in PROMPTS[1:]]
+
+
+def test_chat_engine_decodes_requests_with_their_adapter_weights(fast_model):
+    model, tokenizer = fast_model
+    engine = ChatEngine(model, tokenizer)
+    opts = SamplingOptions(max_tokens=8, temperature=0.0)
+    convs = [[{"role": "user", "content": q}] for q in ("hello there", "how are you")]
+    mixed = engine.complete_batch(convs, opts, loras=[{}, None])
+    current = dict(lora_parameters(model))
+    set_lora_weights(model, {k: v * (0 if k.endswith("lora_b") else 1) for k, v in current.items()})
+    base = engine.complete_batch(convs, opts)
+    set_lora_weights(model, current)
+    assert mixed == [base[0], engine.complete_batch(convs, opts)[1]]
+    with pytest.raises(ValueError, match="2 adapter weight sets for 1 requests"):
+        engine.complete_requests([(convs[0], opts)], loras=[None, {}])

@@ -69,9 +69,11 @@ def test_relevance_scores_are_computed_once_and_kept_for_the_next_update(tmp_pat
     assert calls == [[("Q3", "x")]]
 
 
-def _signature(model) -> tuple | str:
-    """Which weights answer: "base" while every LoRA B is 0, else the B matrices' sums."""
-    sums = tuple(round(float(mx.sum(mx.abs(v))), 4) for k, v in sorted(lora_parameters(model).items()) if "lora_b" in k)
+def _signature(model, lora=None) -> tuple | str:
+    """Which weights answer (the model's, or a row's own ``lora``): "base" while every LoRA B is 0, else the B
+    matrices' sums."""
+    weights = lora_parameters(model) if lora is None else lora
+    sums = tuple(round(float(mx.sum(mx.abs(v))), 4) for k, v in sorted(weights.items()) if "lora_b" in k)
     return "base" if not any(sums) else sums
 
 
@@ -92,7 +94,8 @@ def decodes(monkeypatch):
     real = session_update.greedy_answers
 
     def spy(engine, prompts, system, **kw):
-        seen.extend((_signature(engine.model), system, q) for q in prompts)
+        loras = kw.get("loras") or [None] * len(prompts)
+        seen.extend((_signature(engine.model, lora), system, q) for q, lora in zip(prompts, loras))
         return real(engine, prompts, system, **kw)
 
     monkeypatch.setattr(session_update, "greedy_answers", spy)

@@ -293,23 +293,52 @@ RIGHT = {"What is the capital of Germany?": "The capital of Germany is Berlin.",
 
 
 def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBES, right: dict = RIGHT,
-            base_probe_answers=None):
+            base_probe_answers=None, one_batch: bool = False):
     """answer_check on PROMPTS with ``probes``, answering from ``new`` / ``old`` / ``base`` by which weights are in
-    (else ``right``); returns (result, the batches answered as (weights, prompts))."""
+    (else ``right``); returns (result, the batches answered as (weights, prompts)). ``one_batch``: rows with their
+    own adapter weights (``answers_with``): each batch is then a list of (weights, prompt) rows."""
     weights, batches = ["new"], []
+    loras = {"old": {"old": 1}, "base": {}}  # stand-ins for adapter weights, told apart by identity
+
+    def answer(whose, q):
+        table = {"new": new, "old": old, "base": base}[whose]
+        return table.get(q, OLD[PROMPTS.index(q)] if q in PROMPTS else right[q])
 
     def answer_fn(qs):
         batches.append((weights[-1], list(qs)))
-        table = {"new": new, "old": old, "base": base}[weights[-1]]
-        return [table.get(q, OLD[PROMPTS.index(q)] if q in PROMPTS else right[q]) for q in qs]
+        return [answer(weights[-1], q) for q in qs]
+
+    def answers_with(qs, row_loras):
+        whose = ["new" if r is None else "old" if r is pair[0] else "base" for r in row_loras]
+        batches.append(list(zip(whose, qs)))
+        return [answer(w, q) for w, q in zip(whose, qs)]
 
     def swap(to):
         return lambda: weights.append(to) or (lambda: weights.pop())
 
     checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=probes,
                         template_collapse=lambda a, b: template_collapse(a, b, margin=0.3),
-                        base_probe_answers=base_probe_answers)
-    return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base")), batches
+                        base_probe_answers=base_probe_answers, answers_with=answers_with if one_batch else None)
+    # the old weights of a first adapter are the base model's: the same set
+    pair = (loras["old"] if base is not None else loras["base"], loras["base"])
+    return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base"), loras=pair), batches
+
+
+def test_the_new_old_and_base_answers_are_decoded_in_one_batch_with_the_same_decisions():
+    """A batch of 2 rows costs half of one of 24 on the CPU: the gate's rows for the old and the base weights ride
+    in the new adapter's batch, each row with its own weights, and every decision is the one the gate takes
+    decoding them set after set."""
+    asks = {q: f"Would you like to know more about {q.split()[-1].rstrip('?').lower()} today?" for q in PROBES}
+    broken = {PROMPTS[0]: "Would you like to know more?", PROMPTS[1]: "Would you like to know more?"}
+    for new, old, base in ((asks, {}, None), (asks, asks, {}), (asks, {}, asks), (broken, {}, {}), ({}, {}, None)):
+        one, batches = _probed(new, old, base=base, one_batch=True)
+        apart, _ = _probed(new, old, base=base)
+        assert one == apart and one.notes == apart.notes and one.answers_after == apart.answers_after
+        assert one.answers_before == apart.answers_before and one.answers_base == apart.answers_base
+        assert len(batches) == 1
+        expected = [("new", q) for q in PROMPTS + list(PROBES)] + [("old", q) for q in PROMPTS]
+        expected += [("old", q) for q in PROBES] if base is None else [("base", q) for q in PROMPTS + list(PROBES)]
+        assert batches[0] == expected
 
 
 def test_the_base_models_probe_answers_are_decoded_once_and_then_read_from_a_cache():
@@ -326,7 +355,7 @@ def test_the_base_models_probe_answers_are_decoded_once_and_then_read_from_a_cac
 
         first, batches = _probed(asks, old, base=base, base_probe_answers=cache)
         assert first == _probed(asks, old, base=base)[0] == (1, None, None)  # the same decision as without the cache
-        assert ("old" if base is None else "base", list(PROBES)) in batches  # decoded with the base weights
+        assert any(w == ("old" if base is None else "base") and set(PROBES) <= set(qs) for w, qs in batches)  # base weights
         again, batches = _probed(asks, old, base=base, base_probe_answers=cache)
         assert again == first and again.notes == first.notes
         assert not any(w != "new" and set(qs) & set(PROBES) for w, qs in batches)  # read, not decoded

@@ -60,6 +60,8 @@ class GateChecks:
     ``base_probe_answers``: (probes, their decoder with the base weights) -> the base model's answers, from a cache.
     ``answers_base``: the base model's answers to (some of) the gate's prompts and probes, if the caller has them
     (a rejected update's second try is judged against the same).
+    ``answers_with``: ``answer_fn`` with each prompt's adapter weights (``engine.row_lora``: None the model's as they
+    stand, {} none): the new, old and base answers in one batch (a batch of 2 rows costs half of one of 24).
     """
 
     general_texts: list[str] = field(default_factory=list)
@@ -73,6 +75,7 @@ class GateChecks:
     probes: dict[str, Callable[[str], bool]] = field(default_factory=dict)
     base_probe_answers: Callable[[list[str], AnswerFn], list[str]] | None = None
     answers_base: dict[str, str] | None = None
+    answers_with: Callable[[list[str], list], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,8 @@ class AnswerCheck(tuple):
 
 
 def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]],
-                 swap_to_base: Callable[[], Callable[[], None]] | None = None) -> AnswerCheck:
+                 swap_to_base: Callable[[], Callable[[], None]] | None = None,
+                 loras: tuple[dict, dict] | None = None) -> AnswerCheck:
     """Answer the user's own prompts greedily with the new adapter, then with the old one.
 
     ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
@@ -182,31 +186,34 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     given when the old adapter is not the base model: measured against the active version only, a chain of
     adapters can drift a little at a time), plus one when the new adapter answers the probe questions
     (``checks.probes``) worse than the base model (``_probe_failures``). The probes ride in the same batches.
+    ``loras``: the old and the base model's adapter weights, for ``checks.answers_with``: then the new, old and
+    base answers are decoded in one batch instead of one set after another with the weights swapped in.
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
     # the new answers are judged against the old adapter's and again against the base model's: their PMI once
     checks = replace(checks, relevance=remembered_pmi(checks.relevance))
     probes = [q for q in checks.probes if q not in prompts]
-    new = dict(zip(prompts + probes, checks.answer_fn(prompts + probes)))
-    after = [new[q] for q in prompts]
-    base_probes = _base_probe_answers(probes, checks, swap_to_old if swap_to_base is None else swap_to_base)
-    # without an active adapter the old one is the base model: it answers the probes too
-    known = {**(base_probes if swap_to_base is None else {}), **(checks.answers_before or {})}
-    missing = [q for q in prompts + (probes if swap_to_base is None else []) if q not in known]
-    if missing:
-        known.update(zip(missing, _answers_with(swap_to_old, checks.answer_fn, missing)))
-    before = [known[q] for q in prompts]
+    chain = swap_to_base is not None  # else the old weights are the base model's: they answer the probes too
+    base_probes = _kept_base_probe_answers(probes, checks)
+    known = {**({} if chain else base_probes), **(checks.answers_before or {})}
+    given = {**(checks.answers_base or {}), **base_probes}
+    got = _decode({"new": prompts + probes,
+                   "old": [q for q in prompts + ([] if chain else probes) if q not in known],
+                   "base": [q for q in prompts + probes if q not in given] if chain else []},
+                  checks, {"old": swap_to_old, "base": swap_to_base}, loras)
+    new, known = got["new"], {**known, **got["old"]}
+    base = {**got["base"], **given} if chain else known
+    if probes and not base_probes and checks.base_probe_answers is not None:  # keep them for the next update
+        checks.base_probe_answers(probes, lambda qs: [base[q] for q in qs])
+    after, before = [new[q] for q in prompts], [known[q] for q in prompts]
+    _judge_relevance_once(checks, prompts, after, before, [base[q] for q in prompts] if chain else before)
     notes: list[str] = []
     failures = _net_worse(prompts, before, after, checks, notes, "the old adapter")
     if _collapses(after, before, checks):
         failures += 1
         notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
-    base = known  # without an active adapter the old answers are the base model's
-    if swap_to_base is not None:
-        given = {**(checks.answers_base or {}), **base_probes}
-        todo = [q for q in prompts + probes if q not in given]
-        base = {**dict(zip(todo, _answers_with(swap_to_base, checks.answer_fn, todo) if todo else [])), **given}
+    if chain:
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
     if checks.profile_score is None:
@@ -214,6 +221,33 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     fit = [(checks.profile_score(q, b), checks.profile_score(q, a)) for q, b, a in zip(prompts, before, after)]
     return AnswerCheck(failures, sum(f[0] for f in fit) / len(fit), sum(f[1] for f in fit) / len(fit), notes, fit,
                        known, base, new)
+
+
+def _decode(want: dict[str, list[str]], checks: GateChecks, swaps: dict, loras: tuple[dict, dict] | None) -> dict:
+    """{whose: {prompt: answer}} for the prompts ``want`` answered by the new weights, the old and the base
+    model's: in one batch with ``checks.answers_with`` and ``loras``, else set after set with the weights
+    swapped in (new first)."""
+    if checks.answers_with is not None and loras is not None:
+        weights = {"new": None, "old": loras[0], "base": loras[1]}
+        rows = [(whose, q) for whose, qs in want.items() for q in qs]
+        got: dict = {whose: {} for whose in want}
+        for (whose, q), answer in zip(rows, checks.answers_with([q for _, q in rows], [weights[w] for w, _ in rows])):
+            got[whose][q] = answer
+        return got
+    got = {"new": dict(zip(want["new"], checks.answer_fn(want["new"])))}
+    for whose in ("old", "base"):
+        got[whose] = dict(zip(want[whose], _answers_with(swaps[whose], checks.answer_fn, want[whose]))) if want[whose] else {}
+    return got
+
+
+def _judge_relevance_once(checks: GateChecks, prompts: list[str], after: list[str], *others: list[str]) -> None:
+    """Compute, in one call, the PMI of every answer the checks against the old and the base model's answers will
+    read (the changed ones: ``_relevance_moves``); they then find it remembered."""
+    if checks.relevance is None:
+        return
+    pairs = dict.fromkeys((q, x) for other in others for q, a, b in zip(prompts, after, other) if a != b for x in (a, b))
+    if pairs:
+        checks.relevance([q for q, _ in pairs], [x for _, x in pairs])
 
 
 def _below_base(prompts: list[str], base: list[str], after: list[str], checks: GateChecks, notes: list) -> int:
@@ -279,11 +313,23 @@ def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> bo
     return bool(checks.template_collapse) and len(after) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, reference)
 
 
-def _base_probe_answers(probes: list[str], checks: GateChecks, swap: Callable[[], Callable[[], None]]) -> dict:
-    """``checks.base_probe_answers`` of ``probes`` ({} without it: they ride in the batch of the user's prompts)."""
+class _NotKept(Exception):
+    pass
+
+
+def _kept_base_probe_answers(probes: list[str], checks: GateChecks) -> dict:
+    """The base model's answers to ``probes`` kept by ``checks.base_probe_answers``; {} when none are kept (they are
+    then decoded in the gate's batch)."""
     if not probes or checks.base_probe_answers is None:
         return {}
-    return dict(zip(probes, checks.base_probe_answers(probes, lambda qs: _answers_with(swap, checks.answer_fn, qs))))
+
+    def not_kept(questions: list[str]) -> list[str]:
+        raise _NotKept
+
+    try:
+        return dict(zip(probes, checks.base_probe_answers(probes, not_kept)))
+    except _NotKept:
+        return {}
 
 
 def _answers_with(swap: Callable[[], Callable[[], None]], answer_fn: AnswerFn, prompts: list[str]) -> list[str]:

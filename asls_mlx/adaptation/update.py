@@ -260,7 +260,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
         check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before,
                                               answers_base=prep.base_answers or checks.answers_base),
-                             swap_to_old, None if prep.previous is None else swap_to_base)
+                             swap_to_old, None if prep.previous is None else swap_to_base, loras=(prep.old_weights, {}))
         prep.old_answers, prep.base_answers, prep.new_answers = check.answers_before, check.answers_base, check.answers_after
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)

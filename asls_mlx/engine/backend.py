@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -18,12 +18,14 @@ import mlx.nn as nn
 
 @dataclass
 class Row:
-    """One answer to generate in a batch: prompt token ids, at most ``max_tokens`` new tokens."""
+    """One answer to generate in a batch: prompt token ids, at most ``max_tokens`` new tokens; ``lora``: the
+    adapter weights to decode it with (``engine.row_lora``; None: the model's as they stand)."""
 
     prompt: Sequence[int]
     max_tokens: int
     sampler: Callable[[mx.array], mx.array]
     processors: Sequence[Callable] = field(default_factory=tuple)
+    lora: Mapping[str, Any] | None = None
 
 
 class Backend(ABC):
@@ -55,7 +57,8 @@ class Backend(ABC):
 
     @abstractmethod
     def generate_batch(self, model: nn.Module, rows: Sequence[Row], stop_tokens: Collection[int]) -> list[list[int]]:
-        """The new tokens of each row, decoded together, without the stop token that ended it."""
+        """The new tokens of each row, decoded together, without the stop token that ended it; each row with its
+        ``lora`` weights."""
 
     def answer_logps(self, model: nn.Module, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float] | None:
         """Per (prompt ids, answer ids) row, the sum of the answer's token log-probs under ``model`` as its

@@ -178,18 +178,23 @@ class ChatEngine:
         """The whole answer as one string."""
         return "".join(c.text for c in self.stream(messages, options)).strip()
 
-    def complete_batch(self, conversations: list[list[dict]], options: SamplingOptions | None = None, k: int = 1) -> list[list[str]]:
+    def complete_batch(self, conversations: list[list[dict]], options: SamplingOptions | None = None, k: int = 1,
+                       loras: list | None = None) -> list[list[str]]:
         """``k`` answers to each conversation, decoded together in one batch (much faster than one by one
-        on CPU: decoding is matrix-vector work, batching makes it matrix-matrix). Leaves the chat cache alone."""
+        on CPU: decoding is matrix-vector work, batching makes it matrix-matrix). ``loras``: each conversation's
+        adapter weights (``engine.row_lora``), when they are not the model's. Leaves the chat cache alone."""
         opts = options or SamplingOptions()
         if not conversations or k < 1:
             return [[] for _ in conversations]
-        texts = self.complete_requests([(c, opts) for c in conversations for _ in range(k)])
+        each = [None] * len(conversations) if loras is None else loras
+        texts = self.complete_requests([(c, opts) for c in conversations for _ in range(k)],
+                                       None if loras is None else [w for w in each for _ in range(k)])
         return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
 
-    def complete_requests(self, requests: list[tuple[list[dict], SamplingOptions]]) -> list[str]:
+    def complete_requests(self, requests: list[tuple[list[dict], SamplingOptions]], loras: list | None = None) -> list[str]:
         """One answer per ``(conversation, options)``, all decoded in one batch even when their options
-        differ (greedy next to sampled rows, different lengths). Leaves the chat cache alone."""
+        differ (greedy next to sampled rows, different lengths) or their adapter weights do (``loras``, one per
+        request: ``engine.row_lora``). Leaves the chat cache alone."""
         import mlx.core as mx
 
         from asls_mlx.engine.backend import Row
@@ -219,7 +224,11 @@ class ChatEngine:
                     samplers[id(o)] = shared
                     processors[id(o)] = processors[id(o)] + [_as_argmax()]
         prompts = [self.encode_chat(c, reserve=o.max_tokens)[0] for c, o in requests]
-        rows = [Row(p, o.max_tokens, samplers[id(o)], processors[id(o)]) for p, (_, o) in zip(prompts, requests)]
+        loras = [None] * len(requests) if loras is None else loras
+        if len(loras) != len(requests):
+            raise ValueError(f"{len(loras)} adapter weight sets for {len(requests)} requests")
+        rows = [Row(p, o.max_tokens, samplers[id(o)], processors[id(o)], lora)
+                for p, (_, o), lora in zip(prompts, requests, loras)]
         answers = backend.generate_batch(self.model, rows, self.tokenizer.eos_token_ids)
         texts = [self.tokenizer.decode(a) for a in answers]
         return [t.replace(self.tokenizer.eos_token or "\0", "").strip() for t in texts]

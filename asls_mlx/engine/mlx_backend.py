@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from asls_mlx.engine.backend import Backend, Row
+from asls_mlx.engine.row_lora import decode_by_lora
 from asls_mlx.yielding import pause_point
 
 
@@ -30,7 +31,7 @@ class MlxBackend(Backend):
                              logits_processors=logits_processors, prompt_cache=prompt_cache)
 
     def generate_batch(self, model: nn.Module, rows: Sequence[Row], stop_tokens: Collection[int]) -> list[list[int]]:
-        return batch_generator_answers(model, rows, stop_tokens)
+        return decode_by_lora(model, rows, lambda some: batch_generator_answers(model, some, stop_tokens))
 
     def __repr__(self) -> str:
         return "MlxBackend()"

@@ -44,8 +44,9 @@ class BatchSampler:
 
 
 def greedy_answers(engine: ChatEngine, prompts: list[str], system: str, max_tokens: int = 48,
-                   options: SamplingOptions | None = None) -> list[str]:
+                   options: SamplingOptions | None = None, loras: list | None = None) -> list[str]:
     """Greedy answers to single prompts, decoded together (the commit gate's quality check).
-    ``options`` (temperature 0) replaces the defaults, e.g. to keep an assistant's repetition penalty."""
+    ``options`` (temperature 0) replaces the defaults, e.g. to keep an assistant's repetition penalty;
+    ``loras``: each prompt's adapter weights when they are not the model's (``engine.row_lora``)."""
     options = options or SamplingOptions(max_tokens=max_tokens, temperature=0.0)
-    return [a[0] for a in engine.complete_batch([single_turn(system, p) for p in prompts], options)]
+    return [a[0] for a in engine.complete_batch([single_turn(system, p) for p in prompts], options, loras=loras)]

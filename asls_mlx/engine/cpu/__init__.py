@@ -20,6 +20,7 @@ from asls_mlx.engine.backend import Backend, Row
 from asls_mlx.engine.cpu import answer_scores, batch_answers, cpu_kernels, patches, stream_decode
 from asls_mlx.engine.cpu.numpy_forward import supports
 from asls_mlx.engine.mlx_backend import batch_generator_answers, mlx_lm_stream
+from asls_mlx.engine.row_lora import decode_by_lora
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class CpuBackend(Backend):
         if self.numpy_decode and supports(model):
             return batch_answers.generate(model, rows, set(stop_tokens))
         with patches.host_matvec():
-            return batch_generator_answers(model, rows, stop_tokens)
+            return decode_by_lora(model, rows, lambda some: batch_generator_answers(model, some, stop_tokens))
 
     def answer_logps(self, model: nn.Module, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[float] | None:
         return answer_scores.answer_logps(model, rows) if self.numpy_decode and supports(model) else None

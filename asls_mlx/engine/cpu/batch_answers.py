@@ -13,6 +13,8 @@ Ends, logits processors (called with the prompt + tokens so far) and samplers ar
 loops; rows sharing a sampler object are sampled in one call; finished rows leave the batch.
 More rows than one batch holds (``BATCH_ROWS``, or ``KV_BUDGET`` bytes of keys and values) are
 decoded in batches of similar lengths.
+Rows may carry their own adapter weights (``Row.lora``, the gate's new, old and base answers in one batch): the
+rows of each set prefill with that set, and each step adds every row's own low-rank term (``numpy_forward.RowLora``).
 Same scope as the chat's loop (``numpy_forward.supports``).
 """
 
@@ -27,8 +29,9 @@ import numpy as np
 from asls_mlx.engine.backend import Row
 from asls_mlx.engine.cpu.cpu_kernels import logsumexp
 from asls_mlx.engine.cpu.numpy_forward import (
-    HostKVCache, attend, blocks, embed, head, last_logits, linear, project_qkv, rope_angles, softmax,
+    HostKVCache, RowLora, attend, blocks, embed, head, last_logits, linear, project_qkv, rope_angles, rows_with, softmax,
 )
+from asls_mlx.engine.row_lora import lora_groups, mixed
 from asls_mlx.engine.samplers import HostProcessor, HostSampler
 from asls_mlx.yielding import pause_point
 
@@ -126,20 +129,36 @@ def angles_at(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray,
     return memo[key]
 
 
+def _prefill_rows(model: nn.Module, rows: list[Row], prompts: list[tuple[int, ...]]) -> tuple[list, RowLora | None, np.ndarray]:
+    """Each row's (caches, logits) after its prompt, the rows' adapter weights (None: the model's for all) and
+    each row's set among them: rows of one set prefill together, with that set's weights."""
+    if not mixed(rows):
+        prefilled = prefill(model, prompts)
+        return [prefilled[p] for p in prompts], None, np.zeros(len(rows), np.int64)
+    groups = list(lora_groups(rows).values())
+    row_lora, tags, out = RowLora(model, [rows[g[0]].lora for g in groups]), np.zeros(len(rows), np.int64), [None] * len(rows)
+    for k, indices in enumerate(groups):
+        with rows_with(row_lora, k):
+            prefilled = prefill(model, [prompts[i] for i in indices])
+        for i in indices:
+            out[i], tags[i] = prefilled[prompts[i]], k
+    return out, row_lora, tags
+
+
 def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) -> list[list[int]]:
     prompts = [tuple(int(t) for t in r.prompt) for r in rows]
-    prefilled = prefill(model, prompts)
+    prefilled, row_lora, tags = _prefill_rows(model, rows, prompts)
     capacity = max(len(p) for p in prompts) + max(max(r.max_tokens, 1) for r in rows)
     kv = []
     for i, layer in enumerate(model.model.layers):
-        first = prefilled[prompts[0]][0][i].keys
+        first = prefilled[0][0][i].keys
         keys = np.zeros((len(rows), first.shape[0], capacity, first.shape[2]), np.float32)
         values = np.zeros_like(keys)
         for b, p in enumerate(prompts):
-            cache = prefilled[p][0][i]
+            cache = prefilled[b][0][i]
             keys[b, :, : len(p)], values[b, :, : len(p)] = cache.keys[:, : len(p)], cache.values[:, : len(p)]
         kv.append((keys, values))
-    logits = np.stack([prefilled[p][1] for p in prompts])
+    logits = np.stack([row[1] for row in prefilled])
     del prefilled
     positions = np.array([len(p) for p in prompts])  # where each row's next token goes
     slots: list[int | None] = list(range(len(rows)))  # the row in each batch slot; None once finished
@@ -167,7 +186,8 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
             kv = [(k[keep], v[keep]) for k, v in kv]
             slots, tokens, positions = [slots[s] for s in keep], tokens[keep], positions[keep]
         pause_point()  # in a background update: give way to an answer being written (no-op elsewhere)
-        logits = _step(model, tokens, kv, positions)
+        with rows_with(row_lora, tags[[r if r is not None else 0 for r in slots]]):
+            logits = _step(model, tokens, kv, positions)
         positions = positions + 1
 
 

@@ -15,7 +15,9 @@ exactly what an MLX step would have left. Anything else takes the MLX path (``su
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -78,13 +80,77 @@ def linear(m: Any, x: np.ndarray) -> np.ndarray:
     """
     if type(m) is LoRALinear:
         y = linear(m.linear, x)
-        return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
+        chosen = _ROW_LORA.get()
+        if chosen is None:
+            return y + np.float32(m.scale) * ((x @ _np(m.lora_a)) @ _np(m.lora_b))
+        return chosen[0].add(m, x, y, chosen[1])
     w, rows = host_weight(m), x.shape[0]
     if rows == 1:
         y = (w @ x[0])[None]
     else:
         y = (w @ x.T).T if rows < _TRANSPOSED_ROWS else x @ w.T
     return y + _np(m["bias"]) if "bias" in m else y
+
+
+class RowLora:
+    """Adapter weights chosen per row (``engine.row_lora``): set k of ``loras`` for the rows tagged k.
+
+    ``sets[k]`` maps each LoRA layer (by id) to its (A, B), or to None where that set has no adapter; a set that
+    is None reads the layer's own weights (the model as it stands)."""
+
+    def __init__(self, model: nn.Module, loras: Sequence[Any]):
+        layers = [(name, m) for name, m in model.named_modules() if type(m) is LoRALinear]
+        self.sets = [None if lora is None else {id(m): _pair(lora, name) for name, m in layers} for lora in loras]
+
+    def add(self, m: Any, x: np.ndarray, y: np.ndarray, groups: int | list) -> np.ndarray:
+        """``y`` plus each row's low-rank term (``groups``: one set for all rows, or ``row_groups``)."""
+        scale = np.float32(m.scale)
+        if isinstance(groups, int):
+            pair = self._pair(m, groups)
+            return y if pair is None else y + scale * ((x @ pair[0]) @ pair[1])
+        for k, rows in groups:
+            pair = self._pair(m, k)
+            if pair is not None:
+                y[rows] += scale * ((x[rows] @ pair[0]) @ pair[1])
+        return y
+
+    def _pair(self, m: Any, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        chosen = self.sets[k]
+        return (_np(m.lora_a), _np(m.lora_b)) if chosen is None else chosen.get(id(m))
+
+
+def _pair(lora: Any, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    a, b = lora.get(f"{name}.lora_a"), lora.get(f"{name}.lora_b")
+    return None if a is None or b is None else (np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+# (RowLora, tags) while a batch decodes with adapter weights chosen per row; per thread (the chat may answer
+# while a background update decodes)
+_ROW_LORA: ContextVar[tuple[RowLora, int | list] | None] = ContextVar("row_lora", default=None)
+
+
+def row_groups(tags: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
+    """(set, its rows) for each set in ``tags``: a slice where the rows are consecutive (the gate's are: new,
+    old, base), which NumPy reads and writes in place."""
+    groups = []
+    for k in np.unique(tags).tolist():
+        rows = np.flatnonzero(tags == k)
+        groups.append((k, slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else rows))
+    return groups
+
+
+@contextmanager
+def rows_with(row_lora: RowLora | None, tags: int | np.ndarray) -> Iterator[None]:
+    """``linear`` adds the low-rank term of each row's set (``tags``: one per row, or one for all rows) inside the
+    block; nothing changes for None."""
+    if row_lora is None:
+        yield
+        return
+    token = _ROW_LORA.set((row_lora, tags if isinstance(tags, int) else row_groups(tags)))
+    try:
+        yield
+    finally:
+        _ROW_LORA.reset(token)
 
 
 def rms_norm(norm: nn.RMSNorm, x: np.ndarray) -> np.ndarray:
