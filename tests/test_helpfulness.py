@@ -9,7 +9,8 @@ import re
 import pytest
 
 from adaptation_fixtures import one_try
-from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, AnswerCheck, GateChecks, answer_check, gate
+from asls_mlx.adaptation.answer_check import AnswerCheck, answer_check
+from asls_mlx.adaptation.gate import MIN_TEMPLATE_PROMPTS, GateChecks, gate
 from asls_mlx.profiling import quality
 from asls_mlx.profiling.content import SUMMARY, items_asked
 from asls_mlx.profiling.profile import Feature, Profile

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from asls_mlx.adaptation.gate import RelevanceFn, remembered_pmi
+from asls_mlx.adaptation.answer_check import remembered_pmi
+from asls_mlx.adaptation.gate import RelevanceFn
 from asls_mlx.paths import atomic_write_text
 
 FORMAT = 1

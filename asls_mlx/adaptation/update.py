@@ -19,7 +19,8 @@ from typing import Callable
 from asls_mlx.adaptation.base_cache import BaseCache
 from asls_mlx.adaptation.batching import encode_pair
 from asls_mlx.adaptation.config import LearningConfig, TrainingArgs, stop_note
-from asls_mlx.adaptation.gate import GateChecks, GateDecision, answer_check, first_prompts, gate, wanted
+from asls_mlx.adaptation.answer_check import answer_check
+from asls_mlx.adaptation.gate import GateChecks, GateDecision, first_prompts, gate, wanted
 from asls_mlx.adaptation.harm import profile_fit_harm
 from asls_mlx.adaptation.logprobs import decide_fast_paths
 from asls_mlx.adaptation.prefix_cache import PrefixCache
