@@ -183,6 +183,8 @@ def test_rows_decoded_with_their_own_adapter_weights_equal_each_set_swapped_in(f
 
 
 def test_chat_engine_decodes_requests_with_their_adapter_weights(fast_model):
+    from asls_mlx.engine.mlx_backend import MlxBackend
+
     model, tokenizer = fast_model
     engine = ChatEngine(model, tokenizer)
     opts = SamplingOptions(max_tokens=8, temperature=0.0)
@@ -195,3 +197,7 @@ def test_chat_engine_decodes_requests_with_their_adapter_weights(fast_model):
     assert mixed == [base[0], engine.complete_batch(convs, opts)[1]]
     with pytest.raises(ValueError, match="2 adapter weight sets for 1 requests"):
         engine.complete_requests([(convs[0], opts)], loras=[None, {}])
+    foreign = {"model.layers.99.mlp.up_proj.lora_a": mx.zeros((4, 4))}  # another model's (or layout's) weights
+    for backend in (CpuBackend(), MlxBackend()):
+        with pytest.raises(ValueError, match="not adapter weights of this model: \\['model.layers.99"):
+            backend.generate_batch(model, [Row([5, 9], 4, GREEDY, (), foreign), Row([5, 9], 4, GREEDY)], set())

@@ -100,6 +100,10 @@ class RowLora:
 
     def __init__(self, model: nn.Module, loras: Sequence[Any]):
         layers = [(name, m) for name, m in model.named_modules() if type(m) is LoRALinear]
+        names = {f"{name}.{leaf}" for name, _ in layers for leaf in ("lora_a", "lora_b")}
+        for lora in loras:
+            if lora is not None and set(lora) - names:
+                raise ValueError(f"not adapter weights of this model: {sorted(set(lora) - names)[:3]}")
         self.sets = [None if lora is None else {id(m): _pair(lora, name) for name, m in layers} for lora in loras]
 
     def add(self, m: Any, x: np.ndarray, y: np.ndarray, groups: int | list) -> np.ndarray:
