@@ -186,9 +186,8 @@ class ChatEngine:
         opts = options or SamplingOptions()
         if not conversations or k < 1:
             return [[] for _ in conversations]
-        each = [None] * len(conversations) if loras is None else loras
         texts = self.complete_requests([(c, opts) for c in conversations for _ in range(k)],
-                                       None if loras is None else [w for w in each for _ in range(k)])
+                                       None if loras is None else [w for w in loras for _ in range(k)])
         return [texts[i * k : (i + 1) * k] for i in range(len(conversations))]
 
     def complete_requests(self, requests: list[tuple[list[dict], SamplingOptions]], loras: list | None = None) -> list[str]:

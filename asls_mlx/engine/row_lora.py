@@ -36,6 +36,13 @@ def mixed(rows: Sequence[Any]) -> bool:
     return any(row.lora is not None for row in rows)
 
 
+def check_names(lora: Lora | None, names: set[str]) -> None:
+    """ValueError when ``lora`` has weights that are not among this model's adapter weights ``names``."""
+    unknown = set(lora or ()) - names
+    if unknown:
+        raise ValueError(f"not adapter weights of this model: {sorted(unknown)[:3]}")
+
+
 @contextmanager
 def swapped_in(model: nn.Module, lora: Lora | None) -> Iterator[None]:
     """The model decodes with ``lora`` (None: as it stands; {}: every B zero) until the block ends."""
@@ -43,9 +50,7 @@ def swapped_in(model: nn.Module, lora: Lora | None) -> Iterator[None]:
         yield
         return
     current = {k: v for k, v in tree_flatten(model.parameters()) if k.endswith((".lora_a", ".lora_b"))}
-    unknown = set(lora) - set(current)
-    if unknown:
-        raise ValueError(f"not adapter weights of this model: {sorted(unknown)[:3]}")
+    check_names(lora, set(current))
     chosen = {k: lora.get(k, v if k.endswith(".lora_a") else mx.zeros_like(v)) for k, v in current.items()}
     model.update(tree_unflatten(list(chosen.items())))
     try:
@@ -67,4 +72,4 @@ def decode_by_lora(model: nn.Module, rows: Sequence[Any], decode: Callable[[list
     return out
 
 
-__all__ = ["Lora", "decode_by_lora", "lora_groups", "mixed", "swapped_in"]
+__all__ = ["Lora", "check_names", "decode_by_lora", "lora_groups", "mixed", "swapped_in"]

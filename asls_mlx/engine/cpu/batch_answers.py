@@ -129,12 +129,12 @@ def angles_at(memo: dict, rope: Any, positions: np.ndarray) -> tuple[np.ndarray,
     return memo[key]
 
 
-def _prefill_rows(model: nn.Module, rows: list[Row], prompts: list[tuple[int, ...]]) -> tuple[list, RowLora | None, np.ndarray]:
+def _prefill_rows(model: nn.Module, rows: list[Row], prompts: list[tuple[int, ...]]) -> tuple[list, RowLora | None, np.ndarray | None]:
     """Each row's (caches, logits) after its prompt, the rows' adapter weights (None: the model's for all) and
-    each row's set among them: rows of one set prefill together, with that set's weights."""
+    each row's set among them (None then): rows of one set prefill together, with that set's weights."""
     if not mixed(rows):
         prefilled = prefill(model, prompts)
-        return [prefilled[p] for p in prompts], None, np.zeros(len(rows), np.int64)
+        return [prefilled[p] for p in prompts], None, None
     groups = list(lora_groups(rows).values())
     row_lora, tags, out = RowLora(model, [rows[g[0]].lora for g in groups]), np.zeros(len(rows), np.int64), [None] * len(rows)
     for k, indices in enumerate(groups):
@@ -185,8 +185,9 @@ def _generate_batch(model: nn.Module, rows: list[Row], stop_tokens: set[int]) ->
             keep = [s for s, r in enumerate(slots) if r is not None]
             kv = [(k[keep], v[keep]) for k, v in kv]
             slots, tokens, positions = [slots[s] for s in keep], tokens[keep], positions[keep]
+            tags = None if tags is None else tags[keep]  # each slot's weight set
         pause_point()  # in a background update: give way to an answer being written (no-op elsewhere)
-        with rows_with(row_lora, tags[[r if r is not None else 0 for r in slots]]):
+        with rows_with(row_lora, tags):
             logits = _step(model, tokens, kv, positions)
         positions = positions + 1
 

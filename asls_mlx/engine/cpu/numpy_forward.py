@@ -26,6 +26,7 @@ from mlx_lm.models.cache import KVCache
 from mlx_lm.tuner.lora import LoRALinear
 
 from asls_mlx.engine.cpu.patches import MatvecEmbedding, MatvecLinear, host_weight
+from asls_mlx.engine.row_lora import check_names
 
 _LINEARS = (nn.Linear, MatvecLinear)
 _QUERY_ROWS = 256  # prompt positions per attention block in ``_attention``
@@ -100,10 +101,8 @@ class RowLora:
 
     def __init__(self, model: nn.Module, loras: Sequence[Any]):
         layers = [(name, m) for name, m in model.named_modules() if type(m) is LoRALinear]
-        names = {f"{name}.{leaf}" for name, _ in layers for leaf in ("lora_a", "lora_b")}
         for lora in loras:
-            if lora is not None and set(lora) - names:
-                raise ValueError(f"not adapter weights of this model: {sorted(set(lora) - names)[:3]}")
+            check_names(lora, {f"{name}.{leaf}" for name, _ in layers for leaf in ("lora_a", "lora_b")})
         self.sets = [None if lora is None else {id(m): _pair(lora, name) for name, m in layers} for lora in loras]
 
     def add(self, m: Any, x: np.ndarray, y: np.ndarray, groups: int | list) -> np.ndarray:
@@ -144,7 +143,7 @@ def row_groups(tags: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
 
 
 @contextmanager
-def rows_with(row_lora: RowLora | None, tags: int | np.ndarray) -> Iterator[None]:
+def rows_with(row_lora: RowLora | None, tags: int | np.ndarray | None) -> Iterator[None]:
     """``linear`` adds the low-rank term of each row's set (``tags``: one per row, or one for all rows) inside the
     block; nothing changes for None."""
     if row_lora is None:
