@@ -299,7 +299,9 @@ def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBE
     (else ``right``); returns (result, the batches answered as (weights, prompts)). ``one_batch``: rows with their
     own adapter weights (``answers_with``): each batch is then a list of (weights, prompt) rows."""
     weights, batches = ["new"], []
-    loras = {"old": {"old": 1}, "base": {}}  # stand-ins for adapter weights, told apart by identity
+    # a stand-in for the old adapter's weights, told apart by identity; a first adapter's old weights are the base
+    # model's, the same set as its base rows' {}
+    old_weights = {"old": 1} if base is not None else {}
 
     def answer(whose, q):
         table = {"new": new, "old": old, "base": base}[whose]
@@ -310,7 +312,7 @@ def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBE
         return [answer(weights[-1], q) for q in qs]
 
     def answers_with(qs, row_loras):
-        whose = ["new" if r is None else "old" if r is pair[0] else "base" for r in row_loras]
+        whose = ["new" if r is None else "old" if r is old_weights else "base" for r in row_loras]
         batches.append(list(zip(whose, qs)))
         return [answer(w, q) for w, q in zip(whose, qs)]
 
@@ -320,9 +322,7 @@ def _probed(new: dict, old: dict, base: dict | None = None, probes: dict = PROBE
     checks = GateChecks(answer_fn=answer_fn, quality_issues=quality_issues, probes=probes,
                         template_collapse=lambda a, b: template_collapse(a, b, margin=0.3),
                         base_probe_answers=base_probe_answers, answers_with=answers_with if one_batch else None)
-    # the old weights of a first adapter are the base model's: the same set
-    pair = (loras["old"] if base is not None else loras["base"], loras["base"])
-    return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base"), loras=pair), batches
+    return answer_check(PROMPTS, checks, swap("old"), None if base is None else swap("base"), old_weights=old_weights), batches
 
 
 def test_the_new_old_and_base_answers_are_decoded_in_one_batch_with_the_same_decisions():

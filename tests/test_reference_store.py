@@ -87,6 +87,34 @@ def test_held_out_pairs_that_add_a_line_are_not_computed_again(tiny_model_dir, t
     store.close()
 
 
+def test_the_active_versions_held_out_log_probs_are_not_computed_again(tiny_model_dir, tmp_path, monkeypatch):
+    """A version keeps its held-out pairs' policy log-probs from its own gate; the next update's held-out metrics
+    before training read them and compute only the pairs that version never saw, with the same margins."""
+    from asls_mlx.adaptation.lora import set_lora_weights
+
+    model, tok = fresh_model(tiny_model_dir, config=None)
+    store = open_store(tmp_path / "asls.db")
+    uid = store.get_or_create_user("known").id
+    repo = AdapterRepo(tmp_path / "adapters")
+    old_val, new_val = short_pairs(TOPICS[10:], split="val"), short_pairs(["maple trees", "a violin"], split="val")
+    store.add_pairs(uid, short_pairs(TOPICS[:4]) + old_val)
+    first = _update(store, uid, model, tok, repo)
+    assert first.committed and len(store.active_adapter(uid).metrics["val_after"]["logps"]) == len(old_val), first
+    store.add_pairs(uid, short_pairs(TOPICS[4:8]) + new_val)
+    policy_rows: list[int] = []
+    counted = validation.pairs_logps
+    monkeypatch.setattr(validation, "pairs_logps", lambda m, triples, *a: (policy_rows.append(len(triples)),
+                                                                           counted(m, triples, *a))[1])
+    second = _update(store, uid, model, tok, repo)
+    assert policy_rows[0] == len(new_val)  # before training: only the pairs v1 never answered
+    assert second.before["n"] == len(old_val) + len(new_val) and "logps" not in second.before
+    set_lora_weights(model, repo.load(first.version)[1])  # v1's weights, every pair computed afresh
+    fresh = validation.preference_metrics(model, tok, store.pairs(uid, split="val"), {})
+    assert second.before["margins"] == pytest.approx(fresh["margins"], abs=1e-4)
+    assert any(abs(m) > 1e-3 for m in fresh["margins"])  # v1 moved them: the margins compared are not all zero
+    store.close()
+
+
 def test_session_update_caps_passes_over_its_pairs(tiny_model_dir, tmp_path):
     model, tok = fresh_model(tiny_model_dir, config=None)
     store = open_store(tmp_path / "asls.db")

@@ -43,7 +43,7 @@ class AnswerCheck(tuple):
 
 def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[], Callable[[], None]],
                  swap_to_base: Callable[[], Callable[[], None]] | None = None,
-                 loras: tuple[dict, dict] | None = None) -> AnswerCheck:
+                 old_weights: dict | None = None) -> AnswerCheck:
     """Answer the user's own prompts greedily with the new adapter, then with the old one.
 
     ``swap_to_old()`` puts the old adapter's weights in and returns the function that puts the new ones
@@ -55,8 +55,8 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     given when the old adapter is not the base model: measured against the active version only, a chain of
     adapters can drift a little at a time), plus one when the new adapter answers the probe questions
     (``checks.probes``) worse than the base model (``_probe_failures``). The probes ride in the same batches.
-    ``loras``: the old and the base model's adapter weights, for ``checks.answers_with``: then the new, old and
-    base answers are decoded in one batch instead of one set after another with the weights swapped in.
+    ``old_weights``: the old adapter's weights, for ``checks.answers_with``: then the new, old and base ({}: no
+    adapter) answers are decoded in one batch instead of one set after another with the weights swapped in.
     """
     if not prompts or checks.answer_fn is None:
         return AnswerCheck(0, None, None)
@@ -70,7 +70,7 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     got = _decode({"new": prompts + probes,
                    "old": [q for q in prompts + ([] if chain else probes) if q not in known],
                    "base": [q for q in prompts + probes if q not in given] if chain else []},
-                  checks, {"old": swap_to_old, "base": swap_to_base}, loras)
+                  checks, {"old": swap_to_old, "base": swap_to_base}, old_weights)
     new, known = got["new"], {**known, **got["old"]}
     base = {**got["base"], **given} if chain else known
     if probes and not base_probes and checks.base_probe_answers is not None:  # keep them for the next update
@@ -92,12 +92,12 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
                        known, base, new)
 
 
-def _decode(want: dict[str, list[str]], checks: GateChecks, swaps: dict, loras: tuple[dict, dict] | None) -> dict:
+def _decode(want: dict[str, list[str]], checks: GateChecks, swaps: dict, old_weights: dict | None) -> dict:
     """{whose: {prompt: answer}} for the prompts ``want`` answered by the new weights, the old and the base
-    model's: in one batch with ``checks.answers_with`` and ``loras``, else set after set with the weights
+    model's: in one batch with ``checks.answers_with`` and ``old_weights``, else set after set with the weights
     swapped in (new first)."""
-    if checks.answers_with is not None and loras is not None:
-        weights = {"new": None, "old": loras[0], "base": loras[1]}
+    if checks.answers_with is not None and old_weights is not None:
+        weights = {"new": None, "old": old_weights, "base": {}}
         rows = [(whose, q) for whose, qs in want.items() for q in qs]
         got: dict = {whose: {} for whose in want}
         for (whose, q), answer in zip(rows, checks.answers_with([q for _, q in rows], [weights[w] for w, _ in rows])):

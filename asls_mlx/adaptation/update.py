@@ -145,7 +145,7 @@ def update_adapter(target: UpdateTarget, config: LearningConfig = LearningConfig
         why = f" ({off_topic} whose preferred answer is not about its prompt)" if off_topic else ""
         return UpdateReport(False, f"no new pairs since the last update{why}", previous, previous)
     pause()
-    prep = _prepare(target, config, new, previous, drift, session_ids)
+    prep = _prepare(target, config, new, previous, drift, session_ids, _validated_logps(active))
     prep.started = time.perf_counter()
     prep.timings["prepare"] = prep.started - t0
     try:
@@ -200,8 +200,14 @@ def helpful_chosen(pairs: list, checks: GateChecks) -> tuple[list, int]:
     return [p for p in pairs if id(p) not in off], len(off)
 
 
+def _validated_logps(active) -> dict:
+    """The active version's policy log-probs of the held-out pairs its own gate read (``preference_metrics``'s
+    ``logps``, kept in its metrics): its held-out metrics before the next update need not compute them again."""
+    return ((active.metrics or {}).get("val_after") or {}).get("logps") or {} if active is not None else {}
+
+
 def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: int | None, drift: float,
-             session_ids) -> _Prepared:
+             session_ids, known_logps: dict) -> _Prepared:
     store, model = target.store, target.model
     new_ids = {n.id for n in new}
     older = [p for p in wanted(store.pairs(target.user_id, split="train"), config) if p.id not in new_ids]
@@ -221,7 +227,8 @@ def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: 
     decide_fast_paths(model, target.base_cache)
     prefix = PrefixCache(model)  # frozen blocks run once per row: held-out before/after and training
     before = preference_metrics(model, target.tokenizer, val, ref_cache, prefix=prefix, system=config.pair_system,
-                                max_length=config.max_length)
+                                max_length=config.max_length, known=known_logps)
+    before.pop("logps", None)  # the active version's: its own record keeps them
     run_id = store.add_training_run(target.user_id, [p.id for p in new], session_ids, parent_version=previous)
     args = config.training_args(max_steps=steps, lr=lr, replay_fraction=replay_fraction)
     return _Prepared(new, replay, val, previous, lr, args, old_weights, optimizer_state, ref_cache, stored_refs, prefix,
@@ -261,7 +268,7 @@ def _validate(target: UpdateTarget, config: LearningConfig, checks: GateChecks, 
         prompts = first_prompts(prep.val + prep.new, config.quality_prompts)
         check = answer_check(prompts, replace(checks, answers_before=prep.old_answers or checks.answers_before,
                                               answers_base=prep.base_answers or checks.answers_base),
-                             swap_to_old, None if prep.previous is None else swap_to_base, loras=(prep.old_weights, {}))
+                             swap_to_old, None if prep.previous is None else swap_to_base, old_weights=prep.old_weights)
         prep.old_answers, prep.base_answers, prep.new_answers = check.answers_before, check.answers_base, check.answers_after
         (failures, fit_before, fit_after), notes, fits = check, check.notes, check.fits
     report.profile_fit = (fit_before, fit_after)

@@ -18,7 +18,7 @@ RETENTION_ROWS = 4  # general-text rows per pass of the retention check; pause p
 
 def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = None, beta: float = 0.1, max_length: int = 256,
                        batch_size: int = 8, tie: float = 1e-4, prefix: PrefixCache | None = None,
-                       system: str | None = None) -> dict:
+                       system: str | None = None, known: dict | None = None) -> dict:
     """Implicit DPO reward on held-out pairs, adapter on vs off (the reference).
 
     margin_i = beta * [(pc_i - rc_i) - (pr_i - rr_i)]; accuracy = share of pairs with margin > 0
@@ -26,7 +26,9 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
     {accuracy, margin, n, margins (per pair, in order)};
     ``ref_cache`` is filled with any reference log-probs it had to compute. ``prefix`` (shared with
     the trainer) lets the reference and both policy passes start after the frozen blocks. ``system``: the pairs'
-    system turn, as in training (``LearningConfig.pair_system``).
+    system turn, as in training (``LearningConfig.pair_system``). The result's ``logps`` holds each pair's policy
+    log-probs (chosen, rejected) by its key; ``known`` takes such a dict back for the same weights (the active
+    version's own ``val_after``), so a later update does not compute again what its version already did.
     """
     pairs = [p for p in encode_pairs(tokenizer, val_pairs, max_length, system) if p.rejected is not None]
     if not pairs:
@@ -34,19 +36,19 @@ def preference_metrics(model, tokenizer, val_pairs, ref_cache: dict | None = Non
     ref = reference_logps(model, pairs, ref_cache if ref_cache is not None else {}, prefix=prefix)
     if adapter_is_identity(model):  # the policy is the reference: every margin is exactly 0
         return {"accuracy": 0.0, "margin": 0.0, "n": len(pairs), "margins": [0.0] * len(pairs)}
-    margins = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i : i + batch_size]
+    policy = {p.key: tuple(known[p.key]) for p in pairs if known and p.key in known}
+    todo = list({p.key: p for p in pairs if p.key not in policy}.values())
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
         logps = pairs_logps(model, [(p.prompt, p.chosen, p.rejected) for p in chunk], prefix).tolist()
-        k = len(chunk)
-        for j, p in enumerate(chunk):
-            rc, rr = ref[p.key]
-            margins.append(beta * ((logps[j] - rc) - (logps[k + j] - rr)))
+        policy.update((p.key, (logps[j], logps[len(chunk) + j])) for j, p in enumerate(chunk))
+    margins = [beta * ((policy[p.key][0] - ref[p.key][0]) - (policy[p.key][1] - ref[p.key][1])) for p in pairs]
     return {
         "accuracy": sum(m > tie for m in margins) / len(margins),
         "margin": sum(margins) / len(margins),
         "n": len(margins),
         "margins": [float(m) for m in margins],  # per pair, in order: the gate's sign test pairs them up
+        "logps": {p.key: [float(x) for x in policy[p.key]] for p in pairs},
     }
 
 
