@@ -621,6 +621,31 @@ def test_base_cache_is_not_shared_by_different_weights(tiny_model_dir, tmp_path)
     assert len(list((tmp_path / "base").iterdir())) == 2
 
 
+def test_frozen_blocks_output_on_general_text_is_kept_between_processes(deep_tiny_dir, tmp_path, monkeypatch):
+    """The frozen blocks' output on the retention texts is the base model's alone: a later process (a fresh model
+    object) reads it from the base cache instead of running those blocks, and trains and checks exactly as
+    without the cache."""
+    from asls_mlx.adaptation import prefix_cache as pc, validation
+    from asls_mlx.adaptation.base_cache import BaseCache
+
+    cache, texts_run = BaseCache(tmp_path / "base"), []
+    real = pc.prefix_hidden
+    monkeypatch.setattr(pc, "prefix_hidden", lambda m, inputs, depth: texts_run.append(inputs.shape) or real(m, inputs, depth))
+
+    def run(base_cache):
+        model, tok = fresh_model(deep_tiny_dir, LoraConfig(num_layers=2))  # blocks 0-1 frozen
+        r = train_on_pairs(model, tok, short_pairs(TRAIN), args(max_steps=2), general_texts=GENERAL, base_cache=base_cache)
+        return r.losses, validation.retention_perplexity(model, tok, GENERAL, base_cache=base_cache)
+
+    plain = run(None)
+    assert len(texts_run) == 2  # the training texts and the check's (these short ones: the same tokens)
+    first = run(cache)
+    assert len(texts_run) == 3 and len(list((tmp_path / "base").glob("frozen-blocks-*"))) == 1  # the check read it
+    again = run(cache)
+    assert len(texts_run) == 3  # read back, not run
+    assert plain == first == again
+
+
 def test_fast_path_checks_are_kept_between_processes(deep_tiny_dir, tmp_path, monkeypatch):
     """A later process (a fresh model object) takes the fast-path decisions from the base cache
     instead of running the check forwards again; another LoRA layout runs its own checks."""

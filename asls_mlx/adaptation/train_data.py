@@ -139,7 +139,7 @@ def prepare(
     retention = no_retention()
     if tokens.shape[0] and args.retention_weight > 0:
         k = min(args.retention_topk, model(tokens[:1, :2]).shape[-1])
-        inputs = prefix.text_inputs(tokens)
+        inputs = prefix.text_inputs(tokens, base_cache)
         retention = (inputs, mask, *_retention_targets(model, tokens, k, inputs, base_cache))
     return TrainingData(examples, args, prefix, reference, retention)
 

@@ -78,7 +78,8 @@ def retention_perplexity(model, tokenizer, texts, max_length: int = 128, base_ca
     if tokens.shape[0] == 0:
         return {"ppl": float("nan"), "base_ppl": float("nan"), "ratio": 1.0, "n": 0}
     prefix = PrefixCache(model)
-    inputs = [prefix.text_inputs(tokens[i : i + RETENTION_ROWS]) for i in range(0, tokens.shape[0], RETENTION_ROWS)]
+    hidden = prefix.text_inputs(tokens, base_cache)
+    inputs = [hidden[i : i + RETENTION_ROWS] for i in range(0, tokens.shape[0], RETENTION_ROWS)]
     memo = model.__dict__.setdefault("_asls_base_ppl", {})
     key = array_key(tokens, mask, base_fingerprint(model))  # in this process and, via base_cache, later ones
     if key not in memo:
