@@ -2,8 +2,9 @@
 
 Every background update is a fresh process (``asls_mlx.background``), and each one recomputed the
 base model's retention targets (its top-k next-token log-probs on the bundled general texts, ~1.3 s),
-its perplexity on them (~0.7 s), the frozen blocks' output on them (``PrefixCache.text_inputs``, ~1 s) and which fast paths of ``logprobs`` give exact results for it
-(~0.6 s of check forwards, ``decide_fast_paths``): the same outcome every time. They are kept here as ``.npz``
+its perplexity on them (~0.7 s), the frozen blocks' output on them (``PrefixCache.text_inputs``, ~1.8 s)
+and which fast paths of ``logprobs`` give exact results for it (~0.6 s of check forwards,
+``decide_fast_paths``): the same outcome every time. They are kept here as ``.npz``
 files named by a hash of what they were computed from (kind, inputs, ``FORMAT`` and a fingerprint of the
 base weights: a local model's id is only its directory name, which two different models may share).
 Nothing here is user data: the model is the base model and the texts ship with the package.
