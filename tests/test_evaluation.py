@@ -669,3 +669,17 @@ def test_a_recipe_setting_is_typed_by_its_config_field():
     for bad, named in (["nope=1"], "nope"), (["max_steps=many"], "max_steps"):
         with pytest.raises(SystemExit, match=named):
             recipe.parse_settings(bad)
+
+
+def test_the_summary_names_the_user_whose_adapters_keep_the_least_correctness():
+    """A pooled mean over personas hides a user whose adapters forget: 1.08 and 0.92 pool to 1.00."""
+    from asls_mlx.evaluation.results import _interval_line, _lowest_kept
+
+    rows = [{"persona": "concise", "correctness_kept": k} for k in (1.0, 1.1, 1.15)]
+    rows += [{"persona": "follow_up", "correctness_kept": k} for k in (0.9, 0.7, None)]
+    lowest = _lowest_kept(rows)
+    assert lowest == {"correctness_kept_lowest": pytest.approx(0.8), "correctness_kept_lowest_persona": "follow_up"}
+    assert _lowest_kept(rows[:3]) == {}  # one user: the pooled figure is that user's
+    line = _interval_line({"arm": "asls", "correctness_kept": 0.95} | lowest)
+    assert "correctness kept 0.95 (lowest: follow_up 0.80)" in line
+    assert "lowest" not in _interval_line({"arm": "base", "correctness_kept": 1.0} | lowest)

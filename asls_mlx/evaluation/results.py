@@ -115,7 +115,7 @@ class EvalResult:
                 "updates_decided": len(decided),
                 "profile_precision": mean(r["profile_precision"] for r in rs),
                 "profile_recall": mean(r["profile_recall"] for r in rs),
-            } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS} | self.intervals(arm))
+            } | {k: mean(r[k] for r in rs) for k in HELPFUL_KEYS} | _lowest_kept(rs) | self.intervals(arm))
         return out
 
     def _last_scores(self, arm: str, group: str | None = None) -> dict[tuple, list[float]]:
@@ -269,6 +269,20 @@ def commit_rate(run: dict) -> float | None:
     return sum(decisions) / len(decisions) if decisions else None
 
 
+def _lowest_kept(rows: list[dict]) -> dict:
+    """The persona whose runs keep the least of the base model's correctness, and how much (mean over its seeds):
+    a pooled mean over personas hides a user whose adapters forget (the follow-up user's 0.92 beside a concise
+    user's 1.08 pooled to 1.00)."""
+    by_persona: dict[str, list] = {}
+    for r in rows:
+        by_persona.setdefault(r["persona"], []).append(r["correctness_kept"])
+    kept = {p: mean(v) for p, v in by_persona.items() if mean(v) == mean(v)}
+    if len(kept) < 2:
+        return {}
+    persona = min(kept, key=kept.get)
+    return {"correctness_kept_lowest": kept[persona], "correctness_kept_lowest_persona": persona}
+
+
 def _ci(ci) -> str:
     return "–" if not ci or ci[0] != ci[0] else f"{ci[0]:.2f} [{ci[1]:.2f}, {ci[2]:.2f}]"
 
@@ -285,6 +299,10 @@ def _interval_line(summary: dict) -> str:
     if rate is not None and rate == rate:
         decided = summary.get("updates_decided")
         parts.append(f"updates committed {rate:.0%}" + (f" (of {decided} that trained)" if decided else ""))
+    lowest = summary.get("correctness_kept_lowest")
+    if lowest is not None and summary["arm"] != "base":
+        parts.append(f"correctness kept {summary['correctness_kept']:.2f} "
+                     f"(lowest: {summary['correctness_kept_lowest_persona']} {lowest:.2f})")
     precision, recall = summary.get("profile_precision"), summary.get("profile_recall")
     if precision is not None and precision == precision:
         parts.append(f"profile precision {precision:.2f}, recall {recall:.2f}")
