@@ -182,7 +182,12 @@ def test_eval_passes_seed_and_training_budget_to_the_benchmark(monkeypatch, tmp_
     main(["eval", "--out", str(tmp_path)])
     assert seen["seed"] is None and seen["seeds"] is None and seen["train_budget_s"] is None  # the run's own defaults
     main(["eval", "--seeds", "0,1,2", "--out", str(tmp_path)])
-    assert seen["seeds"] == [0, 1, 2]
+    assert seen["seeds"] == [0, 1, 2] and seen["max_tokens"] is None
+    main(["eval", "--quick", "--max-tokens", "160", "--out", str(tmp_path)])
+    assert seen["max_tokens"] == 160  # the standard run's budget on the quick loop
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--max-tokens", "0", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
     with pytest.raises(SystemExit) as exit_:  # a usage error, one line, not a traceback
         main(["eval", "--seeds", "a,b", "--out", str(tmp_path)])
     assert exit_.value.code == 2

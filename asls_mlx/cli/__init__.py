@@ -203,6 +203,9 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                    help="persona x seed parts run at once, each in its own process (default: one per core, as memory "
                         "allows; 1: all in this process)")
+    p.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N",
+                   help="answer budget of the simulated chats and the held-out answers (default: quick 96, standard "
+                        "160; the chat's own is 256): an answer the budget cuts off cannot end as a user wants")
     p.add_argument("--time-limit", "--train-budget", type=_seconds, default=None, metavar="S", dest="time_limit",
                    help="wall-clock safety net of each training update (default 600 s); the steps depend on the data "
                         "only, not on how busy the machine is (--train-budget is its old name)")

@@ -251,7 +251,7 @@ def evaluate(args: argparse.Namespace) -> int:
     with ui.progress("evaluating", total=None) as bar:
         result = evaluation.main_eval(quick=args.quick, out=Path(args.out), arms=arms, personas=personas,
                                       model=args.model, seed=args.seed, seeds=args.seeds, train_budget_s=args.time_limit,
-                                      jobs=args.jobs,
+                                      jobs=args.jobs, max_tokens=args.max_tokens,
                                       progress=lambda msg: bar.update(info=str(msg)[:80]))
     ui.markdown(result.markdown())
     ui.status(f"results in {args.out}/")
