@@ -486,6 +486,7 @@ def test_runner_counts_only_helpful_answers_and_reports_correctness(tmp_path):
     assert base["correctness"]["accuracy"] == 1.0 and base["correctness"]["kept_vs_base"] == 1.0
     assert asls["correctness"]["accuracy"] == pytest.approx(24 / 30)  # the 6 arithmetic items are wrong
     assert asls["correctness"]["kept_vs_base"] == pytest.approx(0.8)
+    assert (asls["correctness"]["turned_wrong"], asls["correctness"]["turned_right"]) == (6, 0)  # kept = their net
     assert asls["correctness"]["ids"] == [it.id for it in items]
     assert result.run("concise", "profile_prompt")["correctness"]["kept_vs_base"] == 1.0
     row = {r["arm"]: r for r in result.rows()}["asls"]
@@ -682,4 +683,23 @@ def test_the_summary_names_the_user_whose_adapters_keep_the_least_correctness():
     assert _lowest_kept(rows[:3]) == {}  # one user: the pooled figure is that user's
     line = _interval_line({"arm": "asls", "correctness_kept": 0.95} | lowest)
     assert "correctness kept 0.95 (lowest: follow_up 0.80)" in line
+    # with the answers' flips: churn or a loss? 5 wrong and 1 right is p = 7/64 by a one-sided sign test
+    for r, flips in zip(rows, [(1, 2), (0, 1), (0, 0), (2, 0), (3, 1), (0, 0)]):
+        r["correctness_flips"] = flips
+    tested = _lowest_kept(rows)
+    assert tested["correctness_lowest_flips"] == [5, 1, pytest.approx(7 / 64)]
+    assert "(lowest: follow_up 0.80, 5 turned wrong and 1 right, p=0.11)" in _interval_line(
+        {"arm": "asls", "correctness_kept": 0.95} | tested)
     assert "lowest" not in _interval_line({"arm": "base", "correctness_kept": 1.0} | lowest)
+
+
+def test_correctness_flips_are_judged_from_stored_answers_of_results_recorded_before_them():
+    from asls_mlx.evaluation.correctness import load_correctness_set
+    from asls_mlx.evaluation.results import _flips
+
+    items = [it for it in load_correctness_set() if it.id in ("fact-00", "fact-01", "fact-02")]
+    base = {"ids": [it.id for it in items], "answers": ["Paris.", "Tokyo.", "Madrid."]}
+    mine = {"ids": base["ids"], "answers": ["Lyon.", "Tokyo.", "Rome."]}
+    assert _flips(mine, base) == (1, 1)  # Paris lost, Rome gained
+    assert _flips(dict(mine, turned_wrong=4, turned_right=0), base) == (4, 0)  # as recorded
+    assert _flips(dict(mine, ids=["fact-00"]), base) == (None, None)  # not the same questions

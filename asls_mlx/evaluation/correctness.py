@@ -48,6 +48,15 @@ def base_accuracy_kept(base_answers: Sequence[str], adapted_answers: Sequence[st
     return correctness_rate(items, adapted_answers) / base
 
 
+def correctness_flips(items: Sequence[CorrectnessItem], base_answers: Sequence[str],
+                      adapted_answers: Sequence[str]) -> tuple[int, int]:
+    """(turned wrong, turned right): the items the base model answers right and the adapted model wrong, and the
+    reverse. Accuracy kept is their net; the two counts tell a loss from churn (a one-sided sign test on them)."""
+    _check_lengths(items, base_answers, adapted_answers)
+    verdicts = [(is_correct(it, b), is_correct(it, a)) for it, b, a in zip(items, base_answers, adapted_answers)]
+    return sum(b and not a for b, a in verdicts), sum(a and not b for b, a in verdicts)
+
+
 def answer_correctness_set(engine, items: Sequence[CorrectnessItem], system: str = DEFAULT_SYSTEM,
                            max_tokens: int = MAX_TOKENS) -> list[str]:
     """Greedy answers of ``engine`` (a ``ChatEngine``, adapter as loaded) to every question, batched:
@@ -58,5 +67,5 @@ def answer_correctness_set(engine, items: Sequence[CorrectnessItem], system: str
 
 
 __all__ = ["CATEGORIES", "DEFAULT_SYSTEM", "MAX_TOKENS", "VERDICTS", "CorrectnessItem", "accuracy_by_category",
-           "answer_correctness_set", "base_accuracy_kept", "correctness_rate", "is_correct", "judge",
+           "answer_correctness_set", "base_accuracy_kept", "correctness_flips", "correctness_rate", "is_correct", "judge",
            "load_correctness_set", "load_gate_probes", "tokens"]

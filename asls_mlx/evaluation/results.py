@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from asls_mlx.adaptation.harm import sign_test_p
+from asls_mlx.evaluation.correctness import correctness_flips, load_correctness_set
 from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.metrics import mean
 from asls_mlx.evaluation.personas import PERSONAS
@@ -63,6 +65,7 @@ class EvalResult:
         share = last.get("template_share")
         c = r.get("correctness") or {}
         return {"correctness": c.get("accuracy"), "correctness_kept": c.get("kept_vs_base"),
+                "correctness_flips": _flips(c, (base or {}).get("correctness") or {}),
                 "template_share": share,
                 "template_delta": share - base_share if share is not None and base_share is not None else None,
                 "leak_rate": last.get("leak_rate")}
@@ -269,10 +272,24 @@ def commit_rate(run: dict) -> float | None:
     return sum(decisions) / len(decisions) if decisions else None
 
 
+def _flips(mine: dict, base: dict) -> tuple:
+    """(turned wrong, turned right) of a run's correctness answers against the base arm's: as recorded, else judged
+    from both runs' stored answers (results recorded before the counts were); (None, None) when neither can."""
+    if mine.get("turned_wrong") is not None:
+        return mine["turned_wrong"], mine["turned_right"]
+    if not mine.get("answers") or mine.get("ids") != base.get("ids") or not base.get("answers"):
+        return None, None
+    items = {it.id: it for it in load_correctness_set()}
+    if not all(i in items for i in mine["ids"]):
+        return None, None
+    return correctness_flips([items[i] for i in mine["ids"]], base["answers"], mine["answers"])
+
+
 def _lowest_kept(rows: list[dict]) -> dict:
-    """The persona whose runs keep the least of the base model's correctness, and how much (mean over its seeds):
-    a pooled mean over personas hides a user whose adapters forget (the follow-up user's 0.92 beside a concise
-    user's 1.08 pooled to 1.00)."""
+    """The persona whose runs keep the least of the base model's correctness, how much (mean over its seeds) and,
+    where the answers tell, how many turned wrong and right with a one-sided sign test on them: a pooled mean over
+    personas hides a user whose adapters forget (the follow-up user's 0.92 beside a concise user's 1.08 pooled to
+    1.00), and a small model's fragile right answers churn either way (that 0.92 is 12 wrong, 7 right: p=0.18)."""
     by_persona: dict[str, list] = {}
     for r in rows:
         by_persona.setdefault(r["persona"], []).append(r["correctness_kept"])
@@ -280,7 +297,12 @@ def _lowest_kept(rows: list[dict]) -> dict:
     if len(kept) < 2:
         return {}
     persona = min(kept, key=kept.get)
-    return {"correctness_kept_lowest": kept[persona], "correctness_kept_lowest_persona": persona}
+    out = {"correctness_kept_lowest": kept[persona], "correctness_kept_lowest_persona": persona}
+    flips = [r.get("correctness_flips") or (None, None) for r in rows if r["persona"] == persona]
+    if flips and all(None not in f for f in flips):  # results recorded before the flips were: the ratio alone
+        wrong, right = sum(f[0] for f in flips), sum(f[1] for f in flips)
+        out["correctness_lowest_flips"] = [wrong, right, sign_test_p(wrong, right)]
+    return out
 
 
 def _ci(ci) -> str:
@@ -301,8 +323,10 @@ def _interval_line(summary: dict) -> str:
         parts.append(f"updates committed {rate:.0%}" + (f" (of {decided} that trained)" if decided else ""))
     lowest = summary.get("correctness_kept_lowest")
     if lowest is not None and summary["arm"] != "base":
+        flips = summary.get("correctness_lowest_flips")
+        tested = f", {flips[0]} turned wrong and {flips[1]} right, p={flips[2]:.2f}" if flips else ""
         parts.append(f"correctness kept {summary['correctness_kept']:.2f} "
-                     f"(lowest: {summary['correctness_kept_lowest_persona']} {lowest:.2f})")
+                     f"(lowest: {summary['correctness_kept_lowest_persona']} {lowest:.2f}{tested})")
     precision, recall = summary.get("profile_precision"), summary.get("profile_recall")
     if precision is not None and precision == precision:
         parts.append(f"profile precision {precision:.2f}, recall {recall:.2f}")

@@ -29,7 +29,8 @@ from asls_mlx.data_files import general_texts, load_prompts
 from asls_mlx.errors import ASLSError
 from asls_mlx.evaluation.correctness import MAX_TOKENS as CORRECTNESS_MAX_TOKENS
 from asls_mlx.evaluation.correctness import (CATEGORIES, CorrectnessItem, accuracy_by_category,
-                                             base_accuracy_kept, correctness_rate, load_correctness_set)
+                                             base_accuracy_kept, correctness_flips, correctness_rate,
+                                             load_correctness_set)
 from asls_mlx.evaluation.homes import asls_home, fresh_home
 from asls_mlx.evaluation.metrics import mean, retention_ratio, score_heldout, sessions_to_recover
 from asls_mlx.evaluation.parallel import default_jobs, run_parts
@@ -104,9 +105,12 @@ def _correctness(assistant, items: list[CorrectnessItem], base_cache: dict, stat
     # suffice, and the held-out budget would make this pass cost as much as a session's chats.
     answers = _answers(assistant, questions, base_cache if static else None, CORRECTNESS_MAX_TOKENS)
     base = [base_cache.get(q) for q in questions]
-    kept = base_accuracy_kept(base, answers, items) if all(b is not None for b in base) else float("nan")
+    known = all(b is not None for b in base)
+    kept = base_accuracy_kept(base, answers, items) if known else float("nan")
+    wrong, right = correctness_flips(items, base, answers) if known else (None, None)
     return {"n": len(items), "ids": [it.id for it in items], "accuracy": correctness_rate(items, answers),
-            "by_category": accuracy_by_category(items, answers), "kept_vs_base": kept, "answers": answers}
+            "by_category": accuracy_by_category(items, answers), "kept_vs_base": kept, "answers": answers,
+            "turned_wrong": wrong, "turned_right": right}
 
 
 def _retention(assistant, texts: list[str], adapt: bool) -> dict:
