@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -9,8 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from asls_mlx.adaptation.harm import sign_test_p
-from asls_mlx.evaluation.correctness import correctness_flips, load_correctness_set
 from asls_mlx.errors import ASLSError
+from asls_mlx.evaluation.correctness import correctness_flips, load_correctness_set
 from asls_mlx.evaluation.metrics import mean
 from asls_mlx.evaluation.personas import PERSONAS
 from asls_mlx.evaluation.stats import bootstrap_ci, paired_delta_ci
@@ -272,6 +273,11 @@ def commit_rate(run: dict) -> float | None:
     return sum(decisions) / len(decisions) if decisions else None
 
 
+@functools.lru_cache(maxsize=1)
+def _correctness_items() -> dict:
+    return {it.id: it for it in load_correctness_set()}
+
+
 def _flips(mine: dict, base: dict) -> tuple:
     """(turned wrong, turned right) of a run's correctness answers against the base arm's: as recorded, else judged
     from both runs' stored answers (results recorded before the counts were); (None, None) when neither can."""
@@ -279,7 +285,7 @@ def _flips(mine: dict, base: dict) -> tuple:
         return mine["turned_wrong"], mine["turned_right"]
     if not mine.get("answers") or mine.get("ids") != base.get("ids") or not base.get("answers"):
         return None, None
-    items = {it.id: it for it in load_correctness_set()}
+    items = _correctness_items()
     if not all(i in items for i in mine["ids"]):
         return None, None
     return correctness_flips([items[i] for i in mine["ids"]], base["answers"], mine["answers"])
