@@ -203,7 +203,10 @@ def helpful_chosen(pairs: list, checks: GateChecks) -> tuple[list, int]:
 def _validated_logps(active) -> dict:
     """The active version's policy log-probs of the held-out pairs its own gate read (``preference_metrics``'s
     ``logps``, kept in its metrics): its held-out metrics before the next update need not compute them again."""
-    return ((active.metrics or {}).get("val_after") or {}).get("logps") or {} if active is not None else {}
+    if active is None:
+        return {}
+    validated = (active.metrics or {}).get("val_after") or {}
+    return validated.get("logps") or {}
 
 
 def _prepare(target: UpdateTarget, config: LearningConfig, new: list, previous: int | None, drift: float,
