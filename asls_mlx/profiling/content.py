@@ -69,10 +69,10 @@ _ITEM = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\d[\d.,:/]*\d")
 _NAME = re.compile(r"(?<=[a-z,;]\s)[A-Z][a-z]+")
 MIN_ITEMS = 2  # one item may be the only thing an honest answer gets wrong
 
-_NUMBERS = {w: n for n, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+NUMBER_WORDS = {w: n for n, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
 # "List five ...", "Give me a list of seven things", "Name six painters", "Suggest 3 ways": the count asked for.
 _COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|share|brainstorm|come up with)"
-                          r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(_NUMBERS)[2:]) +
+                          r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(NUMBER_WORDS)[2:]) +
                           r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
 # "Make this shorter", "Shorten this to one sentence", "Trim this down": a rewrite that must keep what matters.
@@ -134,12 +134,12 @@ def drops_content(prompt: str, answer: str) -> bool:
 
 _MONTHS = {m: n for n, m in enumerate("january february march april may june july august september october november "
                                       "december".split(), 1)}
-_MONTH = re.compile(r"\b(" + "|".join(m.title() for m in _MONTHS) + r")\b")  # capitalised: "you may" is no month
+MONTH = re.compile(r"\b(" + "|".join(m.title() for m in _MONTHS) + r")\b")  # capitalised: "you may" is no month
 
 
 def _numbers(text: str) -> set[int]:
     # by value, so that a date written anew still carries its numbers: "3/15/2024" in "2024-03-15" or "March 15, 2024"
-    months = {_MONTHS[m.lower()] for m in _MONTH.findall(text)}
+    months = {_MONTHS[m.lower()] for m in MONTH.findall(text)}
     return {int(d) for d in re.findall(r"\d+", text.replace(",", ""))} | months
 
 
@@ -149,7 +149,7 @@ def items_asked(prompt: str) -> int | None:
     if not m:
         return None
     n = m.group(1).lower()
-    return _NUMBERS[n] if n in _NUMBERS else int(n)
+    return NUMBER_WORDS[n] if n in NUMBER_WORDS else int(n)
 
 
 def items_given(answer: str) -> int:

@@ -182,10 +182,10 @@ def _acceptable_chosen(p: PreferencePair) -> bool:
     # The user's own edit may be terse ("Try Milo.") and still be exactly what they want: only a
     # loop, a refusal, garbage or nothing disqualifies it. Model answers must pass the whole guard. Nor does a
     # standard the user did not hold to (a citation in the form they chose, a rewrite as long as they liked it, a
-    # message without a detail they chose to leave out).
+    # message without a detail they chose to leave out, a date they corrected).
     issues = set(quality_issues(p.prompt, p.chosen))
     if p.source == "edit":
-        issues -= {"too_short", "off_topic", "not_shorter", "no_citation", "facts_missing"}
+        issues -= {"too_short", "off_topic", "not_shorter", "no_citation", "facts_missing", "facts_changed"}
     return not issues
 
 

@@ -43,6 +43,8 @@ Issues (the strings ``quality_issues`` returns):
 - ``deferred``, ``not_shorter``, ``no_citation`` (``profiling.task_done``): the answer offers or announces the task
   instead of doing it ("Would you like me to provide the MLA 9 citation?"), is no shorter than the text it was asked
   to shorten, or writes a requested citation without any author's surname first.
+- ``facts_changed`` (``profiling.faithfulness``): asked to shorten, summarise or rewrite a pasted text, the answer
+  states a day, month or number the text does not have ("... available on Monday through Thursday").
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
@@ -65,6 +67,7 @@ from itertools import product
 from asls_mlx.profiling.acknowledgement import is_pleasantry
 from asls_mlx.profiling.content import (copies_input, drops_content, facts_missing, gives_items_asked, no_body,
                                        too_few_items)
+from asls_mlx.profiling.faithfulness import changes_facts
 from asls_mlx.profiling.features import STOPWORDS, STRAIGHT_APOSTROPHES, sentences, words
 from asls_mlx.profiling.labels import picks_no_label
 from asls_mlx.profiling.profile import Feature, Profile
@@ -356,7 +359,8 @@ _ANSWER_CHECKS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("questions_only", asks_back_only),
     ("content_dropped", drops_content), ("too_few_items", too_few_items), ("copied_input", copies_input),
     ("no_label", picks_no_label), ("no_body", no_body), ("facts_missing", facts_missing), ("deferred", defers_task),
-    ("not_shorter", not_shorter), ("no_citation", no_citation), ("profile_leak", lambda p, a: leaks_profile(a)),
+    ("not_shorter", not_shorter), ("no_citation", no_citation), ("facts_changed", changes_facts),
+    ("profile_leak", lambda p, a: leaks_profile(a)),
 )
 
 

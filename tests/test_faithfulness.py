@@ -1,0 +1,70 @@
+"""A rewrite, shortening or summary of a pasted text states only the text's facts (``facts_changed``)."""
+
+import pytest
+
+from asls_mlx.profiling.faithfulness import changes_facts, new_facts
+from asls_mlx.profiling.mining import mine_pairs
+from asls_mlx.profiling.quality import quality_issues
+from asls_mlx.profiling.signals import infer_session_signals
+from asls_mlx.store import open_store
+
+ELEVATOR = ("Make this paragraph shorter without losing anything important:\n\"We wanted to take a moment to let "
+            "everyone know that, due to the fact that the elevator in the east building will be undergoing scheduled "
+            "maintenance work, it will not be available for use by residents or visitors from Monday morning until "
+            "Wednesday evening of next week, and we apologize for any inconvenience this may cause.\"")
+GOLDFISH = ("Give me a one-sentence summary of this paragraph:\n\"Many people think that goldfish have a memory of "
+            "only three seconds, but studies have shown that they can remember things for months.\"")
+MEETING = ("Rewrite this so it sounds more polite:\n\"Meeting moved to Friday 10am, room 4B. Bring twelve copies of "
+           "the report or don't come.\"")
+
+
+@pytest.mark.parametrize("prompt, answer, facts", [  # adapters' answers on the stored quick evals
+    (ELEVATOR, "\"We wanted to take a moment to let everyone know that the elevator in the East Building will no "
+               "longer be available on Monday through Thursday. We apologize for any inconvenience this may cause.\"",
+     {"day:Thursday"}),
+    (ELEVATOR, "We wanted to take a moment to let everyone know that the elevator in the East Building will no "
+               "longer be available on Monday, March 15th, but we are sorry about any inconvenience this may cause.",
+     {"month:March", "number:15"}),
+    (GOLDFISH, "Studies suggest goldfish can recall events up to 12 weeks later.", {"number:12"}),
+    (MEETING, "Hi all, the meeting is now on Saturday at 10:00 in room 4B. Could you please bring copies?",
+     {"day:Saturday"}),
+])
+def test_a_rework_that_states_a_fact_its_input_lacks_is_flagged(prompt, answer, facts):
+    assert new_facts(prompt, answer) == facts
+    assert "facts_changed" in quality_issues(prompt, answer)
+
+
+@pytest.mark.parametrize("prompt, answer", [
+    (ELEVATOR, "The east building's elevator is out for maintenance from Monday morning to Wednesday evening next "
+               "week. Sorry for the inconvenience."),
+    (ELEVATOR, "Here's a revised version with only 27 words:\n\"The east elevator is closed for maintenance from "
+               "Monday morning until Wednesday evening next week.\""),  # a count of its own words
+    (MEETING, "Hi all, the meeting has moved to Friday at 10:00 in room 4B. May I ask you to bring 12 copies of the "
+              "report?"),  # "10:00" for "10am", 12 for "twelve", "May I" is no month
+    (MEETING, "Two changes:\n1. The meeting is on Friday at 10am.\n2. Please bring twelve copies."),  # list markers
+    (GOLDFISH, "Goldfish remember things for months, not three seconds."),
+    ("Give me a one-sentence summary of this note:\n\"The bus leaves at nine, so please be at the gate by a quarter "
+     "to nine.\"", "The bus leaves at nine; be at the gate by 8:45."),  # a time in words, written in digits
+    ("What happened on Monday, March 15th?", "Nothing on Thursday."),  # no pasted text reworked
+    ("Rewrite this Python code to use a with statement:\nf = open('a.txt')\ndata = f.read()\nf.close()",
+     "```python\nwith open('a.txt') as f:\n    data = f.read(1024)\n```"),  # code may add a constant
+])
+def test_a_faithful_rework_or_another_task_passes(prompt, answer):
+    assert not changes_facts(prompt, answer)
+    assert "facts_changed" not in quality_issues(prompt, answer)
+
+
+def test_a_users_edit_may_change_a_date_a_models_answer_may_not():
+    """The user's own edit is what they want (they may have moved the date themselves); the model's answer that
+    invents a day is not chosen."""
+    s = open_store()
+    sid = s.start_session(s.get_or_create_user("dates").id)
+    q = s.add_message(sid, "user", ELEVATOR)
+    a = s.add_message(sid, "assistant", "The elevator is out from Monday morning to Wednesday evening.", parent_id=q)
+    s.set_edit(a, "The elevator is out from Monday to Thursday next week.")
+    q2 = s.add_message(sid, "user", ELEVATOR.replace("east", "west"), parent_id=a)
+    a2 = s.add_message(sid, "assistant", "The west elevator is out on Monday through Thursday.", parent_id=q2)
+    s.add_feedback(a2, "thumbs_up")
+    infer_session_signals(s, sid)
+    pairs = mine_pairs(s, "dates", sid)
+    assert [(p.source, p.chosen) for p in pairs] == [("edit", "The elevator is out from Monday to Thursday next week.")]
