@@ -1,12 +1,10 @@
-"""A rewrite, shortening or summary of a pasted text states only the text's facts (``facts_changed``)."""
+"""A rewrite, shortening or summary of a pasted text states only the text's facts (``facts_changed``). A user's
+own edit is exempt: ``tests/test_profiling_mining.py``."""
 
 import pytest
 
 from asls_mlx.profiling.faithfulness import changes_facts, new_facts
-from asls_mlx.profiling.mining import mine_pairs
 from asls_mlx.profiling.quality import quality_issues
-from asls_mlx.profiling.signals import infer_session_signals
-from asls_mlx.store import open_store
 
 ELEVATOR = ("Make this paragraph shorter without losing anything important:\n\"We wanted to take a moment to let "
             "everyone know that, due to the fact that the elevator in the east building will be undergoing scheduled "
@@ -52,19 +50,3 @@ def test_a_rework_that_states_a_fact_its_input_lacks_is_flagged(prompt, answer, 
 def test_a_faithful_rework_or_another_task_passes(prompt, answer):
     assert not changes_facts(prompt, answer)
     assert "facts_changed" not in quality_issues(prompt, answer)
-
-
-def test_a_users_edit_may_change_a_date_a_models_answer_may_not():
-    """The user's own edit is what they want (they may have moved the date themselves); the model's answer that
-    invents a day is not chosen."""
-    s = open_store()
-    sid = s.start_session(s.get_or_create_user("dates").id)
-    q = s.add_message(sid, "user", ELEVATOR)
-    a = s.add_message(sid, "assistant", "The elevator is out from Monday morning to Wednesday evening.", parent_id=q)
-    s.set_edit(a, "The elevator is out from Monday to Thursday next week.")
-    q2 = s.add_message(sid, "user", ELEVATOR.replace("east", "west"), parent_id=a)
-    a2 = s.add_message(sid, "assistant", "The west elevator is out on Monday through Thursday.", parent_id=q2)
-    s.add_feedback(a2, "thumbs_up")
-    infer_session_signals(s, sid)
-    pairs = mine_pairs(s, "dates", sid)
-    assert [(p.source, p.chosen) for p in pairs] == [("edit", "The elevator is out from Monday to Thursday next week.")]

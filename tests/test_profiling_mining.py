@@ -318,19 +318,35 @@ def test_a_correction_that_asks_to_add_something_prefers_the_first_answer_with_t
     assert [(p.chosen, p.rejected) for p in pairs] == ([] if expected is None else [(expected, first)])
 
 
-def test_a_users_own_edit_is_taught_in_the_form_they_chose_a_models_answer_must_do_the_task():
-    """The citation and shortening checks hold the model's answers to a standard; a user's edit is what they want."""
-    cite = "Format this book as an MLA 9 citation: author Laura Finch, title The Quiet Coast, publisher Harrow Press."
+CITE = "Format this book as an MLA 9 citation: author Laura Finch, title The Quiet Coast, publisher Harrow Press."
+ELEVATOR = ("Make this paragraph shorter without losing anything important:\n\"The elevator in the east building will "
+            "not be available for use by residents or visitors from Monday morning until Wednesday evening of next "
+            "week, and we apologize for any inconvenience this may cause.\"")
+
+
+@pytest.mark.parametrize("prompt, answer, edit, prompt2, answer2", [
+    # the user's own citation form, no surname first; the model's answer writes none
+    (CITE, "The Quiet Coast is a novel by Laura Finch, published by Harrow Press.",
+     "Laura Finch. The Quiet Coast. Harrow Press.", CITE.replace("Laura Finch", "Sam Ortega"),
+     "The Quiet Coast is a novel by Sam Ortega."),
+    # the user moved the date themselves; the model's answer invents a day (facts_changed)
+    (ELEVATOR, "The elevator is out from Monday morning to Wednesday evening.",
+     "The elevator is out from Monday to Thursday next week.", ELEVATOR.replace("east", "west"),
+     "The west elevator is out on Monday through Thursday."),
+])
+def test_a_users_own_edit_is_taught_in_the_form_they_chose_a_models_answer_must_do_the_task(prompt, answer, edit,
+                                                                                             prompt2, answer2):
+    """The citation, shortening and facts checks hold the model's answers to a standard; a user's edit is what they
+    want. The second answer, liked, is the model's and fails its check: no thumbs pair."""
     s = open_store()
-    u = s.get_or_create_user("cite")
+    u = s.get_or_create_user("own-edit")
     sid = s.start_session(u.id)
-    q = s.add_message(sid, "user", cite)
-    a = s.add_message(sid, "assistant", "The Quiet Coast is a novel by Laura Finch, published by Harrow Press.",
-                      parent_id=q)
-    s.set_edit(a, "Laura Finch. The Quiet Coast. Harrow Press.")  # the user's own form, no surname first
-    q2 = s.add_message(sid, "user", cite.replace("Laura Finch", "Sam Ortega"), parent_id=a)
-    a2 = s.add_message(sid, "assistant", "The Quiet Coast is a novel by Sam Ortega.", parent_id=q2)
+    q = s.add_message(sid, "user", prompt)
+    a = s.add_message(sid, "assistant", answer, parent_id=q)
+    s.set_edit(a, edit)
+    q2 = s.add_message(sid, "user", prompt2, parent_id=a)
+    a2 = s.add_message(sid, "assistant", answer2, parent_id=q2)
     s.add_feedback(a2, "thumbs_up")
     infer_session_signals(s, sid)
-    pairs = mine_pairs(s, "cite", sid)
-    assert [(p.source, p.chosen) for p in pairs] == [("edit", "Laura Finch. The Quiet Coast. Harrow Press.")]
+    pairs = mine_pairs(s, "own-edit", sid)
+    assert [(p.source, p.chosen) for p in pairs] == [("edit", edit)]
