@@ -131,6 +131,7 @@ SEVEN = "Give me a list of seven things to pack for a weekend camping trip in th
 @pytest.mark.parametrize("prompt, answer", [
     (SEVEN, "1. A tent with a waterproof exterior, preferably one that can withstand heavy rain and snow."),
     (SEVEN, "1. Socks"),
+    (SEVEN, "1. Socks, 2. Tent, 4. Stove"),  # one line, numbered 1, 2 and then 4: two in a row
     (SEVEN, "Here's a list:\n\n1. Comfortable, waterproof clothing\n2. Sunscreen with at least SPF 30"),
     ("Name 3 colours of the rainbow.", "Red is the first colour of the rainbow."),
 ])
@@ -149,6 +150,8 @@ def test_a_list_that_ends_short_of_the_count_asked_has_too_few_items(prompt, ans
             "breathable sleeves. Don't forget hiking boots.\n\n2. Waterproof and lightweight clothing: Pack "
             "water-resistant tops, pants, and dresses suitable for"),
     ("What are the four seasons and how do they differ?", "Spring warms, summer is hot, autumn cools, winter is cold."),
+    # numbered items on one line: an adapter's gate answer, once rejected as "too few items"
+    ("Name three fruits that are rich in vitamin C.", "1. Strawberries, 2. Oranges, and 3. Grapes"),
 ])
 def test_a_full_list_a_cut_off_one_or_no_count_asked_passes(prompt, answer):
     assert not too_few_items(prompt, answer)

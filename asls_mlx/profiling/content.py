@@ -74,6 +74,7 @@ NUMBER_WORDS = {w: n for n, w in enumerate("zero one two three four five six sev
 _COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|share|brainstorm|come up with)"
                           r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(NUMBER_WORDS)[2:]) +
                           r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
+_INLINE_MARKER = re.compile(r"(?<!\S)(\d{1,2})[.)](?=\s)")
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
 # "Make this shorter", "Shorten this to one sentence", "Trim this down": a rewrite that must keep what matters.
 SHORTEN = re.compile(r"\b(?:shorter|shorten|condense|trim|cut (?:it|this|that) down|more concise|in fewer words)\b",
@@ -152,10 +153,17 @@ def items_asked(prompt: str) -> int | None:
     return NUMBER_WORDS[n] if n in NUMBER_WORDS else int(n)
 
 
+def _numbered_inline(answer: str) -> int:
+    # "1. Strawberries, 2. Oranges, and 3. Grapes" on one line: the longest run 1, 2, ... of its markers.
+    numbers = {int(n) for n in _INLINE_MARKER.findall(answer)}
+    return next(k for k in range(len(numbers) + 1) if k + 1 not in numbers)
+
+
 def items_given(answer: str) -> int:
-    """The items an answer gives, counted generously: its list lines, or else the most of its sentences or of
-    the comma/"and"-separated parts of one sentence."""
-    listed = len(_LIST_LINE.findall(answer))
+    """The items an answer gives, counted generously: its list lines or its numbered items written on one line
+    ("1. Strawberries, 2. Oranges, and 3. Grapes"), or else the most of its sentences or of the comma/"and"-separated
+    parts of one sentence."""
+    listed = max(len(_LIST_LINE.findall(answer)), _numbered_inline(answer))
     if listed:
         return listed
     sents = [s for s in re.split(r"(?<=[.!?])\s+|\n+", answer) if s.strip()]
