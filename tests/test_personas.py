@@ -312,6 +312,17 @@ def test_the_concise_user_shortens_each_item_of_a_counted_list_not_the_list():
     assert "too_few_items" in quality_issues(PACKING, first_only)
 
 
+def test_the_concise_user_keeps_the_numbers_of_the_items_it_shortens():
+    """An item's head ended at any comma: "- The venue costs $1,200 (...)" became "- The venue costs $1", an edit
+    the adapter learnt as the user's own answer to "Pull out every amount of money"."""
+    answer = ("This sentence provides a breakdown of the expenses in the paragraph, which I will explain for you here "
+              "in some detail:\n- The venue costs $1,200 (the actual cost is 1200 dollars), paid in advance\n"
+              "- Catering is $850 ($300 for decorations), which covers food\n- The talk starts at 10:00, in room 4B, "
+              "and the travel for the speakers will be about $640")
+    edited = PERSONAS["concise"].edit("Pull out every amount of money in this paragraph: ...", answer, 1)
+    assert edited.splitlines() == ["- The venue costs $1,200", "- Catering is $850", "- The talk starts at 10:00"]
+
+
 # the embedded model's answer to a held-in prompt of the quick eval, cut there by its 96-token budget
 REAL_LANGUAGE = ("There's no one-size-fits-all way to learn a new language. Here are some general tips that can help:\n\n"
                  "1. **Learn at Your Own Pace**: This is the most important thing. Don't try to cram too much into your "

@@ -52,7 +52,9 @@ def truncate_words(answer: str, limit: int) -> str:
     return text[: units[kept - 1][1]].rstrip()
 
 
-_ITEM_HEAD_END = re.compile(r"[:,;(]|\s[-\u2013\u2014]\s|\.(?:\s|$)")
+# An item's head ends at punctuation, but not at the comma of "$1,200" or the colon of "10:00": cut there, the
+# simulated user's edit wrote "The venue costs $1" and taught it as the user's own answer.
+_ITEM_HEAD_END = re.compile(r"(?<!\d)[:,]|[:,](?!\d)|[;(]|\s[-\u2013\u2014]\s|\.(?:\s|$)")
 MIN_ITEM_WORDS = 2
 
 
