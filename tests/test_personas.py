@@ -312,6 +312,20 @@ def test_the_concise_user_shortens_each_item_of_a_counted_list_not_the_list():
     assert "too_few_items" in quality_issues(PACKING, first_only)
 
 
+def test_a_full_stop_after_an_abbreviation_ends_no_sentence_and_no_bullet():
+    """Split at every full stop, the bullets user's edit wrote "- Prices rose 3.5% in 2023, e.g." and "- for Mr."."""
+    from asls_mlx.profiling.features import sentences
+
+    answer = ("The talk starts at 10:00 a.m. in room 4B. Prices rose 3.5% in 2023, e.g. for Mr. Smith's firm, "
+              "as J. Austen said.\nCall us. No problem!")
+    assert sentences(answer) == ["The talk starts at 10:00 a.m. in room 4B.",
+                                 "Prices rose 3.5% in 2023, e.g. for Mr. Smith's firm, as J. Austen said.",
+                                 "Call us.", "No problem!"]
+    assert PERSONAS["bullets"].edit("Tell me about the talk.", answer, 1).splitlines() == [f"- {s}" for s in
+                                                                                          sentences(answer)]
+    assert truncate_words(answer, 20) == "The talk starts at 10:00 a.m. in room 4B."
+
+
 def test_the_concise_user_keeps_the_numbers_of_the_items_it_shortens():
     """An item's head ended at any comma: "- The venue costs $1,200 (...)" became "- The venue costs $1", an edit
     the adapter learnt as the user's own answer to "Pull out every amount of money"."""

@@ -51,10 +51,23 @@ def word_count(text: str) -> int:
 STRAIGHT_APOSTROPHES = str.maketrans({"’": "'", "‘": "'"})
 
 
+# A full stop that ends no sentence: "e.g.", "Mr.", "10 a.m.", an initial ("J. Austen").
+_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|No|a\.m|p\.m|U\.S|U\.K)"
+                           r"|(?<![\w.])[A-Z])\.$")
+
+
 def sentences(text: str) -> list[str]:
-    """Split prose into sentences (keeps the end punctuation); good enough for rewriting."""
-    parts = re.split(r"(?<=[.!?])\s+|\n+", (text or "").strip())
-    return [p.strip() for p in parts if p and p.strip()]
+    """Split prose into sentences (keeps the end punctuation); good enough for rewriting. A line break always ends
+    one; a full stop after an abbreviation or an initial does not ("for Mr. Smith's firm" stays whole)."""
+    out: list[str] = []
+    for line in (text or "").strip().split("\n"):
+        for part in re.split(r"(?<=[.!?])\s+", line.strip()):
+            if out and out[-1] is not None and _ABBREVIATION.search(out[-1]) and part:
+                out[-1] += " " + part
+            elif part:
+                out.append(part)
+        out.append(None)  # a line break: the next line starts a sentence
+    return [p.strip() for p in out if p and p.strip()]
 
 
 # Function words and request filler: what a prompt and an answer share without being about the same thing.
