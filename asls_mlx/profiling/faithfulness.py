@@ -9,9 +9,10 @@ or a number that neither the input nor the instruction has is ``facts_changed``.
 may greet its reader or sign off.)
 
 What counts as a number: digits by value ("$1,200" is 1200, "15th" is 15), number words up to twelve in the
-source ("twelve" is 12, "a quarter to nine" is 8:45); not a list marker ("1." at a line's start, "2)" mid-line), a zero (the minutes of
-"10:00" for an input's "10am"), a count of the answer's own words ("a revised version with only 27 words:"), and
-nothing inside a code block (a rewritten program may add a constant). "May" is a month only before a number.
+source ("twelve" is 12, "a quarter to nine" is 8:45); not a list marker ("1." at a line's start, "2)" mid-line), a
+zero (the minutes of "10:00" for an input's "10am"), a count of the answer's own words ("a revised version with only
+27 words:"), and nothing inside a code block (a rewritten program may add a constant). "May" is a month only before
+a number.
 On every stored eval's held-out answers to these prompts, the base model's state no new fact (0 of 2316, the
 profile-in-prompt arm's 0 of 360); adapters' did in 26 of 522 answers of the default recipe: the elevator
 notice's days changed or dated "March 15th", a goldfish summary that recalls "up to 12 weeks later".

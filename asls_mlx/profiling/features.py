@@ -59,7 +59,7 @@ _ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|Mr|Mrs|Ms|Dr|Prof|S
 def sentences(text: str) -> list[str]:
     """Split prose into sentences (keeps the end punctuation); good enough for rewriting. A line break always ends
     one; a full stop after an abbreviation or an initial does not ("for Mr. Smith's firm" stays whole)."""
-    out: list[str] = []
+    out: list[str | None] = []
     for line in (text or "").strip().split("\n"):
         for part in re.split(r"(?<=[.!?])\s+", line.strip()):
             if out and out[-1] is not None and _ABBREVIATION.search(out[-1]) and part:
