@@ -70,16 +70,19 @@ def test_the_base_model_answers_the_commit_gates_probe_questions_right(default_m
 def test_the_base_model_does_the_gates_task_probes(default_model):
     """With ``task_probes`` the gate counts a task probe whose answer fails the task checks (copied input, too few
     items, no label, ...) as wrong, held to the base model's answers under the same system prompt: that means
-    something only if the base model's own answers pass them (all under the default prompt; asked to be brief, it
-    may fail one, which the gate then does not hold against an adapter)."""
+    something only if the base model's own answers pass them (asked to be brief, it may fail one, which the gate then
+    does not hold against an adapter). Under the default prompt it fails one, by inventing a detail in a summary: the
+    library notice "remains available until August 1st" (``facts_changed``)."""
     from asls_mlx.data_files import task_probes
     from asls_mlx.engine.sampling import greedy_answers
     from asls_mlx.profiling.quality import quality_issues
     from asls_mlx.session_update import GATE_OPTIONS
 
     engine, tasks = ChatEngine(*default_model), task_probes()
-    for system, most_failing in (("You are a helpful assistant.", 0),
+    for system, most_failing in (("You are a helpful assistant.", 1),
                                  ("You are a helpful assistant.\nAnswer briefly, in about 12 words.", 1)):
         answers = greedy_answers(engine, tasks, system, options=GATE_OPTIONS)
         failing = [(q, a) for q, a in zip(tasks, answers) if quality_issues(q, a)]
         assert len(failing) <= most_failing, failing
+        if system == "You are a helpful assistant.":
+            assert all(quality_issues(q, a) == ["facts_changed"] for q, a in failing), failing
