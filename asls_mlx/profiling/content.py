@@ -74,7 +74,8 @@ NUMBER_WORDS = {w: n for n, w in enumerate("zero one two three four five six sev
 _COUNT_ASKED = re.compile(r"\b(?:list|give|name|suggest|recommend|provide|offer|share|brainstorm|come up with)"
                           r"(?:\s+(?:me|us))?(?:\s+(?:a list of|the))?\s+(" + "|".join(list(NUMBER_WORDS)[2:]) +
                           r"|[2-9]|1\d|20)\s+[A-Za-z]", re.IGNORECASE)
-_INLINE_MARKER = re.compile(r"(?<!\S)(\d{1,2})[.)](?=\s)")
+# A list marker at a line's start or after a space: "1. Tent", "... sandwiches 2) fruit".
+INLINE_MARKER = re.compile(r"(?<!\S)(\d{1,2})[.)](?=\s)")
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s+\S", re.MULTILINE)
 # "Make this shorter", "Shorten this to one sentence", "Trim this down": a rewrite that must keep what matters.
 SHORTEN = re.compile(r"\b(?:shorter|shorten|condense|trim|cut (?:it|this|that) down|more concise|in fewer words)\b",
@@ -138,10 +139,14 @@ _MONTHS = {m: n for n, m in enumerate("january february march april may june jul
 MONTH = re.compile(r"\b(" + "|".join(m.title() for m in _MONTHS) + r")\b")  # capitalised: "you may" is no month
 
 
+def digits(text: str) -> set[int]:
+    """The numbers written in digits, by value: "$1,200" is 1200, "15th" is 15, "10:00" is 10 and 0."""
+    return {int(d) for d in re.findall(r"\d+", text.replace(",", ""))}
+
+
 def _numbers(text: str) -> set[int]:
     # by value, so that a date written anew still carries its numbers: "3/15/2024" in "2024-03-15" or "March 15, 2024"
-    months = {_MONTHS[m.lower()] for m in MONTH.findall(text)}
-    return {int(d) for d in re.findall(r"\d+", text.replace(",", ""))} | months
+    return digits(text) | {_MONTHS[m.lower()] for m in MONTH.findall(text)}
 
 
 def items_asked(prompt: str) -> int | None:
@@ -155,7 +160,7 @@ def items_asked(prompt: str) -> int | None:
 
 def _numbered_inline(answer: str) -> int:
     # "1. Strawberries, 2. Oranges, and 3. Grapes" on one line: the longest run 1, 2, ... of its markers.
-    numbers = {int(n) for n in _INLINE_MARKER.findall(answer)}
+    numbers = {int(n) for n in INLINE_MARKER.findall(answer)}
     return next(k for k in range(len(numbers) + 1) if k + 1 not in numbers)
 
 

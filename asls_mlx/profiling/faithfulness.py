@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 
-from asls_mlx.profiling.content import MONTH, NUMBER_WORDS, SHORTEN, SUMMARY, split_instruction
+from asls_mlx.profiling.content import (INLINE_MARKER, MONTH, NUMBER_WORDS, SHORTEN, SUMMARY, digits,
+                                       split_instruction)
 from asls_mlx.profiling.features import CODE_BLOCK
 
 # "Rewrite this so it sounds polite", "Please fix the grammar and spelling", "Make this more formal".
@@ -34,7 +35,6 @@ _DAY_AFTER = re.compile(r"\s+\d")  # "May 5" is a month, "May I ask" is not
 _COUNT_OF_TEXT = re.compile(r"\b\d+\s+(?:words?|sentences?|characters?|lines?)\b", re.IGNORECASE)
 # "a quarter to nine" is 8:45, "half past six" is 6:30.
 _TIME_IN_WORDS = re.compile(r"\b(quarter|half) (to|past) (\d{1,2}|" + "|".join(list(NUMBER_WORDS)[1:]) + r")\b")
-_MARKER = re.compile(r"(?:^|(?<=\s))\d{1,2}[.)](?=\s)", re.MULTILINE)
 
 
 def _clock(part: str, way: str, hour: str) -> tuple[int, int]:
@@ -44,10 +44,10 @@ def _clock(part: str, way: str, hour: str) -> tuple[int, int]:
 
 
 def _facts(text: str, words_too: bool) -> set[str]:
-    text = _COUNT_OF_TEXT.sub(" ", _MARKER.sub(" ", CODE_BLOCK.sub(" ", text)))
+    text = _COUNT_OF_TEXT.sub(" ", INLINE_MARKER.sub(" ", CODE_BLOCK.sub(" ", text)))
     months = {m.group(1) for m in MONTH.finditer(text) if m.group(1) != "May" or _DAY_AFTER.match(text, m.end())}
     found = {f"day:{d}" for d in _WEEKDAY.findall(text)} | {f"month:{m}" for m in months}
-    numbers = {int(d) for d in re.findall(r"\d+", text.replace(",", ""))}
+    numbers = digits(text)
     if words_too:
         numbers |= {NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in NUMBER_WORDS}
         numbers |= {n for m in _TIME_IN_WORDS.finditer(text.lower()) for n in _clock(*m.groups())}

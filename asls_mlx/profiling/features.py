@@ -59,15 +59,16 @@ _ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|Mr|Mrs|Ms|Dr|Prof|S
 def sentences(text: str) -> list[str]:
     """Split prose into sentences (keeps the end punctuation); good enough for rewriting. A line break always ends
     one; a full stop after an abbreviation or an initial does not ("for Mr. Smith's firm" stays whole)."""
-    out: list[str | None] = []
+    out: list[str] = []
     for line in (text or "").strip().split("\n"):
+        merged: list[str] = []  # per line: a line break always ends a sentence
         for part in re.split(r"(?<=[.!?])\s+", line.strip()):
-            if out and out[-1] is not None and _ABBREVIATION.search(out[-1]) and part:
-                out[-1] += " " + part
+            if merged and _ABBREVIATION.search(merged[-1]):
+                merged[-1] += " " + part
             elif part:
-                out.append(part)
-        out.append(None)  # a line break: the next line starts a sentence
-    return [p.strip() for p in out if p and p.strip()]
+                merged.append(part)
+        out += merged
+    return [p.strip() for p in out if p.strip()]
 
 
 # Function words and request filler: what a prompt and an answer share without being about the same thing.
