@@ -41,6 +41,13 @@ def code_tests() -> list[dict]:
     return _jsonl("code_tests.jsonl")
 
 
+def sql_tests() -> list[dict]:
+    """A small database and a reference query for each held-out prompt that asks for SQL: id (the prompt's),
+    setup, reference, and optionally alternatives (other accepted references), kind ("change": the query changes a table, read back by check), compare (the
+    reference's columns to match), ordered."""
+    return _jsonl("sql_tests.jsonl")
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

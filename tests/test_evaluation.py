@@ -12,6 +12,7 @@ from asls_mlx.evaluation.personas import CONCISE_WORDS
 from asls_mlx.adaptation.update import UpdateReport
 from asls_mlx.data_files import general_texts
 from asls_mlx.evaluation.code_check import cases_by_prompt
+from asls_mlx.evaluation.sql_check import sql_tests_by_prompt
 from asls_mlx.evaluation.correctness import CATEGORIES, load_correctness_set
 from asls_mlx.evaluation.runner import correctness_subset, load_prompts, persona_prompts
 from asls_mlx.evaluation.simulate import decide, simulate_session
@@ -445,6 +446,8 @@ class HelpfulnessFake(FakeAssistant):
         if prompt in cases_by_prompt():  # a function that passes the prompt's test cases (code_check)
             cases = {repr(args): expected for args, expected in cases_by_prompt()[prompt]["cases"]}
             return f"```python\ndef answer(*args):\n    return {cases!r}[repr(list(args))]\n```"
+        if prompt in sql_tests_by_prompt():  # a query that gives the reference's rows (sql_check)
+            return f"```sql\n{sql_tests_by_prompt()[prompt]['reference']};\n```"
         return f"{prompt.rstrip('?.')}: {SHORT}"
 
     def answer_many(self, prompts, max_tokens=None):
