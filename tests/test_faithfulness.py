@@ -1,4 +1,4 @@
-"""A rewrite, shortening or summary of a pasted text states only the text's facts (``facts_changed``). A user's
+"""A rewrite, shortening, summary or extraction of a pasted text states only the text's facts (``facts_changed``). A user's
 own edit is exempt: ``tests/test_profiling_mining.py``."""
 
 import pytest
@@ -12,6 +12,12 @@ ELEVATOR = ("Make this paragraph shorter without losing anything important:\n\"W
             "Wednesday evening of next week, and we apologize for any inconvenience this may cause.\"")
 GOLDFISH = ("Give me a one-sentence summary of this paragraph:\n\"Many people think that goldfish have a memory of "
             "only three seconds, but studies have shown that they can remember things for months.\"")
+SIGNATURE = ("Extract the email addresses and phone numbers from this signature:\n\"Best, Jordan Ellis | Sales Lead | "
+             "jordan.ellis@northpeak.example | +1 415 555 0192 | support: help@northpeak.example\"")
+AMOUNTS = ("Pull out every amount of money in this paragraph and say what each one is for:\n\"The venue costs $1,200, "
+           "catering is $850, and we set aside $300 for decorations.\"")
+APPOINTMENT = ("From this message, extract the date and the time of the appointment:\n\"Your dentist appointment is on "
+               "9 May at 10:30 in the morning.\"")
 MEETING = ("Rewrite this so it sounds more polite:\n\"Meeting moved to Friday 10am, room 4B. Bring twelve copies of "
            "the report or don't come.\"")
 
@@ -26,6 +32,11 @@ MEETING = ("Rewrite this so it sounds more polite:\n\"Meeting moved to Friday 10
     (GOLDFISH, "Studies suggest goldfish can recall events up to 12 weeks later.", {"number:12"}),
     (MEETING, "Hi all, the meeting is now on Saturday at 10:00 in room 4B. Could you please bring copies?",
      {"day:Saturday"}),
+    # extractions: the base model's own answer, then adapters'
+    (SIGNATURE, 'The email address is "jordan.ellis@nope.com." The phone number is "+1 415 555 0192".',
+     {"email:jordan.ellis@nope.com"}),
+    (AMOUNTS, "It includes the cost of the venue ($120), catering (850 dollars) and decorations ($300).", {"number:120"}),
+    (AMOUNTS, "- Catering: 12% of the total cost ($850)\n- Venue: $1,200\n- Decorations: $300", {"number:12"}),
 ])
 def test_a_rework_that_states_a_fact_its_input_lacks_is_flagged(prompt, answer, facts):
     assert new_facts(prompt, answer) == facts
@@ -44,6 +55,9 @@ def test_a_rework_that_states_a_fact_its_input_lacks_is_flagged(prompt, answer, 
     ("Give me a one-sentence summary of this note:\n\"The bus leaves at nine, so please be at the gate by a quarter "
      "to nine.\"", "The bus leaves at nine; be at the gate by 8:45."),  # a time in words, written in digits
     ("What happened on Monday, March 15th?", "Nothing on Thursday."),  # no pasted text reworked
+    (SIGNATURE, "- Email: jordan.ellis@northpeak.example, help@northpeak.example\n- Phone: 1-415-555-0192"),
+    (AMOUNTS, "1. $1,200: the venue\n2. $850: catering\n3. $300: decorations"),
+    (APPOINTMENT, "The appointment is on May 9th at 10:30 a.m."),  # "9 May" is a month too
     ("Rewrite this Python code to use a with statement:\nf = open('a.txt')\ndata = f.read()\nf.close()",
      "```python\nwith open('a.txt') as f:\n    data = f.read(1024)\n```"),  # code may add a constant
 ])

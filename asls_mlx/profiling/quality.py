@@ -43,8 +43,8 @@ Issues (the strings ``quality_issues`` returns):
 - ``deferred``, ``not_shorter``, ``no_citation`` (``profiling.task_done``): the answer offers or announces the task
   instead of doing it ("Would you like me to provide the MLA 9 citation?"), is no shorter than the text it was asked
   to shorten, or writes a requested citation without any author's surname first.
-- ``facts_changed`` (``profiling.faithfulness``): asked to shorten, summarise or rewrite a pasted text, the answer
-  states a day, month or number the text does not have ("... available on Monday through Thursday").
+- ``facts_changed`` (``profiling.faithfulness``): asked to shorten, summarise, rewrite or extract from a pasted text,
+  the answer states a day, month, number or e-mail address the text lacks ("... available on Monday through Thursday").
 - ``profile_leak``: the answer talks about the user or their profile ("the user prefers", "the user's
   request", "Interested in:") or echoes text that ``Profile.render()`` produces.
 
