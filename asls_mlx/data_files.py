@@ -48,6 +48,12 @@ def sql_tests() -> list[dict]:
     return _jsonl("sql_tests.jsonl")
 
 
+def answer_key() -> list[dict]:
+    """The right answers of the held-out prompts that have one: id (the prompt's) and accepted (forms of a right
+    answer), labels (a classification's) or commands (alternatives, each patterns that must all occur)."""
+    return _jsonl("answer_key.jsonl")
+
+
 def load_prompts() -> list[dict]:
     """The built-in prompt set of the evaluation: id, category, split, prompt."""
     return _jsonl("prompts.jsonl")

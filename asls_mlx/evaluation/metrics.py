@@ -6,7 +6,8 @@ Satisfaction counts only helpful answers: every metric applies the quality guard
 dropped, no label picked, input copied as a summary, an e-mail without its body, the task offered or announced
 instead of done, a text no shorter than the one to shorten, a citation with no surname first, profile leak), and on
 held-out answers Python code that fails its prompt's test cases (``code_check``) or a SQL query that gives the wrong
-rows on its prompt's database (``sql_check``), itself, whatever
+rows on its prompt's database (``sql_check``) and an answer that is not the right one its prompt's answer key holds
+(``answer_key``: a fact, a classification's label, a shell command), itself, whatever
 the persona checks, so an answer in the user's style that stops doing the task ("The answer is:" and nothing else,
 the profile text echoed) scores 0 satisfaction and costs a full rewrite (edit cost 1.0); it never counts as a success.
 """
@@ -17,6 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from asls_mlx.evaluation.answer_key import ANSWER_ISSUE, wrong_answer
 from asls_mlx.evaluation.code_check import CODE_ISSUE, wrong_code
 from asls_mlx.evaluation.sql_check import wrong_sql
 from asls_mlx.profiling.features import word_count
@@ -142,7 +144,8 @@ def score_heldout(persona, prompts: list[str], answers: list[str], session: int 
 
     irrelevant: per answer, whether the relevance check (the base model's PMI) flagged it; a flagged answer
     has the ``irrelevant`` issue. An answer whose Python code fails its prompt's test cases, or whose SQL gives the
-    wrong rows on its prompt's database, has the ``wrong_code`` issue (``code_check``, ``sql_check``).
+    wrong rows on its prompt's database, has the ``wrong_code`` issue (``code_check``, ``sql_check``); one that
+    is not the right answer its prompt's answer key holds (a fact, a label, a command), ``wrong_answer``.
     base_template_share: the base model's template share on these prompts; when
     the answers collapse to a template (``template_opening``), each answer with it has the ``template`` issue.
     An answer with any issue scores 0 satisfaction and edit cost 1.
@@ -157,6 +160,8 @@ def score_heldout(persona, prompts: list[str], answers: list[str], session: int 
             found[i] = found[i] + [TEMPLATE_ISSUE]
         if wrong_code(p, a) or wrong_sql(p, a):
             found[i] = found[i] + [CODE_ISSUE]
+        if wrong_answer(p, a):
+            found[i] = found[i] + [ANSWER_ISSUE]
     issues: dict[str, int] = {}
     for name in (i for f in found for i in f):
         issues[name] = issues.get(name, 0) + 1

@@ -92,3 +92,20 @@ def _longest_run(answer: str, labels: list[str]) -> int:
     for m in re.finditer(rf"(?:{one})\w*(?:{_JOINER}(?:{one})\w*)+", answer):
         best = max(best, sum(_names(m.group(0), label) for label in labels))
     return best
+
+
+def named_labels(prompt: str, answer: str) -> list[str]:
+    """The offered labels the answer names, in the order it names them (a label named again right after itself
+    counts once), leaving out the question's alternatives restated: "1. Billing ... 2. Technical ..." ->
+    ["billing", "technical"]."""
+    labels = offered_labels(prompt)
+    if not labels:
+        return []
+    deciding = _without_alternatives(answer or "", labels)
+    named = []
+    for m in re.finditer(_any_label(labels), deciding):
+        label = next(label for label in sorted(labels, key=len, reverse=True) if _names(m.group(0), label))
+        if not named or named[-1] != label:
+            named.append(label)
+    return named
+
