@@ -93,12 +93,20 @@ def _value(v):
     return text
 
 
+def _execute(db: sqlite3.Connection, sql: str) -> sqlite3.Cursor | None:
+    """``sql`` run in SQLite (EXTRACT(MONTH FROM x) read as MONTH(x)), or None when it cannot run."""
+    try:
+        return db.execute(_EXTRACT.sub(lambda m: f"{m.group(1)}(", sql))
+    except (sqlite3.Error, ValueError, OverflowError):  # includes a statement the progress handler stopped
+        return None
+
+
 def _rows(db: sqlite3.Connection, sql: str) -> list[tuple] | None:
     """The rows ``sql`` returns (values normalised), or None when SQLite cannot run it."""
+    cursor = _execute(db, sql)
     try:
-        cursor = db.execute(_EXTRACT.sub(lambda m: f"{m.group(1)}(", sql))
-        return [tuple(_value(v) for v in row) for row in cursor.fetchmany(MAX_ROWS)]
-    except (sqlite3.Error, ValueError, OverflowError):  # includes a statement the progress handler stopped
+        return None if cursor is None else [tuple(_value(v) for v in row) for row in cursor.fetchmany(MAX_ROWS)]
+    except (sqlite3.Error, ValueError, OverflowError):
         return None
 
 
@@ -121,14 +129,12 @@ def _matches(got: list[tuple], want: list[tuple], ordered: bool) -> bool:
 
 
 def _outcome(test: dict, sql: str, reference: bool = False) -> list[tuple] | None:
+    """What ``sql`` gives on a fresh copy of the test's database: its rows (the reference's on its ``compare``
+    columns), or for a statement that changes a table the table read back by ``check``; None if it cannot run."""
     db = _database(test["setup"])
     try:
         if test.get("kind", "query") == "change":
-            try:
-                db.execute(_EXTRACT.sub(lambda m: f"{m.group(1)}(", sql))
-            except (sqlite3.Error, ValueError, OverflowError):
-                return None
-            return _rows(db, test["check"])
+            return None if _execute(db, sql) is None else _rows(db, test["check"])
         rows = _rows(db, sql)
         if rows is not None and reference and test.get("compare") is not None:
             rows = [tuple(row[c] for c in test["compare"]) for row in rows]
