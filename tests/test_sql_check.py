@@ -56,6 +56,9 @@ def test_an_answer_without_a_query_is_wrong_and_one_the_budget_cut_inside_its_qu
     assert answer_statements(cut) == [("SELECT COUNT(", True)]
     assert sql_passes(count, cut) is None
     assert sql_passes("Write a SQL query that finds the oldest user.", "SELECT 1;") is None  # no test: not judged
+    own_table = ("```sql\nCREATE TABLE users (\n  id INT PRIMARY KEY AUTO_INCREMENT,\n  name VARCHAR(50)\n);\n```\n\n"
+                 + "This query creates a table called users with an id and a name column, " * 4)
+    assert sql_passes(count, own_table) is False  # the embedded model's answer to two of the prompts, cut after it
 
 
 def test_the_database_attaches_no_file_and_stops_a_runaway_query(tmp_path):

@@ -14,7 +14,10 @@ are run instead: ``sql_check``, ``code_check``):
 - ``commands``: for a shell or git command, alternatives, each a list of patterns that must all occur in the answer
   ("wc -l", or "grep -c ''", or awk's ``END { print NR }``). A command is judged by what it calls, not run.
 
-An answer none of whose forms fits has the ``wrong_answer`` issue. Like the code checks, this runs only in
+Known leniency: a label or an accepted form named in passing counts (the base model's '"Fixtures," as the
+requested department is Engineering, which handles facilities management services' passes as Facilities), as
+the correctness set's checker is lenient with long answers. An answer none of whose forms fits has the
+``wrong_answer`` issue. Like the code checks, this runs only in
 ``asls eval``, on its own prompts; the product has no answer key.
 """
 

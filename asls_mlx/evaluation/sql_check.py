@@ -15,8 +15,9 @@ with their courses in a list, or one row per student and course).
 The fixtures are chosen so that a near miss differs (a year filter left out, counts per day instead of per month,
 an id equal to the count asked for). Dialect: the query runs on SQLite with MySQL's and PostgreSQL's usual date
 functions supplied (``YEAR``, ``MONTH``, ``DATE_FORMAT``, ``DATE_TRUNC``, ``TO_CHAR``, ``EXTRACT(... FROM ...)``);
-a statement SQLite cannot run otherwise counts as wrong. Not judged: an answer the budget cut off before any
-statement of it ended, unless one already passes. The database lives in memory, may not attach files, and stops
+a statement SQLite cannot run otherwise counts as wrong, and so does a finished code block with no query in it (a
+``CREATE TABLE`` of its own). Not judged: an answer the budget cut off before any statement of it ended, unless one
+already passes. The database lives in memory, may not attach files, and stops
 after ``MAX_STEPS`` virtual-machine steps; this runs only in ``asls eval``, on the answers to its own prompts.
 """
 
@@ -33,6 +34,7 @@ from asls_mlx.profiling.content import ended
 MAX_STEPS = 2_000_000  # SQLite virtual-machine steps: a runaway recursive CTE stops here
 MAX_ROWS = 1000
 _FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.MULTILINE)
+_CLOSED_FENCE = re.compile(r"```.*?```", re.DOTALL)
 _STATEMENT = re.compile(r"(?:^[ \t]*|(?<=`))((?:SELECT|WITH|DELETE)\b.*?)(;|`|\n[ \t]*\n|\Z)",
                         re.IGNORECASE | re.DOTALL | re.MULTILINE)
 _EXTRACT = re.compile(r"\bEXTRACT\s*\(\s*(YEAR|MONTH|DAY)\s+FROM\s+", re.IGNORECASE)
@@ -154,8 +156,9 @@ def answer_statements(answer: str) -> list[tuple[str, bool]]:
 
 @lru_cache(maxsize=4096)
 def sql_passes(prompt: str, answer: str) -> bool | None:
-    """True: a statement of the answer gives the reference's result; False: none does (or a finished answer has
-    none); None: the prompt has no SQL test, or the budget cut the answer off inside its only statements."""
+    """True: a statement of the answer gives the reference's result; False: none does (or a finished answer or code
+    block has none); None: the prompt has no SQL test, or the budget cut the answer off inside its only statements
+    or before any."""
     test = sql_tests_by_prompt().get(prompt)
     if test is None:
         return None
@@ -167,8 +170,8 @@ def sql_passes(prompt: str, answer: str) -> bool | None:
         got = _outcome(test, sql)
         if got is not None and any(want is not None and _matches(got, want, ordered) for want in wants):
             return True
-    if any(not cut for _, cut in found) or ended(answer or ""):
-        return False
+    if any(not cut for _, cut in found) or ended(answer or "") or not found and _CLOSED_FENCE.search(answer or ""):
+        return False  # a finished code block that is no query (a CREATE TABLE) is a wrong answer too
     return None
 
 
