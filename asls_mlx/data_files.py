@@ -50,7 +50,8 @@ def sql_tests() -> list[dict]:
 
 def answer_key() -> list[dict]:
     """The right answers of the held-out prompts that have one: id (the prompt's) and accepted (forms of a right
-    answer), labels (a classification's) or commands (alternatives, each patterns that must all occur)."""
+    answer), labels (a classification's), commands (alternatives, each patterns that must all occur) or forbidden
+    (patterns a right answer cannot hold)."""
     return _jsonl("answer_key.jsonl")
 
 

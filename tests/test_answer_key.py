@@ -33,6 +33,8 @@ CASES = [
     ("coding-58", "git checkout -b feature-login", "git branch feature-login"),
     ("coding-76", "awk '{print $1}' access.log | sort | uniq -c | sort -nr", "grep -c access.log"),
     ("coding-103", "sed -i 's#http://#https://#g' *.html", "Open each file and replace http with https."),
+    ("rewrite-04", "We made mistakes in preparing the budget, and nobody checked the numbers before we sent the report.",
+     "The report was prepared without checking the numbers."),
 ]
 
 

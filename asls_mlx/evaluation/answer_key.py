@@ -13,6 +13,9 @@ are run instead: ``sql_check``, ``code_check``):
   messages"), the labels it names, in order, must be these.
 - ``commands``: for a shell or git command, alternatives, each a list of patterns that must all occur in the answer
   ("wc -l", or "grep -c ''", or awk's ``END { print NR }``). A command is judged by what it calls, not run.
+- ``forbidden``: patterns a right answer cannot hold: asked to rewrite a sentence so it is not passive, every
+  stored answer kept a passive ("The report was prepared without checking the numbers.") or talked about
+  rephrasing it ('Instead of "mistakes were made," ...').
 
 Known leniency: a label or an accepted form named in passing counts (the base model's '"Fixtures," as the
 requested department is Engineering, which handles facilities management services' passes as Facilities), as
@@ -63,6 +66,8 @@ def answer_right(prompt: str, answer: str) -> bool | None:
         return _labels_right(prompt, answer, key["labels"])
     if "commands" in key:
         return _commands_right(answer, key["commands"])
+    if "forbidden" in key:
+        return not any(re.search(p, answer or "", re.IGNORECASE) for p in key["forbidden"])
     return judge(tuple(key["accepted"]), answer or "", prompt) == "correct"
 
 
