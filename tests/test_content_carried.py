@@ -23,6 +23,8 @@ DATES = ('Extract every date in this text and write each in the format YYYY-MM-D
          'January 5, 2023, renewed on 3/15/2024, and ends on the 30th of June 2025."')
 CITIES = ('List the cities mentioned in this text and the country each is in:\n"After a week in Lisbon we took the '
           'train to Madrid, flew to Rome, and ended the trip in Vienna."')
+SIGNATURE = ('Extract the email addresses and phone numbers from this signature:\n"Best, Jordan Ellis | Sales Lead | '
+             'jordan.ellis@northpeak.example | +1 415 555 0192 | support: help@northpeak.example"')
 
 
 @pytest.mark.parametrize("answer", [
@@ -55,6 +57,8 @@ def test_an_extraction_answer_that_names_an_item_passes(prompt, answer):
     (MONEY, '"The venue costs $1,200, catering is $850, and we\'ll set aside $300 for decorations. This includes '
             'travel to the speakers\' event."'),  # the text read back with its last amount rewritten away
     (DATES, "2023-01-05, 2025-06-30"),
+    (SIGNATURE, "This is a sales lead email with customer support numbers and phone addresses."),  # names no item
+    (SIGNATURE, "- Email: jordan.ellis@northpeak.example\n- Phone: +1 415 555 0192"),  # the support address left out
 ])
 def test_an_extraction_of_every_amount_or_date_that_leaves_one_out_dropped_content(prompt, answer):
     assert "content_dropped" in quality_issues(prompt, answer)
@@ -70,6 +74,8 @@ def test_an_extraction_of_every_amount_or_date_that_leaves_one_out_dropped_conte
      'new support team of 12."', "The office opens earlier and a new support team starts."),
 ])
 def test_only_extraction_from_a_pasted_input_is_judged(prompt, answer):
+    assert not drops_content(SIGNATURE, "Emails: jordan.ellis@northpeak.example, help@northpeak.example. Phone: "
+                                        "+1 415 555 0192.")
     assert not drops_content(prompt, answer)
 
 

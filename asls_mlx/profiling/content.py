@@ -58,6 +58,9 @@ GIST = re.compile(r"\b(?:(?:key|main|central) (?:points?|ideas?|themes?|argument
                   r"lessons?|gist|summary|moral)\b", re.IGNORECASE)
 # "Pull out every amount of money", "Extract all the names and the dates": each of the input's numbers is asked for.
 EVERY = re.compile(r"\b(?:every|all|each)\b", re.IGNORECASE)
+# "Extract the email addresses and phone numbers": each of them is asked for, with or without "every".
+_EMAILS_ASKED = re.compile(r"\be-?mail(?: address(?:es)?|s)\b", re.IGNORECASE)
+_PHONES_ASKED = re.compile(r"\b(?:phone|telephone|mobile) numbers?\b", re.IGNORECASE)
 NUMBER_KIND = re.compile(r"\b(?:amounts?|money|prices?|costs?|numbers?|dates?|times?|figures?|quantit(?:y|ies)|"
                          r"deadlines?)\b", re.IGNORECASE)
 # The input starts after the instruction's colon or line break (five or more words), or is quoted.
@@ -65,7 +68,8 @@ _INPUT_AFTER = re.compile(r"(?:(?<!\d):|\n)\s*((?:\S+\s+){4,}\S[\s\S]*)$")  # no
 _QUOTED = re.compile(r"\"([^\"]{20,})\"?")
 # Items: e-mail addresses, numbers of two or more characters ("12", "1,200", "14:35", "3/15/2024"; a lone digit
 # is too common to say anything), and capitalised words that do not start a sentence (names, places, days).
-_ITEM = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\d[\d.,:/]*\d")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_ITEM = re.compile(EMAIL.pattern + r"|\d[\d.,:/]*\d")
 _NAME = re.compile(r"(?<=[a-z,;]\s)[A-Z][a-z]+")
 MIN_ITEMS = 2  # one item may be the only thing an honest answer gets wrong
 
@@ -118,7 +122,8 @@ def items(text: str) -> set[str]:
 
 
 def drops_content(prompt: str, answer: str) -> bool:
-    """An extraction prompt, or a request to shorten, whose input has at least MIN_ITEMS items, answered without any."""
+    """An extraction prompt, or a request to shorten, whose input has at least MIN_ITEMS items, answered without any;
+    or, asked for every number of a kind (amounts, phone numbers) or for the e-mail addresses, without one of them."""
     instruction, pasted = split_instruction(prompt or "")
     asked = (EXTRACTION.search(instruction) and not GIST.search(instruction)) or SHORTEN.search(instruction)
     if pasted is None or not asked:
@@ -130,7 +135,11 @@ def drops_content(prompt: str, answer: str) -> bool:
     said = items(answer) | {w.lower() for w in re.findall(r"[A-Za-z]+", answer)}
     if not wanted & said:
         return True
-    every_number = EVERY.search(instruction) and NUMBER_KIND.search(instruction) and not SHORTEN.search(instruction)
+    emails = {e.lower() for e in EMAIL.findall(pasted)}
+    if _EMAILS_ASKED.search(instruction) and emails - {e.lower() for e in EMAIL.findall(answer)}:
+        return True
+    every = EVERY.search(instruction) or _PHONES_ASKED.search(instruction)
+    every_number = every and NUMBER_KIND.search(instruction) and not SHORTEN.search(instruction)
     return bool(every_number and _numbers(pasted) - _numbers(answer))
 
 

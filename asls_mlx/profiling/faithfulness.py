@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import re
 
-from asls_mlx.profiling.content import (EXTRACTION, INLINE_MARKER, MONTH, NUMBER_WORDS, SHORTEN, SUMMARY, digits,
-                                       split_instruction)
+from asls_mlx.profiling.content import (EMAIL, EXTRACTION, INLINE_MARKER, MONTH, NUMBER_WORDS, SHORTEN, SUMMARY,
+                                       digits, split_instruction)
 from asls_mlx.profiling.features import CODE_BLOCK
 
 # "Rewrite this so it sounds polite", "Please fix the grammar and spelling", "Make this more formal".
@@ -38,7 +38,6 @@ REWRITE = re.compile(r"\b(?:rewrite|rephrase|paraphrase|reword|proofread|make (?
 _WEEKDAY = re.compile(r"\b(Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b")
 _DAY_AFTER = re.compile(r"\s+\d")  # "May 5" is a month, "May I ask" is not
 _DAY_BEFORE = re.compile(r"\d(?:st|nd|rd|th)?\s+$")  # "9 May" is one too
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # "Here's a revised version with only 27 words:" says something of the answer, not of the input.
 _COUNT_OF_TEXT = re.compile(r"\b\d+\s+(?:words?|sentences?|characters?|lines?)\b", re.IGNORECASE)
 # "a quarter to nine" is 8:45, "half past six" is 6:30.
@@ -56,7 +55,7 @@ def _facts(text: str, words_too: bool) -> set[str]:
     months = {m.group(1) for m in MONTH.finditer(text)
               if m.group(1) != "May" or _DAY_AFTER.match(text, m.end()) or _DAY_BEFORE.search(text, 0, m.start())}
     found = {f"day:{d}" for d in _WEEKDAY.findall(text)} | {f"month:{m}" for m in months}
-    found |= {f"email:{e.lower()}" for e in _EMAIL.findall(text)}
+    found |= {f"email:{e.lower()}" for e in EMAIL.findall(text)}
     numbers = digits(text)
     if words_too:
         numbers |= {NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in NUMBER_WORDS}
