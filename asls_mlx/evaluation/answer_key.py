@@ -17,11 +17,10 @@ are run instead: ``sql_check``, ``code_check``):
   stored answer kept a passive ("The report was prepared without checking the numbers.") or talked about
   rephrasing it ('Instead of "mistakes were made," ...').
 
-Known leniency: a label or an accepted form named in passing counts (the base model's '"Fixtures," as the
-requested department is Engineering, which handles facilities management services' passes as Facilities), as
-the correctness set's checker is lenient with long answers. An answer none of whose forms fits has the
-``wrong_answer`` issue. Like the code checks, this runs only in
-``asls eval``, on its own prompts; the product has no answer key.
+An answer that is not right has the ``wrong_answer`` issue. Known leniency: a label or an accepted form named in
+passing counts (the base model's '"Fixtures," as the requested department is Engineering, which handles facilities
+management services' passes as Facilities), as the correctness set's checker is lenient with long answers. Like
+the code checks, this runs only in ``asls eval``, on its own prompts; the product has no answer key.
 """
 
 from __future__ import annotations
