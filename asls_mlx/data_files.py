@@ -43,8 +43,8 @@ def code_tests() -> list[dict]:
 
 def sql_tests() -> list[dict]:
     """A small database and a reference query for each held-out prompt that asks for SQL: id (the prompt's),
-    setup, reference, and optionally alternatives (other accepted references), kind ("change": the query changes a table, read back by check), compare (the
-    reference's columns to match), ordered."""
+    setup, reference, and optionally alternatives (other accepted references), kind ("change": the query changes
+    a table, read back by check), compare (the reference's columns to match), ordered."""
     return _jsonl("sql_tests.jsonl")
 
 

@@ -26,9 +26,11 @@ CASES = [
     ("classify-07", "Surprise: the friends jumped out when the door opened.", "Fear: someone jumped out."),
     ("classify-10", "Facilities, because the heating belongs to the building, not IT.", "IT should handle it."),
     ("coding-07", "Use `wc -l file.txt`: it prints the number of lines.",
-     "Here's a simple Bash function that counts the number of lines in a file:\n```bash\ncount_lines < filename.txt\n```"),
+     "Here's a simple Bash function that counts the number of lines in a file:\n"
+     "```bash\ncount_lines < filename.txt\n```"),
     ("coding-22", "```bash\nfind /var/app/logs -name \"*.log\" -mtime +7 -delete\n```", "rm /var/app/logs/*.log"),
-    ("coding-40", "```bash\nfor f in *.jpg; do\n  mv \"$f\" \"$(echo \"$f\" | tr '[:upper:]' '[:lower:]')\"\ndone\n```",
+    ("coding-40",
+     "```bash\nfor f in *.jpg; do\n  mv \"$f\" \"$(echo \"$f\" | tr '[:upper:]' '[:lower:]')\"\ndone\n```",
      "```bash\nfor f in *.jpg; do echo $f; done\n```"),
     ("coding-58", "git checkout -b feature-login", "git branch feature-login"),
     ("coding-76", "awk '{print $1}' access.log | sort | uniq -c | sort -nr", "grep -c access.log"),

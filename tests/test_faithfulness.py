@@ -1,5 +1,5 @@
-"""A rewrite, shortening, summary or extraction of a pasted text states only the text's facts (``facts_changed``). A user's
-own edit is exempt: ``tests/test_profiling_mining.py``."""
+"""A rewrite, shortening, summary or extraction of a pasted text states only the text's facts (``facts_changed``).
+A user's own edit is exempt: ``tests/test_profiling_mining.py``."""
 
 import pytest
 
@@ -35,7 +35,8 @@ MEETING = ("Rewrite this so it sounds more polite:\n\"Meeting moved to Friday 10
     # extractions: the base model's own answer, then adapters'
     (SIGNATURE, 'The email address is "jordan.ellis@nope.com." The phone number is "+1 415 555 0192".',
      {"email:jordan.ellis@nope.com"}),
-    (AMOUNTS, "It includes the cost of the venue ($120), catering (850 dollars) and decorations ($300).", {"number:120"}),
+    (AMOUNTS, "It includes the cost of the venue ($120), catering (850 dollars) and decorations ($300).",
+     {"number:120"}),
     (AMOUNTS, "- Catering: 12% of the total cost ($850)\n- Venue: $1,200\n- Decorations: $300", {"number:12"}),
 ])
 def test_a_rework_that_states_a_fact_its_input_lacks_is_flagged(prompt, answer, facts):

@@ -146,9 +146,9 @@ def _outcome(test: dict, sql: str, reference: bool = False) -> list[tuple] | Non
 
 
 def answer_statements(answer: str) -> list[tuple[str, bool]]:
-    """The answer's SQL statements that start a line or inline code with SELECT, WITH or DELETE, each with whether the budget may
-    have cut it off (it runs to the end of an answer that may be cut, with no ``;``). A code fence line ends a
-    statement like a blank line does."""
+    """The answer's SQL statements that start a line or inline code with SELECT, WITH or DELETE, each with whether
+    the budget may have cut it off (it runs to the end of an answer that may be cut, with no ``;``). A code fence
+    line ends a statement like a blank line does."""
     text = _FENCE_LINE.sub("\n", answer or "").rstrip()
     return [(m.group(1).strip(), not m.group(2).strip() and m.end() >= len(text) and not ended(answer or ""))
             for m in _STATEMENT.finditer(text)]

@@ -71,7 +71,8 @@ def reworks_input(prompt: str) -> bool:
 
 def new_facts(prompt: str, answer: str) -> set[str]:
     """The weekdays, months, numbers and e-mail addresses ``answer`` states that ``prompt`` (instruction and input)
-    does not have, as "day:Thursday", "month:March", "number:15", "email:a@b.example"; empty when the prompt asks for no rework of a pasted text."""
+    does not have, as "day:Thursday", "month:March", "number:15", "email:a@b.example"; empty when the prompt asks
+    for no rework of a pasted text."""
     if not reworks_input(prompt):
         return set()
     return _facts(answer or "", words_too=False) - _facts(prompt, words_too=True)
