@@ -30,10 +30,9 @@ from functools import lru_cache
 
 from asls_mlx.correctness import judge
 from asls_mlx.data_files import answer_key, load_prompts
-from asls_mlx.profiling.labels import named_labels
+from asls_mlx.profiling.labels import labels_each_input, named_labels
 
 ANSWER_ISSUE = "wrong_answer"
-_EACH = re.compile(r"\b(?:each|every) of\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +45,7 @@ def keys_by_prompt() -> dict[str, dict]:
 def _labels_right(prompt: str, answer: str, right: list[str]) -> bool:
     named = named_labels(prompt, answer)
     right = [label if label.isupper() else label.lower() for label in right]
-    if _EACH.search(prompt):  # several inputs: their labels in order (no two neighbours alike in this key)
+    if labels_each_input(prompt):  # several inputs: their labels in order (no two neighbours alike in this key)
         return named == right
     return bool(named) and named[0] in right
 

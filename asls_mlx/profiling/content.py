@@ -121,6 +121,11 @@ def items(text: str) -> set[str]:
     return found | {n.lower() for n in _NAME.findall(text)}
 
 
+def emails(text: str) -> set[str]:
+    """The e-mail addresses in ``text``, lower-case."""
+    return {e.lower() for e in EMAIL.findall(text)}
+
+
 def drops_content(prompt: str, answer: str) -> bool:
     """An extraction prompt, or a request to shorten, whose input has at least MIN_ITEMS items, answered without any;
     or, asked for every number of a kind (amounts, phone numbers) or for the e-mail addresses, without one of them."""
@@ -135,8 +140,7 @@ def drops_content(prompt: str, answer: str) -> bool:
     said = items(answer) | {w.lower() for w in re.findall(r"[A-Za-z]+", answer)}
     if not wanted & said:
         return True
-    emails = {e.lower() for e in EMAIL.findall(pasted)}
-    if _EMAILS_ASKED.search(instruction) and emails - {e.lower() for e in EMAIL.findall(answer)}:
+    if _EMAILS_ASKED.search(instruction) and emails(pasted) - emails(answer):
         return True
     every = EVERY.search(instruction) or _PHONES_ASKED.search(instruction)
     every_number = every and NUMBER_KIND.search(instruction) and not SHORTEN.search(instruction)

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import re
 
-from asls_mlx.profiling.content import (EMAIL, EXTRACTION, INLINE_MARKER, MONTH, NUMBER_WORDS, SHORTEN, SUMMARY,
-                                       digits, split_instruction)
+from asls_mlx.profiling.content import (EXTRACTION, INLINE_MARKER, MONTH, NUMBER_WORDS, SHORTEN, SUMMARY, digits,
+                                       emails, split_instruction)
 from asls_mlx.profiling.features import CODE_BLOCK
 
 # "Rewrite this so it sounds polite", "Please fix the grammar and spelling", "Make this more formal".
@@ -55,7 +55,7 @@ def _facts(text: str, words_too: bool) -> set[str]:
     months = {m.group(1) for m in MONTH.finditer(text)
               if m.group(1) != "May" or _DAY_AFTER.match(text, m.end()) or _DAY_BEFORE.search(text, 0, m.start())}
     found = {f"day:{d}" for d in _WEEKDAY.findall(text)} | {f"month:{m}" for m in months}
-    found |= {f"email:{e.lower()}" for e in EMAIL.findall(text)}
+    found |= {f"email:{e}" for e in emails(text)}
     numbers = digits(text)
     if words_too:
         numbers |= {NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in NUMBER_WORDS}

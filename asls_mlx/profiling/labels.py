@@ -75,7 +75,13 @@ def picks_no_label(prompt: str, answer: str) -> bool:
     if not any(_names(deciding, label) for label in labels):
         return True
     echoed = _longest_run(answer, labels) >= max(MIN_ECHOED, len(labels) - 1)
-    return echoed and not _EACH.search(_instruction(prompt))
+    return echoed and not labels_each_input(prompt)
+
+
+def labels_each_input(prompt: str) -> bool:
+    """Whether the prompt asks to label each of several inputs ("Label each of these messages"), so that every
+    label may rightly appear, in the inputs' order."""
+    return bool(_EACH.search(_instruction(prompt)))
 
 
 def _without_alternatives(answer: str, labels: list[str]) -> str:
@@ -102,10 +108,10 @@ def named_labels(prompt: str, answer: str) -> list[str]:
     if not labels:
         return []
     deciding = _without_alternatives(answer or "", labels)
-    named = []
+    longest_first = sorted(labels, key=len, reverse=True)  # "not spam" before "spam", as _any_label matches
+    named: list[str] = []
     for m in re.finditer(_any_label(labels), deciding):
-        label = next(label for label in sorted(labels, key=len, reverse=True) if _names(m.group(0), label))
+        label = next(label for label in longest_first if _names(m.group(0), label))
         if not named or named[-1] != label:
             named.append(label)
     return named
-
