@@ -79,9 +79,10 @@ def answer_check(prompts: list[str], checks: GateChecks, swap_to_old: Callable[[
     _judge_relevance_once(checks, prompts, after, before, [base[q] for q in prompts] if chain else before)
     notes: list[str] = []
     failures = _net_worse(prompts, before, after, checks, notes, "the old adapter")
-    if _collapses(after, before, checks):
+    if template := _collapses(after, before, checks):
         failures += 1
-        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the old one's")
+        notes.append(f"template collapse: the new adapter's {len(after)} answers open {template} far more often than "
+                     f"the old one's")
     if chain:
         failures += _below_base(prompts, [base[q] for q in prompts], after, checks, notes)
     failures += _probe_failures(probes, [base[q] for q in probes], [new[q] for q in probes], checks, notes)
@@ -128,8 +129,9 @@ def _below_base(prompts: list[str], base: list[str], after: list[str], checks: G
         notes.append(f"worse than the base model: {below} more of {len(prompts)} answers fail than the base "
                      f"model's to the same prompts" + "".join(f"; {n}" for n in base_notes[:1]))
         return 1
-    if _collapses(after, base, checks):
-        notes.append(f"template collapse: the new adapter's {len(after)} answers open alike far more often than the base model's")
+    if template := _collapses(after, base, checks):
+        notes.append(f"template collapse: the new adapter's {len(after)} answers open {template} far more often than "
+                     f"the base model's")
         return 1
     return 0
 
@@ -153,9 +155,9 @@ def _probe_failures(probes: list[str], base: list[str], after: list[str], checks
                      f"than by the base model; {found[0]}")
         notes.extend(found[1:])  # the run's metrics keep every lost probe: a wrong check shows among them
         return 1
-    if _collapses(after, base, checks):
-        notes.append(f"template collapse: the new adapter's answers to the {len(probes)} probe questions open alike "
-                     f"far more often than the base model's")
+    if template := _collapses(after, base, checks):
+        notes.append(f"template collapse: the new adapter's answers to the {len(probes)} probe questions open "
+                     f"{template} far more often than the base model's")
         return 1
     return 0
 
@@ -176,10 +178,14 @@ def remembered_pmi(relevance: RelevanceFn | None, known: dict | None = None) -> 
     return pmi
 
 
-def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> bool:
-    """Whether ``after`` opens with one template far more often than ``reference`` (judged on MIN_TEMPLATE_PROMPTS
-    answers or more)."""
-    return bool(checks.template_collapse) and len(after) >= MIN_TEMPLATE_PROMPTS and checks.template_collapse(after, reference)
+def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> str:
+    """How ``after`` opens, quoted ('"the answer is"'), when it opens with one template far more often than
+    ``reference`` (judged on MIN_TEMPLATE_PROMPTS answers or more); else "". The reason names the opening: a user
+    who asked for one ("In short: ...") can see whether the gate took it for a template."""
+    if not checks.template_collapse or len(after) < MIN_TEMPLATE_PROMPTS:
+        return ""
+    template = checks.template_collapse(after, reference)
+    return f'"{template}"' if isinstance(template, str) else "alike" if template else ""
 
 
 class _NotKept(Exception):

@@ -22,7 +22,8 @@ AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with th
 ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
 QualityFn = Callable[[str, str], list]  # (prompt, answer) -> what is wrong with the answer (empty: nothing)
 RelevanceFn = Callable[[list[str], list[str]], list[float]]  # (prompts, answers) -> each answer's PMI per token
-CollapseFn = Callable[[list[str], list[str]], bool]  # (new answers, old answers) -> do the new ones collapse to a template?
+# (new answers, old answers) -> the template the new ones collapse to (a truthy opening, or True), or None / False
+CollapseFn = Callable[[list[str], list[str]], object]
 # Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
 # that is every answer, which three similar questions ("capital of ...?") give honestly.
 MIN_TEMPLATE_PROMPTS = 4
@@ -49,8 +50,8 @@ class GateChecks:
 
     ``answers_before``: the old adapter's greedy answers to (some of) the gate's prompts, if the caller
     already has them (decoded alongside the self-labelled samples); the rest are generated.
-    ``template_collapse``: whether the new adapter's answers open with one template far more often than
-    the old one's (each answer alone may pass the quality guard; together they show a learnt template).
+    ``template_collapse``: the opening the new adapter's answers share far more often than the old one's (each
+    answer alone may pass the quality guard; together they show a learnt template); the gate's reason quotes it.
     ``relevance``: the base model's PMI of each answer with its prompt (``adaptation.relevance.answer_pmi``):
     whether an answer is about its prompt, whatever its length or form.
     ``probes``: fixed questions beyond the user's (question -> whether an answer to it is right), answered by the

@@ -15,7 +15,6 @@ the profile text echoed) scores 0 satisfaction and costs a full rewrite (edit co
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 from asls_mlx.evaluation.answer_key import ANSWER_ISSUE, wrong_answer
@@ -24,7 +23,7 @@ from asls_mlx.evaluation.sql_check import wrong_sql
 from asls_mlx.profiling.features import word_count
 from asls_mlx.profiling.quality import quality_issues
 
-from asls_mlx.profiling.quality import TEMPLATE_MIN_COUNT, opening, template_share
+from asls_mlx.profiling.quality import collapsed_opening, opening, template_share
 
 LEAK_ISSUE = "profile_leak"
 IRRELEVANT_ISSUE = "irrelevant"  # the base model's PMI says the answer is not about its prompt
@@ -81,16 +80,12 @@ def answers_template_share(answers: list[str]) -> float:
 
 
 def template_opening(answers: list[str], base_share: float | None, margin: float = TEMPLATE_MARGIN) -> str | None:
-    """The opening these answers collapsed to: the most common one, when its share exceeds ``base_share`` (the
-    base model's on the same prompts) by more than ``margin`` and at least TEMPLATE_MIN_COUNT answers share it;
-    else None. Every answer with it then counts as a failure (a learnt template, not an answer)."""
+    """The opening these answers collapsed to (``quality.collapsed_opening``), when the base model's share on the
+    same prompts is known; else None. Every answer with it then counts as a failure (a learnt template, not an
+    answer)."""
     if base_share is None or base_share != base_share:
         return None
-    counts = Counter(o for o in (opening(a) for a in answers) if o)
-    if not counts:
-        return None
-    top, n = counts.most_common(1)[0]
-    return top if n >= TEMPLATE_MIN_COUNT and n / len(answers) - base_share > margin + 1e-9 else None
+    return collapsed_opening(answers, base_share, margin)
 
 
 def turn_edit_cost(persona, prompt: str, answer: str, session: int | None = None) -> float:
@@ -156,7 +151,7 @@ def score_heldout(persona, prompts: list[str], answers: list[str], session: int 
     for i, (p, a) in enumerate(rows):
         if irrelevant is not None and irrelevant[i]:
             found[i] = found[i] + [IRRELEVANT_ISSUE]
-        if template is not None and opening(a) == template:
+        if template is not None and " ".join(opening(a)) == template:
             found[i] = found[i] + [TEMPLATE_ISSUE]
         if wrong_code(p, a) or wrong_sql(p, a):
             found[i] = found[i] + [CODE_ISSUE]
