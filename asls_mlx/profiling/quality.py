@@ -342,8 +342,7 @@ def template_share(answers: list[str], n_words: int = TEMPLATE_WORDS) -> float:
 
 def template_collapse(adapted: list[str], base: list[str], margin: float = 0.10,
                       n_words: int = TEMPLATE_WORDS) -> str | None:
-    """The opening ``adapted`` answers collapsed to ("the answer is"), when they open alike far more often than
-    ``base`` answers to the same prompts; else None. See ``collapsed_opening``."""
+    """The opening ``adapted`` answers collapsed to against ``base`` answers (``collapsed_opening``), or None."""
     return collapsed_opening(adapted, template_share(base, n_words), margin, n_words)
 
 
@@ -352,10 +351,7 @@ def collapsed_opening(answers: list[str], base_share: float, margin: float = 0.1
     """The most common opening of ``answers`` (its words joined by spaces), when its share exceeds ``base_share``
     (the base model's, or the old adapter's, on the same prompts) by more than ``margin`` and at least
     TEMPLATE_MIN_COUNT answers share it (two alike in a handful is chance); else None."""
-    counts = Counter(o for o in (opening(a, n_words) for a in answers) if o)
-    if not counts:
-        return None
-    top, n = counts.most_common(1)[0]
+    top, n = (Counter(o for o in (opening(a, n_words) for a in answers) if o).most_common(1) or [((), 0)])[0]
     return " ".join(top) if n >= TEMPLATE_MIN_COUNT and n / len(answers) - base_share > margin + 1e-9 else None
 
 
