@@ -154,6 +154,13 @@ def answer_statements(answer: str) -> list[tuple[str, bool]]:
             for m in _STATEMENT.finditer(text)]
 
 
+@lru_cache(maxsize=None)
+def _wanted(prompt: str) -> tuple:
+    """What the reference query and its alternatives give, once per test (the data does not change in a run)."""
+    test = sql_tests_by_prompt()[prompt]
+    return tuple(_outcome(test, sql, reference=True) for sql in [test["reference"], *test.get("alternatives", ())])
+
+
 @lru_cache(maxsize=4096)
 def sql_passes(prompt: str, answer: str) -> bool | None:
     """True: a statement of the answer gives the reference's result; False: none does (or a finished answer or code
@@ -162,7 +169,7 @@ def sql_passes(prompt: str, answer: str) -> bool | None:
     test = sql_tests_by_prompt().get(prompt)
     if test is None:
         return None
-    wants = [_outcome(test, sql, reference=True) for sql in [test["reference"], *test.get("alternatives", ())]]
+    wants = _wanted(prompt)
     kinds = _KINDS[test.get("kind", "query")]
     found = [(sql, cut) for sql, cut in answer_statements(answer) if sql.split(None, 1)[0].lower() in kinds]
     ordered = bool(test.get("ordered"))
