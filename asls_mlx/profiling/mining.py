@@ -1,7 +1,9 @@
 """Contrastive pair mining: the user's behaviour in a session -> weighted (prompt, chosen, rejected).
 
 Sources and weights (how sure we are that chosen really is preferred):
-- edit 1.0: the user's edited text > the original answer;
+- edit 1.0: the user's edited text > the original answer, as shown: with the end a token budget cut off (paired
+  against its finished head instead, a closing question the user added was learnt far less often, since the
+  lesson includes ending sooner; docs/learning.md);
 - thumbs 0.9: a thumbed-up answer > a thumbed-down one to the same prompt; a lone thumbs-down pairs
   with ``rewrite(answer)`` if a rewriter is given (0.5), else stays unpaired (label -1, 0.5); a lone
   thumbs-up is unpaired (label +1, 0.5) — for a KTO-style loss;
