@@ -3,7 +3,7 @@
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_repetition_penalty, make_sampler as mlx_lm_sampler
+from mlx_lm.sample_utils import apply_top_k, apply_top_p, make_repetition_penalty
 
 from asls_mlx.engine.samplers import (
     RepetitionPenalty, ScaleLogits, host_top_k, make_sampler, nucleus_top_k, top_k_candidates,

@@ -10,14 +10,13 @@ import hmac
 import json
 import queue
 import socket
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from asls_mlx import ConversationAssistant
 from asls_mlx.serve.protocol import (
-    MAX_BODY_BYTES, RequestError, bad, chunk, completion, error_body, openai_finish_reason, parse_chat, usage,
+    MAX_BODY_BYTES, RequestError, bad, chunk, completion, openai_finish_reason, parse_chat, usage,
 )
 from asls_mlx.serve.worker import Job, ModelWorker
 
