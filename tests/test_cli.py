@@ -142,6 +142,7 @@ def test_chat_commands_through_the_public_api(tiny_model_dir, monkeypatch):
             with pytest.raises(ASLSError, match="no answer to give feedback on yet"):
                 session.command(command)
         session.answer(a.stream("What is the capital of France?"))
+        assert "cut off at 6 tokens" in out.getvalue()  # the tiny model ends no answer in 6 tokens
         session.command("/edit Paris is the capital of France.")
         assert a.last_answer() == "Paris is the capital of France."
         session.command("/regen")

@@ -83,6 +83,8 @@ class ChatSession:
             footer += f" · {last.generation_tps:.1f} tok/s"
             if last.truncated:
                 footer += " · early turns left out to fit the context window"
+            if last.finish_reason == "length":  # else a reply that stops mid-sentence looks like the whole answer
+                footer += f" · cut off at {self.a.config.max_tokens} tokens (asls chat --max-tokens N)"
         ui.end_answer(footer)
 
     def _mined(self, session_id: int | None) -> str:
