@@ -185,7 +185,7 @@ def _collapses(after: list[str], reference: list[str], checks: GateChecks) -> st
     if not checks.template_collapse or len(after) < MIN_TEMPLATE_PROMPTS:
         return ""
     template = checks.template_collapse(after, reference)
-    return f'"{template}"' if isinstance(template, str) else "alike" if template else ""
+    return f'"{template}"' if template else ""
 
 
 class _NotKept(Exception):

@@ -22,8 +22,8 @@ AnswerFn = Callable[[list[str]], list[str]]  # greedy answers to prompts with th
 ScoreFn = Callable[[str, str], float]  # (prompt, answer) -> how well it fits the user's profile, 0..1
 QualityFn = Callable[[str, str], list]  # (prompt, answer) -> what is wrong with the answer (empty: nothing)
 RelevanceFn = Callable[[list[str], list[str]], list[float]]  # (prompts, answers) -> each answer's PMI per token
-# (new answers, old answers) -> the template the new ones collapse to (a truthy opening, or True), or None / False
-CollapseFn = Callable[[list[str], list[str]], object]
+# (new answers, old answers) -> the opening the new ones collapse to ("the answer is"), or None
+CollapseFn = Callable[[list[str], list[str]], str | None]
 # Template collapse is judged on 4 answers or more: profiling's rule wants 3 answers alike, and on 3 prompts
 # that is every answer, which three similar questions ("capital of ...?") give honestly.
 MIN_TEMPLATE_PROMPTS = 4
