@@ -33,6 +33,10 @@ GOLDFISH = ('Give me a one-sentence summary of this paragraph:\n"Many people thi
                "your key details?"),
     ("Write a Python function to check if a number is prime.",
      "Here's a simple and efficient way to check if a number is prime in Python:"),
+    ("How many millilitres are in 2 litres?",  # the follow-up user's adapter, on the correctness set
+     "To convert a volume to liters, you need to divide the volume by the density of water.\n\nWould you like me to "
+     "calculate it for you?"),
+    ("What is 64 divided by 4?", "We can divide both numbers by their greatest common factor.\n\nShall I work it out?"),
 ])
 def test_an_answer_that_offers_or_announces_the_task_deferred_it(prompt, answer):
     assert "deferred" in quality_issues(prompt, answer)
@@ -51,6 +55,12 @@ def test_an_answer_that_offers_or_announces_the_task_deferred_it(prompt, answer)
     ("Write three interview questions for a barista.", "Here are three:\n1. Why coffee?\n2. Why here?\n3. Why now?"),
     ("How can I improve my sleep?", "Go to bed at the same time each night and keep screens out of the bedroom.\n\n"
                                     "Would you like me to suggest an evening routine?"),
+    ("How many grams are in 2 kilograms?",  # the result is there: the odd offer after it defers nothing
+     "One kilogram is 1000 grams. So, 2 kg * 1000 g = 2000 g.\n\nWould you like me to calculate it for you?"),
+    ("How many centimetres are in 3 metres?", "There are 300 centimetres in 3 metres.\n\nWould you like me to "
+                                              "convert other lengths too?"),
+    ("Explain how a budget works.", "A budget plans what you earn against what you spend.\n\nWould you like me to "
+                                    "calculate one for you?"),  # asked for no number
 ])
 def test_an_answer_that_does_the_task_and_offers_more_is_not_deferred(prompt, answer):
     assert not defers_task(prompt, answer)

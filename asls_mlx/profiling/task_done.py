@@ -10,6 +10,11 @@ evals and caught by no other check:
   like to know more?" proposes nothing it should have done). It defers the task when at least half of its content
   words are the instruction's — the pasted input's words do not count ("Would you like me to add the title?" can
   follow a citation) — and it asks for nothing beyond the task ("more", "longer", "another", ...).
+- also ``deferred``: asked for a number ("How many millilitres are in 2 litres?", "What is 6 times 9?"), the answer
+  closes with an offer to work it out: "... divide the volume by the density of water. Would you like me to
+  calculate it for you?" (the follow-up user's adapters, on the correctness set's conversions and sums; no base
+  model answer in the stored evals closes so). One that shows a result ("2 kg * 1000 g = 2000 g.") did the work,
+  however oddly it then offers it.
 - also ``deferred``: the answer announces what never comes: "Here's a one-sentence summary of the paragraph:"
   followed by nothing, or by nothing but questions — an answer of lead-ins and questions alone. (An answer long
   enough to have been cut off by the token budget right after its colon is not judged; prose moved after the code
@@ -42,6 +47,12 @@ OFFER = re.compile(r"^\W*(?:so,? )?(?:would you like me to|do you want me to|(?:
 BEYOND = re.compile(r"\b(?:more|longer|further|another|other|additional|else|deeper|expand|elaborate|extra|also|"
                     r"any (?:part|line|point|step|section)|clarify|tweak|adjust|change|modify|tailor|example|"
                     r"examples|next|again|different|alternative)\b", re.I)
+# A question whose answer is a number, and an offer to produce one.
+ASKS_FOR_NUMBER = re.compile(r"\bhow (?:many|much|long|far|old)\b|\b(?:calculate|compute|convert)\b|"
+                             r"\d\s*(?:[-+*/×÷]|times\b|plus\b|minus\b|divided\b|multiplied\b|percent\b|%)", re.I)
+WORK_OUT = re.compile(r"(?:calculat|comput|conver|solv)\w*|(?:work|figure) (?:it |this |that )?out\b|"
+                      r"do the (?:math|maths|calculation|conversion|sum)\b", re.I)  # the action offered, first
+SHOWS_RESULT = re.compile(r"=\s*\$?-?\d")
 # Verbs of offering and their fillers carry nothing of what is offered.
 _OFFER_WORDS = frozenset("provide give write create make help share show draft prepare put offer send "
                          "generate produce come up with you your some few".split())
@@ -74,6 +85,8 @@ def offers_the_task(prompt: str, answer: str) -> bool:
     m = OFFER.match(units[-1]) if units else None
     if not m or BEYOND.search(m.group(1)):
         return False
+    if ASKS_FOR_NUMBER.search(instruction) and WORK_OUT.match(m.group(1)):
+        return not SHOWS_RESULT.search(answer)
     offered = _content(m.group(1)) - _OFFER_WORDS
     return bool(offered) and len(offered & _content(instruction)) * 2 >= len(offered)
 
