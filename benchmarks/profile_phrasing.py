@@ -1,6 +1,7 @@
-"""How the short-answers profile should be phrased in the system prompt: fit, helpfulness and correctness.
+"""How a profile line should be phrased in the system prompt: fit, helpfulness and correctness.
 
-    python benchmarks/profile_phrasing.py [--max-tokens 96] [--words 25]
+    python benchmarks/profile_phrasing.py [--max-tokens 96] [--words 25]   # the short-answers line (concise user)
+    python benchmarks/profile_phrasing.py --persona formal                 # the formal-tone line (formal user)
 
 The profile enters every answer as a line of the system prompt. On a 135M model the wording decides whether the
 answers get shorter, and whether they still do the task: an earlier rendering that described "the user" was echoed
@@ -35,12 +36,22 @@ from asls_mlx.profiling.features import word_count  # noqa: E402
 from asls_mlx.profiling.profile import PHRASES  # noqa: E402
 from asls_mlx.profiling.quality import quality_issues  # noqa: E402
 
+# persona -> (the profile feature whose line the product renders, the alternatives measured against it)
 ALTERNATIVES = {
-    "no profile text": "",
-    "task first": "Keep answers short (about {n} words), but always do the whole task.",
-    "be brief": "Be brief.",
-    "at most": "Answer in at most {n} words.",
-    "a few sentences": "Answer directly in a few sentences.",
+    "concise": (("length", "short"), {
+        "no profile text": "",
+        "task first": "Keep answers short (about {n} words), but always do the whole task.",
+        "be brief": "Be brief.",
+        "at most": "Answer in at most {n} words.",
+        "a few sentences": "Answer directly in a few sentences.",
+    }),
+    "formal": (("formality", "formal"), {
+        "no profile text": "",
+        "no contractions": "Write without contractions, slang or exclamation marks.",
+        "formal English": "Answer in formal English.",
+        "task first": "Answer the question fully, in a formal tone.",
+        "professional": "Write in a professional register.",
+    }),
 }
 
 
@@ -52,14 +63,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--words", type=int, default=25, help="the length the profile states (a concise user: ~25)")
+    ap.add_argument("--persona", choices=sorted(ALTERNATIVES), default="concise")
     a = ap.parse_args()
     base = AssistantConfig().system_prompt
-    phrasings = {"rendered (product)": PHRASES[("length", "short")], **ALTERNATIVES}
+    feature, alternatives = ALTERNATIVES[a.persona]
+    phrasings = {"rendered (product)": PHRASES[feature], **alternatives}
     model, tokenizer, model_id = load_model(str(resolve_model(None, progress=lambda m: None)))
     engine = ChatEngine(model, tokenizer, model_id)
     prompts = [r["prompt"] for r in load_prompts() if r["split"] == "heldout"]
     items = load_correctness_set()
-    concise = get_persona("concise")
+    persona = get_persona(a.persona)
     scores, rows, seconds = {}, [], {}
     for name, line in phrasings.items():
         system = base + ("\n" + line.format(n=a.words) if line else "")
@@ -68,7 +81,7 @@ def main() -> None:
         checked = greedy_answers(engine, [it.question for it in items], system, max_tokens=64)
         seconds[name] = round(time.perf_counter() - t0, 1)
         scores[name] = {
-            "satisfaction": [concise.satisfies(p, x) for p, x in zip(prompts, answers)],
+            "satisfaction": [persona.satisfies(p, x) for p, x in zip(prompts, answers)],
             "quality pass": [float(not quality_issues(p, x)) for p, x in zip(prompts, answers)],
             "correct": [float(is_correct(it, x, it.question)) for it, x in zip(items, checked)],
             "words": [float(word_count(x)) for x in answers],
@@ -78,8 +91,9 @@ def main() -> None:
         for metric, values in s.items():
             note = "" if s is product or metric == "words" else _ci(paired_delta_ci(values, product[metric]))
             rows.append((f"{name}: {metric}", round(sum(values) / len(values), 3), note))
-    report("profile_phrasing", rows, {"prompts": len(prompts), "questions": len(items), "max_tokens": a.max_tokens,
-                                      "words": a.words, "phrasings": phrasings, "seconds": seconds})
+    name = "profile_phrasing" if a.persona == "concise" else f"profile_phrasing_{a.persona}"
+    report(name, rows, {"persona": a.persona, "prompts": len(prompts), "questions": len(items),
+                        "max_tokens": a.max_tokens, "words": a.words, "phrasings": phrasings, "seconds": seconds})
 
 
 if __name__ == "__main__":
